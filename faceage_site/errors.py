@@ -1,0 +1,35 @@
+"""Error pages: JSON in the error shape under /api/, HTML elsewhere."""
+
+from django.shortcuts import render
+
+from predictor.api.errors import json_error
+
+_MESSAGES = {
+    400: ("bad_request", "The request could not be understood."),
+    403: ("forbidden", "You do not have permission to do that."),
+    404: ("not_found", "Not found."),
+    500: ("server_error", "Something went wrong on our side. Please try again."),
+}
+
+
+def _respond(request, status: int):
+    code, message = _MESSAGES[status]
+    if request.path.startswith("/api/"):
+        return json_error(code, message, status)
+    return render(request, "error.html", {"status": status, "message": message}, status=status)
+
+
+def bad_request(request, exception=None):
+    return _respond(request, 400)
+
+
+def permission_denied(request, exception=None):
+    return _respond(request, 403)
+
+
+def not_found(request, exception=None):
+    return _respond(request, 404)
+
+
+def server_error(request):
+    return _respond(request, 500)

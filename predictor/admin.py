@@ -1,0 +1,59 @@
+from django.contrib import admin, messages
+
+from predictor.models import Face, ModelVersion, Prediction
+
+
+class FaceInline(admin.TabularInline):
+    model = Face
+    extra = 0
+    readonly_fields = ["index", "left", "top", "right", "bottom", "age", "age_std", "detector"]
+    can_delete = False
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = ["id", "status", "owner", "created_at", "finished_at", "model_version", "attempts"]
+    list_filter = ["status", "model_version"]
+    search_fields = ["id", "owner__username", "original_name"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "id", "owner", "anonymous_owner", "image", "thumbnail", "width", "height",
+        "original_name", "model_version", "attempts", "claimed_by", "created_at",
+        "enqueued_at", "started_at", "finished_at",
+    ]
+    inlines = [FaceInline]
+    actions = ["requeue"]
+
+    @admin.action(description="Queue the selected predictions again")
+    def requeue(self, request, queryset):
+        from predictor.uploads import enqueue_prediction
+
+        count = 0
+        for prediction in queryset:
+            Prediction.objects.filter(pk=prediction.pk).update(
+                status=Prediction.Status.QUEUED, error="", attempts=0, claimed_by=""
+            )
+            count += enqueue_prediction(prediction.pk)
+        self.message_user(request, f"{count} prediction(s) queued again.", messages.SUCCESS)
+
+
+@admin.register(Face)
+class FaceAdmin(admin.ModelAdmin):
+    list_display = ["prediction", "index", "age", "age_std", "detector"]
+    list_select_related = ["prediction"]
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "framework", "is_active", "created_at", "activated_at"]
+    readonly_fields = ["is_active", "activated_at", "created_at"]
+    actions = ["activate"]
+
+    @admin.action(description="Make the selected version active (serves new predictions)")
+    def activate(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version.", messages.ERROR)
+            return
+        version = queryset.get()
+        version.activate()
+        self.message_user(request, f"{version.name} is now active.", messages.SUCCESS)

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from predictor.models import Face, ModelVersion, Prediction
+
+
+class FaceSerializer(serializers.ModelSerializer):
+    box = serializers.ListField(
+        child=serializers.IntegerField(),
+        min_length=4,
+        max_length=4,
+        help_text="[left, top, right, bottom] in pixels of the uploaded (upright) image",
+    )
+    age = serializers.FloatField(help_text="Estimated age in years (expected value)")
+    age_std = serializers.FloatField(help_text="Spread of the estimate in years (std. deviation)")
+
+    class Meta:
+        model = Face
+        fields = ["box", "age", "age_std"]
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    model_version = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    faces = FaceSerializer(many=True, read_only=True)
+    url = serializers.SerializerMethodField()
+    image_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id",
+            "status",
+            "url",
+            "image_url",
+            "width",
+            "height",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "model_version",
+            "error",
+            "faces",
+        ]
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_url(self, obj: Prediction) -> str:
+        return self._absolute(reverse("api:prediction-detail", args=[obj.pk]))
+
+    def get_image_url(self, obj: Prediction) -> str:
+        return self._absolute(reverse("predictor:image", args=[obj.pk]))
+
+
+class PredictionCreatedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    url = serializers.URLField()
+
+
+class PredictionUploadSerializer(serializers.Serializer):
+    image = serializers.FileField(
+        help_text="A JPEG, PNG or WebP photo (at most FACEAGE_MAX_UPLOAD_BYTES)",
+        allow_empty_file=True,  # we answer empty files with our own clearer message
+    )
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["name", "framework", "created_at", "metrics", "is_active"]
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    field = serializers.CharField(allow_null=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()

@@ -1,0 +1,78 @@
+"""REST API under /api/v1/."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from predictor.api.errors import UnusableImage
+from predictor.api.serializers import (
+    ErrorSerializer,
+    ModelVersionSerializer,
+    PredictionCreatedSerializer,
+    PredictionSerializer,
+    PredictionUploadSerializer,
+)
+from predictor.models import ModelVersion, Prediction
+from predictor.uploads import create_prediction
+from predictor.vision.image_loading import ImageRejected
+
+# Codes for which the request itself is too big rather than merely unusable.
+_TOO_LARGE = {"file_too_large": 413, "too_many_pixels": 413}
+
+_errors = {
+    400: OpenApiResponse(ErrorSerializer, description="Missing or unusable image"),
+    404: OpenApiResponse(ErrorSerializer, description="Not found (or not yours)"),
+    413: OpenApiResponse(ErrorSerializer, description="File or image too large"),
+}
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your predictions, newest first"),
+    retrieve=extend_schema(summary="One prediction", responses={200: PredictionSerializer, 404: _errors[404]}),
+    destroy=extend_schema(summary="Delete a prediction and its photo", responses={204: None, 404: _errors[404]}),
+)
+class PredictionViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = PredictionSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_queryset(self):
+        # Someone else's id is a 404, not a 403: ids of others are not confirmed.
+        return Prediction.objects.owned_by(self.request).prefetch_related("faces").select_related(
+            "model_version"
+        )
+
+    @extend_schema(
+        summary="Upload a photo; its faces are estimated in the background",
+        request=PredictionUploadSerializer,
+        responses={202: PredictionCreatedSerializer, 400: _errors[400], 413: _errors[413]},
+    )
+    def create(self, request, *args, **kwargs):
+        upload = PredictionUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        try:
+            prediction = create_prediction(request, upload.validated_data["image"])
+        except ImageRejected as rejected:
+            raise UnusableImage(
+                rejected.code, rejected.message, http_status=_TOO_LARGE.get(rejected.code, 400)
+            ) from rejected
+        location = request.build_absolute_uri(reverse("api:prediction-detail", args=[prediction.pk]))
+        body = {"id": str(prediction.pk), "status": prediction.status, "url": location}
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+    def perform_destroy(self, instance: Prediction) -> None:
+        instance.delete_with_files()
+
+
+@extend_schema_view(list=extend_schema(summary="Model versions; one is active"))
+class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = ModelVersionSerializer
+    queryset = ModelVersion.objects.all()

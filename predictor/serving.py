@@ -1,0 +1,55 @@
+"""The worker's loaded model: built once per process, swapped when the active version changes.
+
+Only Celery workers and management commands import this module (it pulls in
+TensorFlow and dlib). The web process never does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from django.core.files.storage import default_storage
+
+from predictor.models import ModelVersion
+from predictor.vision.age_network import AgeNetwork
+from predictor.vision.estimator import AgeEstimator
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_loaded: dict[str, object] = {"version_id": None, "estimator": None}
+
+
+def load_network(version: ModelVersion) -> AgeNetwork:
+    if version.is_bundled:
+        return AgeNetwork.bundled()
+    # Read through the storage API so a worker on another host (S3, NFS) works;
+    # a local filesystem storage gives us the path directly.
+    try:
+        return AgeNetwork.from_keras_file(Path(default_storage.path(version.artifact)))
+    except NotImplementedError:
+        import tempfile
+
+        with default_storage.open(version.artifact, "rb") as source:
+            with tempfile.NamedTemporaryFile(suffix=".keras", delete=False) as target:
+                target.write(source.read())
+        return AgeNetwork.from_keras_file(Path(target.name))
+
+
+def estimator_for(version: ModelVersion) -> AgeEstimator:
+    """The estimator for ``version``, loading its network only when it changed."""
+    with _lock:
+        current = _loaded["estimator"]
+        if _loaded["version_id"] == version.pk and current is not None:
+            return current  # type: ignore[return-value]
+        logger.info("loading model version %s (%s)", version.pk, version.name)
+        network = load_network(version)
+        estimator = (
+            current.with_network(network)  # type: ignore[union-attr]
+            if current is not None
+            else AgeEstimator(network)
+        )
+        _loaded.update(version_id=version.pk, estimator=estimator)
+        return estimator

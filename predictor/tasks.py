@@ -1,0 +1,227 @@
+"""Celery tasks for the `inference` queue.
+
+The database row is the source of truth and the broker only a doorbell: a task
+claims its row atomically, so a redelivered or duplicated message does
+nothing, and the sweeper finds rows whose message or worker was lost.
+TensorFlow is imported lazily, inside the worker, never by the web process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import timedelta
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+from django.conf import settings
+from django.db import close_old_connections, connections, transaction
+from django.utils import timezone
+
+from predictor.models import Face, ModelVersion, Prediction
+
+logger = logging.getLogger(__name__)
+
+Status = Prediction.Status
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_is_gone(claimed_by: str) -> bool:
+    """True when the claiming worker process ran on this host and no longer exists
+    (or is this very process, which only runs one task at a time)."""
+    host, _, pid_text = claimed_by.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def claim_is_abandoned(prediction: Prediction, now=None) -> bool:
+    now = now or timezone.now()
+    deadline = prediction.claim_deadline()
+    if deadline is not None and now > deadline:
+        return True
+    return bool(prediction.claimed_by) and _process_is_gone(prediction.claimed_by)
+
+
+def fail(prediction_id, reason: str, only_if_claimed_by: str | None = None) -> bool:
+    """Move a prediction to `failed` with a reason a person can read."""
+    rows = Prediction.objects.filter(pk=prediction_id).exclude(status__in=Prediction.TERMINAL)
+    if only_if_claimed_by is not None:
+        rows = rows.filter(claimed_by=only_if_claimed_by)
+    return bool(rows.update(status=Status.FAILED, error=reason, finished_at=timezone.now()))
+
+
+def claim(prediction_id) -> Prediction | None:
+    """Atomically take a prediction for this process, or return None if it is not ours to run."""
+    me = worker_identity()
+    with transaction.atomic():
+        prediction = Prediction.objects.select_for_update().filter(pk=prediction_id).first()
+        if prediction is None or prediction.is_terminal:
+            return None
+        if prediction.status == Status.RUNNING and not claim_is_abandoned(prediction):
+            return None  # another live worker has it: this message is a duplicate
+        if prediction.attempts >= settings.FACEAGE_PREDICTION_MAX_ATTEMPTS:
+            prediction.status = Status.FAILED
+            prediction.error = (
+                f"Processing stopped unexpectedly {prediction.attempts} times, so we gave up. "
+                "The photo may be unusually large; try a smaller copy."
+            )
+            prediction.finished_at = timezone.now()
+            prediction.save(update_fields=["status", "error", "finished_at"])
+            return None
+        prediction.status = Status.RUNNING
+        prediction.attempts += 1
+        prediction.claimed_by = me
+        prediction.started_at = timezone.now()
+        prediction.model_version = ModelVersion.active()
+        prediction.save(
+            update_fields=["status", "attempts", "claimed_by", "started_at", "model_version"]
+        )
+    return prediction
+
+
+def run_prediction(prediction: Prediction) -> None:
+    """Detect, align and rate every face, then store the faces and `succeeded` together."""
+    from predictor.serving import estimator_for
+    from predictor.uploads import photo_limits
+    from predictor.vision.image_loading import ImageRejected, as_array, load_photo
+
+    me = prediction.claimed_by
+    try:
+        with prediction.image.open("rb") as stored:
+            data = stored.read()
+    except OSError:
+        fail(prediction.pk, "The uploaded photo is missing from storage. Upload it again.", me)
+        return
+    try:
+        photo = load_photo(data, photo_limits())
+    except ImageRejected as rejected:
+        fail(prediction.pk, rejected.message, me)
+        return
+    estimates = estimator_for(prediction.model_version).estimate(as_array(photo))
+    with transaction.atomic():
+        # Only the claim holder may finish the row; a sweeper or a newer claim wins.
+        still_ours = (
+            Prediction.objects.select_for_update()
+            .filter(pk=prediction.pk, status=Status.RUNNING, claimed_by=me)
+            .exists()
+        )
+        if not still_ours:
+            return
+        Face.objects.filter(prediction_id=prediction.pk).delete()
+        Face.objects.bulk_create(
+            Face(
+                prediction_id=prediction.pk,
+                index=index,
+                left=estimate.box[0],
+                top=estimate.box[1],
+                right=estimate.box[2],
+                bottom=estimate.box[3],
+                age=estimate.age,
+                age_std=estimate.age_std,
+                detection_score=estimate.detection_score,
+                detector=estimate.detector,
+            )
+            for index, estimate in enumerate(estimates)
+        )
+        Prediction.objects.filter(pk=prediction.pk).update(
+            status=Status.SUCCEEDED, error="", finished_at=timezone.now()
+        )
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=settings.FACEAGE_INFERENCE_SOFT_TIME_LIMIT,
+    time_limit=settings.FACEAGE_INFERENCE_TIME_LIMIT,
+    ignore_result=True,
+)
+def predict(self, prediction_id: str) -> None:
+    close_old_connections()
+    prediction = claim(prediction_id)
+    if prediction is None:
+        return
+    me = prediction.claimed_by
+    try:
+        run_prediction(prediction)
+    except SoftTimeLimitExceeded:
+        fail(
+            prediction.pk,
+            f"Estimating the ages took longer than {settings.FACEAGE_INFERENCE_SOFT_TIME_LIMIT} "
+            "seconds and was stopped. Try a smaller photo.",
+            me,
+        )
+    except Exception:
+        logger.exception("prediction %s failed", prediction.pk)
+        fail(
+            prediction.pk,
+            "Something went wrong on our side while estimating the ages. "
+            "Please try again; if it keeps happening, tell the site's administrators.",
+            me,
+        )
+
+
+@shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
+def sweep_stale_predictions() -> dict[str, int]:
+    """Re-enqueue predictions whose message or worker was lost; fail those out of attempts."""
+    from predictor.uploads import enqueue_prediction
+
+    now = timezone.now()
+    requeue_before = now - timedelta(seconds=settings.FACEAGE_REQUEUE_AFTER_SECONDS)
+    counts = {"requeued": 0, "recovered": 0, "failed": 0}
+    lost_messages = Prediction.objects.filter(status=Status.QUEUED, created_at__lt=requeue_before)
+    for prediction in lost_messages.filter(enqueued_at__isnull=True) | lost_messages.filter(
+        enqueued_at__lt=requeue_before
+    ):
+        counts["requeued"] += enqueue_prediction(prediction.pk)
+    for prediction in Prediction.objects.filter(status=Status.RUNNING):
+        if not claim_is_abandoned(prediction, now):
+            continue
+        if prediction.attempts >= settings.FACEAGE_PREDICTION_MAX_ATTEMPTS:
+            counts["failed"] += fail(
+                prediction.pk,
+                f"Processing stopped unexpectedly {prediction.attempts} times, so we gave up.",
+                prediction.claimed_by,
+            )
+            continue
+        moved = Prediction.objects.filter(
+            pk=prediction.pk, status=Status.RUNNING, claimed_by=prediction.claimed_by
+        ).update(status=Status.QUEUED, claimed_by="")
+        if moved:
+            counts["recovered"] += 1
+            enqueue_prediction(prediction.pk)
+    if any(counts.values()):
+        logger.info("sweeper: %s", counts)
+    return counts
+
+
+@worker_process_init.connect
+def load_model_in_worker_process(**_kwargs) -> None:
+    """Import TensorFlow and load the active network once per worker process, before
+    the first task, so the first upload does not pay for it."""
+    connections.close_all()  # never share a connection inherited across fork
+    if os.environ.get("FACEAGE_SKIP_PRELOAD") == "1":
+        return
+    try:
+        from predictor.serving import estimator_for
+
+        estimator_for(ModelVersion.active())
+    except Exception:
+        logger.exception("could not preload the active model; tasks will retry loading it")
+    finally:
+        connections.close_all()

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from predictor import views
+
+app_name = "predictor"
+
+urlpatterns = [
+    path("", views.upload, name="upload"),
+    path("history/", views.history, name="history"),
+    path("p/<uuid:prediction_id>/", views.result, name="result"),
+    path("p/<uuid:prediction_id>/image.jpg", views.image, name="image"),
+    path("p/<uuid:prediction_id>/thumbnail.jpg", views.thumbnail, name="thumbnail"),
+    path("p/<uuid:prediction_id>/delete/", views.delete, name="delete"),
+]

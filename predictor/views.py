@@ -1,0 +1,95 @@
+"""HTML pages: upload, result, history, and the owner-checked image views."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from predictor.forms import UploadForm
+from predictor.models import ModelVersion, Prediction
+from predictor.uploads import create_prediction
+from predictor.vision.image_loading import ImageRejected
+
+HISTORY_PAGE_SIZE = 12
+
+
+def _own_prediction(request: HttpRequest, prediction_id) -> Prediction:
+    return get_object_or_404(Prediction.objects.owned_by(request), pk=prediction_id)
+
+
+@require_http_methods(["GET", "POST"])
+def upload(request: HttpRequest) -> HttpResponse:
+    status = 200
+    if request.method == "POST":
+        form = UploadForm(request.POST, request.FILES)
+        if form.is_valid():
+            try:
+                prediction = create_prediction(request, form.cleaned_data["image"])
+            except ImageRejected as rejected:
+                form.add_error("image", rejected.message)
+            else:
+                return redirect("predictor:result", prediction_id=prediction.pk)
+        status = 400
+    else:
+        form = UploadForm()
+    recent = Prediction.objects.owned_by(request)[:4]
+    return render(
+        request,
+        "predictor/upload.html",
+        {
+            "form": form,
+            "recent": recent,
+            "model_version": ModelVersion.active(),
+            "max_upload_mb": settings.FACEAGE_MAX_UPLOAD_BYTES // (1024 * 1024),
+        },
+        status=status,
+    )
+
+
+@require_GET
+def result(request: HttpRequest, prediction_id) -> HttpResponse:
+    prediction = _own_prediction(request, prediction_id)
+    return render(request, "predictor/result.html", {"prediction": prediction})
+
+
+@require_GET
+def history(request: HttpRequest) -> HttpResponse:
+    predictions = Prediction.objects.owned_by(request).prefetch_related("faces")
+    page = Paginator(predictions, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "predictor/history.html", {"page": page})
+
+
+@require_POST
+def delete(request: HttpRequest, prediction_id) -> HttpResponse:
+    _own_prediction(request, prediction_id).delete_with_files()
+    next_url = request.POST.get("next", "")
+    if next_url.startswith("/") and not next_url.startswith("//"):
+        return redirect(next_url)
+    return redirect("predictor:history")
+
+
+def _serve(file) -> FileResponse:
+    if not file or not file.name:
+        raise Http404("No image")
+    try:
+        handle = file.open("rb")
+    except (FileNotFoundError, OSError) as error:
+        raise Http404("Image missing") from error
+    return FileResponse(handle, content_type="image/jpeg")
+
+
+@require_GET
+@cache_control(private=True, max_age=3600)
+def image(request: HttpRequest, prediction_id) -> FileResponse:
+    return _serve(_own_prediction(request, prediction_id).image)
+
+
+@require_GET
+@cache_control(private=True, max_age=3600)
+def thumbnail(request: HttpRequest, prediction_id) -> FileResponse:
+    prediction = _own_prediction(request, prediction_id)
+    return _serve(prediction.thumbnail or prediction.image)

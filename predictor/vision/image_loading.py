@@ -1,0 +1,176 @@
+"""Loading and checking uploaded photos before anything else touches them.
+
+Everything that comes from outside goes through :func:`load_photo`. It either
+returns a clean RGB image, upright according to its EXIF orientation, or raises
+:class:`ImageRejected` with a code and a sentence a person can act on. Nothing
+else escapes: Pillow's many exception types are translated here, once.
+
+No Django imports: the web process and the workers both use this module.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MIN_SIDE = 32
+STORAGE_JPEG_QUALITY = 92
+
+
+class ImageRejected(ValueError):
+    """An upload that cannot be used, with a stable code and a human message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class PhotoLimits:
+    """Limits on an upload: bytes on disk, decoded pixels (width x height), shortest side."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = DEFAULT_MIN_SIDE
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / (1024 * 1024):.0f} MB"
+
+
+def load_photo(data: bytes, limits: PhotoLimits = PhotoLimits()) -> Image.Image:
+    """Decode and check an uploaded photo.
+
+    Args:
+        data: the file's bytes, exactly as uploaded.
+        limits: size limits; see :class:`PhotoLimits`.
+
+    Returns:
+        A fully decoded 8-bit ``RGB`` image, rotated upright by its EXIF
+        orientation, with no metadata attached.
+
+    Raises:
+        ImageRejected: with one of the codes ``empty_file``, ``file_too_large``,
+            ``not_an_image``, ``unsupported_format``, ``too_many_pixels``,
+            ``animated_image``, ``corrupt_image``, ``image_too_small``.
+    """
+    if not data:
+        raise ImageRejected("empty_file", "The file is empty. Choose a photo and upload it again.")
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(
+            "file_too_large",
+            f"The file is {_megabytes(len(data))}; the limit is {_megabytes(limits.max_bytes)}. "
+            "Upload a smaller photo.",
+        )
+    image = _open(data, limits)
+    try:
+        # A decompression bomb is refused before any pixel is decoded.
+        width, height = image.size
+        if width * height > limits.max_pixels:
+            raise ImageRejected(
+                "too_many_pixels",
+                f"The image is {width}x{height} pixels; at most {limits.max_pixels:,} pixels "
+                "are accepted. Resize it and upload again.",
+            )
+        if getattr(image, "n_frames", 1) > 1:
+            raise ImageRejected(
+                "animated_image",
+                "Animated images are not supported. Upload a single still photo.",
+            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+        except ImageRejected:
+            raise
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as error:
+            # Truncated files, bad Huffman tables, broken chunks and the like.
+            raise ImageRejected(
+                "corrupt_image",
+                "The image file is damaged or incomplete, so it cannot be read. "
+                "Try exporting the photo again.",
+            ) from error
+        rgb = _to_rgb(upright)
+    finally:
+        image.close()
+    if min(rgb.size) < limits.min_side:
+        raise ImageRejected(
+            "image_too_small",
+            f"The image is only {rgb.width}x{rgb.height} pixels; a face needs at least "
+            f"{limits.min_side} pixels on each side.",
+        )
+    return rgb
+
+
+def _open(data: bytes, limits: PhotoLimits) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (or raises) about bombs by its own global limit; we
+            # check ours explicitly right after opening, so keep its check from
+            # racing ours with a different threshold.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"The image declares too many pixels; at most {limits.max_pixels:,} are accepted.",
+        ) from error
+    except UnidentifiedImageError as error:
+        raise ImageRejected(
+            "not_an_image",
+            "This file is not a photo we can read. Upload a JPEG, PNG or WebP image.",
+        ) from error
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageRejected(
+            "corrupt_image",
+            "The image file is damaged or incomplete, so it cannot be read.",
+        ) from error
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any decoded mode to 8-bit RGB."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "I;16N"):
+        # 16-bit (and 32-bit integer) greyscale: Pillow's convert("L") clips
+        # instead of scaling, which turns most photos white.
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        scaled = np.clip(array * (255.0 / top), 0, 255).astype(np.uint8)
+        return Image.fromarray(scaled, mode="L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Flatten transparency onto white rather than black, as a viewer would.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode == "RGB":
+        return image.copy()
+    return image.convert("RGB")
+
+
+def encode_for_storage(image: Image.Image) -> bytes:
+    """Re-encode an RGB image as a JPEG with no EXIF, GPS or other metadata."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=STORAGE_JPEG_QUALITY, optimize=True)
+    return buffer.getvalue()
+
+
+def thumbnail_bytes(image: Image.Image, max_side: int = 320) -> bytes:
+    """A small JPEG preview, longest side ``max_side`` pixels."""
+    small = image.copy()
+    small.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def as_array(image: Image.Image) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 C-contiguous RGB array, as dlib wants it."""
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.datasets import require_dataset
+
+
+@pytest.fixture(scope="session")
+def utkface_dir() -> Path:
+    return require_dataset("utkface")
+
+
+@pytest.fixture(scope="session")
+def wiki_sample_dir() -> Path:
+    return require_dataset("wiki_sample")
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Every test writes uploads to its own temporary MEDIA_ROOT."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """Record the predictions sent to the broker instead of needing one."""
+    from predictor.tasks import predict
+
+    sent: list[str] = []
+    monkeypatch.setattr(predict, "apply_async", lambda args, **kw: sent.append(args[0]))
+    return sent
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("alice", password="correct-horse-9")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("bob", password="battery-staple-7")
+
+
+@pytest.fixture
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()

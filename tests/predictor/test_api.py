@@ -1,0 +1,194 @@
+"""The REST API: shapes, status codes, the one error shape, and who sees what."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
+from rest_framework.authtoken.models import Token
+
+from predictor.models import Face, ModelVersion, Prediction
+from tests import images
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/predictions/"
+
+
+def jpeg(name="photo.jpg", size=(160, 120)) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, images.encode(Image.new("RGB", size, (90, 120, 150))), "image/jpeg")
+
+
+def assert_error(response, status, code, field="image"):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert body["error"]["field"] == field
+    return body["error"]
+
+
+def test_upload_returns_202_with_location_and_enqueues(
+    api_client, enqueued, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_client.post(URL, {"image": jpeg()}, format="multipart")
+    assert response.status_code == 202
+    body = response.json()
+    assert set(body) == {"id", "status", "url"}
+    assert body["status"] == "queued"
+    assert response["Location"] == body["url"]
+    assert body["url"].endswith(f"/api/v1/predictions/{body['id']}/")
+    assert enqueued == [body["id"]]
+    prediction = Prediction.objects.get(pk=body["id"])
+    assert prediction.enqueued_at is not None
+    assert (prediction.width, prediction.height) == (160, 120)
+
+
+def test_detail_shape(api_client, enqueued):
+    created = api_client.post(URL, {"image": jpeg()}, format="multipart").json()
+    prediction = Prediction.objects.get(pk=created["id"])
+    prediction.status = Prediction.Status.SUCCEEDED
+    prediction.model_version = ModelVersion.active()
+    prediction.save()
+    Face.objects.create(
+        prediction=prediction, index=0, left=1, top=2, right=30, bottom=40, age=31.5, age_std=4.25
+    )
+    body = api_client.get(created["url"]).json()
+    for key in ("id", "status", "created_at", "finished_at", "model_version", "error", "faces"):
+        assert key in body
+    assert body["model_version"] == "dlib-age-v1"
+    assert body["faces"] == [{"box": [1, 2, 30, 40], "age": 31.5, "age_std": 4.25}]
+
+
+def test_missing_image_field(api_client):
+    error = assert_error(api_client.post(URL, {}, format="multipart"), 400, "required")
+    assert "image" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        (b"", 400, "empty_file"),
+        (b"just some text, not a picture" * 5, 400, "not_an_image"),
+        (images.png_header_only(30000, 30000), 413, "too_many_pixels"),
+        (images.encode(Image.new("RGB", (1, 1)), "PNG"), 400, "image_too_small"),
+        (images.animated_gif(), 400, "animated_image"),
+    ],
+    ids=["empty", "text-as-jpg", "bomb", "1x1", "animated-gif"],
+)
+def test_bad_uploads_get_4xx_in_the_error_shape(api_client, enqueued, payload, status, code):
+    upload = SimpleUploadedFile("photo.jpg", payload, "image/jpeg")
+    assert_error(api_client.post(URL, {"image": upload}, format="multipart"), status, code)
+    assert Prediction.objects.count() == 0
+    assert enqueued == []
+
+
+def test_truncated_jpeg_gets_400(api_client):
+    data = images.encode(Image.effect_noise((400, 300), 60).convert("RGB"), "JPEG", quality=95)
+    upload = SimpleUploadedFile("cut.jpg", data[: len(data) // 2], "image/jpeg")
+    assert_error(api_client.post(URL, {"image": upload}, format="multipart"), 400, "corrupt_image")
+
+
+def test_file_over_the_size_limit(api_client, settings):
+    settings.FACEAGE_MAX_UPLOAD_BYTES = 2048
+    big = SimpleUploadedFile(
+        "big.png", images.encode(Image.effect_noise((200, 200), 90).convert("RGB"), "PNG")
+    )
+    error = assert_error(api_client.post(URL, {"image": big}, format="multipart"), 413, "file_too_large")
+    assert "MB" in error["message"]
+
+
+@pytest.mark.parametrize("payload", ["cmyk", "16bit"])
+def test_unusual_but_valid_images_are_accepted(api_client, enqueued, payload):
+    data = (
+        images.cmyk_jpeg(Image.new("RGB", (100, 80), "orange"))
+        if payload == "cmyk"
+        else images.sixteen_bit_png()
+    )
+    upload = SimpleUploadedFile("odd", data)
+    assert api_client.post(URL, {"image": upload}, format="multipart").status_code == 202
+
+
+def test_list_shows_only_the_callers_own_newest_first(api_client, user, other_user, enqueued):
+    api_client.force_authenticate(user)
+    first = api_client.post(URL, {"image": jpeg()}, format="multipart").json()["id"]
+    second = api_client.post(URL, {"image": jpeg()}, format="multipart").json()["id"]
+    api_client.force_authenticate(other_user)
+    theirs = api_client.post(URL, {"image": jpeg()}, format="multipart").json()["id"]
+    api_client.force_authenticate(user)
+    body = api_client.get(URL).json()
+    assert body["count"] == 2
+    assert [item["id"] for item in body["results"]] == [second, first]
+    assert api_client.get(f"{URL}{theirs}/").status_code == 404
+    assert api_client.delete(f"{URL}{theirs}/").status_code == 404
+    assert Prediction.objects.filter(pk=theirs).exists()
+
+
+def test_list_is_paginated(api_client, user, enqueued):
+    api_client.force_authenticate(user)
+    for _ in range(3):
+        api_client.post(URL, {"image": jpeg()}, format="multipart")
+    body = api_client.get(URL, {"page_size": 2}).json()
+    assert body["count"] == 3 and len(body["results"]) == 2 and body["next"]
+    assert len(api_client.get(body["next"]).json()["results"]) == 1
+
+
+def test_token_authentication(api_client, user, enqueued):
+    token = Token.objects.create(user=user)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    created = api_client.post(URL, {"image": jpeg()}, format="multipart").json()
+    assert Prediction.objects.get(pk=created["id"]).owner == user
+    bad = api_client.__class__()
+    bad.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    error = bad.get(URL)
+    assert error.status_code == 401
+    assert error.json()["error"]["code"] == "authentication_failed"
+
+
+def test_delete_removes_row_and_files(api_client, enqueued, media_root):
+    created = api_client.post(URL, {"image": jpeg()}, format="multipart").json()
+    prediction = Prediction.objects.get(pk=created["id"])
+    paths = [prediction.image.path, prediction.thumbnail.path]
+    assert all(__import__("os").path.exists(p) for p in paths)
+    assert api_client.delete(created["url"]).status_code == 204
+    assert not Prediction.objects.filter(pk=created["id"]).exists()
+    assert not any(__import__("os").path.exists(p) for p in paths)
+
+
+def test_anonymous_callers_are_kept_apart(enqueued):
+    from rest_framework.test import APIClient
+
+    alice, mallory = APIClient(), APIClient()
+    created = alice.post(URL, {"image": jpeg()}, format="multipart").json()
+    assert alice.get(created["url"]).status_code == 200
+    assert mallory.get(created["url"]).status_code == 404
+    assert mallory.get(URL).json()["count"] == 0
+    assert mallory.get(f"/p/{created['id']}/image.jpg").status_code == 404
+    assert alice.get(f"/p/{created['id']}/image.jpg").status_code == 200
+
+
+def test_unknown_id_is_404_in_the_error_shape(api_client):
+    response = api_client.get(f"{URL}00000000-0000-0000-0000-000000000000/")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_models_list(api_client):
+    body = api_client.get("/api/v1/models/").json()
+    assert body["count"] == 1
+    item = body["results"][0]
+    assert set(item) == {"name", "framework", "created_at", "metrics", "is_active"}
+    assert item["name"] == "dlib-age-v1" and item["is_active"] is True
+
+
+def test_schema_and_docs_are_served_without_a_cdn(client):
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v1/predictions/" in schema.content
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    html = docs.content.decode()
+    assert "swagger-ui" in html
+    assert "cdn" not in html.lower() and "unpkg" not in html.lower()

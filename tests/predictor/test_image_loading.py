@@ -1,0 +1,115 @@
+"""The upload checks: each kind of bad file gets its own code and a readable message."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from predictor.vision.image_loading import (
+    ImageRejected,
+    PhotoLimits,
+    encode_for_storage,
+    load_photo,
+)
+from tests import images
+
+
+def photo(size=(120, 90), color=(200, 50, 50)) -> Image.Image:
+    image = Image.new("RGB", size, color)
+    image.paste((10, 10, 200), (0, 0, size[0] // 2, size[1] // 3))  # something asymmetric
+    return image
+
+
+def rejected_code(data: bytes, limits: PhotoLimits = PhotoLimits()) -> ImageRejected:
+    with pytest.raises(ImageRejected) as caught:
+        load_photo(data, limits)
+    assert caught.value.message.strip(), "every rejection explains itself"
+    return caught.value
+
+
+def test_empty_file():
+    assert rejected_code(b"").code == "empty_file"
+
+
+def test_text_file_named_jpg():
+    assert rejected_code(b"hello, this is not a photo\n" * 10).code == "not_an_image"
+
+
+def test_truncated_jpeg():
+    data = images.encode(photo((400, 300)), "JPEG", quality=95)
+    assert rejected_code(data[: len(data) // 2]).code == "corrupt_image"
+
+
+def test_one_pixel_image():
+    error = rejected_code(images.encode(Image.new("RGB", (1, 1)), "PNG"))
+    assert error.code == "image_too_small"
+    assert "1x1" in error.message
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    assert rejected_code(images.png_header_only(30000, 30000)).code == "too_many_pixels"
+
+
+def test_our_own_pixel_limit_applies_below_pillows():
+    data = images.encode(photo((300, 300)), "PNG")
+    limits = PhotoLimits(max_pixels=50_000)
+    assert rejected_code(data, limits).code == "too_many_pixels"
+
+
+def test_file_over_the_size_limit():
+    data = images.encode(photo((300, 300)), "PNG")
+    error = rejected_code(data, PhotoLimits(max_bytes=len(data) - 1))
+    assert error.code == "file_too_large"
+
+
+def test_animated_gif():
+    assert rejected_code(images.animated_gif()).code == "animated_image"
+
+
+def test_cmyk_jpeg_is_converted_to_rgb():
+    source = photo()
+    loaded = load_photo(images.cmyk_jpeg(source))
+    assert loaded.mode == "RGB"
+    assert loaded.size == source.size
+    red, green, blue = loaded.getpixel((100, 80))
+    assert red > 150 and green < 110 and blue < 110  # still red, not inverted
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped():
+    loaded = load_photo(images.sixteen_bit_png())
+    assert loaded.mode == "RGB"
+    values = {loaded.getpixel((x, 0))[0] for x in range(96)}
+    assert len(values) > 20, "a 16-bit gradient must keep its tones after conversion to 8 bits"
+
+
+def test_exif_orientation_is_applied():
+    upright = photo((120, 90))
+    loaded = load_photo(images.exif_rotated_jpeg(upright))
+    assert loaded.size == (120, 90)
+    # The blue block sits in the top-left of the upright photo.
+    assert loaded.getpixel((10, 5))[2] > 150
+    assert loaded.getpixel((110, 80))[0] > 150
+
+
+def test_transparent_png_is_flattened_on_white():
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    loaded = load_photo(images.encode(image, "PNG"))
+    assert loaded.getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_storage_copy_has_no_exif_or_gps():
+    original = images.exif_rotated_jpeg(photo())
+    assert Image.open(io.BytesIO(original)).getexif().get_ifd(0x8825), "precondition: GPS present"
+    loaded = load_photo(original)
+    stored = Image.open(io.BytesIO(encode_for_storage(loaded)))
+    assert stored.format == "JPEG"
+    assert len(stored.getexif()) == 0
+    assert "exif" not in stored.info
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_common_formats_load(fmt):
+    loaded = load_photo(images.encode(photo(), fmt))
+    assert loaded.size == (120, 90) and loaded.mode == "RGB"

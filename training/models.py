@@ -1,0 +1,1 @@
+"""Datasets and training runs (see the training issue); nothing stored yet."""
