@@ -17,7 +17,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.conf import settings
-from django.db import close_old_connections, connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from predictor.models import Face, ModelVersion, Prediction
@@ -96,7 +96,6 @@ def claim(prediction_id) -> Prediction | None:
 
 def run_prediction(prediction: Prediction) -> None:
     """Detect, align and rate every face, then store the faces and `succeeded` together."""
-    from predictor.serving import estimator_for
     from predictor.uploads import photo_limits
     from predictor.vision.image_loading import ImageRejected, as_array, load_photo
 
@@ -112,6 +111,8 @@ def run_prediction(prediction: Prediction) -> None:
     except ImageRejected as rejected:
         fail(prediction.pk, rejected.message, me)
         return
+    from predictor.serving import estimator_for  # TensorFlow: workers only, loaded lazily
+
     estimates = estimator_for(prediction.model_version).estimate(as_array(photo))
     with transaction.atomic():
         # Only the claim holder may finish the row; a sweeper or a newer claim wins.
@@ -152,7 +153,7 @@ def run_prediction(prediction: Prediction) -> None:
     ignore_result=True,
 )
 def predict(self, prediction_id: str) -> None:
-    close_old_connections()
+    # Celery's Django fix-up closes stale database connections around each task.
     prediction = claim(prediction_id)
     if prediction is None:
         return

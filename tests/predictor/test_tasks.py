@@ -1,0 +1,145 @@
+"""Claiming, failing and sweeping predictions: the rules that keep every job accounted for."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import timedelta
+
+import pytest
+from django.core.files.base import ContentFile
+from django.utils import timezone
+
+from predictor import tasks
+from predictor.models import Prediction
+
+pytestmark = pytest.mark.django_db
+
+Status = Prediction.Status
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def make_prediction(**fields) -> Prediction:
+    prediction = Prediction(**fields)
+    prediction.image.save("x.jpg", ContentFile(b"\xff\xd8not really a jpeg"), save=False)
+    prediction.save()
+    return prediction
+
+
+def test_claim_takes_a_queued_prediction_once():
+    prediction = make_prediction()
+    claimed = tasks.claim(prediction.pk)
+    assert claimed is not None
+    assert claimed.status == Status.RUNNING and claimed.attempts == 1
+    assert claimed.claimed_by == tasks.worker_identity()
+    assert claimed.model_version.name == "dlib-age-v1"
+    # The same message delivered again while a live worker (here: pid 1) holds it does nothing.
+    Prediction.objects.filter(pk=prediction.pk).update(claimed_by=f"{tasks.socket.gethostname()}:1")
+    assert tasks.claim(prediction.pk) is None
+    assert Prediction.objects.get(pk=prediction.pk).attempts == 1
+
+
+def test_claim_recovers_a_prediction_whose_worker_died():
+    host = tasks.socket.gethostname()
+    prediction = make_prediction(
+        status=Status.RUNNING, attempts=1, claimed_by=f"{host}:{dead_pid()}", started_at=timezone.now()
+    )
+    claimed = tasks.claim(prediction.pk)
+    assert claimed is not None and claimed.attempts == 2
+
+
+def test_claim_recovers_after_the_deadline_on_another_host():
+    long_ago = timezone.now() - timedelta(hours=1)
+    prediction = make_prediction(
+        status=Status.RUNNING, attempts=1, claimed_by="elsewhere:123", started_at=long_ago
+    )
+    assert tasks.claim(prediction.pk) is not None
+
+
+def test_claim_gives_up_after_max_attempts(settings):
+    settings.FACEAGE_PREDICTION_MAX_ATTEMPTS = 2
+    host = tasks.socket.gethostname()
+    prediction = make_prediction(
+        status=Status.RUNNING, attempts=2, claimed_by=f"{host}:{dead_pid()}", started_at=timezone.now()
+    )
+    assert tasks.claim(prediction.pk) is None
+    prediction.refresh_from_db()
+    assert prediction.status == Status.FAILED
+    assert "gave up" in prediction.error and prediction.finished_at
+
+
+def test_terminal_and_unknown_predictions_are_not_claimed():
+    done = make_prediction(status=Status.SUCCEEDED)
+    assert tasks.claim(done.pk) is None
+    assert tasks.claim("00000000-0000-0000-0000-000000000000") is None
+
+
+def test_a_damaged_stored_file_fails_with_a_reason():
+    from PIL import Image
+
+    from tests import images
+
+    prediction = make_prediction()
+    whole = images.encode(Image.effect_noise((300, 200), 50).convert("RGB"), "JPEG")
+    with prediction.image.open("wb") as stored:
+        stored.write(whole[: len(whole) // 2])
+    tasks.predict.run(str(prediction.pk))
+    prediction.refresh_from_db()
+    assert prediction.status == Status.FAILED
+    assert "damaged" in prediction.error
+    assert prediction.finished_at is not None
+
+
+def test_a_missing_stored_file_fails_with_a_reason():
+    prediction = make_prediction()
+    prediction.image.storage.delete(prediction.image.name)
+    tasks.predict.run(str(prediction.pk))
+    prediction.refresh_from_db()
+    assert prediction.status == Status.FAILED
+    assert "missing" in prediction.error
+
+
+def test_sweeper_requeues_lost_messages_and_recovers_dead_workers(enqueued, settings):
+    settings.FACEAGE_PREDICTION_MAX_ATTEMPTS = 3
+    old = timezone.now() - timedelta(seconds=settings.FACEAGE_REQUEUE_AFTER_SECONDS + 5)
+    host = tasks.socket.gethostname()
+    never_sent = make_prediction(created_at=old)
+    fresh = make_prediction()
+    orphan = make_prediction(
+        status=Status.RUNNING, attempts=1, claimed_by=f"{host}:{dead_pid()}", started_at=old
+    )
+    exhausted = make_prediction(
+        status=Status.RUNNING, attempts=3, claimed_by=f"{host}:{dead_pid()}", started_at=old
+    )
+    alive = make_prediction(
+        status=Status.RUNNING, attempts=1, claimed_by=f"{host}:1", started_at=timezone.now()
+    )
+    counts = tasks.sweep_stale_predictions.run()
+    assert counts == {"requeued": 1, "recovered": 1, "failed": 1}
+    assert sorted(enqueued) == sorted([str(never_sent.pk), str(orphan.pk)])
+    orphan.refresh_from_db()
+    assert orphan.status == Status.QUEUED and orphan.claimed_by == ""
+    exhausted.refresh_from_db()
+    assert exhausted.status == Status.FAILED and exhausted.error
+    for untouched in (fresh, alive):
+        before = untouched.status
+        untouched.refresh_from_db()
+        assert untouched.status == before
+
+
+def test_enqueue_failure_does_not_lose_the_upload(monkeypatch):
+    """With the broker down the row stays queued (for the sweeper) and nothing raises."""
+    from predictor.uploads import enqueue_prediction
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(tasks.predict, "apply_async", broker_down)
+    prediction = make_prediction()
+    assert enqueue_prediction(prediction.pk) is False
+    prediction.refresh_from_db()
+    assert prediction.status == Status.QUEUED and prediction.enqueued_at is None

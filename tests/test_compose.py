@@ -1,0 +1,32 @@
+"""docker-compose.yml stays valid (checked with Debian's docker-compose where installed)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.datasets import REPO_ROOT
+
+
+def test_compose_file_is_valid():
+    tool = shutil.which("docker-compose")
+    if tool is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    result = subprocess.run(
+        [tool, "-f", str(REPO_ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "SECRET_KEY": "x"},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_has_the_services_we_document():
+    yaml = pytest.importorskip("yaml")
+    services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+    assert {"web", "worker", "beat", "redis", "postgres"} <= set(services)
+    assert "gunicorn" in services["web"]["command"]
+    assert "--queues inference" in services["worker"]["command"]
