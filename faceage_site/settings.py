@@ -54,7 +54,9 @@ VAR_DIR = Path(env_str("FACEAGE_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
 _DEV_SECRET = "faceage-insecure-development-key-set-SECRET_KEY-in-production"
-SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET if DEBUG or not env_bool("FACEAGE_PRODUCTION") else "")
+SECRET_KEY = env_str(
+    "SECRET_KEY", _DEV_SECRET if DEBUG or not env_bool("FACEAGE_PRODUCTION") else ""
+)
 if not SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set when FACEAGE_PRODUCTION=1")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")

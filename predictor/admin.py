@@ -12,14 +12,34 @@ class FaceInline(admin.TabularInline):
 
 @admin.register(Prediction)
 class PredictionAdmin(admin.ModelAdmin):
-    list_display = ["id", "status", "owner", "created_at", "finished_at", "model_version", "attempts"]
+    list_display = [
+        "id",
+        "status",
+        "owner",
+        "created_at",
+        "finished_at",
+        "model_version",
+        "attempts",
+    ]
     list_filter = ["status", "model_version"]
     search_fields = ["id", "owner__username", "original_name"]
     date_hierarchy = "created_at"
     readonly_fields = [
-        "id", "owner", "anonymous_owner", "image", "thumbnail", "width", "height",
-        "original_name", "model_version", "attempts", "claimed_by", "created_at",
-        "enqueued_at", "started_at", "finished_at",
+        "id",
+        "owner",
+        "anonymous_owner",
+        "image",
+        "thumbnail",
+        "width",
+        "height",
+        "original_name",
+        "model_version",
+        "attempts",
+        "claimed_by",
+        "created_at",
+        "enqueued_at",
+        "started_at",
+        "finished_at",
     ]
     inlines = [FaceInline]
     actions = ["requeue"]

@@ -32,9 +32,11 @@ def load_network(version: ModelVersion) -> AgeNetwork:
     except NotImplementedError:
         import tempfile
 
-        with default_storage.open(version.artifact, "rb") as source:
-            with tempfile.NamedTemporaryFile(suffix=".keras", delete=False) as target:
-                target.write(source.read())
+        with (
+            default_storage.open(version.artifact, "rb") as source,
+            tempfile.NamedTemporaryFile(suffix=".keras", delete=False) as target,
+        ):
+            target.write(source.read())
         return AgeNetwork.from_keras_file(Path(target.name))
 
 

@@ -83,9 +83,10 @@ def enqueue_prediction(prediction_id) -> bool:
 
     try:
         predict.apply_async(args=[str(prediction_id)])
-    except Exception:  # noqa: BLE001 - any broker failure must not fail the upload
-        logger.warning("could not enqueue prediction %s; the sweeper will retry", prediction_id,
-                       exc_info=True)
+    except Exception:
+        logger.warning(
+            "could not enqueue prediction %s; the sweeper will retry", prediction_id, exc_info=True
+        )
         return False
     Prediction.objects.filter(pk=prediction_id).update(enqueued_at=timezone.now())
     return True

@@ -16,7 +16,9 @@ def encode(image: Image.Image, fmt: str = "JPEG", **params) -> bytes:
     return buffer.getvalue()
 
 
-def face_photo(face_files: list[Path], size: tuple[int, int] = (900, 600)) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+def face_photo(
+    face_files: list[Path], size: tuple[int, int] = (900, 600)
+) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
     """Paste real UTKFace chips side by side on a grey canvas.
 
     Returns the photo and where each chip landed, as (left, top, right, bottom).

@@ -11,7 +11,9 @@ import uuid
 
 import pytest
 
-POSTGRES_ADMIN_URL = os.environ.get("FACEAGE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "FACEAGE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_TEST_URL = os.environ.get("FACEAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 

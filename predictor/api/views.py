@@ -32,8 +32,12 @@ _errors = {
 
 @extend_schema_view(
     list=extend_schema(summary="Your predictions, newest first"),
-    retrieve=extend_schema(summary="One prediction", responses={200: PredictionSerializer, 404: _errors[404]}),
-    destroy=extend_schema(summary="Delete a prediction and its photo", responses={204: None, 404: _errors[404]}),
+    retrieve=extend_schema(
+        summary="One prediction", responses={200: PredictionSerializer, 404: _errors[404]}
+    ),
+    destroy=extend_schema(
+        summary="Delete a prediction and its photo", responses={204: None, 404: _errors[404]}
+    ),
 )
 class PredictionViewSet(
     mixins.ListModelMixin,
@@ -46,8 +50,10 @@ class PredictionViewSet(
 
     def get_queryset(self):
         # Someone else's id is a 404, not a 403: ids of others are not confirmed.
-        return Prediction.objects.owned_by(self.request).prefetch_related("faces").select_related(
-            "model_version"
+        return (
+            Prediction.objects.owned_by(self.request)
+            .prefetch_related("faces")
+            .select_related("model_version")
         )
 
     @extend_schema(
@@ -64,7 +70,9 @@ class PredictionViewSet(
             raise UnusableImage(
                 rejected.code, rejected.message, http_status=_TOO_LARGE.get(rejected.code, 400)
             ) from rejected
-        location = request.build_absolute_uri(reverse("api:prediction-detail", args=[prediction.pk]))
+        location = request.build_absolute_uri(
+            reverse("api:prediction-detail", args=[prediction.pk])
+        )
         body = {"id": str(prediction.pk), "status": prediction.status, "url": location}
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 

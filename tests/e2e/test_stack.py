@@ -16,9 +16,10 @@ import requests
 from PIL import Image
 
 from faceage_site.embedded_redis import EmbeddedRedis
+from faceage_site.processes import LocalStack
 from tests import images
 from tests.datasets import sample_utkface, utkface_age
-from tests.e2e.stack import Stack
+from tests.e2e.stack import wait_terminal
 from tests.services import PostgresDatabase, require_redis
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,7 @@ def stack(request):
             database = PostgresDatabase()
             cleanups.append(database.drop)
             database_url = database.url
-        running = Stack(workdir, database_url, redis_url).start()
+        running = LocalStack(workdir, database_url, redis_url).start()
         cleanups.insert(0, running.stop)
         yield running
     finally:
@@ -50,7 +51,7 @@ def stack(request):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def post(session: requests.Session, stack: Stack, data: bytes, name: str = "photo.jpg"):
+def post(session: requests.Session, stack: LocalStack, data: bytes, name: str = "photo.jpg"):
     return session.post(
         f"{stack.base_url}/api/v1/predictions/", files={"image": (name, data)}, timeout=30
     )
@@ -78,12 +79,14 @@ def test_uploads_flow_through_the_queue_to_stored_results(stack):
     # Two faces on one photo, stored sideways with an EXIF "rotate to view" tag.
     upright, expected_boxes = images.face_photo(sample_utkface(2, seed=11))
     rotated = post(session, stack, images.exif_rotated_jpeg(upright), "sideways.jpg").json()["url"]
-    nobody = post(session, stack, images.encode(Image.new("RGB", (300, 200), "white"))).json()["url"]
+    nobody = post(session, stack, images.encode(Image.new("RGB", (300, 200), "white"))).json()[
+        "url"
+    ]
     broken = post(session, stack, b"GIF89a" + b"\x00" * 40, "broken.gif")
     assert broken.status_code == 400 and broken.json()["error"]["code"]
 
     for path, url in accepted:
-        body = stack.wait_terminal(session, url)
+        body = wait_terminal(session, url)
         assert body["status"] == "succeeded", body
         assert body["model_version"] == "dlib-age-v1"
         assert len(body["faces"]) == 1, (path.name, body)
@@ -91,14 +94,14 @@ def test_uploads_flow_through_the_queue_to_stored_results(stack):
         assert 0 <= face["age"] <= 100 and face["age_std"] > 0
         assert abs(face["age"] - utkface_age(path)) < 25, (path.name, face)
 
-    body = stack.wait_terminal(session, rotated)
+    body = wait_terminal(session, rotated)
     assert body["status"] == "succeeded"
     assert (body["width"], body["height"]) == upright.size
     assert len(body["faces"]) == 2
     for expected in expected_boxes:
         assert any(overlaps(face["box"], expected) for face in body["faces"]), (expected, body)
 
-    body = stack.wait_terminal(session, nobody)
+    body = wait_terminal(session, nobody)
     assert body["status"] == "succeeded" and body["faces"] == []
 
     # The stored copy is upright and carries no EXIF.

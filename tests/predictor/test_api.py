@@ -16,7 +16,9 @@ URL = "/api/v1/predictions/"
 
 
 def jpeg(name="photo.jpg", size=(160, 120)) -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, images.encode(Image.new("RGB", size, (90, 120, 150))), "image/jpeg")
+    return SimpleUploadedFile(
+        name, images.encode(Image.new("RGB", size, (90, 120, 150))), "image/jpeg"
+    )
 
 
 def assert_error(response, status, code, field="image"):
@@ -96,7 +98,9 @@ def test_file_over_the_size_limit(api_client, settings):
     big = SimpleUploadedFile(
         "big.png", images.encode(Image.effect_noise((200, 200), 90).convert("RGB"), "PNG")
     )
-    error = assert_error(api_client.post(URL, {"image": big}, format="multipart"), 413, "file_too_large")
+    error = assert_error(
+        api_client.post(URL, {"image": big}, format="multipart"), 413, "file_too_large"
+    )
     assert "MB" in error["message"]
 
 

@@ -83,7 +83,11 @@ def test_other_visitors_cannot_see_or_delete(client, enqueued):
     upload(client)
     prediction = Prediction.objects.get()
     stranger = Client()
-    for url in (f"/p/{prediction.pk}/", f"/p/{prediction.pk}/image.jpg", f"/p/{prediction.pk}/thumbnail.jpg"):
+    for url in (
+        f"/p/{prediction.pk}/",
+        f"/p/{prediction.pk}/image.jpg",
+        f"/p/{prediction.pk}/thumbnail.jpg",
+    ):
         assert stranger.get(url).status_code == 404
         assert client.get(url).status_code == 200
     assert stranger.post(f"/p/{prediction.pk}/delete/").status_code == 404

@@ -46,7 +46,10 @@ def test_claim_takes_a_queued_prediction_once():
 def test_claim_recovers_a_prediction_whose_worker_died():
     host = tasks.socket.gethostname()
     prediction = make_prediction(
-        status=Status.RUNNING, attempts=1, claimed_by=f"{host}:{dead_pid()}", started_at=timezone.now()
+        status=Status.RUNNING,
+        attempts=1,
+        claimed_by=f"{host}:{dead_pid()}",
+        started_at=timezone.now(),
     )
     claimed = tasks.claim(prediction.pk)
     assert claimed is not None and claimed.attempts == 2
@@ -64,7 +67,10 @@ def test_claim_gives_up_after_max_attempts(settings):
     settings.FACEAGE_PREDICTION_MAX_ATTEMPTS = 2
     host = tasks.socket.gethostname()
     prediction = make_prediction(
-        status=Status.RUNNING, attempts=2, claimed_by=f"{host}:{dead_pid()}", started_at=timezone.now()
+        status=Status.RUNNING,
+        attempts=2,
+        claimed_by=f"{host}:{dead_pid()}",
+        started_at=timezone.now(),
     )
     assert tasks.claim(prediction.pk) is None
     prediction.refresh_from_db()

