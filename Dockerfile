@@ -5,7 +5,8 @@ COPY pyproject.toml README.md ./
 COPY faceage_site faceage_site
 COPY predictor predictor
 COPY training training
-RUN pip install --no-cache-dir .
+ARG EXTRAS=""
+RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
 COPY . .
 RUN useradd --create-home faceage && mkdir -p /data && chown faceage /data
 USER faceage

@@ -212,8 +212,9 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 0.5,
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # Longer than any task's hard time limit, so Redis never hands a task that
-    # is still running to a second worker.
+    # Longer than any task's hard time limit (training: 5 h), so Redis never hands a
+    # task that is still running to a second worker. Lost messages are not waited
+    # for: the sweepers re-enqueue from the database long before this.
     "visibility_timeout": env_int("FACEAGE_VISIBILITY_TIMEOUT", 6 * 3600, minimum=60),
     "socket_connect_timeout": 2,
     "socket_timeout": 10,
@@ -224,10 +225,22 @@ FACEAGE_PREDICTION_MAX_ATTEMPTS = env_int("FACEAGE_PREDICTION_MAX_ATTEMPTS", 3, 
 # A queued prediction whose message was lost is enqueued again after this long.
 FACEAGE_REQUEUE_AFTER_SECONDS = env_int("FACEAGE_REQUEUE_AFTER_SECONDS", 120, minimum=5)
 FACEAGE_SWEEP_INTERVAL_SECONDS = env_int("FACEAGE_SWEEP_INTERVAL_SECONDS", 30, minimum=5)
+# Training: checkpoints, chip caches, and how a dead training worker is noticed.
+FACEAGE_TRAINING_DIR = Path(env_str("FACEAGE_TRAINING_DIR", str(VAR_DIR / "training")))
+FACEAGE_CHIP_CACHE_DIR = Path(env_str("FACEAGE_CHIP_CACHE_DIR", str(VAR_DIR / "cache" / "chips")))
+FACEAGE_PREPARE_WORKERS = env_int("FACEAGE_PREPARE_WORKERS", 2, minimum=1)
+FACEAGE_TRAINING_HEARTBEAT_TIMEOUT = env_int("FACEAGE_TRAINING_HEARTBEAT_TIMEOUT", 900, minimum=30)
+FACEAGE_TRAINING_MAX_ATTEMPTS = env_int("FACEAGE_TRAINING_MAX_ATTEMPTS", 3, minimum=1)
+FACEAGE_TRAINING_TIME_LIMIT = env_int("FACEAGE_TRAINING_TIME_LIMIT", 5 * 3600, minimum=60)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-predictions": {
         "task": "predictor.tasks.sweep_stale_predictions",
         "schedule": float(FACEAGE_SWEEP_INTERVAL_SECONDS),
+    },
+    "sweep-stale-training-runs": {
+        "task": "training.tasks.sweep_stale_runs",
+        "schedule": float(FACEAGE_SWEEP_INTERVAL_SECONDS),
+        "options": {"queue": "inference"},  # cheap; must run even while training is busy
     },
 }
 

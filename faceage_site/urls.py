@@ -8,6 +8,7 @@ from faceage_site import health
 urlpatterns = [
     path("", include("predictor.urls")),
     path("api/v1/", include("predictor.api.urls")),
+    path("training/", include("training.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.urls import reverse
 
 from predictor.models import Face, ModelVersion, Prediction
 
@@ -65,11 +66,37 @@ class FaceAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["name", "framework", "is_active", "created_at", "activated_at"]
-    readonly_fields = ["is_active", "activated_at", "created_at"]
-    actions = ["activate"]
+    list_display = ["name", "framework", "is_active", "test_mae", "created_at", "activated_at"]
 
-    @admin.action(description="Make the selected version active (serves new predictions)")
+    @admin.display(description="Test MAE")
+    def test_mae(self, obj):
+        mae = (obj.metrics or {}).get("mae")
+        return f"{mae:.2f}" if isinstance(mae, (int, float)) else "-"
+
+    def view_on_site(self, obj):
+        return reverse("predictor:model", args=[obj.name])
+
+    readonly_fields = ["is_active", "activated_at", "created_at"]
+    actions = ["activate", "roll_back"]
+
+    @admin.action(description="Roll back: reactivate the version that was active before")
+    def roll_back(self, request, queryset):
+        current = ModelVersion.objects.filter(is_active=True).first()
+        previous = (
+            ModelVersion.objects.exclude(pk=getattr(current, "pk", None))
+            .filter(activated_at__isnull=False)
+            .order_by("-activated_at")
+            .first()
+        )
+        if previous is None:
+            self.message_user(request, "No earlier active version to roll back to.", messages.ERROR)
+            return
+        previous.activate()
+        self.message_user(
+            request, f"Rolled back: {previous.name} is active again.", messages.SUCCESS
+        )
+
+    @admin.action(description="Promote: make the selected version active (serves new predictions)")
     def activate(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version.", messages.ERROR)

@@ -11,4 +11,5 @@ urlpatterns = [
     path("p/<uuid:prediction_id>/image.jpg", views.image, name="image"),
     path("p/<uuid:prediction_id>/thumbnail.jpg", views.thumbnail, name="thumbnail"),
     path("p/<uuid:prediction_id>/delete/", views.delete, name="delete"),
+    path("models/<str:name>/", views.model_detail, name="model"),
 ]

@@ -93,3 +93,21 @@ def image(request: HttpRequest, prediction_id) -> FileResponse:
 def thumbnail(request: HttpRequest, prediction_id) -> FileResponse:
     prediction = _own_prediction(request, prediction_id)
     return _serve(prediction.thumbnail or prediction.image)
+
+
+@require_GET
+def model_detail(request: HttpRequest, name: str) -> HttpResponse:
+    """A model version's card: metrics on its test split, with charts."""
+    from predictor import charts
+
+    version = get_object_or_404(ModelVersion, name=name)
+    metrics = version.metrics or {}
+    baseline = metrics.get("baseline", {})
+    context = {"version": version, "metrics": metrics, "baseline": baseline}
+    if metrics.get("mae_by_decade"):
+        context["decade_chart"] = charts.error_by_decade(
+            metrics["mae_by_decade"], baseline.get("mae_by_decade")
+        )
+    if metrics.get("scatter"):
+        context["scatter_chart"] = charts.predicted_vs_true(metrics["scatter"])
+    return render(request, "predictor/model_detail.html", context)

@@ -27,6 +27,9 @@ def test_compose_file_is_valid():
 def test_compose_has_the_services_we_document():
     yaml = pytest.importorskip("yaml")
     services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
-    assert {"web", "worker", "beat", "redis", "postgres"} <= set(services)
+    assert {"web", "worker", "gpu-worker", "beat", "redis", "postgres"} <= set(services)
+    assert "--queues training --concurrency 1" in services["gpu-worker"]["command"]
+    devices = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia"
     assert "gunicorn" in services["web"]["command"]
     assert "--queues inference" in services["worker"]["command"]

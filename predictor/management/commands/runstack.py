@@ -1,6 +1,6 @@
 """Run the whole product in one terminal: database migrations, an embedded Redis
-(unless REDIS_URL is set), a Celery worker with its beat scheduler, and the web
-server. Ctrl-C (or SIGTERM) stops all of it, in order, leaving nothing behind.
+(unless REDIS_URL is set), an inference worker with the beat scheduler, a training
+worker, and the web server. Ctrl-C (or SIGTERM) stops all of it, in order, leaving nothing behind.
 """
 
 from __future__ import annotations
@@ -86,6 +86,13 @@ class Command(BaseCommand):
                 beat_schedule=settings.VAR_DIR / "celerybeat-schedule",
             ),
             env,
+        )
+        # Training gets its own single-process worker so a long run never delays
+        # predictions; it skips preloading the serving network it does not use.
+        self._spawn(
+            "training-worker",
+            worker_command("training", 1),
+            {**env, "FACEAGE_SKIP_PRELOAD": "1"},
         )
         bind = f"{options['host']}:{options['port']}"
         self._spawn("web", web_command(bind, workers=options["web_workers"]), env)

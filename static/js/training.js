@@ -1,0 +1,46 @@
+// Poll a training run's progress and refresh the bar, the curves and the log.
+(function () {
+  "use strict";
+  var root = document.getElementById("run");
+  if (!root) { return; }
+  var bar = document.getElementById("run-progress-bar");
+  var statusLine = document.getElementById("run-status");
+  var detail = document.getElementById("run-detail");
+  var curves = document.getElementById("run-curves");
+  var log = document.getElementById("run-log");
+  var error = document.getElementById("run-error");
+  var result = document.getElementById("run-result");
+  var epochsSeen = -1;
+  var terminal = ["succeeded", "failed", "cancelled"];
+
+  function eta(seconds) {
+    if (seconds === null || seconds === undefined) { return ""; }
+    var minutes = Math.floor(seconds / 60);
+    return ", about " + (minutes ? minutes + " min " : "") + Math.round(seconds % 60) + " s left";
+  }
+
+  function update(run) {
+    bar.value = run.progress;
+    bar.textContent = Math.round(run.progress * 100) + "%";
+    statusLine.className = "status status-" + run.status;
+    statusLine.textContent = run.status + (run.stage ? " — " + run.stage : "");
+    detail.textContent = "Epoch " + run.epoch + " of " + run.epochs + ", step " + run.step +
+      " of " + run.steps_per_epoch + (run.status === "running" ? eta(run.eta_seconds) : "");
+    log.textContent = run.log_tail.join("\n");
+    error.textContent = run.error;
+    if (run.history.length !== epochsSeen) {
+      epochsSeen = run.history.length;
+      curves.src = root.dataset.curvesUrl + "?epochs=" + epochsSeen;
+    }
+    if (run.model_version) { result.textContent = "Result: " + run.model_version; }
+    return terminal.indexOf(run.status) >= 0;
+  }
+
+  function poll() {
+    fetch(root.dataset.progressUrl, { credentials: "same-origin" })
+      .then(function (response) { return response.json(); })
+      .then(function (run) { if (!update(run)) { window.setTimeout(poll, 2000); } })
+      .catch(function () { window.setTimeout(poll, 5000); });
+  }
+  poll();
+})();

@@ -1,0 +1,134 @@
+from django.contrib import admin, messages
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from training.forms import DatasetForm, TrainingRunForm
+from training.models import Dataset, DatasetItem, TrainingRun
+
+
+def start_run(form: TrainingRunForm, user) -> TrainingRun:
+    from training.tasks import enqueue_run
+
+    run = form.save(commit=False)
+    run.created_by = user if user and user.is_authenticated else None
+    with transaction.atomic():
+        run.save()
+        transaction.on_commit(lambda: enqueue_run(run.pk))
+    return run
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    form = DatasetForm
+    list_display = ["name", "kind", "status", "item_count", "created_at"]
+    readonly_fields = ["status", "content_hash", "report", "error", "imported_at", "splits"]
+    actions = ["train_new_model", "reimport"]
+
+    @admin.display(description="Faces")
+    def item_count(self, obj):
+        return obj.items.count()
+
+    @admin.display(description="Split (faces)")
+    def splits(self, obj):
+        return ", ".join(f"{k}: {v}" for k, v in sorted(obj.split_counts().items())) or "-"
+
+    def save_model(self, request, obj, form, change):
+        from training.tasks import import_dataset
+
+        obj.status = Dataset.Status.IMPORTING
+        super().save_model(request, obj, form, change)
+        transaction.on_commit(lambda: import_dataset.apply_async(args=[obj.pk]))
+        messages.info(
+            request, f"Importing {obj.name} in the background; refresh to see its status."
+        )
+
+    @admin.action(description="Import again (finishes an interrupted import)")
+    def reimport(self, request, queryset):
+        from training.tasks import import_dataset
+
+        for dataset in queryset:
+            import_dataset.apply_async(args=[dataset.pk])
+        self.message_user(request, f"{queryset.count()} import(s) queued.")
+
+    @admin.action(description="Train a new model")
+    def train_new_model(self, request, queryset):
+        first = queryset.first()
+        return redirect(
+            f"{reverse('admin:training_trainingrun_start')}?dataset={first.pk if first else ''}"
+        )
+
+
+@admin.register(DatasetItem)
+class DatasetItemAdmin(admin.ModelAdmin):
+    list_display = ["path", "dataset", "age", "gender", "split"]
+    list_filter = ["dataset", "split", "gender"]
+    search_fields = ["path"]
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "dataset", "status", "stage", "progress_percent", "result", "created_at"]
+    list_filter = ["status", "dataset"]
+    readonly_fields = [
+        "status", "stage", "epoch", "step", "steps_per_epoch", "progress", "eta_seconds",
+        "history", "test_metrics", "baseline_metrics", "log", "error", "attempts", "claimed_by",
+        "heartbeat_at", "model_version", "created_at", "enqueued_at", "started_at", "finished_at",
+        "cancel_requested", "created_by",
+    ]  # fmt: skip
+    actions = ["cancel"]
+
+    def get_urls(self):
+        extra = [
+            path(
+                "start/",
+                self.admin_site.admin_view(self.start_view),
+                name="training_trainingrun_start",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return redirect("admin:training_trainingrun_start")
+
+    def start_view(self, request):
+        """The "Train a new model" form."""
+        if request.method == "POST":
+            form = TrainingRunForm(request.POST)
+            if form.is_valid():
+                run = start_run(form, request.user)
+                messages.success(request, f"Training run {run.pk} queued.")
+                return redirect(run)
+        else:
+            form = TrainingRunForm(initial={"dataset": request.GET.get("dataset")})
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Train a new model",
+        }
+        return render(request, "admin/training/start_run.html", context)
+
+    @admin.display(description="Progress")
+    def progress_percent(self, obj):
+        return format_html(
+            '<a href="{}">{}%</a>', obj.get_absolute_url(), round(obj.progress * 100)
+        )
+
+    @admin.display(description="Model")
+    def result(self, obj):
+        if not obj.model_version:
+            return "-"
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("predictor:model", args=[obj.model_version.name]),
+            obj.model_version.name,
+        )
+
+    @admin.action(description="Cancel the selected runs")
+    def cancel(self, request, queryset):
+        queryset.filter(status=TrainingRun.Status.QUEUED).update(
+            status=TrainingRun.Status.CANCELLED
+        )
+        count = queryset.filter(status=TrainingRun.Status.RUNNING).update(cancel_requested=True)
+        self.message_user(request, f"{count} running run(s) will stop at their next report.")

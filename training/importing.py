@@ -1,0 +1,75 @@
+"""Importing a dataset into the database: labels, groups and a stored split.
+
+Re-running an import that stopped halfway finishes it without duplicates: items are
+unique per (dataset, path) and inserted with ``ignore_conflicts``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from training.datasets import DatasetError, read_dataset
+from training.datasets.splits import assign_splits
+from training.models import Dataset, DatasetItem
+
+BATCH = 2000
+
+
+def import_dataset(dataset: Dataset, progress=None) -> Dataset:
+    """Read ``dataset.source`` with the reader for ``dataset.kind`` and store its items.
+
+    On a bad source the dataset is marked failed with a message naming the file or row,
+    and :class:`DatasetError` is raised.
+    """
+    source = Path(dataset.source)
+    try:
+        records, report = read_dataset(dataset.kind, source)
+    except (DatasetError, OSError) as error:
+        Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.FAILED, error=str(error))
+        raise DatasetError(str(error)) from error
+    if not records:
+        message = f"No usable faces found in {source}."
+        Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.FAILED, error=message)
+        raise DatasetError(message)
+    splits = assign_splits(records, seed=dataset.split_seed)
+    digest = hashlib.sha256()
+    for record in sorted(records, key=lambda r: r.path):
+        digest.update(
+            f"{record.path}\t{record.age}\t{record.gender}\t{splits[record.path]}\n".encode()
+        )
+    for start in range(0, len(records), BATCH):
+        DatasetItem.objects.bulk_create(
+            [
+                DatasetItem(
+                    dataset=dataset,
+                    path=record.path,
+                    age=record.age,
+                    gender=record.gender,
+                    group=record.group[:100],
+                    split=splits[record.path],
+                    face_box=list(record.face_box) if record.face_box else None,
+                )
+                for record in records[start : start + BATCH]
+            ],
+            ignore_conflicts=True,
+        )
+        if progress is not None:
+            progress(min(start + BATCH, len(records)), len(records))
+    with transaction.atomic():
+        Dataset.objects.filter(pk=dataset.pk).update(
+            status=Dataset.Status.READY,
+            error="",
+            content_hash=digest.hexdigest(),
+            report={
+                "kept": report.kept,
+                "dropped": report.dropped,
+                "problems": report.problems[:50],
+            },
+            imported_at=timezone.now(),
+        )
+    dataset.refresh_from_db()
+    return dataset

@@ -1,0 +1,37 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from training.datasets import DatasetError
+from training.importing import import_dataset
+from training.models import Dataset
+from training.progress_bar import ProgressBar
+
+
+class Command(BaseCommand):
+    help = "Import a dataset (IMDB-WIKI, UTKFace folder or CSV) with a stored train/val/test split."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("source", help="Folder (imdb_wiki, utkface) or CSV file")
+        parser.add_argument("--kind", choices=[k for k, _ in Dataset.Kind.choices], required=True)
+        parser.add_argument("--seed", type=int, default=0, help="Split seed")
+
+    def handle(self, *args, name, source, kind, seed, **options):
+        from pathlib import Path
+
+        path = Path(source).expanduser().resolve()
+        if not path.exists():
+            raise CommandError(f"{path} does not exist")
+        dataset, created = Dataset.objects.get_or_create(
+            name=name, defaults={"kind": kind, "source": str(path), "split_seed": seed}
+        )
+        if not created and (dataset.kind, dataset.source) != (kind, str(path)):
+            raise CommandError(f"a dataset named {name!r} already exists with another source")
+        try:
+            dataset = import_dataset(dataset, progress=ProgressBar("storing", self.stderr))
+        except DatasetError as error:
+            raise CommandError(str(error)) from error
+        report = dataset.report
+        self.stdout.write(f"{dataset.name}: kept {report['kept']}; dropped {report['dropped']}")
+        self.stdout.write(f"split: {dataset.split_counts()}")
+        for problem in report.get("problems", [])[:10]:
+            self.stdout.write(f"  {problem}")

@@ -1,0 +1,67 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from training.models import Dataset, TrainingRun
+from training.progress_bar import ProgressBar
+
+
+class Command(BaseCommand):
+    help = "Train (fine-tune) an age model on a dataset, in this terminal, with a progress bar."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dataset", required=True)
+        parser.add_argument("--epochs", type=int, default=8)
+        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--learning-rate", type=float, default=1e-3)
+        parser.add_argument("--init", choices=["bundled", "scratch"], default="bundled")
+        parser.add_argument("--max-train-images", type=int)
+        parser.add_argument("--max-steps-per-epoch", type=int)
+        parser.add_argument("--auto-promote", action="store_true")
+        parser.add_argument("--resume", type=int, metavar="RUN_ID", help="Resume an earlier run")
+
+    def handle(self, *args, **options):
+        from training import runner
+
+        if options["resume"]:
+            run = TrainingRun.objects.filter(pk=options["resume"]).first()
+            if run is None:
+                raise CommandError(f"no training run {options['resume']}")
+        else:
+            dataset = Dataset.objects.filter(name=options["dataset"]).first()
+            if dataset is None or dataset.status != Dataset.Status.READY:
+                raise CommandError(f"no ready dataset named {options['dataset']!r}")
+            run = TrainingRun.objects.create(
+                dataset=dataset,
+                epochs=options["epochs"],
+                batch_size=options["batch_size"],
+                learning_rate=options["learning_rate"],
+                init=options["init"],
+                max_train_images=options["max_train_images"],
+                max_steps_per_epoch=options["max_steps_per_epoch"],
+                auto_promote=options["auto_promote"],
+            )
+        claimed = runner.claim_run(run.pk)
+        if claimed is None:
+            raise CommandError(f"run {run.pk} is finished or held by a live worker")
+        bar = ProgressBar("training", self.stderr)
+
+        def show(info):
+            total = info["steps_per_epoch"] * claimed.epochs
+            done = (info["epoch"] - 1) * info["steps_per_epoch"] + info["step"]
+            bar(done, total, f"epoch {info['epoch']} MAE {info['mae']:.2f}")
+
+        try:
+            result = runner.execute_run(
+                claimed, terminal_progress=ProgressBar("chips", self.stderr), on_training=show
+            )
+        except Exception as error:
+            runner.fail_run(run.pk, f"{error.__class__.__name__}: {error}")
+            raise CommandError(f"training failed: {error}") from error
+        self.stdout.write(f"run {result.pk}: {result.status}")
+        if result.test_metrics:
+            test, baseline = result.test_metrics, result.baseline_metrics
+            self.stdout.write(
+                f"test MAE {test['mae']:.3f}, CS@5 {test['cs5']:.3f}; "
+                f"active model {baseline['mae']:.3f}"
+            )
+        if result.model_version:
+            self.stdout.write(f"candidate model version: {result.model_version.name}")

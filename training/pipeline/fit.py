@@ -1,0 +1,336 @@
+"""Fine-tuning the age network with Keras: the 101-class head, the loss, the input, the loop.
+
+Everything here is plain Python + TensorFlow (no Django): the training task and the
+``train`` management command pass callbacks in to report progress and to ask whether
+the run was cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from predictor.vision.age_network import (
+    LOGITS_LAYER,
+    AgeNetwork,
+    build_age_network,
+    load_onnx_weights,
+)
+from predictor.vision.bundled_models import AGE_CLASS_AGES
+
+NUM_CLASSES = 101  # ages 0..100 in whole years
+CLASS_AGES = np.arange(NUM_CLASSES, dtype=np.float32)
+
+
+@dataclass
+class FitConfig:
+    """Training parameters. Ages in years; ``learning_rate`` is the peak of the cosine schedule."""
+
+    epochs: int = 8
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    init: str = "bundled"  # or "scratch"
+    label_sigma: float = 2.0  # years: width of the soft label around the true age
+    l1_weight: float = 0.1  # weight of |expected age - age| next to the cross-entropy
+    weight_decay: float = 1e-4
+    patience: int = 3  # epochs without a better validation MAE before stopping
+    steps_per_epoch: int | None = None  # None: one pass over the training split
+    seed: int = 0
+    augment: bool = True
+
+
+@dataclass
+class FitHooks:
+    """How the loop talks to its caller (all optional)."""
+
+    on_progress: Callable[[dict], None] | None = None  # every ``report_every`` steps
+    on_epoch: Callable[[dict], None] | None = None  # after each epoch, with its metrics
+    should_stop: Callable[[], bool] | None = None  # polled with progress: cancel the run
+    report_every: int = 20
+
+
+@dataclass
+class FitResult:
+    network: AgeNetwork
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_mae: float = math.inf
+    stopped_early: bool = False
+    cancelled: bool = False
+    seconds: float = 0.0
+    images_seen: int = 0
+
+
+def head_101_from_81(weights: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Initialise the 101-class head (ages 0..100) from the bundled 81-class head.
+
+    Class ``k`` copies the bundled class for age ``k`` (0 takes the 0.25-year class), so the
+    network starts out predicting as the bundled one does. Ages 81..100, which the bundled
+    network cannot express, copy the 80-year class with a bias 8 lower: they start nearly
+    silent (e^-8 of the 80-year probability) and training raises them where the data says so.
+    """
+    bundled_ages = AGE_CLASS_AGES
+    new_weights = np.zeros((weights.shape[0], NUM_CLASSES), dtype=np.float32)
+    new_bias = np.zeros(NUM_CLASSES, dtype=np.float32)
+    for age in range(NUM_CLASSES):
+        source = int(np.argmin(np.abs(bundled_ages - min(age, 80))))
+        new_weights[:, age] = weights[:, source]
+        new_bias[age] = bias[source] - (8.0 if age > 80 else 0.0)
+    return new_weights, new_bias
+
+
+def build_training_model(init: str) -> keras.Model:
+    """A 101-class age model, from the bundled weights (``"bundled"``) or random (``"scratch"``)."""
+    if init not in ("bundled", "scratch"):
+        raise ValueError(f"init must be 'bundled' or 'scratch', not {init!r}")
+    model = build_age_network(NUM_CLASSES)
+    if init == "bundled":
+        bundled = build_age_network(len(AGE_CLASS_AGES))
+        load_onnx_weights(bundled)
+        for layer in bundled.layers:
+            if layer.name == LOGITS_LAYER or not layer.weights:
+                continue
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+        weights, bias = bundled.get_layer(LOGITS_LAYER).get_weights()
+        model.get_layer(LOGITS_LAYER).set_weights(list(head_101_from_81(weights, bias)))
+    return model
+
+
+@keras.saving.register_keras_serializable(package="faceage")
+class SoftLabelAgeLoss(keras.losses.Loss):
+    """Cross-entropy against a Gaussian soft label around the true age, plus L1 on the
+    expected age. ``y_true``: (N,) or (N, 1) ages in years; ``y_pred``: (N, 101) probabilities."""
+
+    def __init__(self, sigma: float = 2.0, l1_weight: float = 0.1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sigma = sigma
+        self.l1_weight = l1_weight
+
+    def call(self, y_true, y_pred):
+        ages = tf.reshape(tf.cast(y_true, tf.float32), (-1, 1))
+        probabilities = tf.cast(y_pred, tf.float32)
+        class_ages = tf.constant(CLASS_AGES)[None, :]
+        soft = tf.exp(-0.5 * tf.square((class_ages - ages) / self.sigma))
+        soft = soft / tf.reduce_sum(soft, axis=1, keepdims=True)
+        cross_entropy = -tf.reduce_sum(soft * tf.math.log(probabilities + 1e-7), axis=1)
+        expected = tf.reduce_sum(probabilities * class_ages, axis=1)
+        return cross_entropy + self.l1_weight * tf.abs(expected - ages[:, 0])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "sigma": self.sigma, "l1_weight": self.l1_weight}
+
+
+@keras.saving.register_keras_serializable(package="faceage")
+class ExpectedAgeMAE(keras.metrics.MeanMetricWrapper):
+    """Mean absolute error, in years, of the distribution's expected age."""
+
+    def __init__(self, name: str = "mae", **kwargs) -> None:
+        def error(y_true, y_pred):
+            expected = tf.reduce_sum(tf.cast(y_pred, tf.float32) * CLASS_AGES[None, :], axis=1)
+            return tf.abs(expected - tf.reshape(tf.cast(y_true, tf.float32), (-1,)))
+
+        super().__init__(error, name=name, **kwargs)
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+
+def augment(chip: tf.Tensor, age: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mirror, shift by up to 3 px, and jitter brightness/contrast: what alignment leaves
+    variable between photos of one face. ``chip`` is (64, 64, 3) uint8."""
+    image = tf.cast(chip, tf.float32)
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    image = tf.image.stateless_random_flip_left_right(image, seeds[0])
+    padded = tf.pad(image, [[3, 3], [3, 3], [0, 0]], mode="REFLECT")
+    image = tf.image.stateless_random_crop(padded, (64, 64, 3), seeds[1])
+    image = tf.image.stateless_random_brightness(image, 20.0, seeds[2])
+    image = tf.image.stateless_random_contrast(image, 0.8, 1.2, seeds[3])
+    return tf.clip_by_value(image, 0.0, 255.0), age
+
+
+def make_input(
+    chips: np.ndarray,
+    ages: np.ndarray,
+    batch_size: int,
+    training: bool,
+    seed: int,
+    do_augment: bool,
+) -> tf.data.Dataset:
+    """tf.data input: (N, 64, 64, 3) uint8 chips and ages in years -> float32 batches."""
+    data = tf.data.Dataset.from_tensor_slices((chips, ages.astype(np.float32)))
+    if training:
+        data = data.shuffle(len(chips), seed=seed, reshuffle_each_iteration=True).repeat()
+        if do_augment:
+            counter = tf.data.Dataset.counter(seed).map(
+                lambda i: tf.stack([i, tf.cast(seed, tf.int64)])
+            )
+            data = tf.data.Dataset.zip((data, counter)).map(
+                lambda pair, s: augment(pair[0], pair[1], s), num_parallel_calls=tf.data.AUTOTUNE
+            )
+        else:
+            data = data.map(lambda c, a: (tf.cast(c, tf.float32), a))
+    else:
+        data = data.map(lambda c, a: (tf.cast(c, tf.float32), a))
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class _Reporter(keras.callbacks.Callback):
+    def __init__(self, hooks: FitHooks, steps_per_epoch: int, total_epochs: int, first_epoch: int):
+        super().__init__()
+        self.hooks = hooks
+        self.steps_per_epoch = steps_per_epoch
+        self.total_epochs = total_epochs
+        self.first_epoch = first_epoch
+        self.started = time.monotonic()
+        self.epoch = first_epoch
+        self.cancelled = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = batch + 1
+        if step % self.hooks.report_every and step != self.steps_per_epoch:
+            return
+        done = (self.epoch - self.first_epoch) * self.steps_per_epoch + step
+        remaining = (self.total_epochs - self.epoch) * self.steps_per_epoch - step
+        elapsed = time.monotonic() - self.started
+        if self.hooks.on_progress:
+            self.hooks.on_progress(
+                {
+                    "epoch": self.epoch + 1,
+                    "step": step,
+                    "steps_per_epoch": self.steps_per_epoch,
+                    "progress": (self.epoch * self.steps_per_epoch + step)
+                    / (self.total_epochs * self.steps_per_epoch),
+                    "eta_seconds": elapsed / done * remaining if done else None,
+                    "loss": float((logs or {}).get("loss", float("nan"))),
+                    "mae": float((logs or {}).get("mae", float("nan"))),
+                }
+            )
+        if self.hooks.should_stop and self.hooks.should_stop():
+            self.cancelled = True
+            self.model.stop_training = True
+
+
+def _configure_device() -> None:
+    """On a GPU: mixed precision and XLA. On a CPU (the normal case here): neither."""
+    if tf.config.list_physical_devices("GPU"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        tf.config.optimizer.set_jit(True)
+
+
+def fit(
+    train: dict[str, np.ndarray],
+    val: dict[str, np.ndarray],
+    config: FitConfig,
+    checkpoint_dir: Path,
+    hooks: FitHooks | None = None,
+) -> FitResult:
+    """Train (or resume) a 101-class age model.
+
+    ``train``/``val`` hold ``chips`` (N, 64, 64, 3) uint8 and ``ages`` (N,) years.
+    ``checkpoint_dir`` receives ``last.keras`` (model + optimizer) and ``state.json`` after
+    every epoch, and ``best.keras`` whenever the validation MAE improves; a later call with
+    the same folder resumes after the last finished epoch.
+    """
+    hooks = hooks or FitHooks()
+    _configure_device()
+    keras.utils.set_random_seed(config.seed)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    state_file = checkpoint_dir / "state.json"
+    last, best = checkpoint_dir / "last.keras", checkpoint_dir / "best.keras"
+    steps = config.steps_per_epoch or max(1, len(train["chips"]) // config.batch_size)
+
+    state = json.loads(state_file.read_text()) if state_file.exists() and last.exists() else None
+    if state is not None:
+        model = keras.saving.load_model(last)  # optimizer and schedule position included
+    else:
+        model = build_training_model(config.init)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0,
+            decay_steps=max(1, config.epochs * steps - min(steps, 100)),
+            warmup_target=config.learning_rate,
+            warmup_steps=min(steps, 100),
+            alpha=0.02,
+        )
+        model.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+            loss=SoftLabelAgeLoss(config.label_sigma, config.l1_weight),
+            metrics=[ExpectedAgeMAE()],
+        )
+        state = {"epoch": 0, "history": [], "best_val_mae": None, "best_epoch": 0, "wait": 0}
+
+    result = FitResult(
+        network=AgeNetwork(model, CLASS_AGES),
+        history=list(state["history"]),
+        best_epoch=state["best_epoch"],
+        best_val_mae=state["best_val_mae"] if state["best_val_mae"] is not None else math.inf,
+    )
+    train_input = make_input(
+        train["chips"], train["ages"], config.batch_size, True, config.seed, config.augment
+    )
+    val_input = make_input(val["chips"], val["ages"], 256, False, config.seed, False)
+    reporter = _Reporter(hooks, steps, config.epochs, state["epoch"])
+    started = time.monotonic()
+
+    for epoch in range(state["epoch"], config.epochs):
+        logs = model.fit(
+            train_input,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            steps_per_epoch=steps,
+            callbacks=[reporter],
+            verbose=0,
+        ).history
+        result.images_seen += steps * config.batch_size
+        if reporter.cancelled:
+            result.cancelled = True
+            break
+        val_loss, val_mae = model.evaluate(val_input, verbose=0)
+        metrics = {
+            "epoch": epoch + 1,
+            "loss": float(logs["loss"][-1]),
+            "mae": float(logs["mae"][-1]),
+            "val_loss": float(val_loss),
+            "val_mae": float(val_mae),
+            "learning_rate": float(model.optimizer.learning_rate),
+        }
+        result.history.append(metrics)
+        if val_mae < result.best_val_mae:
+            result.best_val_mae, result.best_epoch, state["wait"] = float(val_mae), epoch + 1, 0
+            model.save(best)
+        else:
+            state["wait"] += 1
+        model.save(last)
+        state.update(
+            epoch=epoch + 1,
+            history=result.history,
+            best_val_mae=result.best_val_mae,
+            best_epoch=result.best_epoch,
+        )
+        state_file.write_text(
+            json.dumps(state)
+        )  # after the model: a crash in between reruns the epoch
+        if hooks.on_epoch:
+            hooks.on_epoch(metrics)
+        if state["wait"] >= config.patience:
+            result.stopped_early = True
+            break
+
+    result.seconds = time.monotonic() - started
+    if best.exists():
+        result.network = AgeNetwork(keras.saving.load_model(best, compile=False), CLASS_AGES)
+    return result
+
+
+def describe(config: FitConfig) -> dict:
+    return asdict(config)

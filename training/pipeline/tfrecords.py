@@ -1,0 +1,153 @@
+"""Sharded TFRecord files of aligned chips, cached by dataset content.
+
+Layout of a cache folder (``<cache root>/<content hash>/``)::
+
+    manifest.json            {"splits": {"train": [{"file": ..., "count": N}, ...], ...},
+                              "ages": {...}, "skipped": {...}, "complete": true}
+    train-00000.tfrecord     one tf.train.Example per face: chip (64*64*3 raw bytes, RGB),
+    ...                      age (int64, years), gender (int64: 0 female, 1 male, -1 unknown)
+
+``manifest.json`` is written last, so a half-built cache is never mistaken for a
+finished one and building it again is a no-op only once it is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from predictor.vision.bundled_models import CHIP_SIZE
+from training.pipeline.chips import ChipSource, cut_chips
+
+PIPELINE_VERSION = "chips-v1"  # bump when chip cutting changes, to invalidate caches
+SHARD_SIZE = 2048
+GENDER_CODES = {"female": 0, "male": 1, "": -1}
+
+
+def content_hash(sources: Sequence[ChipSource]) -> str:
+    """A stable key for what goes into the cache: every path, label and split."""
+    digest = hashlib.sha256(PIPELINE_VERSION.encode())
+    for source in sorted(sources, key=lambda s: s.path):
+        digest.update(f"{source.path}\t{source.age}\t{source.gender}\t{source.split}\n".encode())
+    return digest.hexdigest()
+
+
+def _example(chip: np.ndarray, age: int, gender: str) -> bytes:
+    feature = {
+        "chip": tf.train.Feature(bytes_list=tf.train.BytesList(value=[chip.tobytes()])),
+        "age": tf.train.Feature(int64_list=tf.train.Int64List(value=[age])),
+        "gender": tf.train.Feature(int64_list=tf.train.Int64List(value=[GENDER_CODES[gender]])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def read_manifest(cache_dir: Path) -> dict | None:
+    manifest = cache_dir / "manifest.json"
+    if not manifest.exists():
+        return None
+    data = json.loads(manifest.read_text())
+    return data if data.get("complete") else None
+
+
+def build_chip_cache(
+    sources: Sequence[ChipSource],
+    root: Path,
+    cache_root: Path,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Path, dict]:
+    """Cut, align and shard every source; return (cache folder, manifest).
+
+    A complete cache for the same content is reused without touching an image.
+    """
+    key = content_hash(sources)
+    cache_dir = cache_root / key
+    manifest = read_manifest(cache_dir)
+    if manifest is not None:
+        return cache_dir, manifest
+    partial = cache_root / f"{key}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+
+    writers: dict[str, tf.io.TFRecordWriter] = {}
+    shards: dict[str, list[dict]] = {}
+    how = Counter()
+    skipped: list[str] = []
+    try:
+        for result in cut_chips(sources, root, workers, progress):
+            source = result.source
+            if result.chip is None:
+                how["skipped"] += 1
+                skipped.append(f"{source.path}: {result.how}")
+                continue
+            how[result.how] += 1
+            split_shards = shards.setdefault(source.split, [])
+            if not split_shards or split_shards[-1]["count"] >= SHARD_SIZE:
+                if source.split in writers:
+                    writers[source.split].close()
+                name = f"{source.split}-{len(split_shards):05d}.tfrecord"
+                writers[source.split] = tf.io.TFRecordWriter(str(partial / name))
+                split_shards.append({"file": name, "count": 0})
+            writers[source.split].write(_example(result.chip, source.age, source.gender))
+            split_shards[-1]["count"] += 1
+    finally:
+        for writer in writers.values():
+            writer.close()
+    manifest = {
+        "key": key,
+        "chip_size": CHIP_SIZE,
+        "splits": shards,
+        "counts": {split: sum(s["count"] for s in items) for split, items in shards.items()},
+        "how": dict(how),
+        "skipped": skipped[:200],
+        "complete": True,
+    }
+    (partial / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    partial.rename(cache_dir)
+    return cache_dir, manifest
+
+
+def shard_paths(cache_dir: Path, manifest: dict, split: str) -> list[str]:
+    return [str(cache_dir / shard["file"]) for shard in manifest["splits"].get(split, [])]
+
+
+def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Decode one record: chip (64, 64, 3) uint8, age int32 (years), gender int32."""
+    features = tf.io.parse_single_example(
+        serialized,
+        {
+            "chip": tf.io.FixedLenFeature([], tf.string),
+            "age": tf.io.FixedLenFeature([], tf.int64),
+            "gender": tf.io.FixedLenFeature([], tf.int64),
+        },
+    )
+    chip = tf.reshape(tf.io.decode_raw(features["chip"], tf.uint8), (CHIP_SIZE, CHIP_SIZE, 3))
+    return {
+        "chip": chip,
+        "age": tf.cast(features["age"], tf.int32),
+        "gender": tf.cast(features["gender"], tf.int32),
+    }
+
+
+def load_split(cache_dir: Path, manifest: dict, split: str) -> dict[str, np.ndarray]:
+    """A whole split in memory (chips NHWC uint8, ages, genders): small enough at 64x64."""
+    chips, ages, genders = [], [], []
+    for record in tf.data.TFRecordDataset(shard_paths(cache_dir, manifest, split)).map(
+        parse_example
+    ):
+        chips.append(record["chip"].numpy())
+        ages.append(int(record["age"]))
+        genders.append(int(record["gender"]))
+    return {
+        "chips": np.stack(chips) if chips else np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8),
+        "ages": np.asarray(ages, dtype=np.int32),
+        "genders": np.asarray(genders, dtype=np.int32),
+    }

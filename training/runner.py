@@ -1,0 +1,277 @@
+"""Running a TrainingRun: prepare chips, fit, evaluate, register the candidate model.
+
+Used by the Celery task (``training.tasks.train``) and by ``manage.py train``. It imports
+TensorFlow, so only workers and management commands load it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from predictor.models import ModelVersion
+from training.models import Dataset, TrainingRun
+from training.pipeline.chips import ChipSource
+
+logger = logging.getLogger(__name__)
+Status = TrainingRun.Status
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _claimant_is_gone(claimed_by: str) -> bool:
+    host, _, pid_text = claimed_by.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def run_is_abandoned(run: TrainingRun, now=None) -> bool:
+    """A running run whose worker died (same host) or stopped beating its heart."""
+    now = now or timezone.now()
+    stale = timedelta(seconds=settings.FACEAGE_TRAINING_HEARTBEAT_TIMEOUT)
+    if run.heartbeat_at is not None and now - run.heartbeat_at > stale:
+        return True
+    return bool(run.claimed_by) and _claimant_is_gone(run.claimed_by)
+
+
+def claim_run(run_id: int) -> TrainingRun | None:
+    """Take a queued run (or one whose worker died) for this process; None if not ours."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.is_terminal:
+            return None
+        if run.status == Status.RUNNING and not run_is_abandoned(run):
+            return None  # a live worker has it: this message is a redelivery
+        if run.attempts >= settings.FACEAGE_TRAINING_MAX_ATTEMPTS:
+            run.status, run.finished_at = Status.FAILED, timezone.now()
+            run.error = f"The training worker stopped unexpectedly {run.attempts} times; gave up."
+            run.save(update_fields=["status", "finished_at", "error"])
+            return None
+        resumed = run.attempts > 0
+        run.status = Status.RUNNING
+        run.attempts += 1
+        run.claimed_by = worker_identity()
+        run.heartbeat_at = timezone.now()
+        run.started_at = run.started_at or timezone.now()
+        run.save(update_fields=["status", "attempts", "claimed_by", "heartbeat_at", "started_at"])
+    if resumed:
+        run.append_log(f"resumed by {run.claimed_by} (attempt {run.attempts})")
+    return run
+
+
+def checkpoint_dir(run: TrainingRun) -> Path:
+    return Path(settings.FACEAGE_TRAINING_DIR) / f"run-{run.pk}"
+
+
+def chip_sources(dataset: Dataset) -> list[ChipSource]:
+    return [
+        ChipSource(
+            path=item.path,
+            age=item.age,
+            gender=item.gender,
+            split=item.split,
+            face_box=tuple(item.face_box) if item.face_box else None,
+        )
+        for item in dataset.items.order_by("path")
+    ]
+
+
+def prepare_chips(dataset: Dataset, progress=None) -> tuple[Path, dict]:
+    """Aligned-chip TFRecords for a dataset, built once and then reused."""
+    from training.pipeline.tfrecords import build_chip_cache
+
+    cache_dir, manifest = build_chip_cache(
+        chip_sources(dataset),
+        Path(dataset.source) if dataset.kind != Dataset.Kind.CSV else Path(dataset.source).parent,
+        Path(settings.FACEAGE_CHIP_CACHE_DIR),
+        workers=settings.FACEAGE_PREPARE_WORKERS,
+        progress=progress,
+    )
+    return cache_dir, manifest
+
+
+def evaluate_version_on(version: ModelVersion, test: dict) -> dict:
+    from predictor.serving import load_network
+    from training.pipeline.evaluation import evaluate_network
+
+    return evaluate_network(load_network(version), test)
+
+
+class _RunReporter:
+    """Writes progress to the run row, at most every couple of seconds."""
+
+    def __init__(self, run: TrainingRun, also=None) -> None:
+        self.run = run
+        self.also = also
+        self.last_write = 0.0
+
+    def stage(self, stage: str, progress: float = 0.0) -> None:
+        TrainingRun.objects.filter(pk=self.run.pk).update(
+            stage=stage, progress=progress, heartbeat_at=timezone.now()
+        )
+        self.run.append_log(stage)
+
+    def preparing(self, done: int, total: int) -> None:
+        if time.monotonic() - self.last_write > 2 or done == total:
+            self.last_write = time.monotonic()
+            TrainingRun.objects.filter(pk=self.run.pk).update(
+                stage=f"preparing chips {done}/{total}", heartbeat_at=timezone.now()
+            )
+
+    def training(self, info: dict) -> None:
+        if self.also is not None:
+            self.also(info)
+        if time.monotonic() - self.last_write < 2:
+            return
+        self.last_write = time.monotonic()
+        TrainingRun.objects.filter(pk=self.run.pk).update(
+            epoch=info["epoch"],
+            step=info["step"],
+            steps_per_epoch=info["steps_per_epoch"],
+            progress=info["progress"],
+            eta_seconds=info["eta_seconds"],
+            heartbeat_at=timezone.now(),
+        )
+
+    def epoch_done(self, metrics: dict) -> None:
+        run = TrainingRun.objects.get(pk=self.run.pk)
+        run.history = [*run.history, metrics]
+        run.heartbeat_at = timezone.now()
+        run.save(update_fields=["history", "heartbeat_at"])
+        self.run.append_log(
+            f"epoch {metrics['epoch']}: loss {metrics['loss']:.3f}, MAE {metrics['mae']:.2f}, "
+            f"val MAE {metrics['val_mae']:.2f}"
+        )
+
+    def cancelled(self) -> bool:
+        return TrainingRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
+
+
+def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> TrainingRun:
+    """Do the whole run (the row must already be claimed by this process).
+
+    ``terminal_progress(done, total)`` and ``on_training(info)`` let a terminal show bars.
+    """
+    from training.pipeline.evaluation import evaluate_network
+    from training.pipeline.fit import FitConfig, FitHooks, fit
+    from training.pipeline.tfrecords import load_split
+
+    reporter = _RunReporter(run, on_training)
+    dataset = run.dataset
+    reporter.stage("preparing chips")
+    cache_dir, manifest = prepare_chips(dataset, progress=terminal_progress or reporter.preparing)
+    run.append_log(f"chips: {manifest['counts']} ({manifest['how']})")
+    train, val, test = (load_split(cache_dir, manifest, s) for s in ("train", "val", "test"))
+    if len(train["ages"]) == 0 or len(val["ages"]) == 0 or len(test["ages"]) == 0:
+        raise ValueError(
+            f"the dataset needs train, validation and test faces; has {manifest['counts']}"
+        )
+    if run.max_train_images and len(train["ages"]) > run.max_train_images:
+        keep = np.random.default_rng(0).permutation(len(train["ages"]))[: run.max_train_images]
+        train = {key: value[keep] for key, value in train.items()}
+
+    reporter.stage("training")
+    config = FitConfig(
+        epochs=run.epochs,
+        batch_size=run.batch_size,
+        learning_rate=run.learning_rate,
+        init=run.init,
+        steps_per_epoch=run.max_steps_per_epoch,
+    )
+    result = fit(
+        train,
+        val,
+        config,
+        checkpoint_dir(run),
+        FitHooks(
+            on_progress=reporter.training,
+            on_epoch=reporter.epoch_done,
+            should_stop=reporter.cancelled,
+        ),
+    )
+    if result.cancelled:
+        _finish(run, Status.CANCELLED, error="Cancelled by an administrator.")
+        return run
+
+    reporter.stage("evaluating", progress=1.0)
+    metrics = evaluate_network(result.network, test)
+    baseline_version = ModelVersion.active()
+    baseline = evaluate_version_on(baseline_version, test)
+    baseline["model_version"] = baseline_version.name
+
+    name = f"{dataset.name}-run{run.pk}"
+    artifact = f"models/{name}.keras"
+    local = checkpoint_dir(run) / "model.keras"
+    result.network.save(local)
+    with open(local, "rb") as handle:
+        artifact = default_storage.save(artifact, handle)
+    version = ModelVersion.objects.create(
+        name=name,
+        framework=ModelVersion.FRAMEWORK_KERAS,
+        artifact=artifact,
+        description=f"Fine-tuned from {run.init} on {dataset.name} by training run {run.pk}.",
+        metrics={
+            "dataset": dataset.name,
+            "split": "test",
+            **{k: v for k, v in metrics.items()},
+            "baseline": {k: v for k, v in baseline.items() if k != "scatter"},
+            "training": {
+                "epochs_run": len(result.history),
+                "best_epoch": result.best_epoch,
+                "best_val_mae": result.best_val_mae,
+                "seconds": round(result.seconds, 1),
+                "train_images": len(train["ages"]),
+            },
+        },
+    )
+    TrainingRun.objects.filter(pk=run.pk).update(
+        model_version=version, test_metrics=metrics, baseline_metrics=baseline
+    )
+    run.append_log(
+        f"test MAE {metrics['mae']:.3f} "
+        f"(active model {baseline_version.name}: {baseline['mae']:.3f})"
+    )
+    if run.auto_promote and metrics["mae"] < baseline["mae"]:
+        version.activate()
+        run.append_log(f"promoted {version.name}: it beats the active model on the same split")
+    _finish(run, Status.SUCCEEDED)
+    run.refresh_from_db()
+    return run
+
+
+def _finish(run: TrainingRun, status: str, error: str = "") -> None:
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=status,
+        error=error,
+        finished_at=timezone.now(),
+        progress=1.0 if status == Status.SUCCEEDED else run.progress,
+    )
+    run.append_log(f"finished: {status}")
+
+
+def fail_run(run_id: int, reason: str) -> None:
+    TrainingRun.objects.filter(pk=run_id).exclude(status__in=TrainingRun.TERMINAL).update(
+        status=Status.FAILED, error=reason, finished_at=timezone.now()
+    )
