@@ -20,7 +20,7 @@ def real_chips():
     chips = []
     for path in files:
         rgb = as_array(Image.open(path))
-        box = FaceBox(0, 0, rgb.shape[1] - 1, rgb.shape[0] - 1, 0.0, "whole")
+        box = FaceBox(0, 0, rgb.shape[1], rgb.shape[0], 0.0, "whole")
         chips.append(aligner.align(rgb, box))
     ages = np.array([utkface_age(p) for p in files], dtype=np.int32)
     return {"chips": np.stack(chips), "ages": ages, "genders": np.zeros(len(ages), np.int32)}

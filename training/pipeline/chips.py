@@ -71,7 +71,7 @@ def cut_chip(source: ChipSource, root: Path, detector, aligner) -> ChipResult:
         left, top, right, bottom = (round(v) for v in source.face_box)
         box, how = FaceBox(left, top, right, bottom, 0.0, "dataset"), "dataset_box"
     else:
-        box, how = FaceBox(0, 0, width - 1, height - 1, 0.0, "whole"), "whole_image"
+        box, how = FaceBox(0, 0, width, height, 0.0, "whole"), "whole_image"
     chip = aligner.align(rgb, box)
     if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3):
         return ChipResult(source, None, "alignment failed")

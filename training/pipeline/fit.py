@@ -289,6 +289,7 @@ def fit(
             initial_epoch=epoch,
             steps_per_epoch=steps,
             callbacks=[reporter],
+            shuffle=False,  # the tf.data input shuffles itself
             verbose=0,
         ).history
         result.images_seen += steps * config.batch_size

