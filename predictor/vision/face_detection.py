@@ -292,15 +292,11 @@ class FaceDetector:
         )
 
     def _hog_faces(self, rgb: np.ndarray) -> list[_Candidate]:
-        image = Image.fromarray(rgb)
-        scale = self.work_scale(*image.size)
-        # Grey costs a fifth less HOG time than RGB at no measured loss of recall
-        # once low scores are re-checked; shrink first so the conversion is cheap.
-        if scale < 1:
-            work, sx, sy = _resize(image, scale)
-            work = work.convert("L")
-        else:
-            work, sx, sy = _resize(image.convert("L"), scale)
+        # Grey makes HOG about a fifth faster and the resize twice as fast; with
+        # low scores re-checked, the benchmark's recall moved by 2 faces in 169
+        # against RGB, within its noise.
+        grey = Image.fromarray(rgb).convert("L")
+        work, sx, sy = _resize(grey, self.work_scale(*grey.size))
         rects, scores, _ = self._hog.run(np.asarray(work), 0, self.candidate_threshold)
         faces = []
         for rect, hog_score in zip(rects, scores, strict=True):

