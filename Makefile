@@ -19,6 +19,7 @@ test: $(STAMP)
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -28,8 +29,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/serving.py network
-	$(PY) bench/detection.py
 	$(PY) bench/serving.py api
+	$(PY) bench/detection.py
+	$(PY) bench/training.py
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache

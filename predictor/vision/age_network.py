@@ -320,7 +320,7 @@ class AgeNetwork:
     Safe to share between threads once built.
     """
 
-    def __init__(self, model: keras.Model, class_ages: Sequence[float] | None = None) -> None:
+    def __init__(self, model: keras.Model, class_ages: Sequence[float] | np.ndarray | None = None) -> None:
         """Wrap ``model``; ``class_ages`` defaults from its output width (see
         :func:`class_ages_for`)."""
         num_classes = int(model.output_shape[-1])
@@ -351,7 +351,7 @@ class AgeNetwork:
 
     @classmethod
     def from_keras_file(
-        cls, path: str | os.PathLike, class_ages: Sequence[float] | None = None
+        cls, path: str | os.PathLike, class_ages: Sequence[float] | np.ndarray | None = None
     ) -> AgeNetwork:
         """Load a model written by :meth:`save` (or any ``.keras`` file of this
         architecture); ``class_ages`` defaults from the output width."""
@@ -415,7 +415,7 @@ class AgeNetwork:
 
 
 def distribution_from_probabilities(
-    probabilities: np.ndarray, class_ages: Sequence[float]
+    probabilities: np.ndarray, class_ages: Sequence[float] | np.ndarray
 ) -> AgeDistribution:
     """Expected age and spread (years) from ``(N, K)`` class probabilities."""
     weights = np.asarray(probabilities, dtype=np.float64)

@@ -11,7 +11,6 @@ from tests.datasets import sample_utkface, utkface_age
 def real_chips():
     """64 real aligned chips (uint8 NHWC) with their true ages, cut by the serving aligner."""
     from predictor.vision.alignment import FaceAligner
-
     from predictor.vision.face_detection import FaceBox
     from predictor.vision.image_loading import as_array
 

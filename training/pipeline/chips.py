@@ -43,7 +43,6 @@ _worker_state: dict = {}
 def _init_worker(root: str) -> None:
     # Each pool process loads the dlib models once.
     from predictor.vision.alignment import FaceAligner
-
     from predictor.vision.face_detection import FaceDetector
 
     _worker_state.update(root=Path(root), detector=FaceDetector(), aligner=FaceAligner())

@@ -78,7 +78,7 @@ def build_chip_cache(
 
     writers: dict[str, tf.io.TFRecordWriter] = {}
     shards: dict[str, list[dict]] = {}
-    how = Counter()
+    how: Counter[str] = Counter()
     skipped: list[str] = []
     try:
         for result in cut_chips(sources, root, workers, progress):
