@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from datetime import timedelta
 
 from celery import shared_task
@@ -21,32 +20,11 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from predictor.models import Face, ModelVersion, Prediction
+from predictor.worker_identity import claimant_is_gone, worker_identity
 
 logger = logging.getLogger(__name__)
 
 Status = Prediction.Status
-
-
-def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _process_is_gone(claimed_by: str) -> bool:
-    """True when the claiming worker process ran on this host and no longer exists
-    (or is this very process, which only runs one task at a time)."""
-    host, _, pid_text = claimed_by.rpartition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def claim_is_abandoned(prediction: Prediction, now=None) -> bool:
@@ -54,7 +32,7 @@ def claim_is_abandoned(prediction: Prediction, now=None) -> bool:
     deadline = prediction.claim_deadline()
     if deadline is not None and now > deadline:
         return True
-    return bool(prediction.claimed_by) and _process_is_gone(prediction.claimed_by)
+    return bool(prediction.claimed_by) and claimant_is_gone(prediction.claimed_by)
 
 
 def fail(prediction_id, reason: str, only_if_claimed_by: str | None = None) -> bool:

@@ -7,8 +7,6 @@ TensorFlow, so only workers and management commands load it.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -20,31 +18,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from predictor.models import ModelVersion
+from predictor.worker_identity import claimant_is_gone, worker_identity
 from training.models import Dataset, TrainingRun
 from training.pipeline.chips import ChipSource
 
 logger = logging.getLogger(__name__)
 Status = TrainingRun.Status
-
-
-def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _claimant_is_gone(claimed_by: str) -> bool:
-    host, _, pid_text = claimed_by.rpartition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def run_is_abandoned(run: TrainingRun, now=None) -> bool:
@@ -53,7 +32,7 @@ def run_is_abandoned(run: TrainingRun, now=None) -> bool:
     stale = timedelta(seconds=settings.FACEAGE_TRAINING_HEARTBEAT_TIMEOUT)
     if run.heartbeat_at is not None and now - run.heartbeat_at > stale:
         return True
-    return bool(run.claimed_by) and _claimant_is_gone(run.claimed_by)
+    return bool(run.claimed_by) and claimant_is_gone(run.claimed_by)
 
 
 def claim_run(run_id: int) -> TrainingRun | None:

@@ -320,7 +320,9 @@ class AgeNetwork:
     Safe to share between threads once built.
     """
 
-    def __init__(self, model: keras.Model, class_ages: Sequence[float] | np.ndarray | None = None) -> None:
+    def __init__(
+        self, model: keras.Model, class_ages: Sequence[float] | np.ndarray | None = None
+    ) -> None:
         """Wrap ``model``; ``class_ages`` defaults from its output width (see
         :func:`class_ages_for`)."""
         num_classes = int(model.output_shape[-1])

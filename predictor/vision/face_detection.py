@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from predictor.vision.bundled_models import cnn_face_detector_path
+from predictor.vision.image_loading import check_rgb_array
 
 __all__ = [
     "CNN",
@@ -131,14 +132,6 @@ class _Candidate:
     @property
     def area(self) -> float:
         return max(0.0, self.x1 - self.x0) * max(0.0, self.y1 - self.y0)
-
-
-def _check_rgb(rgb: np.ndarray) -> np.ndarray:
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8:
-        raise TypeError("expected a uint8 numpy array")
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise ValueError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}")
-    return np.ascontiguousarray(rgb)
 
 
 def _resize(image: Image.Image, scale: float) -> tuple[Image.Image, float, float]:
@@ -280,7 +273,7 @@ class FaceDetector:
             TypeError: ``rgb`` is not a uint8 array.
             ValueError: ``rgb`` is not ``(H, W, 3)``.
         """
-        rgb = _check_rgb(rgb)
+        rgb = check_rgb_array(rgb)
         height, width = rgb.shape[:2]
         faces = self._hog_faces(rgb)
         if not faces and self._cnn is not None:

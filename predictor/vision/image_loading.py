@@ -171,6 +171,16 @@ def thumbnail_bytes(image: Image.Image, max_side: int = 320) -> bytes:
     return buffer.getvalue()
 
 
+def check_rgb_array(rgb: np.ndarray) -> np.ndarray:
+    """Check an ``(H, W, 3)`` uint8 RGB array and return it C-contiguous (dlib reads the
+    buffer directly and rejects strided views)."""
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8:
+        raise TypeError("expected a uint8 numpy array")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise ValueError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}")
+    return np.ascontiguousarray(rgb)
+
+
 def as_array(image: Image.Image) -> np.ndarray:
     """An ``(H, W, 3)`` uint8 C-contiguous RGB array, as dlib wants it."""
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from predictor import tasks
 from predictor.models import Prediction
+from predictor.worker_identity import worker_identity
 
 pytestmark = pytest.mark.django_db
 
@@ -35,16 +37,16 @@ def test_claim_takes_a_queued_prediction_once():
     claimed = tasks.claim(prediction.pk)
     assert claimed is not None
     assert claimed.status == Status.RUNNING and claimed.attempts == 1
-    assert claimed.claimed_by == tasks.worker_identity()
+    assert claimed.claimed_by == worker_identity()
     assert claimed.model_version.name == "dlib-age-v1"
     # The same message delivered again while a live worker (here: pid 1) holds it does nothing.
-    Prediction.objects.filter(pk=prediction.pk).update(claimed_by=f"{tasks.socket.gethostname()}:1")
+    Prediction.objects.filter(pk=prediction.pk).update(claimed_by=f"{socket.gethostname()}:1")
     assert tasks.claim(prediction.pk) is None
     assert Prediction.objects.get(pk=prediction.pk).attempts == 1
 
 
 def test_claim_recovers_a_prediction_whose_worker_died():
-    host = tasks.socket.gethostname()
+    host = socket.gethostname()
     prediction = make_prediction(
         status=Status.RUNNING,
         attempts=1,
@@ -65,7 +67,7 @@ def test_claim_recovers_after_the_deadline_on_another_host():
 
 def test_claim_gives_up_after_max_attempts(settings):
     settings.FACEAGE_PREDICTION_MAX_ATTEMPTS = 2
-    host = tasks.socket.gethostname()
+    host = socket.gethostname()
     prediction = make_prediction(
         status=Status.RUNNING,
         attempts=2,
@@ -112,7 +114,7 @@ def test_a_missing_stored_file_fails_with_a_reason():
 def test_sweeper_requeues_lost_messages_and_recovers_dead_workers(enqueued, settings):
     settings.FACEAGE_PREDICTION_MAX_ATTEMPTS = 3
     old = timezone.now() - timedelta(seconds=settings.FACEAGE_REQUEUE_AFTER_SECONDS + 5)
-    host = tasks.socket.gethostname()
+    host = socket.gethostname()
     never_sent = make_prediction(created_at=old)
     fresh = make_prediction()
     orphan = make_prediction(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from datetime import timedelta
 
@@ -30,11 +31,9 @@ def test_claim_is_idempotent_and_recovers_dead_workers(dataset):
     run = TrainingRun.objects.create(dataset=dataset)
     claimed = runner.claim_run(run.pk)
     assert claimed.status == Status.RUNNING and claimed.attempts == 1
-    TrainingRun.objects.filter(pk=run.pk).update(claimed_by=f"{runner.socket.gethostname()}:1")
+    TrainingRun.objects.filter(pk=run.pk).update(claimed_by=f"{socket.gethostname()}:1")
     assert runner.claim_run(run.pk) is None  # pid 1 is alive: a redelivery does nothing
-    TrainingRun.objects.filter(pk=run.pk).update(
-        claimed_by=f"{runner.socket.gethostname()}:{dead_pid()}"
-    )
+    TrainingRun.objects.filter(pk=run.pk).update(claimed_by=f"{socket.gethostname()}:{dead_pid()}")
     again = runner.claim_run(run.pk)
     assert again is not None and again.attempts == 2
     assert "resumed" in TrainingRun.objects.get(pk=run.pk).log
@@ -43,7 +42,7 @@ def test_claim_is_idempotent_and_recovers_dead_workers(dataset):
 def test_sweeper_requeues_dead_runs_and_fails_exhausted_ones(dataset, monkeypatch, settings):
     sent = []
     monkeypatch.setattr(tasks.train, "apply_async", lambda args, **kw: sent.append(args[0]))
-    host = runner.socket.gethostname()
+    host = socket.gethostname()
     orphan = TrainingRun.objects.create(
         dataset=dataset, status=Status.RUNNING, attempts=1, claimed_by=f"{host}:{dead_pid()}"
     )
