@@ -233,7 +233,13 @@ FACEAGE_PREPARE_WORKERS = env_int("FACEAGE_PREPARE_WORKERS", 2, minimum=1)
 FACEAGE_TRAINING_HEARTBEAT_TIMEOUT = env_int("FACEAGE_TRAINING_HEARTBEAT_TIMEOUT", 900, minimum=30)
 FACEAGE_TRAINING_MAX_ATTEMPTS = env_int("FACEAGE_TRAINING_MAX_ATTEMPTS", 3, minimum=1)
 FACEAGE_TRAINING_TIME_LIMIT = env_int("FACEAGE_TRAINING_TIME_LIMIT", 5 * 3600, minimum=60)
+# Uploads and their results older than this are deleted (0 keeps them forever).
+FACEAGE_RETENTION_DAYS = env_int("FACEAGE_RETENTION_DAYS", 30, minimum=0)
 CELERY_BEAT_SCHEDULE = {
+    "delete-expired-predictions": {
+        "task": "predictor.tasks.delete_expired_predictions",
+        "schedule": 3600.0,
+    },
     "sweep-stale-predictions": {
         "task": "predictor.tasks.sweep_stale_predictions",
         "schedule": float(FACEAGE_SWEEP_INTERVAL_SECONDS),

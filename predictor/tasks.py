@@ -189,6 +189,22 @@ def sweep_stale_predictions() -> dict[str, int]:
     return counts
 
 
+@shared_task(ignore_result=True, soft_time_limit=600, time_limit=660)
+def delete_expired_predictions() -> int:
+    """Privacy: delete photos and results older than FACEAGE_RETENTION_DAYS."""
+    if settings.FACEAGE_RETENTION_DAYS == 0:
+        return 0
+    cutoff = timezone.now() - timedelta(days=settings.FACEAGE_RETENTION_DAYS)
+    expired = Prediction.objects.filter(created_at__lt=cutoff)
+    count = 0
+    for prediction in expired.iterator():
+        prediction.delete_with_files()
+        count += 1
+    if count:
+        logger.info("retention: deleted %s predictions older than %s", count, cutoff)
+    return count
+
+
 @worker_process_init.connect
 def load_model_in_worker_process(**_kwargs) -> None:
     """Import TensorFlow and load the active network once per worker process, before

@@ -7,6 +7,7 @@ app_name = "predictor"
 urlpatterns = [
     path("", views.upload, name="upload"),
     path("history/", views.history, name="history"),
+    path("history/delete-all/", views.delete_all, name="delete-all"),
     path("p/<uuid:prediction_id>/", views.result, name="result"),
     path("p/<uuid:prediction_id>/image.jpg", views.image, name="image"),
     path("p/<uuid:prediction_id>/thumbnail.jpg", views.thumbnail, name="thumbnail"),

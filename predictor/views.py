@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -61,6 +62,16 @@ def history(request: HttpRequest) -> HttpResponse:
     predictions = Prediction.objects.owned_by(request).prefetch_related("faces")
     page = Paginator(predictions, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "predictor/history.html", {"page": page})
+
+
+@require_POST
+def delete_all(request: HttpRequest) -> HttpResponse:
+    """Delete every photo and result of this user (or browser session), in one action."""
+    owned = list(Prediction.objects.owned_by(request))
+    for prediction in owned:
+        prediction.delete_with_files()
+    messages.success(request, f"Deleted {len(owned)} photo(s) and their results.")
+    return redirect("predictor:history")
 
 
 @require_POST

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -78,6 +79,13 @@ class PredictionViewSet(
 
     def perform_destroy(self, instance: Prediction) -> None:
         instance.delete_with_files()
+
+    @extend_schema(summary="Delete all of your predictions and photos", responses={204: None})
+    @action(detail=False, methods=["delete"], url_path="all")
+    def delete_all(self, request):
+        for prediction in self.get_queryset():
+            prediction.delete_with_files()
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema_view(list=extend_schema(summary="Model versions; one is active"))

@@ -1,0 +1,101 @@
+"""Privacy: retention, deleting all of one's data, and production settings."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.utils import timezone
+from PIL import Image
+
+from predictor.models import Prediction
+from predictor.tasks import delete_expired_predictions
+from tests import images
+from tests.datasets import REPO_ROOT
+
+pytestmark = pytest.mark.django_db
+
+
+def upload(client) -> Prediction:
+    data = images.encode(Image.new("RGB", (80, 60), "navy"))
+    client.post("/", {"image": SimpleUploadedFile("a.jpg", data)})
+    return Prediction.objects.order_by("-created_at").first()
+
+
+def test_retention_deletes_old_predictions_and_their_files(client, enqueued, settings):
+    settings.FACEAGE_RETENTION_DAYS = 30
+    old, recent = upload(client), upload(client)
+    Prediction.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=31))
+    old_files = [old.image.path, old.thumbnail.path]
+    assert delete_expired_predictions.run() == 1
+    assert list(Prediction.objects.values_list("pk", flat=True)) == [recent.pk]
+    assert not any(os.path.exists(path) for path in old_files)
+    settings.FACEAGE_RETENTION_DAYS = 0
+    Prediction.objects.update(created_at=timezone.now() - timedelta(days=3650))
+    assert delete_expired_predictions.run() == 0  # 0 keeps everything
+
+
+def test_delete_all_my_data_in_one_action(client, enqueued):
+    mine = [upload(client) for _ in range(3)]
+    someone_else = upload(Client())
+    response = client.post("/history/delete-all/")
+    assert response.status_code == 302
+    assert not Prediction.objects.filter(pk__in=[p.pk for p in mine]).exists()
+    assert not any(os.path.exists(p.image.path) for p in mine)
+    assert Prediction.objects.filter(pk=someone_else.pk).exists()
+
+
+def test_delete_all_through_the_api(api_client, user, other_user, enqueued):
+    api_client.force_authenticate(user)
+    for _ in range(2):
+        api_client.post(
+            "/api/v1/predictions/",
+            {"image": SimpleUploadedFile("a.jpg", images.encode(Image.new("RGB", (64, 64))))},
+            format="multipart",
+        )
+    Prediction.objects.create(owner=other_user, image="uploads/x.jpg")
+    assert api_client.delete("/api/v1/predictions/all/").status_code == 204
+    assert list(Prediction.objects.values_list("owner__username", flat=True)) == ["bob"]
+
+
+def test_deploy_check_is_clean_with_production_settings(tmp_path):
+    env = dict(
+        os.environ,
+        SECRET_KEY=secrets.token_urlsafe(60),
+        FACEAGE_PRODUCTION="1",
+        DEBUG="0",
+        ALLOWED_HOSTS="faceage.example.com",
+        SECURE_SSL_REDIRECT="1",
+        SECURE_COOKIES="1",
+        SECURE_HSTS_SECONDS="31536000",
+        FACEAGE_VAR_DIR=str(tmp_path),
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env.update(FACEAGE_PRODUCTION="1", FACEAGE_VAR_DIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+def test_security_headers(client):
+    response = client.get("/")
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
