@@ -251,6 +251,25 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Upload rate limit per user (or client address), e.g. "120/minute"; empty disables it.
+FACEAGE_UPLOAD_RATE = env_str("FACEAGE_UPLOAD_RATE", "120/minute")
+# The rate counters must be shared by every web process: a file cache on one host by
+# default; set CACHE_REDIS_URL (e.g. redis://redis:6379/1) when web runs on several hosts.
+if env_str("CACHE_REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env_str("CACHE_REDIS_URL"),
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache" / "django"),
+        }
+    }
+
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -261,9 +280,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "predictor.api.pagination.PredictionPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "predictor.api.errors.error_handler",
-    "DEFAULT_THROTTLE_RATES": {
-        "uploads": env_str("FACEAGE_UPLOAD_RATE", "120/minute"),
-    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "faceage API",

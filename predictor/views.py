@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from predictor.forms import UploadForm
 from predictor.models import ModelVersion, Prediction
+from predictor.throttling import UploadRateThrottle
 from predictor.uploads import create_prediction
 from predictor.vision.image_loading import ImageRejected
 
@@ -26,6 +27,20 @@ def _own_prediction(request: HttpRequest, prediction_id) -> Prediction:
 def upload(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
+        throttle = UploadRateThrottle()
+        if not throttle.allow_request(request, None):
+            wait = max(1, round(throttle.wait() or 1))
+            response = render(
+                request,
+                "error.html",
+                {
+                    "status": 429,
+                    "message": f"Too many uploads. Please wait {wait} seconds and try again.",
+                },
+                status=429,
+            )
+            response["Retry-After"] = str(wait)
+            return response
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
             try:

@@ -18,6 +18,20 @@ def wiki_sample_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def fresh_cache(settings, tmp_path):
+    """Rate-limit counters start empty in every test."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": str(tmp_path),
+        }
+    }
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     """Every test writes uploads to its own temporary MEDIA_ROOT."""
     settings.MEDIA_ROOT = tmp_path / "media"

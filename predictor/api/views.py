@@ -18,6 +18,7 @@ from predictor.api.serializers import (
     PredictionUploadSerializer,
 )
 from predictor.models import ModelVersion, Prediction
+from predictor.throttling import UploadRateThrottle
 from predictor.uploads import create_prediction
 from predictor.vision.image_loading import ImageRejected
 
@@ -48,6 +49,11 @@ class PredictionViewSet(
 ):
     serializer_class = PredictionSerializer
     parser_classes = [MultiPartParser, FormParser]
+
+    def get_throttles(self):
+        if self.action == "create":
+            return [UploadRateThrottle()]
+        return super().get_throttles()
 
     def get_queryset(self):
         # Someone else's id is a 404, not a 403: ids of others are not confirmed.

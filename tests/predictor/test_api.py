@@ -196,3 +196,23 @@ def test_schema_and_docs_are_served_without_a_cdn(client):
     html = docs.content.decode()
     assert "swagger-ui" in html
     assert "cdn" not in html.lower() and "unpkg" not in html.lower()
+
+
+def test_uploads_are_rate_limited_with_retry_after(api_client, enqueued, settings):
+    settings.FACEAGE_UPLOAD_RATE = "2/minute"
+    for _ in range(2):
+        assert api_client.post(URL, {"image": jpeg()}, format="multipart").status_code == 202
+    limited = api_client.post(URL, {"image": jpeg()}, format="multipart")
+    assert limited.status_code == 429
+    assert int(limited["Retry-After"]) > 0
+    assert limited.json()["error"]["code"] == "throttled"
+    assert api_client.get(URL).status_code == 200  # reading is not limited
+
+
+def test_the_upload_form_is_rate_limited_too(client, enqueued, settings):
+    settings.FACEAGE_UPLOAD_RATE = "1/minute"
+    form = {"image": jpeg()}
+    assert client.post("/", form).status_code == 302
+    limited = client.post("/", {"image": jpeg()})
+    assert limited.status_code == 429 and int(limited["Retry-After"]) > 0
+    assert "Too many uploads" in limited.content.decode()
