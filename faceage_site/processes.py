@@ -106,9 +106,9 @@ class LocalStack:
                 stdout=output, stderr=subprocess.STDOUT,
             )  # fmt: skip
 
-    def start(self) -> LocalStack:
+    def start(self, beat: bool = False) -> LocalStack:
         self.manage("migrate", "--noinput", "-v", "0")
-        self.start_worker()
+        self.start_worker(beat=beat)
         self.web = self._spawn(web_command(f"127.0.0.1:{self.port}"), self.workdir / "web.log")
         self.wait_until(self._healthy, 60, "web server")
         return self
@@ -119,8 +119,10 @@ class LocalStack:
         with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2) as response:
             return response.status == 200
 
-    def start_worker(self) -> subprocess.Popen:
-        worker = self._spawn(worker_command(concurrency=self.concurrency), self.worker_log)
+    def start_worker(self, beat: bool = False) -> subprocess.Popen:
+        schedule = self.workdir / "celerybeat-schedule" if beat else None
+        command = worker_command(concurrency=self.concurrency, beat_schedule=schedule)
+        worker = self._spawn(command, self.worker_log)
         self.workers.append(worker)
         return worker
 
