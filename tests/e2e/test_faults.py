@@ -73,3 +73,53 @@ def test_killing_the_worker_loses_no_prediction():
         stack.stop()
         redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_redis_restart_loses_no_accepted_upload():
+    """Stop and restart Redis in the middle of a stream of uploads: every upload that got a
+    202 ends in a terminal state (the row is the truth; the sweeper re-sends lost messages)."""
+    files = sample_utkface(30, seed=41)
+    workdir = Path(tempfile.mkdtemp(prefix="fa-"))
+    redis = EmbeddedRedis(workdir / "redis.sock")
+    redis.start()
+    stack = LocalStack(
+        workdir,
+        None,
+        redis.url,
+        extra_env={"FACEAGE_SWEEP_INTERVAL_SECONDS": "5", "FACEAGE_REQUEUE_AFTER_SECONDS": "5"},
+    )
+    try:
+        stack.start(beat=True)
+        session = requests.Session()
+        accepted = []
+
+        def post(path):
+            response = session.post(
+                f"{stack.base_url}/api/v1/predictions/",
+                files={"image": (path.name, path.read_bytes())},
+                timeout=60,
+            )
+            assert response.status_code == 202, response.text
+            accepted.append(response.headers["Location"])
+
+        for path in files[:10]:
+            post(path)
+        redis.stop()
+        for path in files[10:20]:  # the broker is down: uploads are still accepted
+            post(path)
+        redis.start()
+        for path in files[20:]:
+            post(path)
+
+        deadline = time.monotonic() + 300
+        statuses: list[str] = []
+        while time.monotonic() < deadline:
+            statuses = [session.get(url, timeout=10).json()["status"] for url in accepted]
+            if all(status in ("succeeded", "failed") for status in statuses):
+                break
+            time.sleep(1)
+        assert statuses.count("succeeded") == len(accepted) == 30, statuses
+    finally:
+        stack.stop()
+        redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
