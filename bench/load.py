@@ -1,0 +1,176 @@
+"""Drive the API with 1, 8 and 32 concurrent clients for a fixed time, and watch worker memory.
+
+    .venv/bin/python bench/load.py [--seconds 30] [--clients 1,8,32] [--worker-processes 1]
+    .venv/bin/python bench/load.py --memory 2000          # RSS over 2,000 predictions
+    .venv/bin/python bench/load.py --redis-url redis://127.0.0.1:6379/12 \
+        --database-url postgres://postgres@127.0.0.1:5432/faceage_load
+
+Each client uploads a real UTKFace photo, polls every 100 ms until the prediction is terminal,
+and starts over. Reported per level: completed predictions per second, p50 and p99 latency from
+upload to terminal status, errors (non-202 answers, `failed` predictions, exceptions), and the
+resident memory of the worker's processes (the Celery parent and its pool) at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.tables import print_table  # noqa: E402
+
+
+def worker_rss_mb(stack) -> float:
+    import psutil
+
+    total = 0
+    for worker in stack.workers:
+        parent = psutil.Process(worker.pid)
+        for process in [parent, *parent.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += process.memory_info().rss
+    return total / 2**20
+
+
+def one_prediction(session, base_url: str, path: Path) -> tuple[float, bool]:
+    started = time.perf_counter()
+    try:
+        response = session.post(
+            f"{base_url}/api/v1/predictions/",
+            files={"image": (path.name, path.read_bytes())},
+            timeout=60,
+        )
+        if response.status_code != 202:
+            return time.perf_counter() - started, False
+        location = response.headers["Location"]
+        while True:
+            body = session.get(location, timeout=60).json()
+            if body["status"] in ("succeeded", "failed"):
+                return time.perf_counter() - started, body["status"] == "succeeded"
+            time.sleep(0.1)
+    except Exception:  # counted as an error
+        return time.perf_counter() - started, False
+
+
+def run_level(stack, files, clients: int, seconds: float, stop_after: int | None = None):
+    import requests
+
+    results: list[tuple[float, bool]] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client(index: int) -> None:
+        session = requests.Session()
+        rng = random.Random(index)
+        while time.monotonic() < deadline:
+            with lock:
+                if stop_after is not None and len(results) >= stop_after:
+                    return
+            outcome = one_prediction(session, stack.base_url, rng.choice(files))
+            with lock:
+                results.append(outcome)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, time.monotonic() - started
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--worker-processes", type=int, default=1)
+    parser.add_argument("--memory", type=int, default=0, help="predictions for the RSS check")
+    parser.add_argument("--redis-url")
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+
+    from faceage_site.embedded_redis import EmbeddedRedis
+    from faceage_site.processes import LocalStack
+
+    root = Path(os.environ.get("FACEAGE_DATASETS_DIR", REPO_ROOT.parent / "shared" / "datasets"))
+    files = random.Random(0).sample(sorted((root / "utkface").glob("*.jpg")), 500)
+    workdir = Path(tempfile.mkdtemp(prefix="fa-load-"))
+    redis = None
+    if args.redis_url:
+        redis_url = args.redis_url
+    else:
+        redis = EmbeddedRedis(workdir / "redis.sock")
+        redis.start()
+        redis_url = redis.url
+    stack = LocalStack(
+        workdir,
+        args.database_url,
+        redis_url,
+        concurrency=args.worker_processes,
+        extra_env={"FACEAGE_UPLOAD_RATE": ""},  # the benchmark is the only client
+    )
+    rows = []
+    try:
+        stack.start()
+        run_level(stack, files, 1, 60, stop_after=3)  # warm-up
+        if args.memory:
+            baseline = None
+            done = 0
+            samples = []
+            while done < args.memory:
+                batch, _ = run_level(stack, files, 8, 3600, stop_after=min(200, args.memory - done))
+                done += len(batch)
+                rss = worker_rss_mb(stack)
+                baseline = baseline or rss
+                samples.append((done, rss))
+                print(f"{done:5d} predictions: worker RSS {rss:.0f} MB")
+            growth = (samples[-1][1] - samples[0][1]) / samples[0][1]
+            print(f"RSS after {samples[0][0]}: {samples[0][1]:.0f} MB; after {samples[-1][0]}: "
+                  f"{samples[-1][1]:.0f} MB; growth {growth:+.1%}")  # fmt: skip
+        for clients in (int(c) for c in args.clients.split(",")):
+            results, elapsed = run_level(stack, files, clients, args.seconds)
+            latencies = [latency for latency, _ in results]
+            errors = sum(not ok for _, ok in results)
+            rows.append(
+                [
+                    clients,
+                    len(results),
+                    f"{len(results) / elapsed:.1f}",
+                    f"{percentile(latencies, 0.5) * 1000:.0f}",
+                    f"{percentile(latencies, 0.99) * 1000:.0f}",
+                    errors,
+                    f"{worker_rss_mb(stack):.0f}",
+                ]
+            )
+    finally:
+        stack.stop()
+        if redis is not None:
+            redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    backend = "external Redis" if args.redis_url else "embedded Redis"
+    backend += " + PostgreSQL" if args.database_url else " + SQLite"
+    print(f"{backend}; {args.worker_processes} inference process(es); {args.seconds:.0f} s a level")
+    print_table(
+        ["clients", "completed", "per second", "p50 ms", "p99 ms", "errors", "worker RSS MB"], rows
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
