@@ -10,6 +10,7 @@ import requests
 
 from faceage_site.processes import local_stack
 from tests.datasets import sample_utkface
+from tests.e2e.stack import wait_terminal
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +30,7 @@ def upload(session: requests.Session, base_url: str, path) -> str:
 
 def wait_all_terminal(session: requests.Session, urls: list[str], timeout: float = 300) -> list:
     deadline = time.monotonic() + timeout
-    bodies: list[dict] = []
-    while time.monotonic() < deadline:
-        bodies = [session.get(url, timeout=10).json() for url in urls]
-        if all(body["status"] in ("succeeded", "failed") for body in bodies):
-            break
-        time.sleep(1)
-    return bodies
+    return [wait_terminal(session, url, max(1.0, deadline - time.monotonic())) for url in urls]
 
 
 def test_killing_the_worker_loses_no_prediction():
