@@ -223,6 +223,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 FACEAGE_INFERENCE_SOFT_TIME_LIMIT = env_int("FACEAGE_INFERENCE_SOFT_TIME_LIMIT", 60, minimum=5)
 FACEAGE_INFERENCE_TIME_LIMIT = env_int("FACEAGE_INFERENCE_TIME_LIMIT", 90, minimum=10)
 FACEAGE_PREDICTION_MAX_ATTEMPTS = env_int("FACEAGE_PREDICTION_MAX_ATTEMPTS", 3, minimum=1)
+# A worker takes up to this many waiting predictions at once and runs all their faces
+# through the network as one batch (1 = one prediction at a time).
+FACEAGE_INFERENCE_BATCH_SIZE = env_int("FACEAGE_INFERENCE_BATCH_SIZE", 8, minimum=1)
 # A queued prediction whose message was lost is enqueued again after this long.
 FACEAGE_REQUEUE_AFTER_SECONDS = env_int("FACEAGE_REQUEUE_AFTER_SECONDS", 120, minimum=5)
 FACEAGE_SWEEP_INTERVAL_SECONDS = env_int("FACEAGE_SWEEP_INTERVAL_SECONDS", 30, minimum=5)

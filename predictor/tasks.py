@@ -17,6 +17,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from predictor.models import Face, ModelVersion, Prediction
@@ -25,6 +26,11 @@ from predictor.worker_identity import claimant_is_gone, worker_identity
 logger = logging.getLogger(__name__)
 
 Status = Prediction.Status
+
+SERVER_ERROR = (
+    "Something went wrong on our side while estimating the ages. "
+    "Please try again; if it keeps happening, tell the site's administrators."
+)
 
 
 def claim_is_abandoned(prediction: Prediction, now=None) -> bool:
@@ -72,8 +78,44 @@ def claim(prediction_id) -> Prediction | None:
     return prediction
 
 
-def run_prediction(prediction: Prediction) -> None:
-    """Detect, align and rate every face, then store the faces and `succeeded` together."""
+def claim_waiting(first: Prediction, limit: int) -> list[Prediction]:
+    """Take up to ``limit`` more predictions that wait in the queue, oldest first, for the
+    same batch as ``first``.
+
+    Each row is taken with a conditional UPDATE, so two workers never take the same one;
+    their own messages, delivered later, find them finished (or running here) and do
+    nothing. A worker that dies holding a batch is handled like any dead claimant: the
+    sweeper moves every row of the batch back to the queue. Only never-tried rows are
+    batched, and a retried prediction runs alone, so a photo that crashes the worker
+    cannot use up the attempts of the photos around it."""
+    if limit <= 0 or first.attempts > 1:
+        return []
+    candidates = (
+        Prediction.objects.filter(status=Status.QUEUED, attempts=0)
+        .exclude(pk=first.pk)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[: limit * 2]
+    )
+    taken = []
+    for pk in candidates:
+        won = Prediction.objects.filter(pk=pk, status=Status.QUEUED).update(
+            status=Status.RUNNING,
+            attempts=F("attempts") + 1,
+            claimed_by=first.claimed_by,
+            started_at=timezone.now(),
+            model_version=first.model_version,
+        )
+        if won:
+            taken.append(pk)
+            if len(taken) == limit:
+                break
+    if not taken:
+        return []
+    return list(Prediction.objects.filter(pk__in=taken).order_by("created_at"))
+
+
+def load_claimed_photo(prediction: Prediction):
+    """The prediction's photo as an RGB array, or None after failing it with a reason."""
     from predictor.uploads import photo_limits
     from predictor.vision.image_loading import ImageRejected, as_array, load_photo
 
@@ -83,15 +125,45 @@ def run_prediction(prediction: Prediction) -> None:
             data = stored.read()
     except OSError:
         fail(prediction.pk, "The uploaded photo is missing from storage. Upload it again.", me)
-        return
+        return None
     try:
-        photo = load_photo(data, photo_limits())
+        return as_array(load_photo(data, photo_limits()))
     except ImageRejected as rejected:
         fail(prediction.pk, rejected.message, me)
-        return
+        return None
+
+
+def run_predictions(predictions: list[Prediction]) -> None:
+    """Detect and align the faces of each photo, rate all their faces in one network
+    batch, then store each prediction's faces and `succeeded` together.
+
+    All predictions were claimed together, for the same model version."""
     from predictor.serving import estimator_for  # TensorFlow: workers only, loaded lazily
 
-    estimates = estimator_for(prediction.model_version).estimate(as_array(photo))
+    estimator = estimator_for(predictions[0].model_version)
+    loaded = []
+    for prediction in predictions:
+        rgb = load_claimed_photo(prediction)
+        if rgb is None:
+            continue
+        try:
+            boxes = estimator.detector.detect(rgb)
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:  # one bad photo must not take the rest of the batch with it
+            logger.exception("prediction %s: face detection failed", prediction.pk)
+            fail(prediction.pk, SERVER_ERROR, prediction.claimed_by)
+            continue
+        loaded.append((prediction, rgb, boxes))
+    if not loaded:
+        return
+    results = estimator.estimate_many_boxes([(rgb, boxes) for _, rgb, boxes in loaded])
+    for (prediction, _, _), estimates in zip(loaded, results, strict=True):
+        store_faces(prediction, estimates)
+
+
+def store_faces(prediction: Prediction, estimates) -> None:
+    me = prediction.claimed_by
     with transaction.atomic():
         # Only the claim holder may finish the row; a sweeper or a newer claim wins.
         still_ours = (
@@ -131,28 +203,31 @@ def run_prediction(prediction: Prediction) -> None:
     ignore_result=True,
 )
 def predict(self, prediction_id: str) -> None:
+    """Run ``prediction_id``, together with up to FACEAGE_INFERENCE_BATCH_SIZE - 1 other
+    predictions waiting in the queue (one network batch for all their faces)."""
     # Celery's Django fix-up closes stale database connections around each task.
     prediction = claim(prediction_id)
     if prediction is None:
         return
     me = prediction.claimed_by
+    batch = [prediction, *claim_waiting(prediction, settings.FACEAGE_INFERENCE_BATCH_SIZE - 1)]
+    if len(batch) > 1:
+        logger.info("prediction %s: batched with %s waiting", prediction.pk, len(batch) - 1)
     try:
-        run_prediction(prediction)
+        run_predictions(batch)
     except SoftTimeLimitExceeded:
-        fail(
-            prediction.pk,
-            f"Estimating the ages took longer than {settings.FACEAGE_INFERENCE_SOFT_TIME_LIMIT} "
-            "seconds and was stopped. Try a smaller photo.",
-            me,
-        )
+        for item in batch:
+            fail(
+                item.pk,
+                "Estimating the ages took longer than "
+                f"{settings.FACEAGE_INFERENCE_SOFT_TIME_LIMIT} seconds and was stopped. "
+                "Try a smaller photo.",
+                me,
+            )
     except Exception:
-        logger.exception("prediction %s failed", prediction.pk)
-        fail(
-            prediction.pk,
-            "Something went wrong on our side while estimating the ages. "
-            "Please try again; if it keeps happening, tell the site's administrators.",
-            me,
-        )
+        logger.exception("predictions %s failed", [item.pk for item in batch])
+        for item in batch:
+            fail(item.pk, SERVER_ERROR, me)
 
 
 @shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)

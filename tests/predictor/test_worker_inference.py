@@ -68,3 +68,74 @@ def test_a_newly_promoted_version_serves_the_next_task(two_face_photo, media_roo
         bundled_ages, abs=0.5
     )
     assert ModelVersion.objects.filter(is_active=True).count() == 1
+
+
+def test_waiting_predictions_run_as_one_network_batch(monkeypatch, settings):
+    """One task takes the predictions waiting behind it and rates all their faces in one
+    network call; their own messages, delivered later, change nothing."""
+    from predictor.vision.age_network import AgeNetwork
+
+    settings.FACEAGE_INFERENCE_BATCH_SIZE = 3
+    photos = [images.face_photo(sample_utkface(n, seed=20 + n))[0] for n in (1, 2, 1, 1)]
+    predictions = [stored_prediction(images.encode(photo)) for photo in photos]
+    batch_sizes = []
+    real_predict = AgeNetwork.predict
+
+    def counting_predict(network, chips):
+        batch_sizes.append(len(chips))
+        return real_predict(network, chips)
+
+    monkeypatch.setattr(AgeNetwork, "predict", counting_predict)
+    tasks.predict.run(str(predictions[0].pk))
+    for prediction in predictions:
+        prediction.refresh_from_db()
+    # The first task took itself and the two oldest waiting: 1 + 2 + 1 faces, one call.
+    assert batch_sizes == [4]
+    assert [p.status for p in predictions] == ["succeeded"] * 3 + ["queued"]
+    assert len({p.claimed_by for p in predictions[:3]}) == 1
+    assert [p.faces.count() for p in predictions[:3]] == [1, 2, 1]
+    for prediction in predictions:  # every message delivered afterwards
+        tasks.predict.run(str(prediction.pk))
+    for prediction in predictions:
+        prediction.refresh_from_db()
+    assert batch_sizes == [4, 1]
+    assert all(p.status == "succeeded" and p.attempts == 1 for p in predictions)
+    assert [p.faces.count() for p in predictions] == [1, 2, 1, 1]
+
+
+def test_batched_ages_equal_one_at_a_time_ages(settings):
+    photos = [images.face_photo(sample_utkface(n, seed=30 + n))[0] for n in (2, 1)]
+    settings.FACEAGE_INFERENCE_BATCH_SIZE = 1
+    alone = [stored_prediction(images.encode(photo)) for photo in photos]
+    for prediction in alone:
+        tasks.predict.run(str(prediction.pk))
+    settings.FACEAGE_INFERENCE_BATCH_SIZE = 8
+    together = [stored_prediction(images.encode(photo)) for photo in photos]
+    tasks.predict.run(str(together[0].pk))
+    for one, other in zip(alone, together, strict=True):
+        ages_alone = list(one.faces.order_by("index").values_list("age", flat=True))
+        ages_together = list(other.faces.order_by("index").values_list("age", flat=True))
+        assert len(ages_alone) == len(ages_together) > 0
+        assert ages_together == pytest.approx(ages_alone, abs=1e-3)
+
+
+def test_a_bad_photo_fails_alone_and_a_retried_prediction_is_not_batched(settings):
+    settings.FACEAGE_INFERENCE_BATCH_SIZE = 8
+    good = images.encode(images.face_photo(sample_utkface(1, seed=41))[0])
+    first = stored_prediction(good)
+    broken = stored_prediction(good[: len(good) // 3])
+    last = stored_prediction(good)
+    tasks.predict.run(str(first.pk))
+    for prediction in (first, broken, last):
+        prediction.refresh_from_db()
+    assert (first.status, broken.status, last.status) == ("succeeded", "failed", "succeeded")
+    assert "damaged" in broken.error
+    # A prediction that is being retried (a worker died holding it) runs alone.
+    retried = stored_prediction(good)
+    Prediction.objects.filter(pk=retried.pk).update(attempts=1)
+    waiting = stored_prediction(good)
+    tasks.predict.run(str(retried.pk))
+    retried.refresh_from_db()
+    waiting.refresh_from_db()
+    assert (retried.status, retried.attempts) == ("succeeded", 2)
+    assert waiting.status == "queued" and waiting.attempts == 0
