@@ -1,6 +1,6 @@
 from django.urls import path
 
-from predictor import views
+from predictor import export_views, views
 
 app_name = "predictor"
 
@@ -13,4 +13,10 @@ urlpatterns = [
     path("p/<uuid:prediction_id>/thumbnail.jpg", views.thumbnail, name="thumbnail"),
     path("p/<uuid:prediction_id>/delete/", views.delete, name="delete"),
     path("models/<str:name>/", views.model_detail, name="model"),
+    path("models/<str:name>/card.md", export_views.model_card, name="model-card"),
+    path(
+        "models/<str:name>/download/<str:fmt>/",
+        export_views.model_download,
+        name="model-download",
+    ),
 ]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from predictor.models import Face, ModelVersion, Prediction
@@ -69,9 +70,41 @@ class PredictionUploadSerializer(serializers.Serializer):
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
+    card_url = serializers.SerializerMethodField(help_text="The model card (Markdown)")
+    download_urls = serializers.SerializerMethodField(
+        help_text="SavedModel and TFLite zips; 202 while the export is being built"
+    )
+
     class Meta:
         model = ModelVersion
-        fields = ["name", "framework", "created_at", "metrics", "is_active"]
+        fields = [
+            "name",
+            "framework",
+            "created_at",
+            "metrics",
+            "is_active",
+            "card_url",
+            "download_urls",
+        ]
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_card_url(self, obj: ModelVersion) -> str:
+        return self._absolute(reverse("predictor:model-card", args=[obj.name]))
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {"savedmodel": {"type": "string"}, "tflite": {"type": "string"}},
+        }
+    )
+    def get_download_urls(self, obj: ModelVersion) -> dict[str, str]:
+        return {
+            fmt: self._absolute(reverse("predictor:model-download", args=[obj.name, fmt]))
+            for fmt in ("savedmodel", "tflite")
+        }
 
 
 class ErrorDetailSerializer(serializers.Serializer):

@@ -183,7 +183,15 @@ def test_models_list(api_client):
     body = api_client.get("/api/v1/models/").json()
     assert body["count"] == 1
     item = body["results"][0]
-    assert set(item) == {"name", "framework", "created_at", "metrics", "is_active"}
+    assert set(item) == {
+        "name",
+        "framework",
+        "created_at",
+        "metrics",
+        "is_active",
+        "card_url",
+        "download_urls",
+    }
     assert item["name"] == "dlib-age-v1" and item["is_active"] is True
 
 

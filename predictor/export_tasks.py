@@ -1,0 +1,68 @@
+"""Celery task for the `inference` queue: build a model version's downloadable exports.
+
+A new module (not predictor.tasks) so that it can grow without touching the prediction
+tasks; faceage_site.celery discovers it. TensorFlow is imported inside the task, by
+predictor.export.build_exports, never by the web process that enqueues it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.core.cache import cache
+
+from predictor.models import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+BUILD_LOCK_SECONDS = 15 * 60
+"""While a build is queued or running, visits do not enqueue another one; after this
+long (a lost message, a dead worker) the next visit tries again."""
+
+
+def _lock_key(version: ModelVersion) -> str:
+    from predictor.export import export_key
+
+    return f"faceage:export-build:{version.pk}:{export_key(version)}"
+
+
+def request_export(version: ModelVersion) -> str:
+    """Enqueue a build of ``version``'s exports unless one was requested recently.
+
+    Returns ``"queued"`` (a message was sent), ``"pending"`` (one was sent recently) or
+    ``"unavailable"`` (the broker is down: logged, not raised; the next visit tries again).
+    """
+    key = _lock_key(version)
+    if not cache.add(key, "queued", timeout=BUILD_LOCK_SECONDS):
+        return "pending"
+    try:
+        build_model_export.apply_async(args=[version.pk], queue="inference")
+    except Exception as error:
+        logger.warning("could not enqueue the export of %s: %s", version.name, error)
+        cache.delete(key)
+        return "unavailable"
+    return "queued"
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=600,
+    time_limit=660,
+    ignore_result=True,
+)
+def build_model_export(version_id: int) -> None:
+    """Build the SavedModel and TFLite downloads of a version (a no-op when already built)."""
+    from predictor.export import ExportError, build_exports
+
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None:
+        return
+    try:
+        build_exports(version)
+    except ExportError:
+        # build_exports wrote the reason where the model page shows it.
+        logger.exception("export of %s failed", version.name)
+    finally:
+        cache.delete(_lock_key(version))

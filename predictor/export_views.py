@@ -1,0 +1,101 @@
+"""Model downloads and model cards: public, like the model pages.
+
+The model card and the downloads are public: faceage is a public product, the bundled
+weights are CC0, and a card is most useful to people deciding whether to use a model.
+(A fine-tuned version's card names the terms of its training data.) The web process only
+serves files a worker built (predictor.export_tasks); it never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET
+
+from predictor.export import FORMATS, export_paths, model_card_markdown
+from predictor.export_tasks import BUILD_LOCK_SECONDS, request_export
+from predictor.models import ModelVersion
+
+PENDING_RETRY_SECONDS = 15
+
+
+def export_status(version: ModelVersion) -> dict:
+    """``{"state": "ready" | "failed" | "missing", "error": str}`` for a version's exports."""
+    paths = export_paths(version)
+    if paths.ready():
+        return {"state": "ready", "error": ""}
+    error = paths.error()
+    if error:
+        return {"state": "failed", "error": error}
+    return {"state": "missing", "error": ""}
+
+
+def _recent_failure(version: ModelVersion) -> str:
+    """A build failure young enough that a new build would likely fail the same way."""
+    paths = export_paths(version)
+    try:
+        age = time.time() - paths.error_file.stat().st_mtime
+    except OSError:
+        return ""
+    return paths.error() if age < BUILD_LOCK_SECONDS else ""
+
+
+@require_GET
+def model_card(request: HttpRequest, name: str) -> HttpResponse:
+    """The model card as Markdown, in the visitor's language."""
+    version = get_object_or_404(ModelVersion, name=name)
+    response = HttpResponse(
+        model_card_markdown(version), content_type="text/markdown; charset=utf-8"
+    )
+    response["Content-Disposition"] = (
+        f'inline; filename="{export_paths(version).stem}-MODEL_CARD.md"'
+    )
+    return response
+
+
+@require_GET
+def model_download(request: HttpRequest, name: str, fmt: str) -> HttpResponse:
+    """The zip of a version's SavedModel or TFLite export, or a page saying it is being built."""
+    if fmt not in FORMATS:
+        raise Http404(_("Unknown export format."))
+    version = get_object_or_404(ModelVersion, name=name)
+    paths = export_paths(version)
+    archive = paths.archive(fmt)
+    if paths.ready():
+        try:
+            handle = archive.open("rb")
+        except OSError as error:  # removed between the check and the open
+            raise Http404(_("The export is missing.")) from error
+        return FileResponse(
+            handle, as_attachment=True, filename=archive.name, content_type="application/zip"
+        )
+    failure = _recent_failure(version)
+    if failure:
+        response = render(
+            request,
+            "predictor/export_pending.html",
+            {"version": version, "format": fmt, "failure": failure},
+            status=503,
+        )
+        response["Retry-After"] = str(BUILD_LOCK_SECONDS)
+        return response
+    if request_export(version) == "unavailable":
+        response = render(
+            request,
+            "predictor/export_pending.html",
+            {"version": version, "format": fmt, "unavailable": True},
+            status=503,
+        )
+        response["Retry-After"] = "60"
+        return response
+    response = render(
+        request,
+        "predictor/export_pending.html",
+        {"version": version, "format": fmt, "retry_seconds": PENDING_RETRY_SECONDS},
+        status=202,
+    )
+    response["Retry-After"] = str(PENDING_RETRY_SECONDS)
+    return response
