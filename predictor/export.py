@@ -69,9 +69,12 @@ class ExportError(Exception):
 
 
 def export_key(version: ModelVersion) -> str:
-    """What an export depends on: the weights (name, artifact) and the card's metrics."""
+    """What an export depends on: the weights (name, artifact) and the card's metrics
+    (the version's own, or the training-run baseline the card shows for the bundled one)."""
+    evaluation = _evaluation(version)
+    card_metrics = [evaluation["run"], evaluation["metrics"]] if evaluation else None
     payload = json.dumps(
-        [EXPORT_FORMAT_VERSION, version.name, version.artifact, version.metrics],
+        [EXPORT_FORMAT_VERSION, version.name, version.artifact, version.metrics, card_metrics],
         sort_keys=True,
         default=str,
     )

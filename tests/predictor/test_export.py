@@ -180,12 +180,14 @@ def test_card_lists_data_metrics_by_decade_and_gender_and_intended_use(client, t
 
 
 def test_bundled_card_uses_the_baseline_a_training_run_measured(client, bundled, trained):
+    from predictor.export import export_paths
     from training.models import Dataset, TrainingRun
 
     card = client.get(f"/models/{bundled.name}/card.md").content.decode()
     assert "No test-split evaluation is recorded" in card
     assert "110,000" in card and "CC0" in card and "(N, 81)" in card
 
+    before = export_paths(bundled).directory
     TrainingRun.objects.create(
         dataset=Dataset.objects.get(name="utk-small"),
         status="succeeded",
@@ -200,6 +202,8 @@ def test_bundled_card_uses_the_baseline_a_training_run_measured(client, bundled,
     )
     card = client.get(f"/models/{bundled.name}/card.md").content.decode()
     assert "evaluated this model as its baseline" in card
+    # The card inside the downloads changed, so the exports are built again.
+    assert export_paths(bundled).directory != before
     assert "| 30-39 | 6.00 | 40 |" in card and "| female | 7.25 | 40 |" in card
 
 
@@ -318,3 +322,52 @@ def test_api_lists_card_and_download_urls(api_client, bundled):
         "savedmodel": "http://testserver/models/dlib-age-v1/download/savedmodel/",
         "tflite": "http://testserver/models/dlib-age-v1/download/tflite/",
     }
+
+
+WEB_SCRIPT = r"""
+import json, sys
+import django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from django.test import Client
+client = Client()
+statuses = [
+    client.get(path).status_code
+    for path in (
+        "/models/dlib-age-v1/",
+        "/models/dlib-age-v1/card.md",
+        "/models/dlib-age-v1/download/tflite/",
+        "/api/v1/models/",
+    )
+]
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "dlib"))
+print(json.dumps({"statuses": statuses, "heavy": heavy}))
+"""
+
+
+def test_the_web_process_serves_cards_and_downloads_without_tensorflow(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.datasets import REPO_ROOT
+
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="faceage_site.settings",
+        FACEAGE_VAR_DIR=str(tmp_path),
+        REDIS_URL=f"redis+socket://{tmp_path}/absent.sock",  # no broker: 503, not 500
+    )
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-c", WEB_SCRIPT],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"statuses": [200, 200, 503, 200], "heavy": []}

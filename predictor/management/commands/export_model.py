@@ -18,8 +18,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--force", action="store_true", help="rebuild even if the exports already exist"
         )
+        parser.add_argument(
+            "--evaluate-on",
+            metavar="DATASET",
+            help="first measure the version on this imported dataset's test split and record "
+            "the metrics (MAE, by decade, by gender) on it, for its card. Only for versions "
+            "without metrics of their own, such as the bundled one.",
+        )
 
-    def handle(self, *args, name: str, force: bool, **options):
+    def handle(self, *args, name: str, force: bool, evaluate_on: str | None, **options):
         from predictor.export import FORMATS, ExportError, build_exports
 
         if name == ModelVersion.BUNDLED_NAME:
@@ -28,6 +35,8 @@ class Command(BaseCommand):
         if version is None:
             known = ", ".join(ModelVersion.objects.values_list("name", flat=True)) or "none"
             raise CommandError(f"no model version {name!r} (known: {known})")
+        if evaluate_on:
+            self._evaluate(version, evaluate_on)
         try:
             paths = build_exports(version, force=force)
         except ExportError as error:
@@ -35,3 +44,27 @@ class Command(BaseCommand):
         for fmt in FORMATS:
             archive = paths.archive(fmt)
             self.stdout.write(f"{fmt:>10}: {archive} ({archive.stat().st_size / 1e6:.1f} MB)")
+
+    def _evaluate(self, version: ModelVersion, dataset_name: str) -> None:
+        # training imports predictor, never the reverse: only this command reaches over.
+        from training.models import Dataset
+        from training.pipeline.tfrecords import load_split
+        from training.progress_bar import ProgressBar
+        from training.runner import evaluate_version_on, prepare_chips
+
+        if (version.metrics or {}).get("mae") is not None:
+            raise CommandError(
+                f"{version.name} already has test metrics from its own training run "
+                f"({version.metrics.get('dataset')}); they are not replaced"
+            )
+        dataset = Dataset.objects.filter(name=dataset_name, status=Dataset.Status.READY).first()
+        if dataset is None:
+            raise CommandError(f"no imported (ready) dataset {dataset_name!r}")
+        cache_dir, manifest = prepare_chips(dataset, progress=ProgressBar("chips", self.stderr))
+        metrics = evaluate_version_on(version, load_split(cache_dir, manifest, "test"))
+        version.metrics = {"dataset": dataset.name, "split": "test", **metrics}
+        version.save(update_fields=["metrics"])
+        self.stdout.write(
+            f"{version.name} on {dataset.name}/test: {metrics['count']} faces, "
+            f"MAE {metrics['mae']:.3f}, CS@5 {metrics['cs5']:.3f}"
+        )
