@@ -519,24 +519,32 @@ def build_exports(version: ModelVersion, force: bool = False) -> ExportPaths:
         return paths
     # The card inside the download is the English one; the page shows it translated.
     card = model_card_markdown(version, language=settings.LANGUAGE_CODE)
-    building = paths.directory.with_name(paths.directory.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
+    root = paths.directory.parent
+    root.mkdir(parents=True, exist_ok=True)
+    # A private, hidden folder per build: a second build at the same time cannot disturb it.
+    building = Path(tempfile.mkdtemp(dir=root, prefix=f".{paths.directory.name}.building-"))
     try:
         network = load_network(version)
         report = write_exports(network, building, paths.stem, card, random_check_chips())
     except Exception as error:
         shutil.rmtree(building, ignore_errors=True)
-        paths.error_file.parent.mkdir(parents=True, exist_ok=True)
         reason = f"{error.__class__.__name__}: {error}"
         paths.error_file.write_text(reason, encoding="utf-8")
         if isinstance(error, ExportError):
             raise
         raise ExportError(reason) from error
-    shutil.rmtree(paths.directory, ignore_errors=True)
-    building.replace(paths.directory)
+    if force:
+        shutil.rmtree(paths.directory, ignore_errors=True)
+    try:
+        building.rename(paths.directory)
+    except OSError:
+        # Another build finished first (the folder exists and is not empty): keep that one.
+        shutil.rmtree(building, ignore_errors=True)
+        if not paths.ready():
+            raise ExportError(f"could not move the export into {paths.directory}") from None
     paths.error_file.unlink(missing_ok=True)
-    for old in exports_root().glob(f"v{version.pk}-*"):
-        if old.name != paths.directory.name and not old.name.endswith(".building"):
+    for old in root.glob(f"v{version.pk}-*"):  # stale exports (hidden build folders excluded)
+        if old.name != paths.directory.name:
             if old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
             else:

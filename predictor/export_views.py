@@ -77,7 +77,13 @@ def model_download(request: HttpRequest, name: str, fmt: str) -> HttpResponse:
         response = render(
             request,
             "predictor/export_pending.html",
-            {"version": version, "format": fmt, "failure": failure},
+            {
+                "version": version,
+                "format": fmt,
+                "failure": True,
+                # The reason may name server paths: staff only.
+                "reason": failure if request.user.is_staff else "",
+            },
             status=503,
         )
         response["Retry-After"] = str(BUILD_LOCK_SECONDS)

@@ -10,11 +10,12 @@ from predictor.export import FORMATS, markdown_to_html, model_card_markdown
 register = template.Library()
 
 
-@register.inclusion_tag("predictor/_model_export.html")
-def model_export_section(version) -> dict:
+@register.inclusion_tag("predictor/_model_export.html", takes_context=True)
+def model_export_section(context, version) -> dict:
     from predictor.export_views import export_status
 
     return {
+        "user": context.get("user"),
         "version": version,
         "formats": FORMATS,
         "status": export_status(version),
