@@ -5,8 +5,10 @@
     .venv/bin/python bench/load.py --redis-url redis://127.0.0.1:6379/12 \
         --database-url postgres://postgres@127.0.0.1:5432/faceage_load
 
-Each client uploads a real UTKFace photo, polls every 100 ms until the prediction is terminal,
-and starts over. Reported per level: completed predictions per second, p50 and p99 latency from
+Each client uploads a real UTKFace photo, waits for the prediction to be terminal and starts
+over. By default it waits with the API's long-poll (`GET <prediction>?wait=20`, repeated until
+terminal); `--poll-ms 100` makes it re-request every 100 ms instead, as a naive client would.
+Reported per level: completed predictions per second, p50 and p99 latency from
 upload to terminal status, errors (non-202 answers, `failed` predictions, exceptions), and the
 resident memory of the worker's processes (the Celery parent and its pool) at the end.
 """
@@ -41,6 +43,24 @@ def worker_rss_mb(stack) -> float:
     return total / 2**20
 
 
+POLL_SECONDS = 0.0  # 0: long-poll with ?wait=; otherwise the pause between re-requests
+
+
+def cpu_seconds(popen) -> float:
+    """User + system CPU time of a process and all its children, so far."""
+    import psutil
+
+    if popen is None:
+        return 0.0
+    parent = psutil.Process(popen.pid)
+    total = 0.0
+    for process in [parent, *parent.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def one_prediction(session, base_url: str, path: Path) -> tuple[float, bool]:
     started = time.perf_counter()
     try:
@@ -52,11 +72,13 @@ def one_prediction(session, base_url: str, path: Path) -> tuple[float, bool]:
         if response.status_code != 202:
             return time.perf_counter() - started, False
         location = response.headers["Location"]
+        params = {} if POLL_SECONDS else {"wait": 20}
         while True:
-            body = session.get(location, timeout=60).json()
+            body = session.get(location, params=params, timeout=60).json()
             if body["status"] in ("succeeded", "failed"):
                 return time.perf_counter() - started, body["status"] == "succeeded"
-            time.sleep(0.1)
+            if POLL_SECONDS:
+                time.sleep(POLL_SECONDS)
     except Exception:  # counted as an error
         return time.perf_counter() - started, False
 
@@ -101,7 +123,11 @@ def main() -> int:
     parser.add_argument("--memory", type=int, default=0, help="predictions for the RSS check")
     parser.add_argument("--redis-url")
     parser.add_argument("--database-url")
+    parser.add_argument("--poll-ms", type=int, default=0, help="0: long-poll with ?wait=")
+    parser.add_argument("--batch-size", type=int, help="FACEAGE_INFERENCE_BATCH_SIZE")
     args = parser.parse_args()
+    global POLL_SECONDS
+    POLL_SECONDS = args.poll_ms / 1000
 
     from faceage_site.processes import local_stack
 
@@ -112,7 +138,10 @@ def main() -> int:
         args.database_url,
         args.redis_url,
         concurrency=args.worker_processes,
-        extra_env={"FACEAGE_UPLOAD_RATE": ""},  # the benchmark is the only client
+        extra_env={
+            "FACEAGE_UPLOAD_RATE": "",  # the benchmark is the only client
+            **({"FACEAGE_INFERENCE_BATCH_SIZE": str(args.batch_size)} if args.batch_size else {}),
+        },
     ) as stack:
         run_level(stack, files, 1, 60, stop_after=3)  # warm-up
         if args.memory:
@@ -130,7 +159,10 @@ def main() -> int:
             print(f"RSS after {samples[0][0]}: {samples[0][1]:.0f} MB; after {samples[-1][0]}: "
                   f"{samples[-1][1]:.0f} MB; growth {growth:+.1%}")  # fmt: skip
         for clients in (int(c) for c in args.clients.split(",")):
+            web_cpu, worker_cpu = cpu_seconds(stack.web), sum(map(cpu_seconds, stack.workers))
             results, elapsed = run_level(stack, files, clients, args.seconds)
+            web_cpu = cpu_seconds(stack.web) - web_cpu
+            worker_cpu = sum(map(cpu_seconds, stack.workers)) - worker_cpu
             latencies = [latency for latency, _ in results]
             errors = sum(not ok for _, ok in results)
             rows.append(
@@ -142,13 +174,29 @@ def main() -> int:
                     f"{percentile(latencies, 0.99) * 1000:.0f}",
                     errors,
                     f"{worker_rss_mb(stack):.0f}",
+                    f"{web_cpu / max(1, len(results)) * 1000:.0f}",
+                    f"{worker_cpu / max(1, len(results)) * 1000:.0f}",
                 ]
             )
     backend = "external Redis" if args.redis_url else "embedded Redis"
     backend += " + PostgreSQL" if args.database_url else " + SQLite"
-    print(f"{backend}; {args.worker_processes} inference process(es); {args.seconds:.0f} s a level")
+    waiting = f"polling every {args.poll_ms} ms" if args.poll_ms else "long-poll ?wait=20"
+    batch = args.batch_size or "default"
+    print(f"{backend}; {args.worker_processes} inference process(es); batch size {batch}; "
+          f"clients {waiting}; {args.seconds:.0f} s a level")  # fmt: skip
     print_table(
-        ["clients", "completed", "per second", "p50 ms", "p99 ms", "errors", "worker RSS MB"], rows
+        [
+            "clients",
+            "completed",
+            "per second",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "worker RSS MB",
+            "web CPU ms/pred",
+            "worker CPU ms/pred",
+        ],
+        rows,
     )
     return 0
 
