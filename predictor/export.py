@@ -353,13 +353,19 @@ def _serving_function(network: AgeNetwork):
 
 
 def write_savedmodel(network: AgeNetwork, directory: Path) -> Path:
-    """Write ``network`` as a SavedModel with the ``serving_default`` signature."""
-    import keras
+    """Write ``network`` as a SavedModel with the ``serving_default`` signature.
 
-    archive = keras.export.ExportArchive()
-    archive.track(network.model)
-    archive.add_endpoint(name=SIGNATURE_NAME, fn=_serving_function(network))
-    archive.write_out(os.fspath(directory), verbose=False)
+    A plain ``tf.Module`` holding the weights and the traced function: loading it needs
+    TensorFlow only (no Keras, no faceage code). Keras' ExportArchive stored every weight
+    twice (21.5 MB instead of 10.8 MB for the bundled network).
+    """
+    import tensorflow as tf
+
+    serve = _serving_function(network)
+    module = tf.Module()
+    module.weights = [variable.value for variable in network.model.weights]
+    module.serve = serve
+    tf.saved_model.save(module, os.fspath(directory), signatures={SIGNATURE_NAME: serve})
     return directory
 
 
