@@ -8,6 +8,10 @@ COPY training training
 ARG EXTRAS=""
 RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
 COPY . .
+# The Chinese translations are compiled here (the .mo files are not committed).
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends gettext >/dev/null \
+    && python manage.py compilemessages --ignore=.venv \
+    && apt-get purge -y -qq gettext >/dev/null && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home faceage && mkdir -p /data && chown faceage /data
 USER faceage
 EXPOSE 8000

@@ -1,19 +1,22 @@
 """Error pages: JSON in the error shape under /api/, HTML elsewhere."""
 
 from django.shortcuts import render
+from django.utils.translation import gettext
+from django.utils.translation import gettext_noop as _
 
 from predictor.api.errors import json_error
 
 _MESSAGES = {
-    400: ("bad_request", "The request could not be understood."),
-    403: ("forbidden", "You do not have permission to do that."),
-    404: ("not_found", "Not found."),
-    500: ("server_error", "Something went wrong on our side. Please try again."),
+    400: ("bad_request", _("The request could not be understood.")),
+    403: ("forbidden", _("You do not have permission to do that.")),
+    404: ("not_found", _("Not found.")),
+    500: ("server_error", _("Something went wrong on our side. Please try again.")),
 }
 
 
 def _respond(request, status: int):
-    code, message = _MESSAGES[status]
+    code, english = _MESSAGES[status]
+    message = gettext(english)
     if request.path.startswith("/api/"):
         return json_error(code, message, status)
     return render(request, "error.html", {"status": status, "message": message}, status=status)

@@ -82,6 +82,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After sessions (the switcher's choice), before common (URL handling).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -103,6 +105,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
             ],
         },
     },
@@ -123,7 +126,14 @@ else:
             "NAME": VAR_DIR / "db.sqlite3",
             # Web, worker and beat write from separate processes: wait for the
             # lock instead of failing with "database is locked".
-            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+            # WAL: readers (pages, API polls) no longer block the writers (uploads,
+            # workers) nor wait for them; NORMAL sync is safe under WAL.
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "CONN_MAX_AGE": 60,
             # A file, not memory, so that a real worker process in the
             # integration tests sees the same test database.
             "TEST": {"NAME": env_str("FACEAGE_TEST_SQLITE", str(VAR_DIR / "test.sqlite3"))},
@@ -157,7 +167,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/admin/login/"
-LANGUAGE_CODE = "en-us"
+# English and Simplified Chinese. The language comes from the switcher (set_language
+# stores it in a cookie) or else the browser's Accept-Language; URLs carry no language
+# prefix, so API URLs stay stable.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

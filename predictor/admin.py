@@ -1,5 +1,7 @@
 from django.contrib import admin, messages
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from predictor.models import Face, ModelVersion, Prediction
 
@@ -45,7 +47,7 @@ class PredictionAdmin(admin.ModelAdmin):
     inlines = [FaceInline]
     actions = ["requeue"]
 
-    @admin.action(description="Queue the selected predictions again")
+    @admin.action(description=gettext_lazy("Queue the selected predictions again"))
     def requeue(self, request, queryset):
         from predictor.uploads import enqueue_prediction
 
@@ -55,7 +57,14 @@ class PredictionAdmin(admin.ModelAdmin):
                 status=Prediction.Status.QUEUED, error="", attempts=0, claimed_by=""
             )
             count += enqueue_prediction(prediction.pk)
-        self.message_user(request, f"{count} prediction(s) queued again.", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d prediction queued again.", "%(count)d predictions queued again.", count
+            )
+            % {"count": count},
+            messages.SUCCESS,
+        )
 
 
 @admin.register(Face)
@@ -68,7 +77,7 @@ class FaceAdmin(admin.ModelAdmin):
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ["name", "framework", "is_active", "test_mae", "created_at", "activated_at"]
 
-    @admin.display(description="Test MAE")
+    @admin.display(description=gettext_lazy("Test MAE"))
     def test_mae(self, obj):
         mae = (obj.metrics or {}).get("mae")
         return f"{mae:.2f}" if isinstance(mae, (int, float)) else "-"
@@ -79,7 +88,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
     readonly_fields = ["is_active", "activated_at", "created_at"]
     actions = ["activate", "roll_back"]
 
-    @admin.action(description="Roll back: reactivate the version that was active before")
+    @admin.action(
+        description=gettext_lazy("Roll back: reactivate the version that was active before")
+    )
     def roll_back(self, request, queryset):
         current = ModelVersion.objects.filter(is_active=True).first()
         previous = (
@@ -89,18 +100,28 @@ class ModelVersionAdmin(admin.ModelAdmin):
             .first()
         )
         if previous is None:
-            self.message_user(request, "No earlier active version to roll back to.", messages.ERROR)
+            self.message_user(
+                request, _("No earlier active version to roll back to."), messages.ERROR
+            )
             return
         previous.activate()
         self.message_user(
-            request, f"Rolled back: {previous.name} is active again.", messages.SUCCESS
+            request,
+            _("Rolled back: %(name)s is active again.") % {"name": previous.name},
+            messages.SUCCESS,
         )
 
-    @admin.action(description="Promote: make the selected version active (serves new predictions)")
+    @admin.action(
+        description=gettext_lazy(
+            "Promote: make the selected version active (serves new predictions)"
+        )
+    )
     def activate(self, request, queryset):
         if queryset.count() != 1:
-            self.message_user(request, "Select exactly one version.", messages.ERROR)
+            self.message_user(request, _("Select exactly one version."), messages.ERROR)
             return
         version = queryset.get()
         version.activate()
-        self.message_user(request, f"{version.name} is now active.", messages.SUCCESS)
+        self.message_user(
+            request, _("%(name)s is now active.") % {"name": version.name}, messages.SUCCESS
+        )

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy
 
 
 class PredictorConfig(AppConfig):
     name = "predictor"
-    verbose_name = "Age predictions"
+    verbose_name = gettext_lazy("Age predictions")
 
     def ready(self) -> None:
         from predictor import signals  # noqa: F401  (connects the receivers)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import matplotlib
+from django.utils.translation import gettext as _
 
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
@@ -14,7 +16,11 @@ plt.rcParams.update({"svg.fonttype": "none", "font.size": 10})
 
 def _svg(figure) -> str:
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    with warnings.catch_warnings():
+        # Labels stay text in the SVG (the browser draws them in its own fonts), so a
+        # Chinese label needs no glyph in matplotlib's font: only its width is guessed.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        figure.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(figure)
     text = buffer.getvalue()
     return text[text.index("<svg") :]
@@ -24,16 +30,16 @@ def learning_curves(history: list[dict]) -> str:
     """Train and validation loss and MAE per epoch, side by side."""
     figure, (loss_axis, mae_axis) = plt.subplots(1, 2, figsize=(8, 3))
     epochs = [row["epoch"] for row in history]
-    for axis, key, title in ((loss_axis, "loss", "Loss"), (mae_axis, "mae", "MAE (years)")):
-        axis.plot(epochs, [row.get(key) for row in history], "o-", label="train")
-        axis.plot(epochs, [row.get(f"val_{key}") for row in history], "s-", label="validation")
+    for axis, key, title in ((loss_axis, "loss", _("Loss")), (mae_axis, "mae", _("MAE (years)"))):
+        axis.plot(epochs, [row.get(key) for row in history], "o-", label=_("train"))
+        axis.plot(epochs, [row.get(f"val_{key}") for row in history], "s-", label=_("validation"))
         axis.set_title(title)
-        axis.set_xlabel("epoch")
+        axis.set_xlabel(_("epoch"))
         axis.grid(alpha=0.3)
     mae_axis.legend()
     if not history:
         loss_axis.text(
-            0.5, 0.5, "no finished epoch yet", ha="center", transform=loss_axis.transAxes
+            0.5, 0.5, _("no finished epoch yet"), ha="center", transform=loss_axis.transAxes
         )
     return _svg(figure)
 
@@ -46,14 +52,14 @@ def error_by_decade(by_decade: dict, baseline: dict | None = None) -> str:
     width = 0.4 if baseline else 0.8
     shift = width / 2 if baseline else 0.0
     ours = [by_decade[k]["mae"] for k in labels]
-    axis.bar([p - shift for p in positions], ours, width, label="this model")
+    axis.bar([p - shift for p in positions], ours, width, label=_("this model"))
     if baseline:
         theirs = [baseline.get(k, {}).get("mae", 0) for k in labels]
-        axis.bar([p + shift for p in positions], theirs, width, label="active model")
+        axis.bar([p + shift for p in positions], theirs, width, label=_("active model"))
         axis.legend()
     axis.set_xticks(list(positions), labels, rotation=30)
-    axis.set_ylabel("MAE (years)")
-    axis.set_xlabel("true age")
+    axis.set_ylabel(_("MAE (years)"))
+    axis.set_xlabel(_("true age"))
     axis.grid(axis="y", alpha=0.3)
     return _svg(figure)
 
@@ -66,6 +72,6 @@ def predicted_vs_true(points: list[list[float]]) -> str:
     axis.plot([0, 100], [0, 100], "k--", linewidth=1)
     axis.set_xlim(0, 100)
     axis.set_ylim(0, 100)
-    axis.set_xlabel("true age")
-    axis.set_ylabel("predicted age")
+    axis.set_xlabel(_("true age"))
+    axis.set_ylabel(_("predicted age"))
     return _svg(figure)

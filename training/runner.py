@@ -17,6 +17,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from faceage_site import i18n
 from predictor.models import ModelVersion
 from predictor.worker_identity import claimant_is_gone, worker_identity
 from training.models import Dataset, TrainingRun
@@ -45,7 +46,7 @@ def claim_run(run_id: int) -> TrainingRun | None:
             return None  # a live worker has it: this message is a redelivery
         if run.attempts >= settings.FACEAGE_TRAINING_MAX_ATTEMPTS:
             run.status, run.finished_at = Status.FAILED, timezone.now()
-            run.error = f"The training worker stopped unexpectedly {run.attempts} times; gave up."
+            run.error = i18n.TRAINING_GAVE_UP % {"attempts": run.attempts}
             run.save(update_fields=["status", "finished_at", "error"])
             return None
         resumed = run.attempts > 0
@@ -116,7 +117,8 @@ class _RunReporter:
         if time.monotonic() - self.last_write > 2 or done == total:
             self.last_write = time.monotonic()
             TrainingRun.objects.filter(pk=self.run.pk).update(
-                stage=f"preparing chips {done}/{total}", heartbeat_at=timezone.now()
+                stage=i18n.STAGE_PREPARING_COUNT % {"done": done, "total": total},
+                heartbeat_at=timezone.now(),
             )
 
     def training(self, info: dict) -> None:
@@ -159,7 +161,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
 
     reporter = _RunReporter(run, on_training)
     dataset = run.dataset
-    reporter.stage("preparing chips")
+    reporter.stage(i18n.STAGE_PREPARING)
     cache_dir, manifest = prepare_chips(dataset, progress=terminal_progress or reporter.preparing)
     run.append_log(f"chips: {manifest['counts']} ({manifest['how']})")
     train, val, test = (load_split(cache_dir, manifest, s) for s in ("train", "val", "test"))
@@ -171,7 +173,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         keep = np.random.default_rng(0).permutation(len(train["ages"]))[: run.max_train_images]
         train = {key: value[keep] for key, value in train.items()}
 
-    reporter.stage("training")
+    reporter.stage(i18n.STAGE_TRAINING)
     config = FitConfig(
         epochs=run.epochs,
         batch_size=run.batch_size,
@@ -191,10 +193,10 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         ),
     )
     if result.cancelled:
-        _finish(run, Status.CANCELLED, error="Cancelled by an administrator.")
+        _finish(run, Status.CANCELLED, error=i18n.TRAINING_CANCELLED)
         return run
 
-    reporter.stage("evaluating", progress=1.0)
+    reporter.stage(i18n.STAGE_EVALUATING, progress=1.0)
     metrics = evaluate_network(result.network, test)
     baseline_version = ModelVersion.active()
     baseline = evaluate_version_on(baseline_version, test)
@@ -210,7 +212,8 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         name=name,
         framework=ModelVersion.FRAMEWORK_KERAS,
         artifact=artifact,
-        description=f"Fine-tuned from {run.init} on {dataset.name} by training run {run.pk}.",
+        description=i18n.FINE_TUNED_DESCRIPTION
+        % {"init": run.init, "dataset": dataset.name, "run": run.pk},
         metrics={
             "dataset": dataset.name,
             "split": "test",

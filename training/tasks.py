@@ -8,6 +8,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
+from faceage_site import i18n
 from training.models import Dataset, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -30,10 +31,10 @@ def train(self, run_id: int) -> None:
     try:
         execute_run(run)
     except SoftTimeLimitExceeded:
-        fail_run(run_id, f"Training took longer than {settings.FACEAGE_TRAINING_TIME_LIMIT} s.")
+        fail_run(run_id, i18n.TRAINING_TOO_SLOW % {"seconds": settings.FACEAGE_TRAINING_TIME_LIMIT})
     except Exception as error:
         logger.exception("training run %s failed", run_id)
-        fail_run(run_id, f"Training failed: {error.__class__.__name__}: {error}")
+        fail_run(run_id, i18n.TRAINING_FAILED % {"error": f"{error.__class__.__name__}: {error}"})
 
 
 @shared_task(ignore_result=True, soft_time_limit=3600, time_limit=3700)
@@ -87,7 +88,7 @@ def sweep_stale_runs() -> dict[str, int]:
         if not run_is_abandoned(run):
             continue
         if run.attempts >= settings.FACEAGE_TRAINING_MAX_ATTEMPTS:
-            fail_run(run.pk, f"The training worker stopped unexpectedly {run.attempts} times.")
+            fail_run(run.pk, i18n.TRAINING_GAVE_UP % {"attempts": run.attempts})
             counts["failed"] += 1
             continue
         moved = TrainingRun.objects.filter(

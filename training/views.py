@@ -6,8 +6,10 @@ from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
+from faceage_site import i18n
 from predictor import charts
 from training.models import TrainingRun
 
@@ -17,6 +19,8 @@ def progress_payload(run: TrainingRun) -> dict:
         "id": run.pk,
         "status": run.status,
         "stage": run.stage,
+        "status_display": run.get_status_display(),
+        "stage_display": i18n.translate_reason(run.stage),
         "epoch": run.epoch,
         "epochs": run.epochs,
         "step": run.step,
@@ -24,7 +28,7 @@ def progress_payload(run: TrainingRun) -> dict:
         "progress": run.progress,
         "eta_seconds": run.eta_seconds,
         "history": run.history,
-        "error": run.error,
+        "error": i18n.translate_reason(run.error),
         "log_tail": run.log.splitlines()[-15:],
         "model_version": run.model_version.name if run.model_version else None,
     }
@@ -60,9 +64,9 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun, pk=run_id)
     if run.status == TrainingRun.Status.QUEUED:
         TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-            status=TrainingRun.Status.CANCELLED, error="Cancelled before it started."
+            status=TrainingRun.Status.CANCELLED, error=i18n.TRAINING_CANCELLED_EARLY
         )
     elif not run.is_terminal:
         TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
-        messages.info(request, "Cancelling: the run stops at its next progress report.")
+        messages.info(request, _("Cancelling: the run stops at its next progress report."))
     return redirect(run)

@@ -6,6 +6,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
@@ -52,7 +53,7 @@ def error_handler(exc, context):
     elif isinstance(exc, exceptions.ValidationError):
         field, code, message = _first_validation_error(exc.detail)
         if code == "required" and field:
-            message = f"The '{field}' field is required."
+            message = _("The '%(field)s' field is required.") % {"field": field}
         body = error_body(code, message, field)
     else:
         code = exc.get_codes() if hasattr(exc, "get_codes") else "error"

@@ -4,6 +4,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from faceage_site.i18n import translate_reason
 from predictor.models import Face, ModelVersion, Prediction
 
 
@@ -54,6 +55,12 @@ class PredictionSerializer(serializers.ModelSerializer):
 
     def get_image_url(self, obj: Prediction) -> str:
         return self._absolute(reverse("predictor:image", args=[obj.pk]))
+
+    def to_representation(self, instance: Prediction) -> dict:
+        data = super().to_representation(instance)
+        # Workers store the reason in English; answer in the client's language.
+        data["error"] = translate_reason(data.get("error") or "")
+        return data
 
 
 class PredictionCreatedSerializer(serializers.Serializer):

@@ -9,6 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from faceage_site.i18n import rejection_message
 from predictor.api.errors import UnusableImage
 from predictor.api.serializers import (
     ErrorSerializer,
@@ -75,7 +76,9 @@ class PredictionViewSet(
             prediction = create_prediction(request, upload.validated_data["image"])
         except ImageRejected as rejected:
             raise UnusableImage(
-                rejected.code, rejected.message, http_status=_TOO_LARGE.get(rejected.code, 400)
+                rejected.code,
+                rejection_message(rejected),
+                http_status=_TOO_LARGE.get(rejected.code, 400),
             ) from rejected
         location = request.build_absolute_uri(
             reverse("api:prediction-detail", args=[prediction.pk])
@@ -88,7 +91,7 @@ class PredictionViewSet(
 
     @extend_schema(summary="Delete all of your predictions and photos", responses={204: None})
     @action(detail=False, methods=["delete"], url_path="all")
-    def delete_all(self, request):
+    def delete_all(self, request, *args, **kwargs):
         for prediction in self.get_queryset():
             prediction.delete_with_files()
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -24,12 +24,63 @@ DEFAULT_MIN_SIDE = 32
 STORAGE_JPEG_QUALITY = 92
 
 
-class ImageRejected(ValueError):
-    """An upload that cannot be used, with a stable code and a human message."""
+def gettext_noop(message: str) -> str:
+    """Mark a message for ``makemessages`` without importing Django; the web process
+    translates it when it shows it (see ``faceage_site.i18n``)."""
+    return message
 
-    def __init__(self, code: str, message: str) -> None:
+
+EMPTY_FILE = gettext_noop("The file is empty. Choose a photo and upload it again.")
+FILE_TOO_LARGE = gettext_noop(
+    "The file is %(size)s; the limit is %(limit)s. Upload a smaller photo."
+)
+TOO_MANY_PIXELS = gettext_noop(
+    "The image is %(width)sx%(height)s pixels; at most %(max_pixels)s pixels are accepted. "
+    "Resize it and upload again."
+)
+ANIMATED_IMAGE = gettext_noop("Animated images are not supported. Upload a single still photo.")
+CORRUPT_IMAGE_RETRY = gettext_noop(
+    "The image file is damaged or incomplete, so it cannot be read. Try exporting the photo again."
+)
+IMAGE_TOO_SMALL = gettext_noop(
+    "The image is only %(width)sx%(height)s pixels; a face needs at least %(min_side)s pixels "
+    "on each side."
+)
+DECLARES_TOO_MANY_PIXELS = gettext_noop(
+    "The image declares too many pixels; at most %(max_pixels)s are accepted."
+)
+NOT_AN_IMAGE = gettext_noop(
+    "This file is not a photo we can read. Upload a JPEG, PNG or WebP image."
+)
+CORRUPT_IMAGE = gettext_noop("The image file is damaged or incomplete, so it cannot be read.")
+
+# Every message an ImageRejected can carry (the templates, before values are filled in).
+REJECTION_MESSAGES = (
+    EMPTY_FILE,
+    FILE_TOO_LARGE,
+    TOO_MANY_PIXELS,
+    ANIMATED_IMAGE,
+    CORRUPT_IMAGE_RETRY,
+    IMAGE_TOO_SMALL,
+    DECLARES_TOO_MANY_PIXELS,
+    NOT_AN_IMAGE,
+    CORRUPT_IMAGE,
+)
+
+
+class ImageRejected(ValueError):
+    """An upload that cannot be used, with a stable code and a human message.
+
+    ``message`` is English; ``template`` and ``params`` let a caller that knows the
+    reader's language render it again (``gettext(template) % params``).
+    """
+
+    def __init__(self, code: str, template: str, **params: object) -> None:
+        message = template % params if params else template
         super().__init__(message)
         self.code = code
+        self.template = template
+        self.params = params
         self.message = message
 
 
@@ -63,12 +114,13 @@ def load_photo(data: bytes, limits: PhotoLimits = PhotoLimits()) -> Image.Image:
             ``animated_image``, ``corrupt_image``, ``image_too_small``.
     """
     if not data:
-        raise ImageRejected("empty_file", "The file is empty. Choose a photo and upload it again.")
+        raise ImageRejected("empty_file", EMPTY_FILE)
     if len(data) > limits.max_bytes:
         raise ImageRejected(
             "file_too_large",
-            f"The file is {_megabytes(len(data))}; the limit is {_megabytes(limits.max_bytes)}. "
-            "Upload a smaller photo.",
+            FILE_TOO_LARGE,
+            size=_megabytes(len(data)),
+            limit=_megabytes(limits.max_bytes),
         )
     image = _open(data, limits)
     try:
@@ -77,14 +129,13 @@ def load_photo(data: bytes, limits: PhotoLimits = PhotoLimits()) -> Image.Image:
         if width * height > limits.max_pixels:
             raise ImageRejected(
                 "too_many_pixels",
-                f"The image is {width}x{height} pixels; at most {limits.max_pixels:,} pixels "
-                "are accepted. Resize it and upload again.",
+                TOO_MANY_PIXELS,
+                width=width,
+                height=height,
+                max_pixels=f"{limits.max_pixels:,}",
             )
         if getattr(image, "n_frames", 1) > 1:
-            raise ImageRejected(
-                "animated_image",
-                "Animated images are not supported. Upload a single still photo.",
-            )
+            raise ImageRejected("animated_image", ANIMATED_IMAGE)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -94,19 +145,17 @@ def load_photo(data: bytes, limits: PhotoLimits = PhotoLimits()) -> Image.Image:
             raise
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as error:
             # Truncated files, bad Huffman tables, broken chunks and the like.
-            raise ImageRejected(
-                "corrupt_image",
-                "The image file is damaged or incomplete, so it cannot be read. "
-                "Try exporting the photo again.",
-            ) from error
+            raise ImageRejected("corrupt_image", CORRUPT_IMAGE_RETRY) from error
         rgb = _to_rgb(upright)
     finally:
         image.close()
     if min(rgb.size) < limits.min_side:
         raise ImageRejected(
             "image_too_small",
-            f"The image is only {rgb.width}x{rgb.height} pixels; a face needs at least "
-            f"{limits.min_side} pixels on each side.",
+            IMAGE_TOO_SMALL,
+            width=rgb.width,
+            height=rgb.height,
+            min_side=limits.min_side,
         )
     return rgb
 
@@ -121,19 +170,12 @@ def _open(data: bytes, limits: PhotoLimits) -> Image.Image:
             return Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageRejected(
-            "too_many_pixels",
-            f"The image declares too many pixels; at most {limits.max_pixels:,} are accepted.",
+            "too_many_pixels", DECLARES_TOO_MANY_PIXELS, max_pixels=f"{limits.max_pixels:,}"
         ) from error
     except UnidentifiedImageError as error:
-        raise ImageRejected(
-            "not_an_image",
-            "This file is not a photo we can read. Upload a JPEG, PNG or WebP image.",
-        ) from error
+        raise ImageRejected("not_an_image", NOT_AN_IMAGE) from error
     except (OSError, ValueError, SyntaxError) as error:
-        raise ImageRejected(
-            "corrupt_image",
-            "The image file is damaged or incomplete, so it cannot be read.",
-        ) from error
+        raise ImageRejected("corrupt_image", CORRUPT_IMAGE) from error
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -1,6 +1,12 @@
 // Poll the prediction until it is finished, then draw a labelled box on each face.
+// Strings come from Django's JavaScript catalog (jsi18n/, loaded by base.html).
 (function () {
   "use strict";
+  var gettext = window.gettext || function (text) { return text; };
+  var ngettext = window.ngettext || function (one, many, n) { return n === 1 ? one : many; };
+  var interpolate = window.interpolate || function (format, values) {
+    return format.replace(/%\((\w+)\)s/g, function (match, name) { return values[name]; });
+  };
   var root = document.getElementById("result");
   if (!root) { return; }
   var apiUrl = root.dataset.apiUrl;
@@ -9,7 +15,7 @@
   var statusLine = document.getElementById("status");
   var frame = document.getElementById("photo-frame");
   var list = document.getElementById("face-list");
-  var waitingText = { queued: "Waiting in the queue…", running: "Looking for faces…" };
+  var waitingText = { queued: gettext("Waiting in the queue…"), running: gettext("Looking for faces…") };
   var delay = 500;
 
   function percent(value, total) { return (100 * value / total).toFixed(3) + "%"; }
@@ -43,13 +49,15 @@
     if (prediction.status === "succeeded") {
       var n = prediction.faces.length;
       statusLine.textContent = n === 0
-        ? "No face was found in this photo. Try a photo where faces are larger, well lit and facing the camera."
-        : "Found " + n + (n === 1 ? " face." : " faces.");
+        ? gettext("No face was found in this photo. Try a photo where faces are larger, well lit and facing the camera.")
+        : interpolate(ngettext("Found %(count)s face.", "Found %(count)s faces.", n), { count: n }, true);
       drawFaces(prediction.faces);
       return true;
     }
     if (prediction.status === "failed") {
-      statusLine.textContent = "This photo could not be processed: " + prediction.error;
+      statusLine.textContent = interpolate(
+        gettext("This photo could not be processed: %(reason)s"), { reason: prediction.error }, true
+      );
       return true;
     }
     statusLine.textContent = waitingText[prediction.status] || prediction.status;
@@ -69,7 +77,7 @@
         }
       })
       .catch(function () {
-        statusLine.textContent = "Lost contact with the server; retrying…";
+        statusLine.textContent = gettext("Lost contact with the server; retrying…");
         window.setTimeout(poll, 3000);
       });
   }

@@ -1,6 +1,11 @@
 // Poll a training run's progress and refresh the bar, the curves and the log.
+// Strings come from Django's JavaScript catalog (jsi18n/, loaded by base.html).
 (function () {
   "use strict";
+  var gettext = window.gettext || function (text) { return text; };
+  var interpolate = window.interpolate || function (format, values) {
+    return format.replace(/%\((\w+)\)s/g, function (match, name) { return values[name]; });
+  };
   var root = document.getElementById("run");
   if (!root) { return; }
   var bar = document.getElementById("run-progress-bar");
@@ -16,23 +21,30 @@
   function eta(seconds) {
     if (seconds === null || seconds === undefined) { return ""; }
     var minutes = Math.floor(seconds / 60);
-    return ", about " + (minutes ? minutes + " min " : "") + Math.round(seconds % 60) + " s left";
+    var values = { minutes: minutes, seconds: Math.round(seconds % 60) };
+    return minutes
+      ? interpolate(gettext(", about %(minutes)s min %(seconds)s s left"), values, true)
+      : interpolate(gettext(", about %(seconds)s s left"), values, true);
   }
 
   function update(run) {
     bar.value = run.progress;
     bar.textContent = Math.round(run.progress * 100) + "%";
     statusLine.className = "status status-" + run.status;
-    statusLine.textContent = run.status + (run.stage ? " — " + run.stage : "");
-    detail.textContent = "Epoch " + run.epoch + " of " + run.epochs + ", step " + run.step +
-      " of " + run.steps_per_epoch + (run.status === "running" ? eta(run.eta_seconds) : "");
+    statusLine.textContent = (run.status_display || run.status) +
+      (run.stage ? " — " + (run.stage_display || run.stage) : "");
+    detail.textContent = interpolate(
+      gettext("Epoch %(epoch)s of %(epochs)s, step %(step)s of %(steps)s"),
+      { epoch: run.epoch, epochs: run.epochs, step: run.step, steps: run.steps_per_epoch },
+      true
+    ) + (run.status === "running" ? eta(run.eta_seconds) : "");
     log.textContent = run.log_tail.join("\n");
     error.textContent = run.error;
     if (run.history.length !== epochsSeen) {
       epochsSeen = run.history.length;
       curves.src = root.dataset.curvesUrl + "?epochs=" + epochsSeen;
     }
-    if (run.model_version) { result.textContent = "Result: " + run.model_version; }
+    if (run.model_version) { result.textContent = gettext("Result:") + " " + run.model_version; }
     return terminal.indexOf(run.status) >= 0;
   }
 

@@ -1,0 +1,36 @@
+"""Template helpers shared by every page.
+
+``{% relative_time value %}`` shows a time the way people read it ("2 minutes ago",
+"2 分钟以前") inside a ``<time>`` element whose ``title`` holds the exact, localised
+time (shown on hover) and whose ``datetime`` is machine readable.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from django import template
+from django.contrib.humanize.templatetags.humanize import naturaltime
+from django.utils import formats, timezone
+from django.utils.html import format_html
+
+from faceage_site.i18n import translate_reason
+
+register = template.Library()
+
+
+@register.simple_tag
+def relative_time(value: datetime.datetime | None) -> str:
+    if not value:
+        return ""
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    exact = formats.date_format(local, "DATETIME_FORMAT")
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>', local.isoformat(), exact, naturaltime(value)
+    )
+
+
+@register.filter
+def translated_reason(text: str) -> str:
+    """A failure reason stored in English by a worker, in the reader's language."""
+    return translate_reason(text)
