@@ -9,7 +9,12 @@ may survive into the Chinese one (a string someone forgot to wrap).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -118,8 +123,10 @@ def world(django_user_model, enqueued, django_capture_on_commit_callbacks) -> Wo
         client.post("/", {"image": SimpleUploadedFile("me.jpg", photo, "image/jpeg")})
     prediction = Prediction.objects.get(owner=user)
     Face.objects.create(
-        prediction=prediction, index=0, left=10, top=10, right=60, bottom=60, age=31.2, age_std=4
-    )
+        prediction=prediction, index=0, left=10, top=10, right=60, bottom=60, age=31.2, age_std=4,
+        age_low=27, age_high=36, distribution=[0.0] * 27 + [0.1] * 10 + [0.0] * 64,
+        chip_jpeg=images.encode(Image.new("RGB", (64, 64), "grey")),
+    )  # fmt: skip
     Prediction.objects.filter(pk=prediction.pk).update(
         status=Prediction.Status.SUCCEEDED, finished_at=timezone.now(), model_version=version
     )
@@ -190,6 +197,9 @@ def visits_for(route: str, name: str | None, w: World) -> list[Visit] | None:
         "p/<uuid:prediction_id>/": [Visit(USER, f"/p/{p}/")],
         "p/<uuid:prediction_id>/image.jpg": [Visit(USER, f"/p/{p}/image.jpg")],
         "p/<uuid:prediction_id>/thumbnail.jpg": [Visit(USER, f"/p/{p}/thumbnail.jpg")],
+        "p/<uuid:prediction_id>/faces/<int:index>/chip.jpg": [
+            Visit(USER, f"/p/{p}/faces/0/chip.jpg")
+        ],
         # A prediction of nobody's: the delete is a 404 rendered by our error page.
         "p/<uuid:prediction_id>/delete/": [
             Visit(USER, "/p/00000000-0000-0000-0000-000000000000/delete/", "post", (404,))
@@ -575,3 +585,46 @@ def test_the_translation_catalogues_are_complete():
 def test_the_javascript_catalogue_is_chinese(client):
     script = client.get("/jsi18n/", HTTP_ACCEPT_LANGUAGE="zh-Hans").content.decode()
     assert "\\u6b63\\u5728\\u4e0a\\u4f20" in script or "正在上传" in script  # "Uploading…"
+
+
+@pytest.mark.skipif(shutil.which("xgettext") is None, reason="GNU gettext (xgettext) is absent")
+def test_the_catalogues_hold_every_string_of_the_source(tmp_path):
+    """makemessages run afresh over the source finds no message the .po files lack: a string
+    wrapped for translation but never added to locale/ fails here."""
+    source = Path(settings.BASE_DIR)
+    copy = tmp_path / "site"
+    for folder in ("faceage_site", "predictor", "training", "templates", "static"):
+        shutil.copytree(
+            source / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", "*.mo")
+        )
+    shutil.copy(source / "manage.py", copy / "manage.py")
+    (copy / "locale").mkdir()
+    domains = {"django": ["-e", "html,txt,py,md"], "djangojs": []}
+    for domain, extensions in domains.items():
+        subprocess.run(
+            [sys.executable, "manage.py", "makemessages", "-l", "zh_Hans", "-d", domain,
+             "--no-location", *extensions],
+            cwd=copy, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(copy)},
+        )  # fmt: skip
+        fresh = msgids((copy / "locale/zh_Hans/LC_MESSAGES" / f"{domain}.po").read_text("utf-8"))
+        kept = msgids((LOCALE_DIR / f"{domain}.po").read_text(encoding="utf-8"))
+        missing = sorted(fresh - kept)
+        assert not missing, f"not in locale/zh_Hans/LC_MESSAGES/{domain}.po: {missing}"
+
+
+def msgids(po_text: str) -> set[str]:
+    """The msgids of a .po file (obsolete ones excluded), with continuation lines joined."""
+    found = set()
+    for entry in po_text.split("\n\n"):
+        lines = [line for line in entry.splitlines() if not line.startswith("#")]
+        text, inside = "", False
+        for line in lines:
+            if line.startswith("msgid "):
+                inside, text = True, json.loads(line[6:])
+            elif line.startswith('"') and inside:
+                text += json.loads(line)
+            else:
+                inside = False
+        if text:
+            found.add(text)
+    return found
