@@ -165,7 +165,6 @@ def world(django_user_model, enqueued, django_capture_on_commit_callbacks) -> Wo
     world.data_values = {
         "me.jpg",
         version.name,
-        version.description,
         dataset.name,
     }
     return world
