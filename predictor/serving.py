@@ -23,6 +23,13 @@ _loaded: dict[str, object] = {"version_id": None, "estimator": None}
 
 
 def load_network(version: ModelVersion) -> AgeNetwork:
+    """The version's network, with its calibration temperature set."""
+    network = _load_weights(version)
+    network.temperature = version.temperature
+    return network
+
+
+def _load_weights(version: ModelVersion) -> AgeNetwork:
     if version.is_bundled:
         return AgeNetwork.bundled()
     # Read through the storage API so a worker on another host (S3, NFS) works;
@@ -45,6 +52,8 @@ def estimator_for(version: ModelVersion) -> AgeEstimator:
     with _lock:
         current = _loaded["estimator"]
         if _loaded["version_id"] == version.pk and current is not None:
+            # The temperature may have been (re)fitted since the weights were loaded.
+            current.network.temperature = version.temperature  # type: ignore[union-attr]
             return current  # type: ignore[return-value]
         logger.info("loading model version %s (%s)", version.pk, version.name)
         network = load_network(version)

@@ -182,6 +182,10 @@ def store_faces(prediction: Prediction, estimates) -> None:
                 age_std=estimate.age_std,
                 detection_score=estimate.detection_score,
                 detector=estimate.detector,
+                age_low=estimate.age_low,
+                age_high=estimate.age_high,
+                distribution=list(estimate.distribution),
+                chip_jpeg=estimate.chip_jpeg,
             )
             for index, estimate in enumerate(estimates)
         )

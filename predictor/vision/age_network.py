@@ -332,6 +332,7 @@ class AgeNetwork:
         if self._class_ages.shape != (num_classes,):
             raise ValueError(f"{self._class_ages.shape[0]} class ages for {num_classes} classes")
         self._model = model
+        self._temperature = 1.0
         # A fixed signature traces once for every batch size; uint8 in, so the
         # float conversion happens inside the graph and no float copy is made in
         # NumPy.
@@ -369,6 +370,20 @@ class AgeNetwork:
     def class_ages(self) -> np.ndarray:
         """``(K,)`` float32, the age in years of each output class (read-only)."""
         return self._class_ages
+
+    @property
+    def temperature(self) -> float:
+        """Calibration temperature for the age distribution (see
+        :mod:`predictor.vision.uncertainty`); 1.0 until the serving code sets the model
+        version's. :meth:`predict` itself always returns the raw (T = 1) softmax."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        value = float(value)
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"temperature must be a positive number, got {value!r}")
+        self._temperature = value
 
     @property
     def num_classes(self) -> int:

@@ -10,18 +10,26 @@ import numpy as np
 from predictor.vision.age_network import AgeDistribution, AgeNetwork
 from predictor.vision.alignment import FaceAligner
 from predictor.vision.face_detection import FaceBox, FaceDetector
+from predictor.vision.uncertainty import AgeIntervals, chip_jpeg, describe
 
 
 @dataclass(frozen=True)
 class FaceEstimate:
     """One face: ``box`` is ``[left, top, right, bottom]`` in pixels of the input image;
-    ``age`` and ``age_std`` are in years."""
+    ``age`` and ``age_std`` are in years. ``age_low``..``age_high`` is the 80% interval
+    (whole years) and ``distribution`` the probabilities of ages 0..100, both after the
+    network's calibration temperature (:mod:`predictor.vision.uncertainty`); ``chip_jpeg``
+    is the aligned 64x64 crop the network saw."""
 
     box: tuple[int, int, int, int]
     age: float
     age_std: float
     detection_score: float
     detector: str
+    age_low: int | None = None
+    age_high: int | None = None
+    distribution: tuple[float, ...] = ()
+    chip_jpeg: bytes = b""
 
 
 class AgeEstimator:
@@ -63,16 +71,22 @@ class AgeEstimator:
         chip_groups = [self.aligner.align_many(rgb, boxes) for rgb, boxes in images if boxes]
         if not chip_groups:
             return [[] for _ in images]
-        result = self.network.predict(np.concatenate(chip_groups))
+        chips = np.concatenate(chip_groups)
+        result = self.network.predict(chips)
+        spread = describe(result.probabilities, self.network.class_ages, self.network.temperature)
         estimates: list[list[FaceEstimate]] = []
         offset = 0
         for _, boxes in images:
-            estimates.append([self._face(box, result, offset + i) for i, box in enumerate(boxes)])
+            estimates.append(
+                [self._face(box, result, offset + i, spread, chips) for i, box in enumerate(boxes)]
+            )
             offset += len(boxes)
         return estimates
 
     @staticmethod
-    def _face(box: FaceBox, result: AgeDistribution, row: int) -> FaceEstimate:
+    def _face(
+        box: FaceBox, result: AgeDistribution, row: int, spread: AgeIntervals, chips: np.ndarray
+    ) -> FaceEstimate:
         """The estimate for ``box`` from row ``row`` of a (batched) network result."""
         return FaceEstimate(
             box=(box.left, box.top, box.right, box.bottom),
@@ -80,4 +94,8 @@ class AgeEstimator:
             age_std=float(result.age_std[row]),
             detection_score=float(box.score),
             detector=box.detector,
+            age_low=int(spread.low[row]),
+            age_high=int(spread.high[row]),
+            distribution=tuple(round(float(p), 4) for p in spread.years[row]),
+            chip_jpeg=chip_jpeg(chips[row]),
         )
