@@ -138,6 +138,17 @@ def thumbnail(request: HttpRequest, prediction_id) -> FileResponse:
 
 
 @require_GET
+@cache_control(private=True, max_age=3600)
+def face_chip(request: HttpRequest, prediction_id, index: int) -> HttpResponse:
+    """The aligned face crop the network saw, for the owner of the prediction only."""
+    prediction = _own_prediction(request, prediction_id)
+    face = get_object_or_404(prediction.faces, index=index)
+    if not face.chip_jpeg:
+        raise Http404(_("No image"))
+    return HttpResponse(bytes(face.chip_jpeg), content_type="image/jpeg")
+
+
+@require_GET
 def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     """A model version's card: metrics on its test split, with charts."""
     from predictor import charts

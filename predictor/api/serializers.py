@@ -1,11 +1,33 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from faceage_site.i18n import translate_reason
 from predictor.models import Face, ModelVersion, Prediction
+
+_YES = {"1", "true", "yes"}
+_NO = {"", "0", "false", "no"}
+
+
+def distribution_requested(request) -> bool:
+    """The ``distribution`` query parameter: 1/true/yes or 0/false/no (default: no).
+
+    Raises a ValidationError (a 400 in the API's error shape) for any other value."""
+    raw = request.query_params.get("distribution") if request is not None else None
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise serializers.ValidationError(
+        {"distribution": [gettext("'distribution' must be 1 or 0 (or true or false).")]},
+        code="invalid",
+    )
 
 
 class FaceSerializer(serializers.ModelSerializer):
@@ -17,10 +39,50 @@ class FaceSerializer(serializers.ModelSerializer):
     )
     age = serializers.FloatField(help_text="Estimated age in years (expected value)")
     age_std = serializers.FloatField(help_text="Spread of the estimate in years (std. deviation)")
+    age_interval = serializers.SerializerMethodField(
+        help_text="80% interval [low, high] in whole years: the 10th and 90th percentiles of "
+        "the calibrated age distribution (null for faces stored before intervals existed)"
+    )
+    distribution = serializers.ListField(
+        child=serializers.FloatField(),
+        required=False,
+        help_text="Only with ?distribution=1: probability of each whole age 0..100 "
+        "(101 numbers, calibrated, rounded to 4 decimals)",
+    )
+    chip_url = serializers.SerializerMethodField(
+        help_text="The aligned 64x64 face crop the network saw (JPEG; owner only)"
+    )
 
     class Meta:
         model = Face
-        fields = ["box", "age", "age_std"]
+        fields = ["box", "age", "age_std", "age_interval", "distribution", "chip_url"]
+
+    @extend_schema_field(
+        {
+            "type": "array",
+            "items": {"type": "integer"},
+            "minItems": 2,
+            "maxItems": 2,
+            "nullable": True,
+        }
+    )
+    def get_age_interval(self, obj: Face) -> list[int] | None:
+        if obj.age_low is None or obj.age_high is None:
+            return None
+        return [obj.age_low, obj.age_high]
+
+    def get_chip_url(self, obj: Face) -> str | None:
+        if not obj.chip_jpeg:
+            return None
+        path = reverse("predictor:face-chip", args=[obj.prediction_id, obj.index])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def to_representation(self, instance: Face) -> dict:
+        data = super().to_representation(instance)
+        if not distribution_requested(self.context.get("request")):
+            data.pop("distribution", None)
+        return data
 
 
 class PredictionSerializer(serializers.ModelSerializer):
@@ -92,6 +154,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "is_active",
             "card_url",
             "download_urls",
+            "temperature",
         ]
 
     def _absolute(self, path: str) -> str:

@@ -17,6 +17,7 @@ from predictor.api.serializers import (
     PredictionCreatedSerializer,
     PredictionSerializer,
     PredictionUploadSerializer,
+    distribution_requested,
 )
 from predictor.models import ModelVersion, Prediction
 from predictor.throttling import UploadRateThrottle
@@ -50,6 +51,11 @@ class PredictionViewSet(
 ):
     serializer_class = PredictionSerializer
     parser_classes = [MultiPartParser, FormParser]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if self.action in ("list", "retrieve"):
+            distribution_requested(request)  # a bad ?distribution= is a 400 before any work
 
     def get_throttles(self):
         if self.action == "create":
