@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from faceage_site.i18n import BUNDLED_DESCRIPTION
 
@@ -26,14 +26,17 @@ class ModelVersion(models.Model):
     # interval on the UTKFace validation split); migration 0003_face_uncertainty registers it.
     BUNDLED_TEMPERATURE = 2.5384
 
-    name = models.CharField(max_length=100, unique=True)
-    framework = models.CharField(max_length=30, default=FRAMEWORK_KERAS)
+    name = models.CharField(max_length=100, unique=True, verbose_name=gettext_lazy("name"))
+    framework = models.CharField(
+        max_length=30, default=FRAMEWORK_KERAS, verbose_name=gettext_lazy("framework")
+    )
     artifact = models.CharField(
         max_length=500,
         help_text=gettext_lazy("Where the weights live: 'bundled:...' or a path under MEDIA_ROOT."),
+        verbose_name=gettext_lazy("artifact"),
     )
-    description = models.TextField(blank=True)
-    metrics = models.JSONField(default=dict, blank=True)
+    description = models.TextField(blank=True, verbose_name=gettext_lazy("description"))
+    metrics = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("metrics"))
     temperature = models.FloatField(
         default=1.0,
         help_text=gettext_lazy(
@@ -42,9 +45,11 @@ class ModelVersion(models.Model):
             "age distribution and its 80% interval. 1.0 = uncalibrated."
         ),
     )
-    is_active = models.BooleanField(default=False)
-    created_at = models.DateTimeField(default=timezone.now)
-    activated_at = models.DateTimeField(null=True, blank=True)
+    is_active = models.BooleanField(default=False, verbose_name=gettext_lazy("active"))
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=gettext_lazy("created at"))
+    activated_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("activated at")
+    )
 
     class Meta:
         verbose_name = gettext_lazy("model version")
@@ -59,7 +64,9 @@ class ModelVersion(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name}{' (active)' if self.is_active else ''}"
+        if self.is_active:
+            return gettext("%(name)s (active)") % {"name": self.name}
+        return self.name
 
     @property
     def is_bundled(self) -> bool:
@@ -153,6 +160,7 @@ class Prediction(models.Model):
         blank=True,
         on_delete=models.CASCADE,
         related_name="predictions",
+        verbose_name=gettext_lazy("owner"),
     )
     anonymous_owner = models.CharField(
         max_length=64,
@@ -161,29 +169,52 @@ class Prediction(models.Model):
         help_text=gettext_lazy(
             "For visitors without an account: a random token kept in their session"
         ),
+        verbose_name=gettext_lazy("anonymous owner"),
     )
-    image = models.ImageField(upload_to=upload_path)
-    thumbnail = models.ImageField(upload_to=upload_path, blank=True)
-    width = models.PositiveIntegerField(default=0)
-    height = models.PositiveIntegerField(default=0)
-    original_name = models.CharField(max_length=255, blank=True)
+    image = models.ImageField(upload_to=upload_path, verbose_name=gettext_lazy("image"))
+    thumbnail = models.ImageField(
+        upload_to=upload_path, blank=True, verbose_name=gettext_lazy("thumbnail")
+    )
+    width = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("width"))
+    height = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("height"))
+    original_name = models.CharField(
+        max_length=255, blank=True, verbose_name=gettext_lazy("original name")
+    )
     status = models.CharField(
-        max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
+        max_length=10,
+        choices=Status.choices,
+        default=Status.QUEUED,
+        db_index=True,
+        verbose_name=gettext_lazy("status"),
     )
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True, verbose_name=gettext_lazy("error"))
     model_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="predictions"
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="predictions",
+        verbose_name=gettext_lazy("model version"),
     )
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, verbose_name=gettext_lazy("attempts"))
     claimed_by = models.CharField(
         max_length=200,
         blank=True,
         help_text=gettext_lazy("host:pid of the worker process running it"),
+        verbose_name=gettext_lazy("claimed by"),
     )
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    enqueued_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=gettext_lazy("created at")
+    )
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("enqueued at")
+    )
+    started_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("started at")
+    )
+    finished_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("finished at")
+    )
 
     objects = PredictionQuerySet.as_manager()
 
@@ -194,7 +225,10 @@ class Prediction(models.Model):
         indexes = [models.Index(fields=["owner", "-created_at"])]
 
     def __str__(self) -> str:
-        return f"Prediction {self.id} ({self.status})"
+        return gettext("Prediction %(id)s (%(status)s)") % {
+            "id": self.id,
+            "status": self.get_status_display(),
+        }
 
     def delete_with_files(self) -> None:
         """Remove the row, its faces and both stored image files."""
@@ -218,29 +252,45 @@ class Prediction(models.Model):
 class Face(models.Model):
     """One detected face. The box is in pixels of the stored (upright) image."""
 
-    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="faces")
-    index = models.PositiveSmallIntegerField()
-    left = models.IntegerField()
-    top = models.IntegerField()
-    right = models.IntegerField()
-    bottom = models.IntegerField()
-    age = models.FloatField(help_text=gettext_lazy("Expected age in years"))
-    age_std = models.FloatField(
-        help_text=gettext_lazy("Standard deviation of the age distribution, years")
+    prediction = models.ForeignKey(
+        Prediction,
+        on_delete=models.CASCADE,
+        related_name="faces",
+        verbose_name=gettext_lazy("prediction"),
     )
-    detection_score = models.FloatField(default=0.0)
-    detector = models.CharField(max_length=20, blank=True)
+    index = models.PositiveSmallIntegerField(verbose_name=gettext_lazy("index"))
+    left = models.IntegerField(verbose_name=gettext_lazy("left"))
+    top = models.IntegerField(verbose_name=gettext_lazy("top"))
+    right = models.IntegerField(verbose_name=gettext_lazy("right"))
+    bottom = models.IntegerField(verbose_name=gettext_lazy("bottom"))
+    age = models.FloatField(
+        help_text=gettext_lazy("Expected age in years"), verbose_name=gettext_lazy("age")
+    )
+    age_std = models.FloatField(
+        help_text=gettext_lazy("Standard deviation of the age distribution, years"),
+        verbose_name=gettext_lazy("age spread (std)"),
+    )
+    detection_score = models.FloatField(default=0.0, verbose_name=gettext_lazy("detection score"))
+    detector = models.CharField(max_length=20, blank=True, verbose_name=gettext_lazy("detector"))
     # The 80% interval: 10th and 90th percentiles (whole years) of the calibrated age
     # distribution (see predictor.vision.uncertainty). Null for faces stored before it.
-    age_low = models.PositiveSmallIntegerField(null=True, blank=True)
-    age_high = models.PositiveSmallIntegerField(null=True, blank=True)
+    age_low = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name=gettext_lazy("interval low")
+    )
+    age_high = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name=gettext_lazy("interval high")
+    )
     distribution = models.JSONField(
         default=list,
         blank=True,
         help_text=gettext_lazy("Probability of each whole age 0..100 (101 numbers, calibrated)"),
+        verbose_name=gettext_lazy("distribution"),
     )
     chip_jpeg = models.BinaryField(
-        default=b"", blank=True, help_text=gettext_lazy("The aligned 64x64 face crop (JPEG)")
+        default=b"",
+        blank=True,
+        help_text=gettext_lazy("The aligned 64x64 face crop (JPEG)"),
+        verbose_name=gettext_lazy("face chip (JPEG)"),
     )
 
     class Meta:
@@ -252,7 +302,11 @@ class Face(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"face {self.index}: {self.age:.1f} ± {self.age_std:.1f}"
+        return gettext("face %(index)s: %(age).1f ± %(std).1f") % {
+            "index": self.index,
+            "age": self.age,
+            "std": self.age_std,
+        }
 
     @property
     def box(self) -> list[int]:

@@ -164,6 +164,8 @@ def world(django_user_model, enqueued, django_capture_on_commit_callbacks) -> Wo
     # Values that come from the data, not from the site's strings.
     world.data_values = {
         "me.jpg",
+        world.prediction.image.name,
+        world.prediction.thumbnail.name,
         version.name,
         dataset.name,
     }
@@ -266,6 +268,7 @@ def api_visits(route: str, w: World) -> list[Visit] | None:
 
 
 ADMIN_MODEL = re.compile(r"^admin/(\w+)/(\w+)/(.*)$")
+PROJECT_APPS = ("predictor", "training")
 
 
 def admin_visits(route: str, name: str | None, w: World) -> list[Visit] | None:
@@ -309,14 +312,17 @@ def admin_visits(route: str, name: str | None, w: World) -> list[Visit] | None:
         return None
     app, model, rest = found.groups()
     base = f"/admin/{app}/{model}/"
+    # This project's models get the strict check (their names, fields, choices, actions);
+    # auth and authtoken are Django's and DRF's own, translated (or not) upstream.
+    ours = app in PROJECT_APPS
     if rest == "":
         return [
-            Visit(STAFF, base, own_page=False),
+            Visit(STAFF, base, own_page=ours),
             Visit(ANONYMOUS, base, statuses=(302,), login_redirect=True),
         ]
     if rest == "add/":
         # Adding a training run is the start form (a redirect); predictions come from uploads.
-        return [Visit(STAFF, base + "add/", statuses=(200, 302, 403), own_page=False)]
+        return [Visit(STAFF, base + "add/", statuses=(200, 302, 403), own_page=ours)]
     pk = w.model_object_pk(app, model)
     actions = {
         "<path:object_id>/history/": (f"{pk}/history/", (200,)),
@@ -327,7 +333,7 @@ def admin_visits(route: str, name: str | None, w: World) -> list[Visit] | None:
     if rest not in actions:
         return None
     suffix, statuses = actions[rest]
-    return [Visit(STAFF, base + suffix, statuses=statuses, own_page=False)]
+    return [Visit(STAFF, base + suffix, statuses=statuses, own_page=ours)]
 
 
 # --- looking at what came back -------------------------------------------------------------
@@ -335,9 +341,10 @@ def admin_visits(route: str, name: str | None, w: World) -> list[Visit] | None:
 
 class _Text(HTMLParser):
     """The visible text of a page, plus the alt/title/aria-label/placeholder people see.
-    Code (``<code>``, ``<pre>``: logs, snippets) is left out: it is not prose."""
+    Code (``<code>``, ``<pre>``: logs, snippets) and form values (``<textarea>``) are left
+    out: they are not prose. Breadcrumb arrows are dropped."""
 
-    SKIPPED = ("script", "style", "code", "pre")
+    SKIPPED = ("script", "style", "code", "pre", "textarea")
 
     def __init__(self) -> None:
         super().__init__()
@@ -358,8 +365,9 @@ class _Text(HTMLParser):
             self._skip -= 1
 
     def handle_data(self, data):
-        if not self._skip and data.strip():
-            self.pieces.append(" ".join(data.split()))
+        text = " ".join(data.replace("›", " ").split())
+        if not self._skip and text:
+            self.pieces.append(text)
 
 
 def visible_text(html: str) -> list[str]:

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from predictor.models import ModelVersion
 
@@ -22,25 +22,37 @@ class Dataset(models.Model):
         READY = "ready", gettext_lazy("Ready")
         FAILED = "failed", gettext_lazy("Failed")
 
-    name = models.CharField(max_length=100, unique=True)
-    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=100, unique=True, verbose_name=gettext_lazy("name"))
+    kind = models.CharField(max_length=20, choices=Kind.choices, verbose_name=gettext_lazy("kind"))
     source = models.CharField(
         max_length=500,
         help_text=gettext_lazy("Folder (IMDB-WIKI, UTKFace) or CSV file on the server"),
+        verbose_name=gettext_lazy("source"),
     )
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.IMPORTING)
-    split_seed = models.PositiveIntegerField(default=0)
+    status = models.CharField(
+        max_length=10,
+        choices=Status.choices,
+        default=Status.IMPORTING,
+        verbose_name=gettext_lazy("status"),
+    )
+    split_seed = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("split seed"))
     content_hash = models.CharField(
         max_length=64,
         blank=True,
         help_text=gettext_lazy("Hash of paths, labels and split: the cache key"),
+        verbose_name=gettext_lazy("content hash"),
     )
     report = models.JSONField(
-        default=dict, blank=True, help_text=gettext_lazy("Kept and dropped, by reason")
+        default=dict,
+        blank=True,
+        help_text=gettext_lazy("Kept and dropped, by reason"),
+        verbose_name=gettext_lazy("report"),
     )
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    imported_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, verbose_name=gettext_lazy("error"))
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=gettext_lazy("created at"))
+    imported_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("imported at")
+    )
 
     class Meta:
         verbose_name = gettext_lazy("dataset")
@@ -64,17 +76,28 @@ class DatasetItem(models.Model):
         ("test", gettext_lazy("test")),
     )
 
-    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="items")
+    dataset = models.ForeignKey(
+        Dataset,
+        on_delete=models.CASCADE,
+        related_name="items",
+        verbose_name=gettext_lazy("dataset"),
+    )
     path = models.CharField(
-        max_length=500, help_text=gettext_lazy("Relative to the dataset's source folder")
+        max_length=500,
+        help_text=gettext_lazy("Relative to the dataset's source folder"),
+        verbose_name=gettext_lazy("path"),
     )
-    age = models.PositiveSmallIntegerField()
-    gender = models.CharField(max_length=6, blank=True)
+    age = models.PositiveSmallIntegerField(verbose_name=gettext_lazy("age"))
+    gender = models.CharField(max_length=6, blank=True, verbose_name=gettext_lazy("gender"))
     group = models.CharField(
-        max_length=100, help_text=gettext_lazy("Person or source photo; never split")
+        max_length=100,
+        help_text=gettext_lazy("Person or source photo; never split"),
+        verbose_name=gettext_lazy("group"),
     )
-    split = models.CharField(max_length=5, choices=SPLITS, db_index=True)
-    face_box = models.JSONField(null=True, blank=True)
+    split = models.CharField(
+        max_length=5, choices=SPLITS, db_index=True, verbose_name=gettext_lazy("split")
+    )
+    face_box = models.JSONField(null=True, blank=True, verbose_name=gettext_lazy("face box"))
 
     class Meta:
         verbose_name = gettext_lazy("dataset item")
@@ -84,7 +107,7 @@ class DatasetItem(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.path} ({self.age}, {self.split})"
+        return f"{self.path} ({self.age}, {self.get_split_display()})"
 
 
 class TrainingRun(models.Model):
@@ -101,58 +124,113 @@ class TrainingRun(models.Model):
         BUNDLED = "bundled", gettext_lazy("Fine-tune the bundled network")
         SCRATCH = "scratch", gettext_lazy("From scratch")
 
-    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="runs")
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    dataset = models.ForeignKey(
+        Dataset, on_delete=models.PROTECT, related_name="runs", verbose_name=gettext_lazy("dataset")
     )
-    epochs = models.PositiveSmallIntegerField(default=8)
-    batch_size = models.PositiveSmallIntegerField(default=64)
-    learning_rate = models.FloatField(default=1e-3)
-    init = models.CharField(max_length=10, choices=Init.choices, default=Init.BUNDLED)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=gettext_lazy("created by"),
+    )
+    epochs = models.PositiveSmallIntegerField(default=8, verbose_name=gettext_lazy("epochs"))
+    batch_size = models.PositiveSmallIntegerField(
+        default=64, verbose_name=gettext_lazy("batch size")
+    )
+    learning_rate = models.FloatField(default=1e-3, verbose_name=gettext_lazy("learning rate"))
+    init = models.CharField(
+        max_length=10,
+        choices=Init.choices,
+        default=Init.BUNDLED,
+        verbose_name=gettext_lazy("starting point"),
+    )
     max_train_images = models.PositiveIntegerField(
         null=True,
         blank=True,
         help_text=gettext_lazy("Use at most this many training images (for quick runs)"),
+        verbose_name=gettext_lazy("max train images"),
     )
     max_steps_per_epoch = models.PositiveIntegerField(
         null=True,
         blank=True,
         help_text=gettext_lazy("Cap the steps of each epoch (None: a full pass)"),
+        verbose_name=gettext_lazy("max steps per epoch"),
     )
     auto_promote = models.BooleanField(
-        default=False, help_text=gettext_lazy("Make the result active if it beats the active model")
+        default=False,
+        help_text=gettext_lazy("Make the result active if it beats the active model"),
+        verbose_name=gettext_lazy("auto promote"),
     )
     status = models.CharField(
-        max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True
+        max_length=10,
+        choices=Status.choices,
+        default=Status.QUEUED,
+        db_index=True,
+        verbose_name=gettext_lazy("status"),
     )
     stage = models.CharField(
-        max_length=40, blank=True, help_text=gettext_lazy("preparing, training, evaluating")
+        max_length=40,
+        blank=True,
+        help_text=gettext_lazy("preparing, training, evaluating"),
+        verbose_name=gettext_lazy("stage"),
     )
-    epoch = models.PositiveSmallIntegerField(default=0)
-    step = models.PositiveIntegerField(default=0)
-    steps_per_epoch = models.PositiveIntegerField(default=0)
-    progress = models.FloatField(default=0.0, help_text=gettext_lazy("0..1"))
-    eta_seconds = models.FloatField(null=True, blank=True)
+    epoch = models.PositiveSmallIntegerField(default=0, verbose_name=gettext_lazy("epoch"))
+    step = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("step"))
+    steps_per_epoch = models.PositiveIntegerField(
+        default=0, verbose_name=gettext_lazy("steps per epoch")
+    )
+    progress = models.FloatField(
+        default=0.0, help_text=gettext_lazy("0..1"), verbose_name=gettext_lazy("progress")
+    )
+    eta_seconds = models.FloatField(
+        null=True, blank=True, verbose_name=gettext_lazy("ETA (seconds)")
+    )
     history = models.JSONField(
-        default=list, blank=True, help_text=gettext_lazy("Per-epoch metrics")
+        default=list,
+        blank=True,
+        help_text=gettext_lazy("Per-epoch metrics"),
+        verbose_name=gettext_lazy("history"),
     )
-    test_metrics = models.JSONField(default=dict, blank=True)
+    test_metrics = models.JSONField(
+        default=dict, blank=True, verbose_name=gettext_lazy("test metrics")
+    )
     baseline_metrics = models.JSONField(
-        default=dict, blank=True, help_text=gettext_lazy("The active model, on the same test split")
+        default=dict,
+        blank=True,
+        help_text=gettext_lazy("The active model, on the same test split"),
+        verbose_name=gettext_lazy("baseline metrics"),
     )
-    log = models.TextField(blank=True)
-    error = models.TextField(blank=True)
-    cancel_requested = models.BooleanField(default=False)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    claimed_by = models.CharField(max_length=200, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    log = models.TextField(blank=True, verbose_name=gettext_lazy("log"))
+    error = models.TextField(blank=True, verbose_name=gettext_lazy("error"))
+    cancel_requested = models.BooleanField(
+        default=False, verbose_name=gettext_lazy("cancel requested")
+    )
+    attempts = models.PositiveSmallIntegerField(default=0, verbose_name=gettext_lazy("attempts"))
+    claimed_by = models.CharField(
+        max_length=200, blank=True, verbose_name=gettext_lazy("claimed by")
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("heartbeat at")
+    )
     model_version = models.OneToOneField(
-        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_run"
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="training_run",
+        verbose_name=gettext_lazy("model version"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    enqueued_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=gettext_lazy("created at"))
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("enqueued at")
+    )
+    started_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("started at")
+    )
+    finished_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("finished at")
+    )
 
     class Meta:
         verbose_name = gettext_lazy("training run")
@@ -160,7 +238,11 @@ class TrainingRun(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"Run {self.pk} on {self.dataset} ({self.status})"
+        return gettext("Run %(id)s on %(dataset)s (%(status)s)") % {
+            "id": self.pk,
+            "dataset": self.dataset,
+            "status": self.get_status_display(),
+        }
 
     def get_absolute_url(self) -> str:
         return reverse("training:run", args=[self.pk])
