@@ -74,7 +74,14 @@ def export_key(version: ModelVersion) -> str:
     evaluation = _evaluation(version)
     card_metrics = [evaluation["run"], evaluation["metrics"]] if evaluation else None
     payload = json.dumps(
-        [EXPORT_FORMAT_VERSION, version.name, version.artifact, version.metrics, card_metrics],
+        [
+            EXPORT_FORMAT_VERSION,
+            version.name,
+            version.artifact,
+            version.metrics,
+            card_metrics,
+            getattr(version, "temperature", 1.0),
+        ],
         sort_keys=True,
         default=str,
     )
@@ -192,8 +199,10 @@ def card_context(version: ModelVersion) -> dict[str, Any]:
     metrics = evaluation["metrics"] if evaluation else {}
     decades = _rows(metrics.get("mae_by_decade"))
     genders = _rows(metrics.get("mae_by_gender"))
-    worst = max(decades, key=lambda row: row["mae"] or 0.0) if decades else None
-    best = min(decades, key=lambda row: row["mae"] or 0.0) if decades else None
+    # A decade of a handful of faces says little: compare those with at least 20 faces.
+    solid = [row for row in decades if (row["count"] or 0) >= 20 and row["mae"] is not None]
+    worst = max(solid, key=lambda row: row["mae"]) if len(solid) > 1 else None
+    best = min(solid, key=lambda row: row["mae"]) if len(solid) > 1 else None
     # The bundled head has 81 classes (0.25, 1, ..., 80 years); training builds 101 (0..100).
     classes = (
         (81, "0.25, 1, 2, …, 80", "0-80") if version.is_bundled else (101, "0, 1, …, 100", "0-100")
@@ -217,6 +226,7 @@ def card_context(version: ModelVersion) -> dict[str, Any]:
         "signature_name": SIGNATURE_NAME,
         "input_name": INPUT_NAME,
         "stem": file_stem(version),
+        "temperature": float(getattr(version, "temperature", 1.0)),
     }
 
 
@@ -325,6 +335,9 @@ def signature_description(network: AgeNetwork) -> dict[str, Any]:
             "age_std": {"shape": [None], "dtype": "float32", "unit": "years"},
         },
         "class_ages": [float(age) for age in network.class_ages],
+        # faceage's 80% interval comes from the calibrated distribution
+        # softmax(log(age_probabilities) / temperature); expected_age uses the raw one.
+        "calibration_temperature": float(getattr(network, "temperature", 1.0)),
     }
 
 
@@ -335,7 +348,8 @@ def _serving_function(network: AgeNetwork):
     class_ages = tf.constant(network.class_ages, dtype=tf.float32)
 
     @tf.function(
-        input_signature=[tf.TensorSpec((None, CHIP_SIZE, CHIP_SIZE, 3), tf.uint8, name=INPUT_NAME)]
+        input_signature=[tf.TensorSpec((None, CHIP_SIZE, CHIP_SIZE, 3), tf.uint8, name=INPUT_NAME)],
+        autograph=False,  # straight-line code: nothing for AutoGraph to convert
     )
     def serve(chips):
         probabilities = model(tf.cast(chips, tf.float32), training=False)
