@@ -155,6 +155,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
 
     ``terminal_progress(done, total)`` and ``on_training(info)`` let a terminal show bars.
     """
+    from training.pipeline.calibration import calibrate
     from training.pipeline.evaluation import evaluate_network
     from training.pipeline.fit import FitConfig, FitHooks, fit
     from training.pipeline.tfrecords import load_split
@@ -198,6 +199,12 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
 
     reporter.stage(i18n.STAGE_EVALUATING, progress=1.0)
     metrics = evaluate_network(result.network, test)
+    # Temperature scaling: fitted on this run's validation split, checked on its test split.
+    temperature, calibration = calibrate(result.network, val, test)
+    run.append_log(
+        f"calibration: temperature {temperature:.3f}, 80% interval coverage on test "
+        f"{calibration['before']['coverage_80']:.3f} -> {calibration['after']['coverage_80']:.3f}"
+    )
     baseline_version = ModelVersion.active()
     baseline = evaluate_version_on(baseline_version, test)
     baseline["model_version"] = baseline_version.name
@@ -212,6 +219,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         name=name,
         framework=ModelVersion.FRAMEWORK_KERAS,
         artifact=artifact,
+        temperature=temperature,
         description=i18n.FINE_TUNED_DESCRIPTION
         % {"init": run.init, "dataset": dataset.name, "run": run.pk},
         metrics={
@@ -219,6 +227,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
             "split": "test",
             **{k: v for k, v in metrics.items()},
             "baseline": {k: v for k, v in baseline.items() if k != "scatter"},
+            "calibration": calibration,
             "training": {
                 "epochs_run": len(result.history),
                 "best_epoch": result.best_epoch,
