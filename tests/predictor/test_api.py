@@ -61,7 +61,16 @@ def test_detail_shape(api_client, enqueued):
     for key in ("id", "status", "created_at", "finished_at", "model_version", "error", "faces"):
         assert key in body
     assert body["model_version"] == "dlib-age-v1"
-    assert body["faces"] == [{"box": [1, 2, 30, 40], "age": 31.5, "age_std": 4.25}]
+    # A face stored without the uncertainty fields (tests/predictor/test_uncertainty.py has them).
+    assert body["faces"] == [
+        {
+            "box": [1, 2, 30, 40],
+            "age": 31.5,
+            "age_std": 4.25,
+            "age_interval": None,
+            "chip_url": None,
+        }
+    ]
 
 
 def test_missing_image_field(api_client):
