@@ -6,6 +6,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from faceage_site.i18n import translate_reason
 from training.forms import DatasetForm, TrainingRunForm
 from training.models import Dataset, DatasetItem, TrainingRun
 
@@ -78,7 +79,9 @@ class DatasetItemAdmin(admin.ModelAdmin):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "dataset", "status", "stage", "progress_percent", "result", "created_at"]
+    list_display = [
+        "id", "dataset", "status", "stage_display", "progress_percent", "result", "created_at"
+    ]  # fmt: skip
     list_filter = ["status", "dataset"]
     readonly_fields = [
         "status", "stage", "epoch", "step", "steps_per_epoch", "progress", "eta_seconds",
@@ -117,6 +120,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
             "title": _("Train a new model"),
         }
         return render(request, "admin/training/start_run.html", context)
+
+    @admin.display(description=gettext_lazy("stage"), ordering="stage")
+    def stage_display(self, obj):
+        return translate_reason(obj.stage)
 
     @admin.display(description=gettext_lazy("Progress"))
     def progress_percent(self, obj):
