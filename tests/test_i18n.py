@@ -635,3 +635,23 @@ def msgids(po_text: str) -> set[str]:
         if text:
             found.add(text)
     return found
+
+
+def test_rate_limit_messages_are_translated(settings, client, api_client, enqueued):
+    settings.FACEAGE_UPLOAD_RATE = "1/minute"
+    photo = images.encode(Image.new("RGB", (120, 90), "teal"))
+    chinese = {"HTTP_ACCEPT_LANGUAGE": "zh-Hans"}
+
+    def upload(poster, **extra):
+        image = SimpleUploadedFile("me.jpg", photo, "image/jpeg")
+        return poster("/api/v1/predictions/", {"image": image}, **extra)
+
+    assert upload(api_client.post, format="multipart", **chinese).status_code == 202
+    limited = upload(api_client.post, format="multipart", **chinese)
+    assert limited.status_code == 429 and HAN.search(limited.json()["error"]["message"])
+    form = client.post("/", {"image": SimpleUploadedFile("me.jpg", photo, "image/jpeg")})
+    assert form.status_code == 429  # the form shares the API's counter for this address
+    limited_page = client.post(
+        "/", {"image": SimpleUploadedFile("me.jpg", photo, "image/jpeg")}, **chinese
+    )
+    assert limited_page.status_code == 429 and "上传过于频繁" in limited_page.content.decode()
