@@ -16,10 +16,10 @@ from predictor.vision.uncertainty import AgeIntervals, chip_jpeg, describe
 @dataclass(frozen=True)
 class FaceEstimate:
     """One face: ``box`` is ``[left, top, right, bottom]`` in pixels of the input image;
-    ``age`` and ``age_std`` are in years. ``age_low``..``age_high`` is the 80% interval
-    (whole years) and ``distribution`` the probabilities of ages 0..100, both after the
-    network's calibration temperature (:mod:`predictor.vision.uncertainty`); ``chip_jpeg``
-    is the aligned 64x64 crop the network saw."""
+    ``age`` (the network's expected value) and ``age_std`` are in years. ``age_std``,
+    ``age_low``..``age_high`` (the 80% interval, whole years) and ``distribution`` (the
+    probabilities of ages 0..100) are after the network's calibration temperature
+    (:mod:`predictor.vision.uncertainty`); ``chip_jpeg`` is the aligned 64x64 crop."""
 
     box: tuple[int, int, int, int]
     age: float
@@ -91,7 +91,7 @@ class AgeEstimator:
         return FaceEstimate(
             box=(box.left, box.top, box.right, box.bottom),
             age=float(result.ages[row]),
-            age_std=float(result.age_std[row]),
+            age_std=float(spread.std[row]),
             detection_score=float(box.score),
             detector=box.detector,
             age_low=int(spread.low[row]),

@@ -101,12 +101,14 @@ class AgeIntervals:
         years: ``(N, 101)`` float64, probability of each whole age 0..100 (rows sum to 1).
         low: ``(N,)`` int, 10th percentile in whole years.
         high: ``(N,)`` int, 90th percentile in whole years.
+        std: ``(N,)`` float64, standard deviation of ``years`` (the calibrated spread).
         temperature: the temperature that was applied.
     """
 
     years: np.ndarray
     low: np.ndarray
     high: np.ndarray
+    std: np.ndarray
     temperature: float
 
 
@@ -116,7 +118,10 @@ def describe(
     """Apply ``temperature``, map to whole years and take the 80% interval."""
     years = per_year(tempered(probabilities, temperature), class_ages)
     low, high = interval_80(years)
-    return AgeIntervals(years=years, low=low, high=high, temperature=float(temperature))
+    ages = np.arange(YEARS, dtype=np.float64)
+    mean = years @ ages
+    std = np.sqrt((years * (ages[None, :] - mean[:, None]) ** 2).sum(axis=1))
+    return AgeIntervals(years=years, low=low, high=high, std=std, temperature=float(temperature))
 
 
 def class_targets(true_ages: np.ndarray, class_ages: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -213,8 +213,13 @@ def test_estimator_gives_each_face_its_interval_distribution_and_crop():
             assert sum(face.distribution) == pytest.approx(1.0, abs=5e-3)
             with Image.open(io.BytesIO(face.chip_jpeg)) as chip:
                 assert chip.size == (64, 64)
-        widths.append(faces[0].age_high - faces[0].age_low)
-    assert widths[1] > widths[0]
+            # age_std is the spread of the same calibrated distribution.
+            years = np.asarray(face.distribution)
+            mean = years @ np.arange(101)
+            spread = np.sqrt(years @ (np.arange(101) - mean) ** 2)
+            assert face.age_std == pytest.approx(spread, rel=0.01)
+        widths.append((faces[0].age_high - faces[0].age_low, faces[0].age_std))
+    assert widths[1][0] > widths[0][0] and widths[1][1] > widths[0][1]
 
 
 # --- storage, API and pages ---------------------------------------------------------------
