@@ -200,6 +200,7 @@ def test_models_list(api_client):
         "is_active",
         "card_url",
         "download_urls",
+        "temperature",
     }
     assert item["name"] == "dlib-age-v1" and item["is_active"] is True
 
