@@ -8,12 +8,12 @@ from rest_framework import serializers
 from faceage_site.i18n import translate_reason
 from predictor.models import Face, ModelVersion, Prediction
 
-_YES = {"1", "true", "yes"}
-_NO = {"", "0", "false", "no"}
+_YES = {"1", "true"}
+_NO = {"", "0", "false"}
 
 
 def distribution_requested(request) -> bool:
-    """The ``distribution`` query parameter: 1/true/yes or 0/false/no (default: no).
+    """The ``distribution`` query parameter: 1/true or 0/false (any case; default: 0).
 
     Raises a ValidationError (a 400 in the API's error shape) for any other value."""
     raw = request.query_params.get("distribution") if request is not None else None

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -35,7 +40,18 @@ _errors = {
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Your predictions, newest first"),
+    list=extend_schema(
+        summary="Your predictions, newest first",
+        parameters=[
+            OpenApiParameter(
+                "distribution",
+                str,
+                enum=["0", "1", "true", "false"],
+                description="1: include each face's age distribution (101 probabilities)",
+            )
+        ],
+        responses={200: PredictionSerializer(many=True), 400: _errors[400]},
+    ),
     retrieve=extend_schema(
         summary="One prediction", responses={200: PredictionSerializer, 404: _errors[404]}
     ),

@@ -277,7 +277,7 @@ def test_api_gives_the_interval_always_and_the_distribution_on_request(api_clien
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("bad", ["2", "maybe", "1.0", "yes please"])
+@pytest.mark.parametrize("bad", ["2", "maybe", "1.0", "yes", "yes please"])
 def test_a_bad_distribution_value_is_a_400_in_the_error_shape(api_client, user, bad):
     api_client.force_authenticate(user)
     prediction = _succeeded_prediction(None, owner=user)
