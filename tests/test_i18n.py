@@ -655,3 +655,11 @@ def test_rate_limit_messages_are_translated(settings, client, api_client, enqueu
         "/", {"image": SimpleUploadedFile("me.jpg", photo, "image/jpeg")}, **chinese
     )
     assert limited_page.status_code == 429 and "上传过于频繁" in limited_page.content.decode()
+
+
+def test_the_compiled_catalogues_are_current():
+    """The pages read the .mo files: `make` compiles them (manage.py compilemessages)."""
+    for domain in ("django", "djangojs"):
+        po, mo = LOCALE_DIR / f"{domain}.po", LOCALE_DIR / f"{domain}.mo"
+        assert mo.exists(), f"{mo} is missing: run manage.py compilemessages (make does)"
+        assert mo.stat().st_mtime >= po.stat().st_mtime, f"{mo} is older than {po.name}: recompile"
