@@ -194,6 +194,8 @@ SESSION_COOKIE_HTTPONLY = True
 # --- Uploads ------------------------------------------------------------------------
 FACEAGE_MAX_UPLOAD_BYTES = env_int("FACEAGE_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1024)
 FACEAGE_MAX_IMAGE_PIXELS = env_int("FACEAGE_MAX_IMAGE_PIXELS", 40_000_000, minimum=10_000)
+# Photos in one batch (several `image` parts, or the images in one zip); see docs/api.md.
+FACEAGE_BATCH_MAX_FILES = env_int("FACEAGE_BATCH_MAX_FILES", 20, minimum=1)
 # Django must accept the whole request before we can answer "too large" ourselves.
 DATA_UPLOAD_MAX_MEMORY_SIZE = FACEAGE_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024

@@ -144,6 +144,39 @@ class PredictionQuerySet(models.QuerySet):
         return self.filter(owner__isnull=True, anonymous_owner=token)
 
 
+class Batch(models.Model):
+    """Several photos uploaded together (form or API); each is its own Prediction."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="batches",
+        verbose_name=gettext_lazy("owner"),
+    )
+    anonymous_owner = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        verbose_name=gettext_lazy("anonymous owner"),
+    )
+    created_at = models.DateTimeField(
+        default=timezone.now, db_index=True, verbose_name=gettext_lazy("created at")
+    )
+
+    objects = PredictionQuerySet.as_manager()  # the same owner filter: owned_by(request)
+
+    class Meta:
+        verbose_name = gettext_lazy("batch")
+        verbose_name_plural = gettext_lazy("batches")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return gettext("Batch %(id)s") % {"id": self.id}
+
+
 class Prediction(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", gettext_lazy("Queued")
@@ -179,6 +212,14 @@ class Prediction(models.Model):
     height = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("height"))
     original_name = models.CharField(
         max_length=255, blank=True, verbose_name=gettext_lazy("original name")
+    )
+    batch = models.ForeignKey(
+        Batch,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="predictions",
+        verbose_name=gettext_lazy("batch"),
     )
     status = models.CharField(
         max_length=10,

@@ -22,3 +22,26 @@ class UploadRateThrottle(SimpleRateThrottle):
         else:
             ident = self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+    def allow_more(self, request, view, extra: int) -> bool:
+        """Count ``extra`` uploads more than the one ``allow_request`` already counted.
+
+        A batch of n photos uses n uploads of the allowance: the request counts one when it
+        arrives, and this counts the other n - 1 once they are known. When fewer remain,
+        nothing more is recorded and the caller refuses the whole batch (``wait()`` then
+        says how long until there is room).
+        """
+        if extra <= 0 or self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        self.history = self.cache.get(self.key, [])
+        self.now = self.timer()
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        if len(self.history) + extra > self.num_requests:
+            return False
+        self.history[:0] = [self.now] * extra
+        self.cache.set(self.key, self.history, self.duration)
+        return True

@@ -9,6 +9,7 @@ urlpatterns = [
     path("history/", views.history, name="history"),
     path("history/delete-all/", views.delete_all, name="delete-all"),
     path("p/<uuid:prediction_id>/", views.result, name="result"),
+    path("batch/<uuid:batch_id>/", views.batch, name="batch"),
     path("p/<uuid:prediction_id>/image.jpg", views.image, name="image"),
     path("p/<uuid:prediction_id>/thumbnail.jpg", views.thumbnail, name="thumbnail"),
     path("p/<uuid:prediction_id>/delete/", views.delete, name="delete"),

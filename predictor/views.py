@@ -14,9 +14,15 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from faceage_site.i18n import rejection_message
 from predictor.forms import UploadForm
-from predictor.models import ModelVersion, Prediction
+from predictor.models import Batch, ModelVersion, Prediction
 from predictor.throttling import UploadRateThrottle
-from predictor.uploads import create_prediction
+from predictor.uploads import (
+    BatchRejected,
+    collect_batch_files,
+    create_batch,
+    create_prediction,
+    is_archive,
+)
 from predictor.vision.image_loading import ImageRejected
 
 HISTORY_PAGE_SIZE = 12
@@ -32,27 +38,14 @@ def upload(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         throttle = UploadRateThrottle()
         if not throttle.allow_request(request, None):
-            wait = max(1, round(throttle.wait() or 1))
-            response = render(
-                request,
-                "error.html",
-                {
-                    "status": 429,
-                    "message": ngettext(
-                        "Too many uploads. Please wait %(wait)d second and try again.",
-                        "Too many uploads. Please wait %(wait)d seconds and try again.",
-                        wait,
-                    )
-                    % {"wait": wait},
-                },
-                status=429,
-            )
-            response["Retry-After"] = str(wait)
-            return response
+            return _too_many_uploads(request, throttle)
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
+            files = form.cleaned_data["image"]
+            if len(files) > 1 or is_archive(files[0]):
+                return _upload_batch(request, form, files, throttle)
             try:
-                prediction = create_prediction(request, form.cleaned_data["image"])
+                prediction = create_prediction(request, files[0])
             except ImageRejected as rejected:
                 form.add_error("image", rejection_message(rejected))
             else:
@@ -60,6 +53,10 @@ def upload(request: HttpRequest) -> HttpResponse:
         status = 400
     else:
         form = UploadForm()
+    return _upload_page(request, form, status)
+
+
+def _upload_page(request: HttpRequest, form: UploadForm, status: int) -> HttpResponse:
     recent = Prediction.objects.owned_by(request)[:4]
     return render(
         request,
@@ -69,9 +66,60 @@ def upload(request: HttpRequest) -> HttpResponse:
             "recent": recent,
             "model_version": ModelVersion.active(),
             "max_upload_mb": settings.FACEAGE_MAX_UPLOAD_BYTES // (1024 * 1024),
+            "batch_max_files": settings.FACEAGE_BATCH_MAX_FILES,
         },
         status=status,
     )
+
+
+def _too_many_uploads(request: HttpRequest, throttle: UploadRateThrottle) -> HttpResponse:
+    wait = max(1, round(throttle.wait() or 1))
+    response = render(
+        request,
+        "error.html",
+        {
+            "status": 429,
+            "message": ngettext(
+                "Too many uploads. Please wait %(wait)d second and try again.",
+                "Too many uploads. Please wait %(wait)d seconds and try again.",
+                wait,
+            )
+            % {"wait": wait},
+        },
+        status=429,
+    )
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def _upload_batch(request: HttpRequest, form: UploadForm, files, throttle) -> HttpResponse:
+    """Several photos (or a zip) from the form: the batch page, or the form with the reasons."""
+    try:
+        collected = collect_batch_files(files)
+        # One upload was counted for the request; every further photo counts as well.
+        if not throttle.allow_more(request, None, collected.count - 1):
+            return _too_many_uploads(request, throttle)
+        batch, _predictions, problems = create_batch(request, collected)
+    except BatchRejected as rejected:
+        form.add_error("image", rejected.message)
+        for problem in rejected.problems[1:]:
+            form.add_error("image", f"{problem.name}: {problem.message}")
+        return _upload_page(request, form, rejected.http_status)
+    for problem in problems:
+        messages.warning(
+            request,
+            _("Skipped %(name)s: %(reason)s") % {"name": problem.name, "reason": problem.message},
+        )
+    return redirect("predictor:batch", batch_id=batch.pk)
+
+
+@require_GET
+def batch(request: HttpRequest, batch_id) -> HttpResponse:
+    found = get_object_or_404(Batch.objects.owned_by(request), pk=batch_id)
+    predictions = found.predictions.order_by("created_at", "original_name").prefetch_related(
+        "faces"
+    )
+    return render(request, "predictor/batch.html", {"batch": found, "predictions": predictions})
 
 
 @require_GET

@@ -15,6 +15,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from faceage_site.i18n import rejection_message
+from predictor.api.batches import create_batch_response, is_batch_request
 from predictor.api.errors import UnusableImage
 from predictor.api.serializers import (
     ErrorSerializer,
@@ -88,10 +89,17 @@ class PredictionViewSet(
 
     @extend_schema(
         summary="Upload a photo; its faces are estimated in the background",
+        description=(
+            "Several `image` parts, an `archive` part (a zip) or a zip in `image` make a "
+            "batch: the 202 answer then has `batch`, `predictions` and `errors` "
+            "(see GET /api/v1/batches/{id}/ and docs/api.md)."
+        ),
         request=PredictionUploadSerializer,
         responses={202: PredictionCreatedSerializer, 400: _errors[400], 413: _errors[413]},
     )
     def create(self, request, *args, **kwargs):
+        if is_batch_request(request):  # several photos or a zip: predictor/api/batches.py
+            return create_batch_response(self, request)
         upload = PredictionUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         try:
