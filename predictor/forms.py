@@ -24,6 +24,8 @@ class UploadForm(forms.Form):
     image = MultipleFileField(
         label=_("Photo"),
         help_text=_("A JPEG, PNG or WebP photo with one or more faces."),
-        widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
+        widget=MultipleFileInput(
+            attrs={"accept": "image/jpeg,image/png,image/webp,.zip,application/zip"}
+        ),
         allow_empty_file=True,  # predictor.uploads explains empty files itself
     )

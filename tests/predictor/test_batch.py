@@ -258,3 +258,14 @@ def test_form_batch_lists_skipped_files_and_cap(client, enqueued, settings):
     response = client.post("/", {"image": [jpeg("a.jpg"), jpeg("b.jpg")]})
     assert response.status_code == 413
     assert "at most 1" in response.content.decode()
+
+
+def test_upload_page_offers_several_files_and_a_hidden_camera(client):
+    html = client.get("/").content.decode()
+    assert 'type="file"' in html and "multiple" in html
+    assert ".zip" in html
+    # The camera block stays hidden until upload.js finds getUserMedia on a secure page,
+    # so without JavaScript or a camera only the file picker shows.
+    assert '<div id="camera" class="camera" hidden>' in html
+    assert 'id="camera-open"' in html and 'id="camera-take"' in html
+    assert 'id="camera-photo" alt="' in html
