@@ -1,0 +1,187 @@
+"""Kill a Celery training worker (its whole process group) in the middle of a run.
+
+Real processes: an embedded Redis, a web server, an inference worker running beat (whose
+``sweep_stale_runs`` notices that the run's worker is gone and queues the run again), and
+a training worker that is SIGKILLed after the run's first checkpoint. A new training worker
+then resumes the run from that checkpoint: it ends ``succeeded`` on its second attempt,
+with the epochs trained before the kill kept as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from faceage_site.processes import (
+    BASE_DIR,
+    LocalStack,
+    local_stack,
+    stop_process_group,
+    worker_command,
+)
+from tests.datasets import sample_utkface
+
+pytestmark = pytest.mark.integration
+
+# A fast sweeper; the dead worker is noticed by its pid (same host), not by the heartbeat.
+FAST_SWEEP = {
+    "FACEAGE_SWEEP_INTERVAL_SECONDS": "5",
+    "FACEAGE_REQUEUE_AFTER_SECONDS": "5",
+    "FACEAGE_PREPARE_WORKERS": "1",
+}
+EPOCHS = 3
+
+
+def start_training_worker(stack: LocalStack, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as output:
+        return subprocess.Popen(
+            worker_command(queues="training", concurrency=1),
+            cwd=BASE_DIR,
+            env=stack.env,
+            start_new_session=True,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def shell(stack: LocalStack, code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=BASE_DIR,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def read_run(stack: LocalStack, run_id: int) -> dict:
+    """The run's row, read straight from the stack's SQLite file (cheap enough to poll)."""
+    database = stack.workdir / "var" / "db.sqlite3"
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as connection:
+        connection.row_factory = sqlite3.Row
+        row = connection.execute(
+            "SELECT status, attempts, epoch, history, log, error, claimed_by, model_version_id"
+            " FROM training_trainingrun WHERE id = ?",
+            (run_id,),
+        ).fetchone()
+    run = dict(row)
+    run["history"] = json.loads(run["history"])
+    return run
+
+
+def wait_for(stack: LocalStack, run_id: int, condition, timeout: float, what: str, processes=()):
+    deadline = time.monotonic() + timeout
+    run: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            run = read_run(stack, run_id)
+        except sqlite3.OperationalError:  # locked by a writer for a moment
+            time.sleep(0.2)
+            continue
+        if condition(run):
+            return run
+        for process in processes:
+            assert process.poll() is None, f"a worker exited ({process.returncode}) {tail(stack)}"
+        time.sleep(0.2)
+    raise TimeoutError(f"{what}: not after {timeout} s; run {run} {tail(stack)}")
+
+
+def tail(stack: LocalStack) -> str:
+    logs = [stack.worker_log, *sorted(stack.workdir.glob("training-*.log"))]
+    return "".join(
+        f"\n--- {log.name}\n{log.read_text(errors='replace')[-2500:]}"
+        for log in logs
+        if log.exists()
+    )
+
+
+def test_a_killed_training_worker_is_replaced_and_the_run_resumes(tmp_path):
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for path in sample_utkface(90, seed=21):
+        (faces / path.name).symlink_to(path)
+
+    with local_stack(extra_env=FAST_SWEEP, beat=True) as stack:
+        stack.manage("import_dataset", "tiny", str(faces), "--kind", "utkface", "-v", "0")
+        run_id = int(
+            shell(
+                stack,
+                "from training.models import Dataset, TrainingRun; "
+                "from training.tasks import enqueue_run; "
+                "run = TrainingRun.objects.create(dataset=Dataset.objects.get(name='tiny'), "
+                f"epochs={EPOCHS}, batch_size=8, max_steps_per_epoch=40, learning_rate=1e-4); "
+                "assert enqueue_run(run.pk); print(run.pk)",
+            )
+        )
+        state_file = stack.workdir / "var" / "training" / f"run-{run_id}" / "state.json"
+        first = start_training_worker(stack, stack.workdir / "training-1.log")
+        second = None
+        try:
+            # Wait for the first checkpoint (epoch 1 finished and recorded), then kill the
+            # worker and its pool child while they train epoch 2.
+            wait_for(
+                stack,
+                run_id,
+                lambda run: run["status"] == "running" and len(run["history"]) >= 1,
+                600,
+                "the first epoch",
+                processes=[first],
+            )
+            assert state_file.exists()
+            time.sleep(0.5)
+            stop_process_group(first, signal.SIGKILL)
+            at_kill = read_run(stack, run_id)
+            assert at_kill["status"] == "running" and at_kill["attempts"] == 1, at_kill
+            done_before = len(at_kill["history"])
+            assert 1 <= done_before < EPOCHS, "the kill came too late to test anything"
+
+            # The sweeper (beat, on the inference worker) sees that the claimant is gone and
+            # queues the run again; nothing is training it in the meantime.
+            wait_for(
+                stack,
+                run_id,
+                lambda run: run["status"] != "running",
+                120,
+                "the sweeper to notice the dead worker",
+            )
+            recovered = read_run(stack, run_id)
+            assert recovered["status"] == "queued", recovered
+            assert "its worker stopped" in recovered["log"], recovered["log"]
+
+            second = start_training_worker(stack, stack.workdir / "training-2.log")
+            run = wait_for(
+                stack,
+                run_id,
+                lambda run: run["status"] in ("succeeded", "failed", "cancelled"),
+                900,
+                "the resumed run to finish",
+                processes=[second],
+            )
+        finally:
+            stop_process_group(first, signal.SIGKILL)
+            stop_process_group(second)
+
+        # One kill leaves attempts to spare (3 by default): it must succeed, not give up.
+        assert run["status"] == "succeeded", (run["error"], run["log"])
+        assert run["attempts"] == 2, run
+        assert "resumed by" in run["log"] and "(attempt 2)" in run["log"], run["log"]
+        assert [row["epoch"] for row in run["history"]] == list(range(1, EPOCHS + 1)), run
+        # The epochs finished before the kill were not trained again.
+        assert run["history"][:done_before] == at_kill["history"], run["history"]
+        state = json.loads(state_file.read_text())
+        assert state["history"] == run["history"]
+        assert run["model_version_id"] is not None
+        models = stack.workdir / "media" / "models"
+        assert (models / f"tiny-run{run_id}.keras").exists(), list(models.glob("*"))
+        for log in stack.workdir.glob("training-*.log"):
+            assert "Traceback" not in log.read_text(errors="replace"), tail(stack)
