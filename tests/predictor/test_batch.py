@@ -269,3 +269,21 @@ def test_upload_page_offers_several_files_and_a_hidden_camera(client):
     assert '<div id="camera" class="camera" hidden>' in html
     assert 'id="camera-open"' in html and 'id="camera-take"' in html
     assert 'id="camera-photo" alt="' in html
+
+
+def test_form_batch_counts_each_photo_against_the_upload_rate(client, enqueued, settings):
+    settings.FACEAGE_UPLOAD_RATE = "3/minute"
+    response = client.post("/", {"image": [jpeg("a.jpg"), jpeg("b.jpg"), jpeg("c.jpg")]})
+    assert response.status_code == 302
+    response = client.post("/", {"image": jpeg("d.jpg")})
+    assert response.status_code == 429
+    assert response["Retry-After"]
+    assert Prediction.objects.count() == 3
+
+
+def test_batch_page_and_endpoint_of_an_unknown_id_are_404(client, api_client):
+    missing = "00000000-0000-4000-8000-000000000000"
+    assert client.get(f"/batch/{missing}/").status_code == 404
+    response = api_client.get(f"/api/v1/batches/{missing}/")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
