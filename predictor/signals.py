@@ -3,7 +3,7 @@
 from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 
-from predictor.models import ANONYMOUS_OWNER_SESSION_KEY, Prediction
+from predictor.models import ANONYMOUS_OWNER_SESSION_KEY, Batch, Prediction
 
 
 @receiver(user_logged_in)
@@ -12,6 +12,7 @@ def adopt_anonymous_predictions(sender, request, user, **kwargs) -> None:
         return
     token = request.session.pop(ANONYMOUS_OWNER_SESSION_KEY, "")
     if token:
-        Prediction.objects.filter(owner__isnull=True, anonymous_owner=token).update(
-            owner=user, anonymous_owner=""
-        )
+        for model in (Prediction, Batch):  # a batch page follows its photos to the account
+            model.objects.filter(owner__isnull=True, anonymous_owner=token).update(
+                owner=user, anonymous_owner=""
+            )
