@@ -28,7 +28,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from PIL import Image
 
-from predictor.models import Face, ModelVersion, Prediction
+from predictor.models import Batch, Face, ModelVersion, Prediction
 from tests import images
 from training.models import Dataset, DatasetItem, TrainingRun
 
@@ -69,6 +69,7 @@ class World:
     item: DatasetItem
     run: TrainingRun
     token_user_pk: int
+    batch: Batch
     data_values: set[str] = field(default_factory=set)
 
     def model_object_pk(self, app: str, model: str):
@@ -122,6 +123,8 @@ def world(django_user_model, enqueued, django_capture_on_commit_callbacks) -> Wo
     with django_capture_on_commit_callbacks(execute=True):
         client.post("/", {"image": SimpleUploadedFile("me.jpg", photo, "image/jpeg")})
     prediction = Prediction.objects.get(owner=user)
+    batch = Batch.objects.create(owner=user)
+    Prediction.objects.filter(pk=prediction.pk).update(batch=batch)
     Face.objects.create(
         prediction=prediction, index=0, left=10, top=10, right=60, bottom=60, age=31.2, age_std=4,
         age_low=27, age_high=36, distribution=[0.0] * 27 + [0.1] * 10 + [0.0] * 64,
@@ -159,6 +162,7 @@ def world(django_user_model, enqueued, django_capture_on_commit_callbacks) -> Wo
         item=item,
         run=run,
         token_user_pk=token.user_id,
+        batch=batch,
     )
     world.group_pk = Group.objects.create(name="reviewers").pk
     # Values that come from the data, not from the site's strings.
@@ -206,6 +210,7 @@ def visits_for(route: str, name: str | None, w: World) -> list[Visit] | None:
             Visit(USER, "/p/00000000-0000-0000-0000-000000000000/delete/", "post", (404,))
         ],
         "models/<str:name>/": [Visit(ANONYMOUS, f"/models/{v}/")],
+        "batch/<uuid:batch_id>/": [Visit(USER, f"/batch/{w.batch.pk}/")],
         "models/<str:name>/card.md": [Visit(ANONYMOUS, f"/models/{v}/card.md")],
         "models/<str:name>/download/<str:fmt>/": [
             Visit(ANONYMOUS, f"/models/{v}/download/savedmodel/", statuses=(200, 202, 503))
@@ -252,6 +257,10 @@ def api_visits(route: str, w: World) -> list[Visit] | None:
             f"/api/v1/predictions/{p}.json"
         ),
         "api/v1/^models/$": "/api/v1/models/",
+        "api/v1/^batches/(?P<pk>[^/.]+)/$": f"/api/v1/batches/{w.batch.pk}/",
+        "api/v1/^batches/(?P<pk>[^/.]+)\\.(?P<format>[a-z0-9]+)/?$": (
+            f"/api/v1/batches/{w.batch.pk}.json"
+        ),
         "api/v1/^models\\.(?P<format>[a-z0-9]+)/?$": "/api/v1/models.json",
         "api/v1/": "/api/v1/",
         "api/v1/<drf_format_suffix:format>": "/api/v1/.json",
