@@ -1,0 +1,106 @@
+"""The upload page's camera, in Debian's chromium with a fake camera.
+
+Chromium's ``--use-fake-device-for-media-stream`` supplies a synthetic 640x480 video and
+``--use-fake-ui-for-media-stream`` accepts the permission prompt, so "Use camera" → "Take
+photo" → "Estimate ages" runs end to end with no real device. The site runs in-process
+(pytest-django's ``live_server``; 127.0.0.1 is a secure context) and the broker is replaced
+by the ``enqueued`` fixture: this checks the capture and the upload, not inference, which
+test_flows.py covers. Two more pages check the fallbacks: permission refused, and a browser
+without ``getUserMedia``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from predictor.models import Prediction
+from tests.browser.conftest import CHROMIUM_ARGS, PHONE
+
+FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="module")
+def camera_browser(chromium_path) -> Iterator:
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS + FAKE_CAMERA
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def phone_page(camera_browser):
+    context = camera_browser.new_context(viewport=PHONE, locale="en-GB")
+    context.set_default_timeout(30_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def test_take_a_photo_with_the_camera_and_upload_it(live_server, phone_page, enqueued, shots):
+    page = phone_page
+    page.goto(live_server.url + "/")
+    open_button = page.locator("#camera-open")
+    open_button.wait_for(state="visible")
+    assert page.get_attribute("#camera-video", "aria-label")
+    open_button.click()
+    page.wait_for_function("document.getElementById('camera-video').videoWidth > 0")
+    shots.take(page, "20-camera-preview-phone")
+    page.click("#camera-take")
+    # The frame became a JPEG in the file input, the preview shows it, the camera is off.
+    page.wait_for_function(
+        "document.querySelector('#upload-form input[type=file]').files.length === 1"
+    )
+    name = page.evaluate("document.querySelector('#upload-form input[type=file]').files[0].name")
+    kind = page.evaluate("document.querySelector('#upload-form input[type=file]').files[0].type")
+    assert (name, kind) == ("camera.jpg", "image/jpeg")
+    assert page.is_visible("#camera-photo") and page.get_attribute("#camera-photo", "alt")
+    assert page.evaluate("document.getElementById('camera-video').srcObject") is None
+    assert page.is_hidden("#camera-panel")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the upload page is {overflow}px wider than a phone screen"
+    shots.take(page, "21-camera-photo-taken-phone")
+    page.click("#upload-button")
+    page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
+    prediction = Prediction.objects.get()
+    assert prediction.original_name == "camera.jpg"
+    assert (prediction.width, prediction.height) == (640, 480)  # chromium's fake camera
+    assert enqueued == [str(prediction.pk)]
+
+
+def test_a_refused_camera_says_so_and_keeps_the_file_picker(live_server, phone_page):
+    page = phone_page
+    page.add_init_script(
+        "navigator.mediaDevices.getUserMedia = () => "
+        "Promise.reject(new DOMException('denied', 'NotAllowedError'));"
+    )
+    page.goto(live_server.url + "/")
+    page.click("#camera-open")
+    page.wait_for_function("document.getElementById('camera-message').textContent.length > 0")
+    message = page.inner_text("#camera-message")
+    assert "not allowed" in message and "photo file" in message, message
+    assert page.is_hidden("#camera-panel")
+    assert page.is_visible("#upload-form input[type=file]")
+
+
+def test_no_camera_button_without_getusermedia(live_server, phone_page):
+    page = phone_page
+    page.add_init_script("Object.defineProperty(navigator, 'mediaDevices', {value: undefined});")
+    page.goto(live_server.url + "/")
+    page.wait_for_load_state("load")
+    assert page.is_hidden("#camera")
+    assert page.is_visible("#upload-form input[type=file]")
