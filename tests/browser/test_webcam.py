@@ -6,7 +6,8 @@ photo" → "Estimate ages" runs end to end with no real device. The site runs in
 (pytest-django's ``live_server``; 127.0.0.1 is a secure context) and the broker is replaced
 by the ``enqueued`` fixture: this checks the capture and the upload, not inference, which
 test_flows.py covers. Two more pages check the fallbacks: permission refused, and a browser
-without ``getUserMedia``.
+without ``getUserMedia``; the last test sends several files and watches the batch page update
+its statuses by itself.
 """
 
 from __future__ import annotations
@@ -104,3 +105,39 @@ def test_no_camera_button_without_getusermedia(live_server, phone_page):
     page.wait_for_load_state("load")
     assert page.is_hidden("#camera")
     assert page.is_visible("#upload-form input[type=file]")
+
+
+def test_several_files_open_a_batch_page_that_updates_itself(
+    live_server, phone_page, enqueued, shots, tmp_path
+):
+    from PIL import Image
+
+    from predictor.models import Face
+
+    paths = []
+    for index in range(2):
+        path = tmp_path / f"photo-{index}.jpg"
+        Image.new("RGB", (120, 90), (40 * index, 90, 150)).save(path)
+        paths.append(str(path))
+    page = phone_page
+    page.goto(live_server.url + "/")
+    page.set_input_files("#upload-form input[type=file]", paths)
+    assert "2 photos" in page.inner_text("#chosen-file")
+    page.click("#upload-button")
+    page.wait_for_url(re.compile(r"/batch/[0-9a-f-]{36}/$"))
+    assert page.locator("#batch-list .history-item").count() == 2
+    # The worker is simulated: finish both photos, and the page picks it up by itself.
+    for prediction in Prediction.objects.all():
+        prediction.status = Prediction.Status.SUCCEEDED
+        prediction.save()
+        Face.objects.create(
+            prediction=prediction, index=0, left=1, top=1, right=40, bottom=40, age=33.4, age_std=3
+        )
+    page.wait_for_function(
+        "[...document.querySelectorAll('.batch-status')]"
+        ".every(el => el.dataset.status === 'succeeded')",
+        timeout=20_000,
+    )
+    assert "2 of 2 photos finished" in page.inner_text("#batch-summary")
+    assert "33" in page.inner_text("#batch-list")
+    shots.take(page, "22-batch-page-phone")
