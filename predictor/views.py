@@ -141,6 +141,7 @@ def delete_all(request: HttpRequest) -> HttpResponse:
     owned = list(Prediction.objects.owned_by(request))
     for prediction in owned:
         prediction.delete_with_files()
+    Batch.objects.owned_by(request).delete()  # nothing left in them
     messages.success(
         request,
         ngettext(

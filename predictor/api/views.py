@@ -25,7 +25,7 @@ from predictor.api.serializers import (
     PredictionUploadSerializer,
     distribution_requested,
 )
-from predictor.models import ModelVersion, Prediction
+from predictor.models import Batch, ModelVersion, Prediction
 from predictor.throttling import UploadRateThrottle
 from predictor.uploads import create_prediction
 from predictor.vision.image_loading import ImageRejected
@@ -124,6 +124,7 @@ class PredictionViewSet(
     def delete_all(self, request, *args, **kwargs):
         for prediction in self.get_queryset():
             prediction.delete_with_files()
+        Batch.objects.owned_by(request).delete()  # nothing left in them
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

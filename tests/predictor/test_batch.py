@@ -295,3 +295,14 @@ def test_an_anonymous_batch_follows_its_photos_to_the_account(client, enqueued, 
     client.login(username="alice", password="correct-horse-9")
     assert client.get(batch_url).status_code == 200
     assert Batch.objects.get().owner == user
+
+
+def test_delete_all_removes_the_batches_too(client, api_client, enqueued, user):
+    client.post("/", {"image": [jpeg("a.jpg"), jpeg("b.jpg")]})
+    assert Batch.objects.count() == 1
+    client.post("/history/delete-all/")
+    assert Batch.objects.count() == 0 and Prediction.objects.count() == 0
+    api_client.force_authenticate(user)
+    api_client.post(URL, {"image": [jpeg("a.jpg"), jpeg("b.jpg")]}, format="multipart")
+    assert api_client.delete(f"{URL}all/").status_code == 204
+    assert Batch.objects.count() == 0 and Prediction.objects.count() == 0
