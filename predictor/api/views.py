@@ -51,7 +51,8 @@ _errors = {
                 description="1: include each face's age distribution (101 probabilities)",
             )
         ],
-        responses={200: PredictionSerializer(many=True), 400: _errors[400]},
+        # 404: a page number past the last page.
+        responses={200: PredictionSerializer(many=True), 400: _errors[400], 404: _errors[404]},
     ),
     retrieve=extend_schema(
         summary="One prediction", responses={200: PredictionSerializer, 404: _errors[404]}
@@ -128,7 +129,13 @@ class PredictionViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-@extend_schema_view(list=extend_schema(summary="Model versions; one is active"))
+@extend_schema_view(
+    list=extend_schema(
+        summary="Model versions; one is active",
+        # 404: a page number past the last page.
+        responses={200: ModelVersionSerializer(many=True), 404: _errors[404]},
+    )
+)
 class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = ModelVersionSerializer
     queryset = ModelVersion.objects.all()
