@@ -1,0 +1,145 @@
+"""Browser tests: Playwright drives Debian's ``chromium`` against a real running faceage.
+
+Playwright never downloads a browser here: the system ``chromium`` (``shutil.which``) is
+passed as ``executable_path``, headless, with the flags that keep it off the network. Where
+``chromium`` or the ``playwright`` package is absent the tests skip with the reason; under
+``FACEAGE_REQUIRE_SERVICES=1`` (set by ``.ci/run``) that absence is an error instead.
+
+Screenshots go to ``$FACEAGE_ARTIFACTS_DIR/screenshots`` (default ``var/artifacts``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from faceage_site.processes import (
+    BASE_DIR,
+    LocalStack,
+    local_stack,
+    stop_process_group,
+    worker_command,
+)
+from tests.datasets import require_dataset
+from tests.services import _skip_or_fail
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+# Keep chromium off the network and quiet: no sandbox (root, containers), no GPU, no
+# QUIC, no first-run, background, component-update, sync or default-app traffic.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-dev-shm-usage",
+    "--no-default-browser-check",
+    "--metrics-recording-only",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+]
+
+
+def artifacts_dir() -> Path:
+    root = Path(os.environ.get("FACEAGE_ARTIFACTS_DIR", BASE_DIR / "var" / "artifacts"))
+    folder = root / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        _skip_or_fail("Debian's chromium is not installed (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _skip_or_fail("the playwright package is not installed (pip install -e '.[dev]')")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path) -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    # The sync API runs an event loop in this thread; Django (pytest-django's fixtures) must
+    # still be allowed to touch its settings and database here.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # launch() gives chromium a fresh temporary user-data-dir (profile), removed on close.
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    """One real faceage per test module: gunicorn, Celery workers, embedded Redis, SQLite."""
+    require_dataset("utkface")  # skip before starting processes when the faces are absent
+    with local_stack(extra_env={"FACEAGE_PREPARE_WORKERS": "1"}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def training_worker(stack: LocalStack) -> Iterator[subprocess.Popen]:
+    """A Celery worker on the ``training`` queue, next to the stack's inference worker."""
+    log = stack.workdir / "training-worker.log"
+    with open(log, "ab") as output:
+        worker = subprocess.Popen(
+            worker_command(queues="training", concurrency=1),
+            cwd=BASE_DIR,
+            env=stack.env,
+            start_new_session=True,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield worker
+    finally:
+        stop_process_group(worker)
+
+
+class Shots:
+    """Full-page screenshots named ``NN-what.png`` in the artifacts folder."""
+
+    def __init__(self) -> None:
+        self.folder = artifacts_dir()
+        self.saved: list[Path] = []
+
+    def take(self, page, name: str) -> Path:
+        path = self.folder / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+        self.saved.append(path)
+        return path
+
+
+@pytest.fixture(scope="module")
+def shots() -> Shots:
+    return Shots()
+
+
+@pytest.fixture
+def context(browser):
+    """A fresh browser context (own cookies and session) at desktop size."""
+    created = browser.new_context(viewport=DESKTOP, locale="en-GB")
+    created.set_default_timeout(60_000)
+    try:
+        yield created
+    finally:
+        created.close()
