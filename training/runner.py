@@ -193,6 +193,9 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
             should_stop=reporter.cancelled,
         ),
     )
+    # The checkpoint's history is the truth: a worker killed after an epoch's checkpoint but
+    # before its on_epoch row update left that epoch out of the row, and a resume skips it.
+    TrainingRun.objects.filter(pk=run.pk).update(history=result.history)
     if result.cancelled:
         _finish(run, Status.CANCELLED, error=i18n.TRAINING_CANCELLED)
         return run

@@ -133,3 +133,29 @@ def test_admin_start_form_queues_a_run(
 def test_non_staff_cannot_use_the_training_admin(client, user):
     client.force_login(user)
     assert client.get("/admin/training/trainingrun/start/").status_code == 302
+
+
+def test_the_row_keeps_an_epoch_checkpointed_just_before_a_crash(dataset, monkeypatch):
+    """A worker killed between an epoch's checkpoint (state.json) and its row update: the
+    resumed fit starts after that epoch, so only the checkpoint still has its metrics."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from training.pipeline import fit as fit_module
+    from training.pipeline import tfrecords
+
+    epoch = {"loss": 3.0, "mae": 6.0, "val_loss": 3.1, "val_mae": 6.2}
+    first, second, third = ({"epoch": n, **epoch} for n in (1, 2, 3))
+    run = TrainingRun.objects.create(dataset=dataset, epochs=3, attempts=1, history=[first])
+
+    def resumed_fit(train, val, config, checkpoint_dir, hooks):
+        hooks.on_epoch(third)  # epoch 2 was checkpointed, then the old worker died
+        return SimpleNamespace(cancelled=True, history=[first, second, third])
+
+    split = {"ages": np.array([30]), "chips": np.zeros((1, 64, 64, 3), np.uint8)}
+    monkeypatch.setattr(runner, "prepare_chips", lambda *a, **k: (None, {"counts": {}, "how": ""}))
+    monkeypatch.setattr(tfrecords, "load_split", lambda *a: split)
+    monkeypatch.setattr(fit_module, "fit", resumed_fit)
+    runner.execute_run(run)
+    assert TrainingRun.objects.get(pk=run.pk).history == [first, second, third]
