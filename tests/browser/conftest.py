@@ -88,8 +88,11 @@ def browser(chromium_path) -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    """One real faceage per test module: gunicorn, Celery workers, embedded Redis, SQLite."""
+def stack(chromium_path) -> Iterator[LocalStack]:
+    """One real faceage per test module: gunicorn, Celery workers, embedded Redis, SQLite.
+
+    Asks for ``chromium_path`` first so that a missing browser skips before processes start.
+    """
     require_dataset("utkface")  # skip before starting processes when the faces are absent
     with local_stack(extra_env={"FACEAGE_PREPARE_WORKERS": "1"}) as running:
         yield running

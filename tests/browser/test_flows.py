@@ -1,0 +1,196 @@
+"""What a person does, in a real browser (Debian's chromium) against a real running faceage.
+
+One stack per module (gunicorn + Celery inference and training workers + embedded Redis +
+SQLite). The tests run in file order: the history test finds the photo the upload test sent,
+in the same browser session. Screenshots of every step go to the artifacts folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from faceage_site.processes import BASE_DIR, LocalStack
+from tests.browser.conftest import DESKTOP, PHONE
+from tests.datasets import sample_utkface, utkface_age
+
+pytestmark = pytest.mark.integration
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+ADMIN_USER, ADMIN_PASSWORD = "browser-admin", "a-long-test-password-71"
+
+
+@pytest.fixture(scope="module")
+def session_context(browser):
+    """One visitor's browser session, shared by the upload and history tests."""
+    created = browser.new_context(viewport=DESKTOP, locale="en-GB")
+    created.set_default_timeout(60_000)
+    yield created
+    created.close()
+
+
+def test_upload_through_the_form_shows_boxes_and_ages(stack, session_context, shots, utkface_dir):
+    photo = sample_utkface(1, seed=5)[0]
+    page = session_context.new_page()
+    page.goto(stack.base_url + "/")
+    shots.take(page, "01-upload-page")
+    page.set_viewport_size(PHONE)
+    shots.take(page, "02-upload-page-phone")
+    page.set_viewport_size(DESKTOP)
+
+    page.set_input_files("#upload-form input[type=file]", str(photo))
+    page.click("#upload-button")
+    page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
+    # The result page polls the API; the boxes appear when the worker has finished.
+    page.wait_for_selector("#photo-frame .face-box", state="attached", timeout=300_000)
+    page.wait_for_function("document.getElementById('photo').complete")
+    label = page.inner_text("#photo-frame .face-box .face-label")
+    match = re.match(r"\s*(\d+(?:\.\d+)?)\s*±\s*(\d+)", label)
+    assert match, f"face label {label!r} is not 'AGE ± STD'"
+    age = float(match.group(1))
+    assert 0 <= age <= 100, label
+    assert page.locator("#face-list .face-item").count() >= 1
+    box = page.locator("#photo-frame .face-box").first.bounding_box()
+    assert box and box["width"] > 10 and box["height"] > 10, box
+    shots.take(page, "03-upload-result")
+    page.set_viewport_size(PHONE)
+    shots.take(page, "04-upload-result-phone")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the result page is {overflow}px wider than a phone screen"
+    page.close()
+    # The true age is known; a wild estimate would point at a broken pipeline.
+    assert abs(age - utkface_age(photo)) < 40, (photo.name, label)
+
+
+def test_history_lists_the_prediction_and_deletes_it(stack, session_context, shots):
+    page = session_context.new_page()
+    dialogs: list[str] = []
+
+    def accept(dialog):
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    page.goto(stack.base_url + "/history/")
+    items = page.locator(".history-item")
+    assert items.count() == 1, page.inner_text("main")
+    assert ".jpg" in items.first.inner_text()
+    shots.take(page, "05-history")
+
+    items.first.get_by_role("button", name="Delete").click()
+    page.wait_for_selector(".empty")
+    assert page.locator(".history-item").count() == 0
+    assert "No predictions yet" in page.inner_text(".empty")
+    shots.take(page, "06-history-empty")
+    page.close()
+
+
+def manage(stack: LocalStack, *args: str, **env: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env={**stack.env, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_admin_starts_a_training_run_and_watches_its_progress(
+    stack, training_worker, context, shots, tmp_path
+):
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for path in sample_utkface(60, seed=23):
+        (faces / path.name).symlink_to(path)
+    manage(stack, "import_dataset", "browser-tiny", str(faces), "--kind", "utkface")
+    manage(
+        stack,
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        ADMIN_USER,
+        "--email",
+        "admin@example.com",
+        DJANGO_SUPERUSER_PASSWORD=ADMIN_PASSWORD,
+    )
+
+    page = context.new_page()
+    page.goto(stack.base_url + "/accounts/login/?next=/admin/training/trainingrun/start/")
+    page.fill("#id_username", ADMIN_USER)
+    page.fill("#id_password", ADMIN_PASSWORD)
+    shots.take(page, "07-login")
+    page.locator("form").filter(has=page.locator("#id_password")).locator("[type=submit]").click()
+    page.wait_for_url(re.compile(r"/admin/training/trainingrun/start/$"))
+
+    page.select_option("#id_dataset", label="browser-tiny")
+    page.fill("#id_epochs", "2")
+    page.fill("#id_batch_size", "8")
+    page.fill("#id_max_steps_per_epoch", "12")
+    if page.locator("#id_max_train_images").count():
+        page.fill("#id_max_train_images", "48")
+    shots.take(page, "08-admin-start-run")
+    page.click("input[type=submit][value='Start training']")
+    page.wait_for_url(re.compile(r"/training/runs/\d+/$"))
+    progress_url = page.get_attribute("#run", "data-progress-url")
+
+    # Watch the <progress> element the page's script updates, until the run ends.
+    seen: list[float] = []
+    status = ""
+    deadline = time.monotonic() + 900
+    took_running_shot = False
+    while time.monotonic() < deadline:
+        value = float(page.eval_on_selector("#run-progress-bar", "bar => bar.value"))
+        if not seen or value != seen[-1]:
+            seen.append(value)
+        if 0 < value < 1 and not took_running_shot:
+            shots.take(page, "09-training-running")
+            took_running_shot = True
+        status = page.request.get(stack.base_url + progress_url).json()["status"]
+        if status in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.5)
+    page.wait_for_timeout(3000)  # the page's own poll (every 2 s) shows the final state
+    value = float(page.eval_on_selector("#run-progress-bar", "bar => bar.value"))
+    if value != seen[-1]:
+        seen.append(value)
+    shots.take(page, "10-training-finished")
+    log = page.inner_text("#run-log")
+    assert any(later > earlier for earlier, later in itertools.pairwise(seen)), (seen, status, log)
+    assert status == "succeeded", (status, page.inner_text("#run-error"), log)
+    assert seen[-1] == pytest.approx(1.0), seen
+    print(f"progress values seen on the run page: {seen}")
+    # The page names the new model version (the run's result).
+    result = page.inner_text("#run-result")
+    assert re.fullmatch(r"Result: browser-tiny-run\d+", result.strip()), page.inner_text("#run")
+    page.close()
+
+
+def test_switching_the_language_to_chinese_and_back(stack, context, shots):
+    page = context.new_page()
+    page.goto(stack.base_url + "/")
+    assert page.get_attribute("html", "lang") == "en"
+    assert page.locator("#language-switcher option[value='zh-hans']").count() == 1
+    # The select submits its form on change (the button is the fallback without scripts).
+    with page.expect_navigation():
+        page.select_option("#language-switcher", "zh-hans")
+    assert page.get_attribute("html", "lang") == "zh-hans"
+    text = page.inner_text("body")
+    assert len(CJK.findall(text)) > 10, text
+    shots.take(page, "11-language-zh-hans")
+    page.set_viewport_size(PHONE)
+    shots.take(page, "12-language-zh-hans-phone")
+
+    with page.expect_navigation():
+        page.select_option("#language-switcher", "en")
+    assert page.get_attribute("html", "lang") == "en"
+    assert "How old do they look?" in page.inner_text("h1")
+    assert not CJK.search(page.inner_text("main")), page.inner_text("main")
+    page.close()
