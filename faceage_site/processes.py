@@ -32,7 +32,9 @@ def worker_command(
     return command
 
 
-def web_command(bind: str, workers: int = 2, threads: int = 4) -> list[str]:
+def web_command(bind: str, workers: int = 2, threads: int = 16) -> list[str]:
+    # Threads, not processes, carry concurrency: a `?wait=` long-poll holds a thread that
+    # mostly sleeps, so many threads per process are cheap.
     return [
         sys.executable, "-m", "gunicorn", "faceage_site.wsgi:application",
         "--bind", bind, "--workers", str(workers), "--threads", str(threads),

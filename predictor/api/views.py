@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from django.urls import reverse
+from django.utils.translation import gettext
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -11,6 +14,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -40,6 +44,46 @@ _errors = {
 }
 
 
+MAX_WAIT_SECONDS = 30
+
+
+def wait_seconds(raw: str | None) -> float:
+    """The `wait` query parameter: whole seconds, 0 to MAX_WAIT_SECONDS."""
+    if raw is None or raw == "":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_WAIT_SECONDS:
+        raise ValidationError(
+            {
+                "wait": [
+                    gettext("'wait' must be a whole number of seconds from 0 to %(max)s.")
+                    % {"max": MAX_WAIT_SECONDS}
+                ]
+            }
+        )
+    return value
+
+
+def wait_until_terminal(prediction_id, seconds: float) -> None:
+    """Hold the request until the prediction is terminal (or gone), or ``seconds`` pass.
+
+    Checks one indexed column, first after 50 ms and then less often (at most every
+    half second): far cheaper for the server than a client re-requesting the whole
+    representation in a loop."""
+    deadline = time.monotonic() + seconds
+    pause = 0.05
+    while time.monotonic() < deadline:
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        found = Prediction.objects.filter(pk=prediction_id).values_list("status", flat=True)
+        current = found.first()
+        if current is None or current in Prediction.TERMINAL:
+            return
+        pause = min(pause * 1.5, 0.5)
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="Your predictions, newest first",
@@ -55,7 +99,25 @@ _errors = {
         responses={200: PredictionSerializer(many=True), 400: _errors[400], 404: _errors[404]},
     ),
     retrieve=extend_schema(
-        summary="One prediction", responses={200: PredictionSerializer, 404: _errors[404]}
+        summary="One prediction",
+        description=(
+            "With `wait=N` (0-30 seconds), the answer is held until the prediction is "
+            "finished or N seconds have passed, so a client needs no tight polling loop."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "wait",
+                int,
+                description="Seconds to wait for a terminal status (0-30, default 0)",
+            ),
+            OpenApiParameter(
+                "distribution",
+                str,
+                enum=["0", "1", "true", "false"],
+                description="1: include each face's age distribution (101 probabilities)",
+            ),
+        ],
+        responses={200: PredictionSerializer, 400: _errors[400], 404: _errors[404]},
     ),
     destroy=extend_schema(
         summary="Delete a prediction and its photo", responses={204: None, 404: _errors[404]}
@@ -116,6 +178,14 @@ class PredictionViewSet(
         )
         body = {"id": str(prediction.pk), "status": prediction.status, "url": location}
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+    def retrieve(self, request, *args, **kwargs):
+        wait = wait_seconds(request.query_params.get("wait"))
+        prediction = self.get_object()  # the owner check comes first
+        if wait and not prediction.is_terminal:
+            wait_until_terminal(prediction.pk, wait)
+            prediction = self.get_object()
+        return Response(self.get_serializer(prediction).data)
 
     def perform_destroy(self, instance: Prediction) -> None:
         instance.delete_with_files()
