@@ -31,8 +31,9 @@
     bar.value = run.progress;
     bar.textContent = Math.round(run.progress * 100) + "%";
     statusLine.className = "status status-" + run.status;
+    var finished = terminal.indexOf(run.status) >= 0;
     statusLine.textContent = (run.status_display || run.status) +
-      (run.stage ? " — " + (run.stage_display || run.stage) : "");
+      (run.stage && !finished ? " — " + (run.stage_display || run.stage) : "");
     detail.textContent = interpolate(
       gettext("Epoch %(epoch)s of %(epochs)s, step %(step)s of %(steps)s"),
       { epoch: run.epoch, epochs: run.epochs, step: run.step, steps: run.steps_per_epoch },
@@ -44,8 +45,16 @@
       epochsSeen = run.history.length;
       curves.src = root.dataset.curvesUrl + "?epochs=" + epochsSeen;
     }
-    if (run.model_version) { result.textContent = gettext("Result:") + " " + run.model_version; }
-    return terminal.indexOf(run.status) >= 0;
+    if (run.model_version && !result.querySelector("a")) {
+      var link = document.createElement("a");
+      link.href = root.dataset.modelUrl.replace("MODEL-NAME", encodeURIComponent(run.model_version));
+      link.textContent = run.model_version;
+      result.textContent = gettext("Result:") + " ";
+      result.appendChild(link);
+    }
+    var cancelForm = document.getElementById("cancel-form");
+    if (finished && cancelForm) { cancelForm.remove(); }
+    return finished;
   }
 
   function poll() {

@@ -170,6 +170,10 @@ def test_admin_starts_a_training_run_and_watches_its_progress(
     # The page names the new model version (the run's result).
     result = page.inner_text("#run-result")
     assert re.fullmatch(r"Result: browser-tiny-run\d+", result.strip()), page.inner_text("#run")
+    link = page.locator("#run-result a")
+    assert link.count() == 1 and link.get_attribute("href").startswith("/models/browser-tiny-run")
+    assert page.inner_text("#run-status").strip() in ("Succeeded", "succeeded")
+    assert page.locator("#cancel-run").count() == 0  # nothing left to cancel
     page.close()
 
 
