@@ -57,17 +57,14 @@ class AgeEstimator:
     def estimate_boxes(self, rgb: np.ndarray, boxes: list[FaceBox]) -> list[FaceEstimate]:
         return self.estimate_many_boxes([(rgb, boxes)])[0]
 
-    def estimate_many(self, images: Sequence[np.ndarray]) -> list[list[FaceEstimate]]:
-        """Estimate every face of several images with ONE network call for all their faces.
-
-        Detection and alignment stay per image; the network, which is much faster per face
-        in a batch, sees the chips of all images together. The result is one list per image,
-        in the input order."""
-        return self.estimate_many_boxes([(rgb, self.detector.detect(rgb)) for rgb in images])
-
     def estimate_many_boxes(
         self, images: Sequence[tuple[np.ndarray, list[FaceBox]]]
     ) -> list[list[FaceEstimate]]:
+        """Rate the given faces of several images with ONE network call for all of them.
+
+        Alignment stays per image; the network, much faster per face in a batch, sees the
+        chips of all images together. One list per image, in the input order. (The worker
+        detects faces itself, photo by photo, so that one failing photo fails alone.)"""
         chip_groups = [self.aligner.align_many(rgb, boxes) for rgb, boxes in images if boxes]
         if not chip_groups:
             return [[] for _ in images]
