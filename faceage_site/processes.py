@@ -51,15 +51,32 @@ def free_port() -> int:
 def stop_process_group(
     process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 60
 ) -> None:
-    """Signal a child started with start_new_session=True and all of its children."""
-    if process is None or process.poll() is not None:
+    """Stop a child started with start_new_session=True, and everything it started.
+
+    SIGKILL goes to the whole group at once. Any other signal goes to the leader alone, as a
+    terminal's Ctrl-C would: a Celery worker then shuts down warmly, letting its pool child
+    finish the task in hand, where a signal to the whole group would kill that child mid-task
+    (the worker logs WorkerLostError). The group is killed if the leader has not exited
+    within ``timeout`` seconds, and whatever the leader leaves behind is killed after it.
+    """
+    if process is None:
         return
-    os.killpg(process.pid, sig)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    if process.poll() is None:
+        if sig == signal.SIGKILL:
+            _kill_group(process.pid)
+        else:
+            process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process.pid)
+            process.wait()
+    _kill_group(process.pid)  # leftovers: children that outlived their leader
+
+
+def _kill_group(group: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
 
 
 class LocalStack:
@@ -130,6 +147,13 @@ class LocalStack:
         schedule = self.workdir / "celerybeat-schedule" if beat else None
         command = worker_command(concurrency=self.concurrency, beat_schedule=schedule)
         worker = self._spawn(command, self.worker_log)
+        self.workers.append(worker)
+        return worker
+
+    def start_training_worker(self, log: Path) -> subprocess.Popen:
+        """A worker on the ``training`` queue (one process, as in production), logging to
+        ``log``; stopped with the stack, or earlier by the caller."""
+        worker = self._spawn(worker_command(queues="training", concurrency=1), log)
         self.workers.append(worker)
         return worker
 

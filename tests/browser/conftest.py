@@ -18,13 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from faceage_site.processes import (
-    BASE_DIR,
-    LocalStack,
-    local_stack,
-    stop_process_group,
-    worker_command,
-)
+from faceage_site.processes import BASE_DIR, LocalStack, local_stack, stop_process_group
 from tests.datasets import require_dataset
 from tests.services import _skip_or_fail
 
@@ -101,16 +95,7 @@ def stack(chromium_path) -> Iterator[LocalStack]:
 @pytest.fixture(scope="module")
 def training_worker(stack: LocalStack) -> Iterator[subprocess.Popen]:
     """A Celery worker on the ``training`` queue, next to the stack's inference worker."""
-    log = stack.workdir / "training-worker.log"
-    with open(log, "ab") as output:
-        worker = subprocess.Popen(
-            worker_command(queues="training", concurrency=1),
-            cwd=BASE_DIR,
-            env=stack.env,
-            start_new_session=True,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    worker = stack.start_training_worker(stack.workdir / "training-worker.log")
     try:
         yield worker
     finally:

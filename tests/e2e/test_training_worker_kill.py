@@ -19,13 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from faceage_site.processes import (
-    BASE_DIR,
-    LocalStack,
-    local_stack,
-    stop_process_group,
-    worker_command,
-)
+from faceage_site.processes import BASE_DIR, LocalStack, local_stack, stop_process_group
 from tests.datasets import sample_utkface
 
 pytestmark = pytest.mark.integration
@@ -37,18 +31,6 @@ FAST_SWEEP = {
     "FACEAGE_PREPARE_WORKERS": "1",
 }
 EPOCHS = 3
-
-
-def start_training_worker(stack: LocalStack, log: Path) -> subprocess.Popen:
-    with open(log, "ab") as output:
-        return subprocess.Popen(
-            worker_command(queues="training", concurrency=1),
-            cwd=BASE_DIR,
-            env=stack.env,
-            start_new_session=True,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def shell(stack: LocalStack, code: str) -> str:
@@ -134,7 +116,7 @@ def test_a_killed_training_worker_is_replaced_and_the_run_resumes(tmp_path):
     with local_stack(extra_env=FAST_SWEEP, beat=True) as stack:
         run_id = start_run(stack, faces)
         state_file = stack.workdir / "var" / "training" / f"run-{run_id}" / "state.json"
-        first = start_training_worker(stack, stack.workdir / "training-1.log")
+        first = stack.start_training_worker(stack.workdir / "training-1.log")
         second = None
         try:
             # Wait for the first checkpoint (epoch 1 finished and recorded), then kill the
@@ -176,7 +158,7 @@ def test_a_killed_training_worker_is_replaced_and_the_run_resumes(tmp_path):
                 "the sweeper's log line",
             )
 
-            second = start_training_worker(stack, stack.workdir / "training-2.log")
+            second = stack.start_training_worker(stack.workdir / "training-2.log")
             run = wait_for(
                 stack,
                 run_id,
@@ -213,7 +195,7 @@ def test_a_run_whose_worker_dies_once_too_often_fails_with_a_reason(tmp_path):
     attempts = {**FAST_SWEEP, "FACEAGE_TRAINING_MAX_ATTEMPTS": "1"}
     with local_stack(extra_env=attempts, beat=True) as stack:
         run_id = start_run(stack, faces)
-        worker = start_training_worker(stack, stack.workdir / "training-1.log")
+        worker = stack.start_training_worker(stack.workdir / "training-1.log")
         try:
             wait_for(
                 stack,
