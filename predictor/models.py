@@ -250,6 +250,11 @@ class Prediction(models.Model):
     enqueued_at = models.DateTimeField(
         null=True, blank=True, verbose_name=gettext_lazy("enqueued at")
     )
+    sends = models.PositiveIntegerField(
+        default=0,
+        help_text=gettext_lazy("queue messages sent since it was last queued"),
+        verbose_name=gettext_lazy("messages sent"),
+    )
     started_at = models.DateTimeField(
         null=True, blank=True, verbose_name=gettext_lazy("started at")
     )

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from faceage_site import i18n
 from predictor.models import Face, ModelVersion, Prediction
+from predictor.resending import resend_interval, resend_is_due
 from predictor.worker_identity import claimant_is_gone, worker_identity
 
 logger = logging.getLogger(__name__)
@@ -234,13 +235,15 @@ def sweep_stale_predictions() -> dict[str, int]:
     from predictor.uploads import enqueue_prediction
 
     now = timezone.now()
-    requeue_before = now - timedelta(seconds=settings.FACEAGE_REQUEUE_AFTER_SECONDS)
     counts = {"requeued": 0, "recovered": 0, "failed": 0}
-    lost_messages = Prediction.objects.filter(status=Status.QUEUED, created_at__lt=requeue_before)
-    for prediction in lost_messages.filter(enqueued_at__isnull=True) | lost_messages.filter(
-        enqueued_at__lt=requeue_before
-    ):
-        counts["requeued"] += enqueue_prediction(prediction.pk)
+    # Only rows at least one base interval old can be due (resending.py); a long backlog is
+    # read in pages, not loaded whole.
+    maybe_lost = Prediction.objects.filter(
+        status=Status.QUEUED, created_at__lt=now - resend_interval(0)
+    ).only("pk", "created_at", "enqueued_at", "sends")
+    for prediction in maybe_lost.iterator(chunk_size=500):
+        if resend_is_due(prediction.created_at, prediction.enqueued_at, prediction.sends, now):
+            counts["requeued"] += enqueue_prediction(prediction.pk)
     for prediction in Prediction.objects.filter(status=Status.RUNNING):
         if not claim_is_abandoned(prediction, now):
             continue
@@ -253,7 +256,7 @@ def sweep_stale_predictions() -> dict[str, int]:
             continue
         moved = Prediction.objects.filter(
             pk=prediction.pk, status=Status.RUNNING, claimed_by=prediction.claimed_by
-        ).update(status=Status.QUEUED, claimed_by="")
+        ).update(status=Status.QUEUED, claimed_by="", sends=0)
         if moved:
             counts["recovered"] += 1
             enqueue_prediction(prediction.pk)

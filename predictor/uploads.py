@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -101,7 +102,9 @@ def enqueue_prediction(prediction_id) -> bool:
             "could not enqueue prediction %s; the sweeper will retry", prediction_id, exc_info=True
         )
         return False
-    Prediction.objects.filter(pk=prediction_id).update(enqueued_at=timezone.now())
+    Prediction.objects.filter(pk=prediction_id).update(
+        enqueued_at=timezone.now(), sends=F("sends") + 1
+    )
     return True
 
 

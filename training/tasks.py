@@ -58,6 +58,7 @@ def import_dataset(dataset_id: int) -> None:
 
 def enqueue_run(run_id: int) -> bool:
     """Send a run to the training queue; on a broker failure the sweeper sends it later."""
+    from django.db.models import F
     from django.utils import timezone
 
     try:
@@ -65,7 +66,7 @@ def enqueue_run(run_id: int) -> bool:
     except Exception:
         logger.warning("could not enqueue training run %s", run_id, exc_info=True)
         return False
-    TrainingRun.objects.filter(pk=run_id).update(enqueued_at=timezone.now())
+    TrainingRun.objects.filter(pk=run_id).update(enqueued_at=timezone.now(), sends=F("sends") + 1)
     return True
 
 
@@ -73,17 +74,17 @@ def enqueue_run(run_id: int) -> bool:
 def sweep_stale_runs() -> dict[str, int]:
     """Queued runs whose message was lost are sent again; runs whose worker died are
     queued again (they resume from their last checkpoint) or failed after max attempts."""
-    from datetime import timedelta
-
     from django.utils import timezone
 
+    from predictor.resending import resend_is_due
     from training.runner import fail_run, run_is_abandoned
 
     counts = {"requeued": 0, "recovered": 0, "failed": 0}
-    old = timezone.now() - timedelta(seconds=settings.FACEAGE_REQUEUE_AFTER_SECONDS)
-    queued = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, created_at__lt=old)
-    for run in queued.filter(enqueued_at__isnull=True) | queued.filter(enqueued_at__lt=old):
-        counts["requeued"] += enqueue_run(run.pk)
+    now = timezone.now()
+    queued = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED)
+    for run in queued.only("pk", "created_at", "enqueued_at", "sends"):
+        if resend_is_due(run.created_at, run.enqueued_at, run.sends, now):
+            counts["requeued"] += enqueue_run(run.pk)
     for run in TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING):
         if not run_is_abandoned(run):
             continue
@@ -93,7 +94,7 @@ def sweep_stale_runs() -> dict[str, int]:
             continue
         moved = TrainingRun.objects.filter(
             pk=run.pk, status=TrainingRun.Status.RUNNING, claimed_by=run.claimed_by
-        ).update(status=TrainingRun.Status.QUEUED, claimed_by="")
+        ).update(status=TrainingRun.Status.QUEUED, claimed_by="", sends=0)
         if moved:
             run.append_log("its worker stopped; queued again to resume from the last checkpoint")
             counts["recovered"] += enqueue_run(run.pk)

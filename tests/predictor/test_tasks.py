@@ -139,6 +139,57 @@ def test_sweeper_requeues_lost_messages_and_recovers_dead_workers(enqueued, sett
         assert untouched.status == before
 
 
+def test_a_waiting_prediction_is_sent_again_less_and_less_often(enqueued, settings):
+    """A row still queued is re-sent in case its message was lost, but each further message
+    waits twice as long, so a long backlog is not flooded with duplicates."""
+    settings.FACEAGE_REQUEUE_AFTER_SECONDS = 60
+    now = timezone.now()
+    created = now - timedelta(hours=3)
+    prediction = make_prediction(created_at=created)
+    sweep = tasks.sweep_stale_predictions.run
+
+    def sent_after(seconds_since_last_send: float) -> bool:
+        Prediction.objects.filter(pk=prediction.pk).update(
+            enqueued_at=timezone.now() - timedelta(seconds=seconds_since_last_send)
+        )
+        enqueued.clear()
+        return sweep()["requeued"] == 1 and enqueued == [str(prediction.pk)]
+
+    assert sweep()["requeued"] == 1  # never sent: sent now
+    assert Prediction.objects.get(pk=prediction.pk).sends == 1
+    assert not sent_after(50)  # 1 message: the next after 60 s
+    assert sent_after(70)
+    assert Prediction.objects.get(pk=prediction.pk).sends == 2
+    assert not sent_after(100)  # 2 messages: the next after 120 s
+    assert sent_after(130)
+    assert not sent_after(230)  # 3 messages: after 240 s
+    assert sent_after(250)
+    Prediction.objects.filter(pk=prediction.pk).update(sends=40)
+    assert not sent_after(60 * 2**5 - 10)  # capped at 32 × the interval, however many
+    assert sent_after(60 * 2**5 + 10)
+    fresh = make_prediction()  # just uploaded: its first message is on its way
+    enqueued.clear()
+    sweep()
+    assert str(fresh.pk) not in enqueued
+
+
+def test_a_recovered_prediction_starts_its_resend_interval_afresh(enqueued, settings):
+    old = timezone.now() - timedelta(hours=1)
+    orphan = make_prediction(
+        status=Status.RUNNING,
+        attempts=1,
+        claimed_by=f"{socket.gethostname()}:{dead_pid()}",
+        started_at=old,
+        created_at=old,
+        enqueued_at=old,
+        sends=9,
+    )
+    assert tasks.sweep_stale_predictions.run()["recovered"] == 1
+    orphan.refresh_from_db()
+    assert orphan.status == Status.QUEUED and orphan.sends == 1
+    assert enqueued == [str(orphan.pk)]
+
+
 def test_enqueue_failure_does_not_lose_the_upload(monkeypatch):
     """With the broker down the row stays queued (for the sweeper) and nothing raises."""
     from predictor.uploads import enqueue_prediction

@@ -74,6 +74,24 @@ def test_sweeper_requeues_dead_runs_and_fails_exhausted_ones(dataset, monkeypatc
     assert TrainingRun.objects.get(pk=alive.pk).status == Status.RUNNING
 
 
+def test_a_queued_run_behind_a_long_one_gets_few_duplicate_messages(dataset, monkeypatch, settings):
+    """A run waiting hours behind another is re-sent with a doubling interval (2, 4, 8, ...
+    64 minutes at the default), not every sweep: 9 messages in 5 hours, not 150."""
+    sent = []
+    monkeypatch.setattr(tasks.train, "apply_async", lambda args, **kw: sent.append(args[0]))
+    start = timezone.now()
+    run = TrainingRun.objects.create(dataset=dataset, created_at=start)
+    assert tasks.enqueue_run(run.pk)
+    clock = {"now": start}
+    monkeypatch.setattr(timezone, "now", lambda: clock["now"])
+    TrainingRun.objects.filter(pk=run.pk).update(enqueued_at=start)
+    for sweep in range(1, 5 * 3600 // 30 + 1):  # every 30 s for 5 hours
+        clock["now"] = start + timedelta(seconds=30 * sweep)
+        tasks.sweep_stale_runs.run()
+    assert len(sent) == 9, sent
+    assert TrainingRun.objects.get(pk=run.pk).sends == 9
+
+
 def test_run_pages_are_for_staff_only(client, admin_client, dataset, user):
     run = TrainingRun.objects.create(
         dataset=dataset,

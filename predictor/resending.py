@@ -1,0 +1,35 @@
+"""When the sweeper sends a queued job's message again.
+
+The database row is the source of truth and a broker message is only a doorbell, so a row
+left ``queued`` is sent again in case its message was lost (a broker restart, an enqueue that
+failed). A row can also be waiting behind a long queue with its message intact: sending it
+again at a fixed interval would add a duplicate every sweep for as long as the backlog lasts,
+and each duplicate costs the worker a claim that does nothing, which makes the backlog longer.
+So the interval doubles with each message sent, from ``FACEAGE_REQUEUE_AFTER_SECONDS`` up to
+``2 ** MAX_DOUBLINGS`` times that: a lost message is replaced within the base interval, and a
+run waiting hours behind another gets a handful of duplicates, not hundreds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+MAX_DOUBLINGS = 5  # 2 min → 64 min at the default interval
+
+
+def resend_interval(sends: int) -> timedelta:
+    """How long after its last message a queued row that has had ``sends`` messages waits
+    before the next one."""
+    doublings = min(max(sends - 1, 0), MAX_DOUBLINGS)
+    return timedelta(seconds=settings.FACEAGE_REQUEUE_AFTER_SECONDS * 2**doublings)
+
+
+def resend_is_due(
+    created_at: datetime, enqueued_at: datetime | None, sends: int, now: datetime
+) -> bool:
+    """Whether a row still ``queued`` at ``now`` should be sent again."""
+    if now - created_at <= resend_interval(0):
+        return False  # new: its first message is (or is about to be) on its way
+    return enqueued_at is None or now - enqueued_at > resend_interval(sends)
