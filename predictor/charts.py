@@ -36,11 +36,13 @@ def learning_curves(history: list[dict]) -> str:
         axis.set_title(title)
         axis.set_xlabel(_("epoch"))
         axis.grid(alpha=0.3)
-    mae_axis.legend()
-    if not history:
-        loss_axis.text(
-            0.5, 0.5, _("no finished epoch yet"), ha="center", transform=loss_axis.transAxes
-        )
+    if history:
+        mae_axis.legend()
+    else:  # empty axes with ticks around zero would read as data
+        for axis in (loss_axis, mae_axis):
+            axis.set_xticks([])
+            axis.set_yticks([])
+            axis.text(0.5, 0.5, _("no finished epoch yet"), ha="center", transform=axis.transAxes)
     return _svg(figure)
 
 

@@ -133,3 +133,15 @@ def test_admin_pages_render_for_every_model(admin_client, enqueued):
         f"/admin/predictor/prediction/{Prediction.objects.get().pk}/change/",
     ):
         assert admin_client.get(path).status_code == 200, path
+
+
+def test_learning_curves_before_the_first_epoch_show_a_message_not_empty_axes():
+    from predictor.charts import learning_curves
+
+    empty = learning_curves([])
+    assert empty.count("no finished epoch yet") == 2
+    assert "0.04" not in empty and "validation" not in empty  # no ticks, no legend
+    drawn = learning_curves(
+        [{"epoch": 1, "loss": 3.0, "mae": 6.0, "val_loss": 3.2, "val_mae": 6.5}]
+    )
+    assert "no finished epoch yet" not in drawn and "validation" in drawn
