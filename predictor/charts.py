@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 10})
 
@@ -35,6 +36,7 @@ def learning_curves(history: list[dict]) -> str:
         axis.plot(epochs, [row.get(f"val_{key}") for row in history], "s-", label=_("validation"))
         axis.set_title(title)
         axis.set_xlabel(_("epoch"))
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.2
         axis.grid(alpha=0.3)
     if history:
         mae_axis.legend()
