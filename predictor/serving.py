@@ -37,14 +37,15 @@ def _load_weights(version: ModelVersion) -> AgeNetwork:
     try:
         return AgeNetwork.from_keras_file(Path(default_storage.path(version.artifact)))
     except NotImplementedError:
+        import shutil
         import tempfile
 
-        with (
-            default_storage.open(version.artifact, "rb") as source,
-            tempfile.NamedTemporaryFile(suffix=".keras", delete=False) as target,
-        ):
-            target.write(source.read())
-        return AgeNetwork.from_keras_file(Path(target.name))
+        # Keras reads the whole file into memory, so the copy can go once it has loaded.
+        with tempfile.TemporaryDirectory(prefix="faceage-model-") as folder:
+            local = Path(folder) / "model.keras"
+            with default_storage.open(version.artifact, "rb") as source, open(local, "wb") as copy:
+                shutil.copyfileobj(source, copy)
+            return AgeNetwork.from_keras_file(local)
 
 
 def estimator_for(version: ModelVersion) -> AgeEstimator:

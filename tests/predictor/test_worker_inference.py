@@ -139,3 +139,40 @@ def test_a_bad_photo_fails_alone_and_a_retried_prediction_is_not_batched(setting
     waiting.refresh_from_db()
     assert (retried.status, retried.attempts) == ("succeeded", 2)
     assert waiting.status == "queued" and waiting.attempts == 0
+
+
+def test_a_model_from_a_storage_without_paths_loads_and_leaves_no_copy(
+    media_root, tmp_path, monkeypatch
+):
+    """S3-like storages have no local path: the worker copies the file, loads it and
+    deletes the copy (one per version load would otherwise pile up in /tmp)."""
+    import tempfile
+
+    from django.core.files.storage import default_storage
+
+    from predictor.serving import load_network
+    from predictor.vision.age_network import AgeNetwork
+    from training.pipeline.fit import CLASS_AGES, build_training_model
+
+    path = media_root / "models" / "remote.keras"
+    path.parent.mkdir(parents=True)
+    AgeNetwork(build_training_model("scratch"), CLASS_AGES).save(path)
+    version = ModelVersion.objects.create(
+        name="remote", artifact="models/remote.keras", temperature=1.5
+    )
+
+    class RemoteStorage:  # what django-storages' S3 storage offers: open, but no path
+        def open(self, name, mode="rb"):
+            return default_storage.open(name, mode)
+
+        def path(self, name):
+            raise NotImplementedError("This backend doesn't support absolute paths.")
+
+    monkeypatch.setattr("predictor.serving.default_storage", RemoteStorage())
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    network = load_network(version)
+    assert network.temperature == 1.5
+    assert len(network.class_ages) == len(CLASS_AGES)
+    assert list(scratch.iterdir()) == []
