@@ -1,5 +1,6 @@
 """Error pages: JSON in the error shape under /api/, HTML elsewhere."""
 
+from django.core.exceptions import TooManyFilesSent
 from django.shortcuts import render
 from django.utils.translation import gettext
 from django.utils.translation import gettext_noop as _
@@ -14,15 +15,23 @@ _MESSAGES = {
 }
 
 
-def _respond(request, status: int):
-    code, english = _MESSAGES[status]
-    message = gettext(english)
+def _respond(request, status: int, code: str | None = None, message: str | None = None):
+    if code is None or message is None:
+        code, english = _MESSAGES[status]
+        message = gettext(english)
     if request.path.startswith("/api/"):
         return json_error(code, message, status)
     return render(request, "error.html", {"status": status, "message": message}, status=status)
 
 
 def bad_request(request, exception=None):
+    if isinstance(exception, TooManyFilesSent):
+        # More file parts than Django parses at all (DATA_UPLOAD_MAX_NUMBER_FILES): the
+        # batch cap's own answer, not a bare 400 the sender cannot act on.
+        from predictor.uploads import too_many_parts
+
+        rejected = too_many_parts()
+        return _respond(request, rejected.http_status, rejected.code, rejected.message)
     return _respond(request, 400)
 
 

@@ -196,6 +196,9 @@ FACEAGE_MAX_UPLOAD_BYTES = env_int("FACEAGE_MAX_UPLOAD_BYTES", 10 * 1024 * 1024,
 FACEAGE_MAX_IMAGE_PIXELS = env_int("FACEAGE_MAX_IMAGE_PIXELS", 40_000_000, minimum=10_000)
 # Photos in one batch (several `image` parts, or the images in one zip); see docs/api.md.
 FACEAGE_BATCH_MAX_FILES = env_int("FACEAGE_BATCH_MAX_FILES", 20, minimum=1)
+# Django stops parsing past this many file parts; above the cap, so that a batch a few files
+# too large gets the cap's message with its count (and a huge one a 413 all the same).
+DATA_UPLOAD_MAX_NUMBER_FILES = max(100, 2 * FACEAGE_BATCH_MAX_FILES)
 # Django must accept the whole request before we can answer "too large" ourselves.
 DATA_UPLOAD_MAX_MEMORY_SIZE = FACEAGE_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024

@@ -183,6 +183,19 @@ def too_many_files(count: int) -> BatchRejected:
     )
 
 
+def too_many_parts() -> BatchRejected:
+    """For a request with more file parts than Django will parse, so never counted."""
+    return BatchRejected(
+        "too_many_files",
+        gettext(
+            "This request has more than %(limit)s files; at most %(max)s photos can be "
+            "uploaded at once. Split them into several batches."
+        )
+        % {"limit": settings.DATA_UPLOAD_MAX_NUMBER_FILES, "max": batch_max_files()},
+        http_status=413,
+    )
+
+
 def is_archive(upload: UploadedFile) -> bool:
     """A zip, by its first bytes (the name alone is not trusted)."""
     upload.seek(0)

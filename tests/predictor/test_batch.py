@@ -153,6 +153,28 @@ def test_cap_on_parts_and_on_zip_members(api_client, enqueued, settings):
     assert response.status_code == 202
 
 
+def test_more_parts_than_django_parses_get_the_caps_message(client, api_client, settings):
+    """Past DATA_UPLOAD_MAX_NUMBER_FILES Django stops parsing before our cap is checked:
+    the answer is still the cap's 413, in the API's error shape or on the error page."""
+    settings.FACEAGE_BATCH_MAX_FILES = 2
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
+    parts = [jpeg(f"{i}.jpg") for i in range(5)]
+    error = batch_error(
+        api_client.post(URL, {"image": parts}, format="multipart"), 413, "too_many_files"
+    )
+    assert "more than 3 files" in error["message"] and "at most 2" in error["message"]
+    response = client.post("/", {"image": [jpeg(f"{i}.jpg") for i in range(5)]})
+    assert response.status_code == 413
+    assert "more than 3 files" in response.content.decode()
+    assert Prediction.objects.count() == 0
+
+
+def test_the_parser_limit_stays_above_the_cap():
+    from django.conf import settings
+
+    assert settings.DATA_UPLOAD_MAX_NUMBER_FILES > settings.FACEAGE_BATCH_MAX_FILES
+
+
 def test_zip_bomb_is_refused_before_unpacking(api_client, enqueued, settings):
     settings.FACEAGE_BATCH_MAX_FILES = 2
     settings.FACEAGE_MAX_UPLOAD_BYTES = 64 * 1024
