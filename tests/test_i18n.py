@@ -672,3 +672,12 @@ def test_the_compiled_catalogues_are_current():
         po, mo = LOCALE_DIR / f"{domain}.po", LOCALE_DIR / f"{domain}.mo"
         assert mo.exists(), f"{mo} is missing: run manage.py compilemessages (make does)"
         assert mo.stat().st_mtime >= po.stat().st_mtime, f"{mo} is older than {po.name}: recompile"
+
+
+def test_gender_names_on_the_model_page_and_card_are_translated(world):
+    name = ModelVersion.active().name
+    client = client_for(USER, world, "zh-hans")
+    page = client.get(f"/models/{name}/").content.decode()
+    assert "女性：" in page and "female" not in page
+    english = client_for(USER, world, "en").get(f"/models/{name}/").content.decode()
+    assert "female: MAE 5.20" in english

@@ -13,6 +13,7 @@ from django import template
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.utils import formats, timezone
 from django.utils.html import format_html
+from django.utils.translation import pgettext_lazy
 
 from faceage_site.i18n import translate_reason
 
@@ -34,3 +35,17 @@ def relative_time(value: datetime.datetime | None) -> str:
 def translated_reason(text: str) -> str:
     """A failure reason stored in English by a worker, in the reader's language."""
     return translate_reason(text)
+
+
+_GENDER_NAMES = {
+    "female": pgettext_lazy("gender", "female"),
+    "male": pgettext_lazy("gender", "male"),
+    "unknown": pgettext_lazy("gender", "unknown"),
+}
+
+
+@register.filter
+def gender_name(key: str) -> str:
+    """A gender key of the evaluation metrics (``female``, ``male``, ``unknown``), in the
+    reader's language; any other key is shown as stored."""
+    return str(_GENDER_NAMES.get(key, key))
