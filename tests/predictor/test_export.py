@@ -15,11 +15,21 @@ from tests.datasets import sample_utkface
 STEM = "dlib-age-v1"
 
 
-@pytest.fixture(scope="module")
-def network():
+@pytest.fixture(scope="module", params=["bundled", "fine-tuned"])
+def network(request, tmp_path_factory):
+    """The bundled network (81 classes), and a training run's (101 classes, a calibration
+    temperature), stored as ``.keras`` and loaded the way a worker loads it."""
     from predictor.vision.age_network import AgeNetwork
 
-    return AgeNetwork.bundled()
+    if request.param == "bundled":
+        return AgeNetwork.bundled()
+    from training.pipeline.fit import CLASS_AGES, build_training_model
+
+    path = tmp_path_factory.mktemp("fine-tuned") / "run.keras"
+    AgeNetwork(build_training_model("bundled"), CLASS_AGES).save(path)
+    loaded = AgeNetwork.from_keras_file(path)
+    loaded.temperature = 1.7
+    return loaded
 
 
 @pytest.fixture(scope="module")
