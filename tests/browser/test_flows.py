@@ -55,13 +55,24 @@ def test_upload_through_the_form_shows_boxes_and_ages(stack, session_context, sh
     age = float(match.group(1))
     assert 0 <= age <= 100, label
     assert page.locator("#face-list .face-item").count() >= 1
+    # Each face's uncertainty: the 80% interval around its age, the aligned crop the
+    # network saw (with its alt text, loaded from the owner-checked view) and the chart.
+    item = page.locator("#face-list .face-item").first
+    interval = re.search(r"80% interval: (\d+)-(\d+) years", item.inner_text())
+    assert interval, item.inner_text()
+    assert int(interval.group(1)) <= round(age) <= int(interval.group(2)), (label, interval[0])
+    chip = item.locator("img.face-chip")
+    assert "aligned as the network saw it" in chip.get_attribute("alt")
+    page.wait_for_function("document.querySelector('img.face-chip').naturalWidth === 64")
+    chart = item.locator("svg.age-chart")
+    assert chart.get_attribute("role") == "img" and chart.get_attribute("aria-label")
+    assert chart.locator("rect.bar").count() > 10
     box = page.locator("#photo-frame .face-box").first.bounding_box()
     assert box and box["width"] > 10 and box["height"] > 10, box
     shots.take(page, "03-upload-result")
     page.set_viewport_size(PHONE)
     shots.take(page, "04-upload-result-phone")
-    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 1, f"the result page is {overflow}px wider than a phone screen"
+    assert_fits_a_phone(page, "the result page")
     page.close()
     # The true age is known; a wild estimate would point at a broken pipeline.
     assert abs(age - utkface_age(photo)) < 40, (photo.name, label)
@@ -174,7 +185,31 @@ def test_admin_starts_a_training_run_and_watches_its_progress(
     assert link.count() == 1 and link.get_attribute("href").startswith("/models/browser-tiny-run")
     assert page.inner_text("#run-status").strip() in ("Succeeded", "succeeded")
     assert page.locator("#cancel-run").count() == 0  # nothing left to cancel
+    # The run page and the new model's page (charts, tables, the log) fit a phone screen.
+    page.set_viewport_size(PHONE)
+    assert_fits_a_phone(page, "the training run page")
+    link.click()
+    page.wait_for_url(re.compile(r"/models/browser-tiny-run\d+/$"))
+    assert "MAE" in page.inner_text("main")
+    assert_fits_a_phone(page, "the model page")
+    shots.take(page, "13-model-page-phone")
     page.close()
+
+
+# The innermost elements sticking out past the right edge, to name the culprit.
+WIDE_ELEMENTS = """() => [...document.querySelectorAll("main *")]
+  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+  .filter(e => ![...e.children].some(c => c.getBoundingClientRect().right > window.innerWidth + 1))
+  .slice(0, 5)
+  .map(e => `${e.tagName.toLowerCase()}.${e.className.baseVal ?? e.className}`
+            + ` ${Math.round(e.getBoundingClientRect().width)}px`)"""
+
+
+def assert_fits_a_phone(page, what: str) -> None:
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, (
+        f"{what} is {overflow}px wider than a phone screen: {page.evaluate(WIDE_ELEMENTS)}"
+    )
 
 
 def test_switching_the_language_to_chinese_and_back(stack, context, shots):
