@@ -27,9 +27,9 @@ DESKTOP = {"width": 1280, "height": 900}
 
 # Keep chromium off the network and quiet: no sandbox (root, containers), no GPU, no
 # QUIC, no first-run, background, component-update, sync or default-app traffic, and no
-# host name resolves but localhost (the stacks are on 127.0.0.1, which needs no lookup).
+# host resolves but localhost and 127.0.0.1, where the stacks and live servers listen.
 CHROMIUM_ARGS = [
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
