@@ -53,29 +53,29 @@ def stop_process_group(
 ) -> None:
     """Stop a child started with start_new_session=True, and everything it started.
 
-    SIGKILL goes to the whole group at once. Any other signal goes to the leader alone, as a
-    terminal's Ctrl-C would: a Celery worker then shuts down warmly, letting its pool child
-    finish the task in hand, where a signal to the whole group would kill that child mid-task
-    (the worker logs WorkerLostError). The group is killed if the leader has not exited
-    within ``timeout`` seconds, and whatever the leader leaves behind is killed after it.
+    SIGKILL goes to the whole group at once. Any other signal goes to the leader alone, like
+    ``kill <pid>``: a Celery worker then shuts down warmly, letting its pool child finish the
+    task in hand, where a signal to the whole group would kill that child mid-task (the
+    worker logs WorkerLostError). The group is killed if the leader has not exited within
+    ``timeout`` seconds, and whatever the leader leaves behind is killed after it. A process
+    already stopped and reaped is left alone: its pid may belong to someone else by now.
     """
-    if process is None:
+    if process is None or process.poll() is not None:
         return
-    if process.poll() is None:
-        if sig == signal.SIGKILL:
-            _kill_group(process.pid)
-        else:
-            process.send_signal(sig)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process.pid)
-            process.wait()
+    if sig == signal.SIGKILL:
+        _kill_group(process.pid)
+    else:
+        process.send_signal(sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process.pid)
+        process.wait()
     _kill_group(process.pid)  # leftovers: children that outlived their leader
 
 
 def _kill_group(group: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal.SIGKILL)
 
 

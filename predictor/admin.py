@@ -41,6 +41,7 @@ class PredictionAdmin(admin.ModelAdmin):
         "claimed_by",
         "created_at",
         "enqueued_at",
+        "sends",
         "started_at",
         "finished_at",
     ]
@@ -54,7 +55,7 @@ class PredictionAdmin(admin.ModelAdmin):
         count = 0
         for prediction in queryset:
             Prediction.objects.filter(pk=prediction.pk).update(
-                status=Prediction.Status.QUEUED, error="", attempts=0, claimed_by=""
+                status=Prediction.Status.QUEUED, error="", attempts=0, claimed_by="", sends=0
             )
             count += enqueue_prediction(prediction.pk)
         self.message_user(

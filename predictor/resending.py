@@ -6,8 +6,11 @@ failed). A row can also be waiting behind a long queue with its message intact: 
 again at a fixed interval would add a duplicate every sweep for as long as the backlog lasts,
 and each duplicate costs the worker a claim that does nothing, which makes the backlog longer.
 So the interval doubles with each message sent, from ``FACEAGE_REQUEUE_AFTER_SECONDS`` up to
-``2 ** MAX_DOUBLINGS`` times that: a lost message is replaced within the base interval, and a
-run waiting hours behind another gets a handful of duplicates, not hundreds.
+``2 ** MAX_DOUBLINGS`` times that: a run waiting hours behind another gets a handful of
+duplicates, not a hundred. The price: a lost message is replaced within the base interval only
+while its row has had one message; a row that has waited through several doublings waits up to
+32 × the interval (64 minutes at the default) before its next one. Where Redis may lose its
+data, keep its append-only file on (docs/deployment.md).
 """
 
 from __future__ import annotations

@@ -681,3 +681,5 @@ def test_gender_names_on_the_model_page_and_card_are_translated(world):
     assert "女性：" in page and "female" not in page
     english = client_for(USER, world, "en").get(f"/models/{name}/").content.decode()
     assert "female: MAE 5.20" in english
+    card = client.get(f"/models/{name}/card.md").content.decode()
+    assert "| 女性 |" in card and "female" not in card

@@ -86,7 +86,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
     readonly_fields = [
         "status", "stage", "epoch", "step", "steps_per_epoch", "progress", "eta_seconds",
         "history", "test_metrics", "baseline_metrics", "log", "error", "attempts", "claimed_by",
-        "heartbeat_at", "model_version", "created_at", "enqueued_at", "started_at", "finished_at",
+        "heartbeat_at", "model_version", "created_at", "enqueued_at", "sends", "started_at",
+        "finished_at",
         "cancel_requested", "created_by",
     ]  # fmt: skip
     actions = ["cancel"]

@@ -169,12 +169,6 @@ def test_more_parts_than_django_parses_get_the_caps_message(client, api_client, 
     assert Prediction.objects.count() == 0
 
 
-def test_the_parser_limit_stays_above_the_cap():
-    from django.conf import settings
-
-    assert settings.DATA_UPLOAD_MAX_NUMBER_FILES > settings.FACEAGE_BATCH_MAX_FILES
-
-
 def test_zip_bomb_is_refused_before_unpacking(api_client, enqueued, settings):
     settings.FACEAGE_BATCH_MAX_FILES = 2
     settings.FACEAGE_MAX_UPLOAD_BYTES = 64 * 1024

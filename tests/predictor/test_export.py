@@ -104,6 +104,7 @@ def test_downloads_hold_the_card_and_the_signature(network, built):
         assert signature["inputs"]["chips"]["shape"] == [None, 64, 64, 3]
         assert signature["inputs"]["chips"]["dtype"] == "uint8"
         assert signature["class_ages"] == [float(age) for age in network.class_ages]
+        assert signature["calibration_temperature"] == pytest.approx(network.temperature)
     # The build checked its own parity before writing anything.
     assert set(built["report"]["parity"]) == {"savedmodel", "tflite"}
     assert max(built["report"]["parity"].values()) <= 0.01

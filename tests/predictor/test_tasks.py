@@ -202,3 +202,17 @@ def test_enqueue_failure_does_not_lose_the_upload(monkeypatch):
     assert enqueue_prediction(prediction.pk) is False
     prediction.refresh_from_db()
     assert prediction.status == Status.QUEUED and prediction.enqueued_at is None
+
+
+def test_the_admin_requeue_action_starts_a_prediction_afresh(admin_client, enqueued):
+    stuck = make_prediction(
+        status=Status.FAILED, error="gave up", attempts=3, sends=7, enqueued_at=timezone.now()
+    )
+    response = admin_client.post(
+        "/admin/predictor/prediction/", {"action": "requeue", "_selected_action": [stuck.pk]}
+    )
+    assert response.status_code == 302
+    stuck.refresh_from_db()
+    assert (stuck.status, stuck.error, stuck.attempts) == (Status.QUEUED, "", 0)
+    assert stuck.sends == 1  # its new message is the first: the sweeper's short interval again
+    assert enqueued == [str(stuck.pk)]

@@ -76,7 +76,7 @@ def test_sweeper_requeues_dead_runs_and_fails_exhausted_ones(dataset, monkeypatc
 
 def test_a_queued_run_behind_a_long_one_gets_few_duplicate_messages(dataset, monkeypatch, settings):
     """A run waiting hours behind another is re-sent with a doubling interval (2, 4, 8, ...
-    64 minutes at the default), not every sweep: 9 messages in 5 hours, not 150."""
+    64 minutes at the default), not every 150 s: 9 messages in 5 hours, not 120."""
     sent = []
     monkeypatch.setattr(tasks.train, "apply_async", lambda args, **kw: sent.append(args[0]))
     start = timezone.now()
