@@ -15,9 +15,11 @@ data, keep its append-only file on (docs/deployment.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 
 MAX_DOUBLINGS = 5  # 2 min → 64 min at the default interval
 
@@ -36,3 +38,18 @@ def resend_is_due(
     if now - created_at <= resend_interval(0):
         return False  # new: its first message is (or is about to be) on its way
     return enqueued_at is None or now - enqueued_at > resend_interval(sends)
+
+
+def resend_due(queued: QuerySet, send: Callable[..., bool], now: datetime) -> int:
+    """Send again each row of ``queued`` (rows still ``queued``, with ``created_at``,
+    ``enqueued_at`` and ``sends``) whose next message is due; ``send(pk)`` rings the doorbell
+    and says whether it could. Returns how many were sent. Only rows at least one base
+    interval old can be due, and a long backlog is read in pages, not loaded whole."""
+    candidates = queued.filter(created_at__lt=now - resend_interval(0)).only(
+        "pk", "created_at", "enqueued_at", "sends"
+    )
+    sent = 0
+    for row in candidates.iterator(chunk_size=500):
+        if resend_is_due(row.created_at, row.enqueued_at, row.sends, now):
+            sent += send(row.pk)
+    return sent

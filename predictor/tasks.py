@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from faceage_site import i18n
 from predictor.models import Face, ModelVersion, Prediction
-from predictor.resending import resend_interval, resend_is_due
+from predictor.resending import resend_due
 from predictor.worker_identity import claimant_is_gone, worker_identity
 
 logger = logging.getLogger(__name__)
@@ -236,14 +236,8 @@ def sweep_stale_predictions() -> dict[str, int]:
 
     now = timezone.now()
     counts = {"requeued": 0, "recovered": 0, "failed": 0}
-    # Only rows at least one base interval old can be due (resending.py); a long backlog is
-    # read in pages, not loaded whole.
-    maybe_lost = Prediction.objects.filter(
-        status=Status.QUEUED, created_at__lt=now - resend_interval(0)
-    ).only("pk", "created_at", "enqueued_at", "sends")
-    for prediction in maybe_lost.iterator(chunk_size=500):
-        if resend_is_due(prediction.created_at, prediction.enqueued_at, prediction.sends, now):
-            counts["requeued"] += enqueue_prediction(prediction.pk)
+    queued = Prediction.objects.filter(status=Status.QUEUED)
+    counts["requeued"] = resend_due(queued, enqueue_prediction, now)
     for prediction in Prediction.objects.filter(status=Status.RUNNING):
         if not claim_is_abandoned(prediction, now):
             continue

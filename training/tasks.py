@@ -76,15 +76,13 @@ def sweep_stale_runs() -> dict[str, int]:
     queued again (they resume from their last checkpoint) or failed after max attempts."""
     from django.utils import timezone
 
-    from predictor.resending import resend_is_due
+    from predictor.resending import resend_due
     from training.runner import fail_run, run_is_abandoned
 
     counts = {"requeued": 0, "recovered": 0, "failed": 0}
     now = timezone.now()
     queued = TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED)
-    for run in queued.only("pk", "created_at", "enqueued_at", "sends"):
-        if resend_is_due(run.created_at, run.enqueued_at, run.sends, now):
-            counts["requeued"] += enqueue_run(run.pk)
+    counts["requeued"] = resend_due(queued, enqueue_run, now)
     for run in TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING):
         if not run_is_abandoned(run):
             continue
