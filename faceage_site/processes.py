@@ -18,18 +18,20 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def worker_command(
-    queues: str = "inference", concurrency: int = 1, beat_schedule: Path | None = None
-) -> list[str]:
-    command = [
+def worker_command(queues: str = "inference", concurrency: int = 1) -> list[str]:
+    return [
         sys.executable, "-m", "celery", "-A", "faceage_site", "worker",
         "--queues", queues, "--concurrency", str(concurrency),
         "--hostname", f"{queues.split(',')[0]}-{os.getpid()}@%h",
         "--without-mingle", "--without-gossip", "--loglevel", "INFO",
     ]  # fmt: skip
-    if beat_schedule is not None:
-        command += ["--beat", "--schedule", str(beat_schedule)]
-    return command
+
+
+def maintenance_worker_command(beat_schedule: Path) -> list[str]:
+    """The worker of the ``maintenance`` queue, with the beat scheduler: it sweeps stale
+    predictions and training runs and applies the retention policy. It never loads
+    TensorFlow, so it stays up whatever happens to the inference and training pools."""
+    return [*worker_command("maintenance", 1), "--beat", "--schedule", str(beat_schedule)]
 
 
 def web_command(bind: str, workers: int = 2, threads: int = 16) -> list[str]:
@@ -144,10 +146,12 @@ class LocalStack:
             return response.status == 200
 
     def start_worker(self, beat: bool = False) -> subprocess.Popen:
-        schedule = self.workdir / "celerybeat-schedule" if beat else None
-        command = worker_command(concurrency=self.concurrency, beat_schedule=schedule)
-        worker = self._spawn(command, self.worker_log)
+        """An inference worker; with ``beat``, the maintenance worker (sweepers) too."""
+        worker = self._spawn(worker_command(concurrency=self.concurrency), self.worker_log)
         self.workers.append(worker)
+        if beat:
+            maintenance = maintenance_worker_command(self.workdir / "celerybeat-schedule")
+            self.workers.append(self._spawn(maintenance, self.workdir / "maintenance.log"))
         return worker
 
     def start_training_worker(self, log: Path) -> subprocess.Popen:

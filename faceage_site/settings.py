@@ -217,12 +217,28 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
+# Housekeeping (the sweepers, retention) has a queue and a worker of its own, which never
+# loads TensorFlow: it must keep running while the inference or training pool is dead,
+# busy for hours, or restarting its children, since it is what rescues their jobs.
+MAINTENANCE_TASKS = (
+    "predictor.tasks.sweep_stale_predictions",
+    "predictor.tasks.delete_expired_predictions",
+    "training.tasks.sweep_stale_runs",
+)
 CELERY_TASK_ROUTES = {
+    **{name: {"queue": "maintenance"} for name in MAINTENANCE_TASKS},
     "predictor.tasks.*": {"queue": "inference"},
     "training.tasks.*": {"queue": "training"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "inference"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# How long a pool master waits for a new child to say it is up before killing it. Children
+# load TensorFlow in a background thread (predictor.tasks), so they report within a second;
+# the margin above Celery's 4 s default is for a machine whose cores are all busy with
+# inference when a child is replaced.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = float(
+    env_int("FACEAGE_WORKER_PROC_ALIVE_TIMEOUT", 30, minimum=1)
+)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # If the broker is down when an upload arrives, give up publishing quickly: the
 # row is already saved as queued and the sweeper enqueues it again later.
@@ -270,7 +286,6 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stale-training-runs": {
         "task": "training.tasks.sweep_stale_runs",
         "schedule": float(FACEAGE_SWEEP_INTERVAL_SECONDS),
-        "options": {"queue": "inference"},  # cheap; must run even while training is busy
     },
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from datetime import timedelta
 
 from celery import shared_task
@@ -276,12 +277,33 @@ def delete_expired_predictions() -> int:
 
 
 @worker_process_init.connect
-def load_model_in_worker_process(**_kwargs) -> None:
-    """Import TensorFlow and load the active network once per worker process, before
-    the first task, so the first upload does not pay for it."""
+def preload_model_in_background(**_kwargs) -> None:
+    """Start loading TensorFlow and the active network in a pool child, without holding
+    the child back.
+
+    Celery's pool master waits only ``worker_proc_alive_timeout`` seconds for a new child to
+    report that it is up, and a child reports only after this signal's receivers return.
+    Loading TensorFlow takes longer than that, so a child that loaded here was killed for
+    being slow, again and again, once the first one died (the OOM killer's SIGKILL): inference
+    stopped for good. The load runs in a thread instead; a task that arrives meanwhile waits
+    for it on the estimator's lock (``predictor.serving``)."""
     connections.close_all()  # never share a connection inherited across fork
-    if os.environ.get("FACEAGE_SKIP_PRELOAD") == "1":
+    if os.environ.get("FACEAGE_SKIP_PRELOAD") == "1" or not serves_inference():
         return
+    threading.Thread(target=_preload_active_model, name="preload-model", daemon=True).start()
+
+
+def serves_inference() -> bool:
+    """Whether this worker consumes the ``inference`` queue (the training and maintenance
+    workers have no use for the serving network). A pool child inherits the queues its
+    master was started with."""
+    from celery import current_app
+
+    consuming = current_app.amqp.queues.consume_from
+    return consuming is None or "inference" in consuming
+
+
+def _preload_active_model() -> None:
     try:
         from predictor.serving import estimator_for
 
@@ -289,4 +311,4 @@ def load_model_in_worker_process(**_kwargs) -> None:
     except Exception:
         logger.exception("could not preload the active model; tasks will retry loading it")
     finally:
-        connections.close_all()
+        connections.close_all()  # this thread's own connection

@@ -27,7 +27,10 @@ def test_compose_file_is_valid():
 def test_compose_has_the_services_we_document():
     yaml = pytest.importorskip("yaml")
     services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
-    assert {"web", "worker", "gpu-worker", "beat", "redis", "postgres"} <= set(services)
+    assert {"web", "worker", "gpu-worker", "maintenance", "redis", "postgres"} <= set(services)
+    # The sweepers run beside beat on a worker of their own, not in an inference pool.
+    assert "--queues maintenance" in services["maintenance"]["command"]
+    assert "--beat" in services["maintenance"]["command"]
     assert "--queues training --concurrency 1" in services["gpu-worker"]["command"]
     devices = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia"

@@ -17,3 +17,23 @@ def wait_terminal(session: requests.Session, url: str, timeout: float = 240) -> 
             return body
         time.sleep(0.25)
     raise TimeoutError(f"{url} still {body.get('status')} after {timeout} s")
+
+
+def kill_pool_children(worker_pid: int) -> list[int]:
+    """SIGKILL the pool children of the Celery worker ``worker_pid``, and only them, as the
+    kernel's OOM killer would (it picks the biggest process: the child holding TensorFlow).
+    Returns their pids."""
+    import psutil
+
+    children = psutil.Process(worker_pid).children()
+    assert children, f"worker {worker_pid} has no pool child to kill"
+    for child in children:
+        child.kill()
+    psutil.wait_procs(children, timeout=10)
+    return [child.pid for child in children]
+
+
+def pool_children(worker_pid: int) -> list[int]:
+    import psutil
+
+    return [child.pid for child in psutil.Process(worker_pid).children()]

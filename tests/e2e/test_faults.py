@@ -10,7 +10,7 @@ import requests
 
 from faceage_site.processes import local_stack
 from tests.datasets import sample_utkface
-from tests.e2e.stack import wait_terminal
+from tests.e2e.stack import kill_pool_children, pool_children, wait_terminal
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +58,41 @@ def test_killing_the_worker_loses_no_prediction():
         assert statuses.count("succeeded") == 50, statuses
         # One face each (single-face photos): no prediction was stored twice.
         assert [len(body["faces"]) for body in bodies] == [1] * 50
+
+
+def test_a_pool_child_killed_like_the_oom_killer_is_replaced_and_finishes_the_work():
+    """SIGKILL only the inference pool child (what the OOM killer does) with 40 predictions
+    in flight, and start nothing by hand: the worker's replacement child comes up, and every
+    prediction ends in a terminal state. (A child that loaded TensorFlow before saying it was
+    up used to be killed by Celery for being slow, again and again, for good.)"""
+    files = sample_utkface(40, seed=53)
+    # Celery kills a child that is not up within this: 1 s is less than loading TensorFlow
+    # and the network takes anywhere, so a child that loads before saying it is up fails.
+    strict = {**FAST_SWEEP, "FACEAGE_WORKER_PROC_ALIVE_TIMEOUT": "1"}
+    with local_stack(extra_env=strict, beat=True) as stack:
+        session = requests.Session()
+        urls = [upload(session, stack.base_url, path) for path in files]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            statuses = [session.get(url, timeout=10).json()["status"] for url in urls[:10]]
+            if "succeeded" in statuses:
+                break
+            time.sleep(0.2)
+        inference_worker = stack.workers[0]
+        killed = kill_pool_children(inference_worker.pid)
+        before = [session.get(url, timeout=10).json()["status"] for url in urls]
+        assert before.count("succeeded") < 40, "the kill came too late to test anything"
+        print("at the kill:", {s: before.count(s) for s in set(before)})
+
+        bodies = wait_all_terminal(session, urls)
+        statuses = [body["status"] for body in bodies]
+        assert statuses.count("succeeded") == 40, statuses
+        assert [len(body["faces"]) for body in bodies] == [1] * 40
+        assert inference_worker.poll() is None, "the worker itself must survive"
+        replacements = pool_children(inference_worker.pid)
+        assert replacements and not set(replacements) & set(killed)
+        log = stack.worker_log.read_text(errors="replace")
+        assert "Timed out waiting for UP message" not in log, log[-3000:]
 
 
 def test_a_redis_restart_loses_no_accepted_upload():

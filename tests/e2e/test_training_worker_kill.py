@@ -21,6 +21,7 @@ import pytest
 
 from faceage_site.processes import BASE_DIR, LocalStack, local_stack, stop_process_group
 from tests.datasets import sample_utkface
+from tests.e2e.stack import kill_pool_children
 
 pytestmark = pytest.mark.integration
 
@@ -185,6 +186,46 @@ def test_a_killed_training_worker_is_replaced_and_the_run_resumes(tmp_path):
         assert (models / f"tiny-run{run_id}.keras").exists(), list(models.glob("*"))
         for log in stack.workdir.glob("training-*.log"):
             assert "Traceback" not in log.read_text(errors="replace"), tail(stack)
+
+
+@pytest.mark.timeout(1500)
+def test_a_killed_training_pool_child_is_replaced_and_the_run_resumes(tmp_path):
+    """SIGKILL only the training worker's pool child in epoch 2 (the OOM killer's choice),
+    and start nothing by hand: the worker's new child takes the redelivered message and
+    resumes the run from its checkpoint."""
+    faces = tiny_faces(tmp_path)
+    strict = {**FAST_SWEEP, "FACEAGE_WORKER_PROC_ALIVE_TIMEOUT": "1"}
+    with local_stack(extra_env=strict, beat=True) as stack:
+        run_id = start_run(stack, faces)
+        worker = stack.start_training_worker(stack.workdir / "training-1.log")
+        try:
+            wait_for(
+                stack,
+                run_id,
+                lambda run: run["status"] == "running" and len(run["history"]) >= 1,
+                600,
+                "the first epoch",
+                processes=[worker],
+            )
+            kill_pool_children(worker.pid)
+            at_kill = read_run(stack, run_id)
+            done_before = len(at_kill["history"])
+            assert 1 <= done_before < EPOCHS, "the kill came too late to test anything"
+            run = wait_for(
+                stack,
+                run_id,
+                lambda run: run["status"] in ("succeeded", "failed", "cancelled"),
+                600,
+                "the resumed run to finish",
+                processes=[worker],
+            )
+        finally:
+            stop_process_group(worker)
+        assert run["status"] == "succeeded", (run["error"], run["log"])
+        assert run["attempts"] == 2, run
+        assert run["history"][:done_before] == at_kill["history"], run["history"]
+        log = (stack.workdir / "training-1.log").read_text(errors="replace")
+        assert "Timed out waiting for UP message" not in log, log[-3000:]
 
 
 @pytest.mark.timeout(900)

@@ -216,3 +216,51 @@ def test_the_admin_requeue_action_starts_a_prediction_afresh(admin_client, enque
     assert (stuck.status, stuck.error, stuck.attempts) == (Status.QUEUED, "", 0)
     assert stuck.sends == 1  # its new message is the first: the sweeper's short interval again
     assert enqueued == [str(stuck.pk)]
+
+
+def test_housekeeping_runs_on_its_own_queue_not_in_a_pool_that_loads_tensorflow(settings):
+    """The sweepers rescue the jobs of a dead or stuck inference or training pool, so they
+    must not run in one: every beat task goes to the maintenance queue."""
+    from faceage_site.celery import app
+
+    def queue_of(task_name: str) -> str:
+        return app.amqp.router.route({}, task_name)["queue"].name
+
+    beat_tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert "predictor.tasks.sweep_stale_predictions" in beat_tasks
+    assert "training.tasks.sweep_stale_runs" in beat_tasks
+    assert {queue_of(name) for name in beat_tasks} == {"maintenance"}
+    assert queue_of("predictor.tasks.predict") == "inference"
+    assert queue_of("training.tasks.train") == "training"
+
+
+def test_a_new_pool_child_loads_the_network_without_holding_up_its_start(monkeypatch):
+    """Celery kills a pool child that is not up within worker_proc_alive_timeout, and a
+    child is up only once worker_process_init's receivers return: the load must not run in
+    the receiver itself."""
+    import threading
+
+    from predictor import serving
+
+    monkeypatch.delenv("FACEAGE_SKIP_PRELOAD", raising=False)
+    monkeypatch.setattr(tasks, "serves_inference", lambda: True)
+    release, loaded = threading.Event(), threading.Event()
+
+    def slow_load(version):
+        release.wait(30)  # as slow as TensorFlow likes, until the test lets it finish
+        loaded.set()
+
+    monkeypatch.setattr(serving, "estimator_for", slow_load)
+    tasks.preload_model_in_background()  # returns while the load is still going on
+    assert not loaded.is_set()
+    release.set()
+    assert loaded.wait(30), "the background load never ran"
+
+
+def test_only_inference_workers_preload_the_network(monkeypatch):
+    from celery import current_app
+
+    monkeypatch.setattr(current_app.amqp.queues, "_consume_from", {"maintenance": None})
+    assert not tasks.serves_inference()
+    monkeypatch.setattr(current_app.amqp.queues, "_consume_from", {"inference": None})
+    assert tasks.serves_inference()

