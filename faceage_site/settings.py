@@ -291,6 +291,11 @@ CELERY_BEAT_SCHEDULE = {
 
 # Upload rate limit per user (or client address), e.g. "120/minute"; empty disables it.
 FACEAGE_UPLOAD_RATE = env_str("FACEAGE_UPLOAD_RATE", "120/minute")
+# How many reverse proxies in front of the web process append to X-Forwarded-For. The client
+# address is the entry that many places from the end; with 0 the header is ignored and the
+# socket address is used, since any client can send the header with a fresh value each time
+# and so get a fresh rate-limit counter.
+FACEAGE_NUM_PROXIES = env_int("FACEAGE_NUM_PROXIES", 0, minimum=0)
 # The rate counters must be shared by every web process: a file cache on one host by
 # default; set CACHE_REDIS_URL (e.g. redis://redis:6379/1) when web runs on several hosts.
 if env_str("CACHE_REDIS_URL"):
@@ -318,6 +323,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "predictor.api.pagination.PredictionPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "predictor.api.errors.error_handler",
+    "NUM_PROXIES": FACEAGE_NUM_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "faceage API",

@@ -15,6 +15,21 @@ class UploadRateThrottle(SimpleRateThrottle):
         # Read at request time (not import time) so the setting can change in tests.
         return settings.FACEAGE_UPLOAD_RATE or None
 
+    def get_ident(self, request) -> str:
+        """The client's address: the socket's, or with ``FACEAGE_NUM_PROXIES`` proxies in
+        front, the X-Forwarded-For entry that the outermost of them appended.
+
+        DRF's own default trusts the whole header, which any client can set, so each
+        made-up value would get a counter of its own. This reads the setting per request,
+        as ``get_rate`` does, with DRF's rule (``NUM_PROXIES``, set from the same setting)."""
+        remote_address = request.META.get("REMOTE_ADDR", "")
+        proxies = settings.FACEAGE_NUM_PROXIES
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+        if not proxies or not forwarded:
+            return remote_address
+        addresses = forwarded.split(",")
+        return addresses[-min(proxies, len(addresses))].strip()
+
     def get_cache_key(self, request, view) -> str | None:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:

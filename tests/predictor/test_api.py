@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from PIL import Image
 from rest_framework.authtoken.models import Token
 
@@ -225,6 +226,46 @@ def test_uploads_are_rate_limited_with_retry_after(api_client, enqueued, setting
     assert int(limited["Retry-After"]) > 0
     assert limited.json()["error"]["code"] == "throttled"
     assert api_client.get(URL).status_code == 200  # reading is not limited
+
+
+def test_a_made_up_x_forwarded_for_gets_no_fresh_rate_limit(enqueued, settings):
+    """With no proxy named (the default), the socket address is counted, whatever the
+    client writes in X-Forwarded-For."""
+    from rest_framework.test import APIClient
+
+    settings.FACEAGE_UPLOAD_RATE = "1/minute"
+    assert settings.FACEAGE_NUM_PROXIES == 0
+    assert settings.REST_FRAMEWORK["NUM_PROXIES"] == 0
+    first = APIClient().post(
+        URL, {"image": jpeg()}, format="multipart", HTTP_X_FORWARDED_FOR="203.0.113.1"
+    )
+    assert first.status_code == 202
+    second = APIClient().post(
+        URL, {"image": jpeg()}, format="multipart", HTTP_X_FORWARDED_FOR="203.0.113.2"
+    )
+    assert second.status_code == 429
+    form = Client().post("/", {"image": jpeg()}, HTTP_X_FORWARDED_FOR="203.0.113.3")
+    assert form.status_code == 429
+
+
+def test_behind_proxies_the_address_the_proxy_appended_is_counted(enqueued, settings):
+    """With one proxy in front, the last X-Forwarded-For entry is the client; what the
+    client put before it is ignored, and two clients behind the proxy count apart."""
+    from rest_framework.test import APIClient
+
+    settings.FACEAGE_UPLOAD_RATE = "1/minute"
+    settings.FACEAGE_NUM_PROXIES = 1
+
+    def post(forwarded_for):
+        return APIClient().post(
+            URL, {"image": jpeg()}, format="multipart", HTTP_X_FORWARDED_FOR=forwarded_for
+        )
+
+    assert post("6.6.6.6, 198.51.100.7").status_code == 202
+    assert post("7.7.7.7, 198.51.100.7").status_code == 429
+    assert post("198.51.100.8").status_code == 202  # another client, the same proxy
+    form = Client().post("/", {"image": jpeg()}, HTTP_X_FORWARDED_FOR="8.8.8.8,198.51.100.8")
+    assert form.status_code == 429
 
 
 def test_the_upload_form_is_rate_limited_too(client, enqueued, settings):
