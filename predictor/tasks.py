@@ -114,7 +114,7 @@ def claim_waiting(first: Prediction, limit: int) -> list[Prediction]:
 
 def load_claimed_photo(prediction: Prediction):
     """The prediction's photo as an RGB array, or None after failing it with a reason."""
-    from predictor.uploads import photo_limits
+    from predictor.uploads import stored_photo_limits
     from predictor.vision.image_loading import ImageRejected, as_array, load_photo
 
     me = prediction.claimed_by
@@ -125,7 +125,7 @@ def load_claimed_photo(prediction: Prediction):
         fail(prediction.pk, i18n.PHOTO_MISSING, me)
         return None
     try:
-        return as_array(load_photo(data, photo_limits()))
+        return as_array(load_photo(data, stored_photo_limits()))
     except ImageRejected as rejected:
         fail(prediction.pk, rejected.message, me)
         return None

@@ -41,6 +41,15 @@ def photo_limits() -> PhotoLimits:
     )
 
 
+def stored_photo_limits() -> PhotoLimits:
+    """Limits for the server's own copy of an accepted photo, as the worker reads it back.
+
+    No byte limit: the copy is re-encoded at our quality, so a photo accepted at 7 MB can be
+    stored at over 10 MB, and refusing it there would fail a photo that got a 202. The pixel
+    limit still bounds the worker's decode, and the copy has exactly the accepted pixels."""
+    return PhotoLimits(max_bytes=None, max_pixels=settings.FACEAGE_MAX_IMAGE_PIXELS)
+
+
 def read_upload(upload: UploadedFile) -> bytes:
     """Read at most one byte past the limit, so a huge file is not held in memory."""
     limit = settings.FACEAGE_MAX_UPLOAD_BYTES

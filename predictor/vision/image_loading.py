@@ -86,9 +86,13 @@ class ImageRejected(ValueError):
 
 @dataclass(frozen=True)
 class PhotoLimits:
-    """Limits on an upload: bytes on disk, decoded pixels (width x height), shortest side."""
+    """Limits on an upload: bytes on disk, decoded pixels (width x height), shortest side.
 
-    max_bytes: int = DEFAULT_MAX_BYTES
+    ``max_bytes=None`` checks no size on disk: for the server's own re-encoded copy of a photo
+    that was accepted, which may be larger than the upload was (a JPEG saved at a low quality
+    and stored again at ``STORAGE_JPEG_QUALITY``)."""
+
+    max_bytes: int | None = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
 
@@ -115,7 +119,7 @@ def load_photo(data: bytes, limits: PhotoLimits = PhotoLimits()) -> Image.Image:
     """
     if not data:
         raise ImageRejected("empty_file", EMPTY_FILE)
-    if len(data) > limits.max_bytes:
+    if limits.max_bytes is not None and len(data) > limits.max_bytes:
         raise ImageRejected(
             "file_too_large",
             FILE_TOO_LARGE,

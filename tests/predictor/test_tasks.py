@@ -102,6 +102,33 @@ def test_a_damaged_stored_file_fails_with_a_reason():
     assert prediction.finished_at is not None
 
 
+def test_the_stored_copy_of_an_accepted_photo_is_not_refused_by_the_upload_limit(
+    api_client, enqueued, settings
+):
+    """A photo uploaded at a low JPEG quality is stored re-encoded at ours, larger than the
+    upload limit; the worker must read it back all the same (it got a 202)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    from tests import images
+
+    upload = images.encode(Image.effect_noise((400, 300), 60).convert("RGB"), "JPEG", quality=20)
+    settings.FACEAGE_MAX_UPLOAD_BYTES = len(upload) + 1024
+    response = api_client.post(
+        "/api/v1/predictions/",
+        {"image": SimpleUploadedFile("low.jpg", upload, "image/jpeg")},
+        format="multipart",
+    )
+    assert response.status_code == 202
+    prediction = Prediction.objects.get(pk=response.json()["id"])
+    assert prediction.image.size > settings.FACEAGE_MAX_UPLOAD_BYTES  # the case in question
+    claimed = tasks.claim(prediction.pk)
+    rgb = tasks.load_claimed_photo(claimed)
+    assert rgb is not None and rgb.shape == (300, 400, 3)
+    claimed.refresh_from_db()
+    assert claimed.status == Status.RUNNING and claimed.error == ""
+
+
 def test_a_missing_stored_file_fails_with_a_reason():
     prediction = make_prediction()
     prediction.image.storage.delete(prediction.image.name)
