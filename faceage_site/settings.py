@@ -9,10 +9,13 @@ Bad values raise ``ImproperlyConfigured`` at start-up rather than failing later.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from faceage_site.secret_key import per_install_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -53,12 +56,15 @@ def env_list(name: str, default: str = "") -> list[str]:
 VAR_DIR = Path(env_str("FACEAGE_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
-_DEV_SECRET = "faceage-insecure-development-key-set-SECRET_KEY-in-production"
-SECRET_KEY = env_str(
-    "SECRET_KEY", _DEV_SECRET if DEBUG or not env_bool("FACEAGE_PRODUCTION") else ""
-)
+# Public (it is in the repository), so used by the tests alone: anyone could forge sessions
+# and messages signed with it. Anywhere else without SECRET_KEY, outside production, the key is
+# a random one made once per install in var/secret_key (mode 0600).
+_TEST_SECRET = "faceage-insecure-test-key-set-SECRET_KEY-in-production"
+SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set when FACEAGE_PRODUCTION=1")
+    if env_bool("FACEAGE_PRODUCTION") and not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when FACEAGE_PRODUCTION=1")
+    SECRET_KEY = _TEST_SECRET if "pytest" in sys.modules else per_install_secret_key(VAR_DIR)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 

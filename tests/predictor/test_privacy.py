@@ -7,6 +7,7 @@ import secrets
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -92,6 +93,34 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+def test_without_a_secret_key_an_install_makes_its_own_private_one(tmp_path):
+    """Outside production and outside the tests, no key from the repository signs anything."""
+    from faceage_site import settings as settings_module
+
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "FACEAGE_PRODUCTION")}
+    env.update(DEBUG="0", FACEAGE_VAR_DIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c",
+         "from django.conf import settings; print(settings.SECRET_KEY)"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    used = result.stdout.strip().splitlines()[-1]
+    key_file = tmp_path / "secret_key"
+    assert key_file.read_text().strip() == used
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert len(used) >= 50 and used not in Path(settings_module.__file__).read_text()
+
+
+def test_the_per_install_key_is_made_once_and_differs_between_installs(tmp_path):
+    from faceage_site.secret_key import per_install_secret_key
+
+    first = per_install_secret_key(tmp_path / "one" / "var")
+    assert per_install_secret_key(tmp_path / "one" / "var") == first  # kept, not remade
+    assert per_install_secret_key(tmp_path / "two") != first
+    assert [path.name for path in (tmp_path / "one" / "var").iterdir()] == ["secret_key"]
 
 
 def test_security_headers(client):
