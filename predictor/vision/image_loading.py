@@ -153,6 +153,9 @@ def load_photo(data: bytes, limits: PhotoLimits = PhotoLimits()) -> Image.Image:
         rgb = _to_rgb(upright)
     finally:
         image.close()
+    # Pillow carries the source's metadata (a JPEG comment, the ICC profile, EXIF, XMP, DPI)
+    # along in ``info`` through copy() and convert(), and writes the comment back on save.
+    rgb.info = {}
     if min(rgb.size) < limits.min_side:
         raise ImageRejected(
             "image_too_small",
@@ -201,19 +204,28 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+# What the stored copies carry besides the pixels: nothing. Pillow writes only the JFIF
+# header (APP0: version and a 1:1 pixel aspect) and the image itself: no comment (COM), no
+# EXIF, GPS or XMP (APP1), no ICC profile (APP2), no maker or editor data. The ICC profile is
+# dropped too: the detector and the network read the pixel values as they are and never the
+# profile, and a profile can name the camera or editing software; a wide-gamut photo then
+# shows slightly less saturated in the browser, which the result page can live with.
+_NO_METADATA = {"comment": b""}  # an empty comment overrides the one Pillow would copy
+
+
 def encode_for_storage(image: Image.Image) -> bytes:
-    """Re-encode an RGB image as a JPEG with no EXIF, GPS or other metadata."""
+    """Re-encode an RGB image as a JPEG with no EXIF, GPS, comment or other metadata."""
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=STORAGE_JPEG_QUALITY, optimize=True)
+    image.save(buffer, format="JPEG", quality=STORAGE_JPEG_QUALITY, optimize=True, **_NO_METADATA)
     return buffer.getvalue()
 
 
 def thumbnail_bytes(image: Image.Image, max_side: int = 320) -> bytes:
-    """A small JPEG preview, longest side ``max_side`` pixels."""
+    """A small JPEG preview, longest side ``max_side`` pixels, with no metadata."""
     small = image.copy()
     small.thumbnail((max_side, max_side))
     buffer = io.BytesIO()
-    small.save(buffer, format="JPEG", quality=85)
+    small.save(buffer, format="JPEG", quality=85, **_NO_METADATA)
     return buffer.getvalue()
 
 

@@ -13,7 +13,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
-from PIL import Image
+from PIL import Image, ImageCms
 
 from predictor.models import Prediction
 from predictor.tasks import delete_expired_predictions
@@ -121,6 +121,44 @@ def test_the_per_install_key_is_made_once_and_differs_between_installs(tmp_path)
     assert per_install_secret_key(tmp_path / "one" / "var") == first  # kept, not remade
     assert per_install_secret_key(tmp_path / "two") != first
     assert [path.name for path in (tmp_path / "one" / "var").iterdir()] == ["secret_key"]
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
+    """The marker and payload of each segment before the image data (SOS) of a JPEG."""
+    assert data[:2] == b"\xff\xd8"
+    segments, position = [], 2
+    while data[position + 1] != 0xDA:  # start of scan: entropy-coded data follows
+        marker = data[position + 1]
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        segments.append((marker, data[position + 4 : position + 2 + length]))
+        position += 2 + length
+    return segments
+
+
+def test_stored_photos_and_thumbnails_keep_no_comment_or_other_metadata(client, enqueued):
+    """Only the JFIF header and the pixels survive: no COM, EXIF/GPS, XMP or ICC segment."""
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 0.0)}
+    original = images.encode(
+        Image.effect_noise((200, 160), 40).convert("RGB"),
+        "JPEG",
+        comment=b"<script>alert(document.cookie)</script>",
+        exif=exif.tobytes(),
+        icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(),
+        xmp=b"<x:xmpmeta>photographer</x:xmpmeta>",
+    )
+    markers = {marker for marker, _ in jpeg_segments(original)}
+    assert {0xFE, 0xE1, 0xE2} <= markers, "precondition: comment, EXIF/XMP and ICC present"
+    client.post("/", {"image": SimpleUploadedFile("a.jpg", original)})
+    prediction = Prediction.objects.get()
+    for field in (prediction.image, prediction.thumbnail):
+        with field.open("rb") as stored:
+            data = stored.read()
+        assert b"<script>" not in data and b"photographer" not in data
+        segments = jpeg_segments(data)
+        metadata = [marker for marker, _ in segments if marker == 0xFE or 0xE0 <= marker <= 0xEF]
+        assert metadata == [0xE0], f"{field.name}: segments {[hex(m) for m, _ in segments]}"
+        assert next(payload for marker, payload in segments if marker == 0xE0)[:5] == b"JFIF\0"
 
 
 def test_security_headers(client):
