@@ -173,6 +173,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/admin/login/"
+# Where a login without ?next= lands (Django's default, /accounts/profile/, does not exist).
+LOGIN_REDIRECT_URL = "predictor:history"
 # English and Simplified Chinese. The language comes from the switcher (set_language
 # stores it in a cookie) or else the browser's Accept-Language; URLs carry no language
 # prefix, so API URLs stay stable.
@@ -196,6 +198,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# The switcher's cookie: not sent on other sites' cross-site requests, like the session's.
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 
 # --- Uploads ------------------------------------------------------------------------
 FACEAGE_MAX_UPLOAD_BYTES = env_int("FACEAGE_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1024)
@@ -223,13 +227,14 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
-# Housekeeping (the sweepers, retention) has a queue and a worker of its own, which never
-# loads TensorFlow: it must keep running while the inference or training pool is dead,
-# busy for hours, or restarting its children, since it is what rescues their jobs.
+# Housekeeping (the sweepers, retention, expired sessions) has a queue and a worker of its
+# own, which never loads TensorFlow: it must keep running while the inference or training
+# pool is dead, busy for hours, or restarting its children, since it rescues their jobs.
 MAINTENANCE_TASKS = (
     "predictor.tasks.sweep_stale_predictions",
     "predictor.tasks.delete_expired_predictions",
     "training.tasks.sweep_stale_runs",
+    "predictor.tasks.clear_expired_sessions",
 )
 CELERY_TASK_ROUTES = {
     **{name: {"queue": "maintenance"} for name in MAINTENANCE_TASKS},
@@ -293,6 +298,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "training.tasks.sweep_stale_runs",
         "schedule": float(FACEAGE_SWEEP_INTERVAL_SECONDS),
     },
+    # Expired sessions (every anonymous visitor who uploads gets one) stay in the database
+    # until something deletes them.
+    "clear-expired-sessions": {
+        "task": "predictor.tasks.clear_expired_sessions",
+        "schedule": 24 * 3600.0,
+    },
 }
 
 # Upload rate limit per user (or client address), e.g. "120/minute"; empty disables it.
@@ -342,11 +353,28 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Requests the client got wrong, which Django logs at ERROR with a traceback (a bad Host
+# header from any scanner would read like a fault of ours): see faceage_site.client_errors.
+_CLIENT_ERROR_LOGGERS = [
+    f"django.security.{name}"
+    for name in (
+        "DisallowedHost",
+        "DisallowedRedirect",
+        "RequestDataTooBig",
+        "TooManyFieldsSent",
+        "TooManyFilesSent",
+        "SuspiciousMultipartForm",
+    )
+]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"client_error": {"()": "faceage_site.client_errors.ClientErrorAsWarning"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        **{name: {"filters": ["client_error"]} for name in _CLIENT_ERROR_LOGGERS},
+    },
 }

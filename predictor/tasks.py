@@ -276,6 +276,15 @@ def delete_expired_predictions() -> int:
     return count
 
 
+@shared_task(ignore_result=True, soft_time_limit=600, time_limit=660)
+def clear_expired_sessions() -> None:
+    """Delete expired sessions from the database (Django's ``clearsessions``), which Django
+    never does by itself: each anonymous visitor who uploads leaves one behind."""
+    from django.core.management import call_command
+
+    call_command("clearsessions")
+
+
 @worker_process_init.connect
 def preload_model_in_background(**_kwargs) -> None:
     """Start loading TensorFlow and the active network in a pool child, without holding

@@ -489,6 +489,12 @@ def test_the_switcher_changes_the_language(client):
     assert "Your history" in client.get("/history/").content.decode()
 
 
+def test_the_language_cookie_is_not_sent_on_cross_site_requests(client):
+    response = client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/"})
+    cookie = response.cookies[settings.LANGUAGE_COOKIE_NAME]
+    assert cookie.value == "zh-hans" and cookie["samesite"] == "Lax"
+
+
 def test_accept_language_picks_chinese(client):
     page = client.get("/", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9,en;q=0.5").content.decode()
     assert '<html lang="zh-hans">' in page

@@ -124,6 +124,12 @@ def test_anonymous_history_moves_to_the_account_at_login(client, user, enqueued)
     assert Client().get(f"/p/{prediction.pk}/").status_code == 404
 
 
+def test_a_login_without_next_lands_on_the_history_page(client, user):
+    response = client.post("/accounts/login/", {"username": "alice", "password": "correct-horse-9"})
+    assert response.status_code == 302 and response["Location"] == "/history/"
+    assert client.get(response["Location"]).status_code == 200
+
+
 def test_admin_pages_render_for_every_model(admin_client, enqueued):
     upload(admin_client)
     for path in (

@@ -256,9 +256,25 @@ def test_housekeeping_runs_on_its_own_queue_not_in_a_pool_that_loads_tensorflow(
     beat_tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "predictor.tasks.sweep_stale_predictions" in beat_tasks
     assert "training.tasks.sweep_stale_runs" in beat_tasks
+    assert "predictor.tasks.clear_expired_sessions" in beat_tasks
     assert {queue_of(name) for name in beat_tasks} == {"maintenance"}
     assert queue_of("predictor.tasks.predict") == "inference"
     assert queue_of("training.tasks.train") == "training"
+
+
+def test_expired_sessions_are_cleared():
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.contrib.sessions.models import Session
+
+    live, expired = SessionStore(), SessionStore()
+    for store in (live, expired):
+        store["anonymous_owner"] = "x"
+        store.create()
+    Session.objects.filter(pk=expired.session_key).update(
+        expire_date=timezone.now() - timedelta(seconds=1)
+    )
+    tasks.clear_expired_sessions.run()
+    assert list(Session.objects.values_list("pk", flat=True)) == [live.session_key]
 
 
 def test_a_new_pool_child_loads_the_network_without_holding_up_its_start(monkeypatch):
