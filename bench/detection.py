@@ -1,6 +1,8 @@
-"""Face detection benchmark on composed photos with known face boxes.
+"""Face detection benchmark: composed photos with known face boxes, then real portraits
+and group photos made of them (bench/photo_sets.py).
 
     .venv/bin/python bench/detection.py [--photos 80] [--seed 0] [--cnn-side 448]
+        [--portraits 300] [--grids 40]
 
 Builds a deterministic set of photos (640-1600 px on the long side) from real
 UTKFace faces: 1-4 faces to a photo, face boxes 40-250 px, tilted 0, +-15 or
@@ -48,8 +50,10 @@ if str(REPO_ROOT) not in sys.path:
 
 import dlib  # noqa: E402
 
+from bench import photo_sets  # noqa: E402
 from bench.tables import print_table  # noqa: E402
 from predictor.vision.bundled_models import cnn_face_detector_path  # noqa: E402
+from predictor.vision.centerface import CenterFaceDetector  # noqa: E402
 from predictor.vision.face_detection import FaceBox, FaceDetector  # noqa: E402
 
 TILTS = (0.0, 15.0, -15.0, 30.0, -30.0)
@@ -306,12 +310,22 @@ def cnn_only(max_side: int) -> Detect:
 
 
 def face_detector(**options: object) -> Detect:
-    """The product's :class:`FaceDetector` with ``options``."""
+    """The HOG cascade (:class:`FaceDetector`, the product's detector until CenterFace)."""
     detector = FaceDetector(**options)  # type: ignore[arg-type]
 
     def detect(rgb: np.ndarray) -> list[Box]:
         boxes: list[FaceBox] = detector.detect(rgb)
         return [(b.left, b.top, b.right, b.bottom) for b in boxes]
+
+    return detect
+
+
+def centerface(**options: object) -> Detect:
+    """The product's detector, :class:`CenterFaceDetector`, with ``options``."""
+    detector = CenterFaceDetector(**options)  # type: ignore[arg-type]
+
+    def detect(rgb: np.ndarray) -> list[Box]:
+        return [(b.left, b.top, b.right, b.bottom) for b in detector.detect(rgb)]
 
     return detect
 
@@ -322,8 +336,18 @@ def strategies(cnn_side: int) -> list[tuple[str, Detect]]:
         ("HOG up0, max side 1280", hog_only(0, 1280)),
         ("HOG up1, max side 1280", hog_only(1, 1280)),
         (f"CNN, max side {cnn_side}", cnn_only(cnn_side)),
-        ("FaceDetector, no re-check", face_detector(candidate_threshold=0.0)),
-        ("FaceDetector (default)", face_detector()),
+        ("HOG cascade, no re-check", face_detector(candidate_threshold=0.0)),
+        ("HOG cascade (old default)", face_detector()),
+        ("CenterFace, no padded retry", centerface(retry_padding=0.0)),
+        ("CenterFace (default)", centerface()),
+    ]
+
+
+def product_detectors() -> list[tuple[str, Detect]]:
+    """The old and the new default, for the real-photo table."""
+    return [
+        ("HOG cascade (old default)", face_detector()),
+        ("CenterFace (default)", centerface()),
     ]
 
 
@@ -408,6 +432,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--cnn-side", type=int, default=448, help="long side (px) the CNN-only row scans"
     )
     parser.add_argument("--utkface", type=Path, default=default_utkface_dir())
+    parser.add_argument("--fairface", type=Path, default=photo_sets.default_fairface_dir())
+    parser.add_argument("--portraits", type=int, default=300, help="FairFace val portraits")
+    parser.add_argument("--grids", type=int, default=40, help="group photos of each size")
     args = parser.parse_args(argv)
 
     photos = build_photos(args.photos, args.seed, args.utkface)
@@ -419,6 +446,53 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     results = [evaluate(name, detect, photos) for name, detect in strategies(args.cnn_side)]
     report(results, len(photos))
+    real_photos(args.fairface, args.portraits, args.grids, args.seed)
+
+
+def real_photos(fairface_dir: Path, portrait_count: int, grid_count: int, seed: int) -> None:
+    """Faces found in real portraits and in group photos made of them (photo_sets)."""
+    files = photo_sets.fairface_val_files(fairface_dir, portrait_count, seed)
+    portraits = [photo_sets.load_rgb(path) for path in files]
+    all_val = photo_sets.fairface_val_files(fairface_dir, 10**6, seed)
+    grids = {
+        side: photo_sets.build_grids(all_val, side, grid_count, seed + side) for side in (2, 3)
+    }
+    print(
+        f"\nReal photos: {len(portraits)} FairFace validation portraits (one face each); "
+        f"{grid_count} 2x2 and {grid_count} 3x3 group photos of them, faces 60-400 px"
+    )
+    headers = ["detector", "portraits found", "ms median", "2x2 found", "3x3 found"]
+    headers += ["false (grids)", "grid ms median"]
+    rows = []
+    for name, detect in product_detectors():
+        detect(portraits[0])  # warm-up
+        found, times = 0, []
+        for rgb in portraits:
+            start = time.perf_counter()
+            found += bool(detect(rgb))
+            times.append(time.perf_counter() - start)
+        shares, false, grid_times = [], 0, []
+        for side in (2, 3):
+            hits: list[bool] = []
+            for photo in grids[side]:
+                start = time.perf_counter()
+                boxes = detect(photo.rgb)
+                grid_times.append(time.perf_counter() - start)
+                hit, unmatched = photo_sets.match_tiles(photo.tiles, boxes)
+                hits += hit
+                false += unmatched
+            shares.append(_share(hits))
+        rows.append(
+            [
+                name,
+                f"{100 * found / len(portraits):.1f}%",
+                f"{1000 * statistics.median(times):.0f}",
+                *shares,
+                false,
+                f"{1000 * statistics.median(grid_times):.0f}",
+            ]
+        )
+    print_table(headers, rows)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import numpy as np
 
 from predictor.vision.age_network import AgeDistribution, AgeNetwork
 from predictor.vision.alignment import FaceAligner
+from predictor.vision.centerface import CenterFaceDetector, default_face_detector
 from predictor.vision.face_detection import FaceBox, FaceDetector
 from predictor.vision.uncertainty import AgeIntervals, chip_jpeg, describe
 
@@ -38,11 +39,11 @@ class AgeEstimator:
     def __init__(
         self,
         network: AgeNetwork,
-        detector: FaceDetector | None = None,
+        detector: CenterFaceDetector | FaceDetector | None = None,
         aligner: FaceAligner | None = None,
     ) -> None:
         self.network = network
-        self.detector = detector or FaceDetector()
+        self.detector = detector or default_face_detector()
         self.aligner = aligner or FaceAligner()
 
     def with_network(self, network: AgeNetwork) -> AgeEstimator:

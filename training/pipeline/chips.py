@@ -1,6 +1,7 @@
 """Aligned 64x64 face chips for training, cut by exactly the code that serving uses.
 
-Each image goes through :class:`predictor.vision.face_detection.FaceDetector` and
+Each image goes through the serving detector
+(:func:`predictor.vision.centerface.default_face_detector`) and
 :class:`predictor.vision.alignment.FaceAligner`. When the detector finds nothing
 (a tightly cropped face, as in UTKFace), the dataset's own face box, or else the
 whole image, is used as the face rectangle: the 5-point landmarks still align it,
@@ -21,13 +22,15 @@ from predictor.vision.bundled_models import CHIP_SIZE
 
 @dataclass(frozen=True)
 class ChipSource:
-    """One image to cut: ``path`` relative to ``root``; ``face_box`` in pixels if known."""
+    """One image to cut: ``path`` relative to ``root``; ``face_box`` in pixels if known;
+    ``age_high`` the last year of an age-group label (``age`` is then its first)."""
 
     path: str
     age: int
     gender: str
     split: str
     face_box: tuple[float, float, float, float] | None = None
+    age_high: int | None = None
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,9 @@ _worker_state: dict = {}
 def _init_worker(root: str) -> None:
     # Each pool process loads the dlib models once.
     from predictor.vision.alignment import FaceAligner
-    from predictor.vision.face_detection import FaceDetector
+    from predictor.vision.centerface import default_face_detector
 
-    _worker_state.update(root=Path(root), detector=FaceDetector(), aligner=FaceAligner())
+    _worker_state.update(root=Path(root), detector=default_face_detector(), aligner=FaceAligner())
 
 
 def cut_chip(source: ChipSource, root: Path, detector, aligner) -> ChipResult:

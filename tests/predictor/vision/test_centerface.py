@@ -1,0 +1,144 @@
+"""CenterFace, the default face detector, on real faces from ../shared/datasets."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from predictor.vision.alignment import FaceAligner
+from predictor.vision.centerface import (
+    CENTERFACE,
+    CenterFaceDetector,
+    centerface_model_path,
+    default_face_detector,
+    dlib_style_box,
+)
+from predictor.vision.face_detection import FaceDetector
+from tests.datasets import require_dataset, sample_utkface
+
+
+@pytest.fixture(scope="module")
+def detector() -> CenterFaceDetector:
+    return CenterFaceDetector()
+
+
+def fairface_portraits(count: int, seed: int) -> list[np.ndarray]:
+    files = sorted((require_dataset("fairface") / "val").glob("*.jpg"))
+    return [
+        np.asarray(Image.open(path).convert("RGB"))
+        for path in random.Random(seed).sample(files, count)
+    ]
+
+
+def grid(portraits: list[np.ndarray], tile: int) -> np.ndarray:
+    """A 2x2 group photo of four portraits, each scaled to ``tile`` pixels."""
+    canvas = Image.new("RGB", (2 * tile, 2 * tile))
+    for i, rgb in enumerate(portraits):
+        resized = Image.fromarray(rgb).resize((tile, tile), Image.Resampling.BICUBIC)
+        canvas.paste(resized, ((i % 2) * tile, (i // 2) * tile))
+    return np.asarray(canvas)
+
+
+def test_the_model_ships_in_an_installed_wheel():
+    path = centerface_model_path()
+    assert path.name == "centerface.onnx" and path.stat().st_size > 1_000_000
+
+
+def test_the_default_detector_is_centerface():
+    assert isinstance(default_face_detector(), CenterFaceDetector)
+
+
+def test_it_finds_the_face_of_in_the_wild_portraits(detector):
+    portraits = fairface_portraits(40, seed=3)
+    found = [detector.detect(rgb) for rgb in portraits]
+    # The old HOG cascade found about 72% of these; CenterFace about 99% (docs/benchmarks.md).
+    assert sum(bool(boxes) for boxes in found) >= 38
+    for boxes, rgb in zip(found, portraits, strict=True):
+        height, width = rgb.shape[:2]
+        for box in boxes:
+            assert box.detector == CENTERFACE and 0 < box.score <= 1
+            assert 0 <= box.left < box.right <= width and 0 <= box.top < box.bottom <= height
+
+
+def test_it_finds_every_face_of_a_group_photo_with_one_box_each(detector):
+    portraits = fairface_portraits(4, seed=5)
+    for tile in (100, 300):
+        boxes = detector.detect(grid(portraits, tile))
+        centres = sorted(
+            (round((b.top + b.bottom) / 2 / tile - 0.5), round((b.left + b.right) / 2 / tile - 0.5))
+            for b in boxes
+        )
+        assert centres == [(0, 0), (0, 1), (1, 0), (1, 1)], (tile, boxes)
+        # Boxes are square (unless clipped at the photo's edge), dlib-sized (about two
+        # thirds of a FairFace tile).
+        for box in boxes:
+            assert abs(box.width - box.height) <= 0.1 * max(box.width, box.height)
+            assert 0.4 * tile < box.width < 0.95 * tile
+
+
+def test_a_tightly_cropped_face_is_found_on_the_padded_retry(utkface_dir):
+    """UTKFace chips are cropped to the face: without the grey border some are missed."""
+    chips = [np.asarray(Image.open(p).convert("RGB")) for p in sample_utkface(60, seed=8)]
+    padded = CenterFaceDetector()
+    plain = CenterFaceDetector(retry_padding=0.0)
+    found_padded = sum(bool(padded.detect(rgb)) for rgb in chips)
+    found_plain = sum(bool(plain.detect(rgb)) for rgb in chips)
+    assert found_padded >= 59
+    assert found_padded >= found_plain
+
+
+def test_no_face_in_flat_or_noise_images(detector):
+    rng = np.random.default_rng(0)
+    assert detector.detect(np.full((480, 640, 3), 127, np.uint8)) == []
+    assert detector.detect(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)) == []
+
+
+def test_tiny_and_huge_photos_are_handled(detector):
+    portrait = fairface_portraits(1, seed=9)[0]
+    small = np.asarray(Image.fromarray(portrait).resize((48, 48)))
+    assert len(detector.detect(small)) == 1  # scaled up to the working size first
+    huge = np.asarray(Image.fromarray(grid([portrait] * 4, 1500)))  # 3000 x 3000 px
+    boxes = detector.detect(huge)
+    assert len(boxes) == 4
+    assert all(box.right <= 3000 and box.bottom <= 3000 for box in boxes)
+
+
+def test_its_boxes_align_like_the_hog_boxes_the_landmark_model_was_trained_on(detector):
+    """The 5-point landmarks (which place the chip the age network sees) found from a
+    CenterFace box and from dlib's own HOG box of the same face nearly coincide."""
+    aligner = FaceAligner()
+    hog = FaceDetector(cnn_fallback=False)
+    errors = []
+    for rgb in fairface_portraits(60, seed=12):
+        ours, theirs = detector.detect(rgb), hog.detect(rgb)
+        if len(ours) != 1 or len(theirs) != 1:
+            continue
+        shift = aligner.landmarks(rgb, ours[0]) - aligner.landmarks(rgb, theirs[0])
+        errors.append(np.linalg.norm(shift, axis=1).max() / theirs[0].width)
+    assert len(errors) >= 30
+    # Measured on 151 faces: median 0.8% of the face's width, 90th percentile 2.5%.
+    assert np.median(errors) < 0.02
+    assert np.percentile(errors, 90) < 0.05
+
+
+def test_dlib_style_box_keeps_the_centre_and_squares_the_box():
+    left, top, right, bottom = dlib_style_box(10, 20, 110, 140)
+    assert (left + right) / 2 == pytest.approx(60) and (top + bottom) / 2 == pytest.approx(80)
+    assert right - left == pytest.approx(bottom - top)
+    assert right - left == pytest.approx(0.973 * (100 * 120) ** 0.5)
+
+
+def test_a_missing_model_file_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(FileNotFoundError):
+        CenterFaceDetector(tmp_path / "missing.onnx")
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ValueError):
+        CenterFaceDetector(threshold=0)
+    with pytest.raises(ValueError):
+        CenterFaceDetector(min_work_side=256, max_work_side=128)
