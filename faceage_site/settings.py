@@ -49,6 +49,19 @@ def env_int(name: str, default: int, minimum: int | None = None) -> int:
     return value
 
 
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from error
+    if not value >= minimum or value == float("inf"):
+        raise ImproperlyConfigured(f"{name}={value} must be a finite number >= {minimum}")
+    return value
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -270,6 +283,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 FACEAGE_INFERENCE_SOFT_TIME_LIMIT = env_int("FACEAGE_INFERENCE_SOFT_TIME_LIMIT", 60, minimum=5)
 FACEAGE_INFERENCE_TIME_LIMIT = env_int("FACEAGE_INFERENCE_TIME_LIMIT", 90, minimum=10)
 FACEAGE_PREDICTION_MAX_ATTEMPTS = env_int("FACEAGE_PREDICTION_MAX_ATTEMPTS", 3, minimum=1)
+# Average each face's age distribution with its mirror image's: +1-2 points of age-group
+# accuracy in the wild and -0.1 years of MAE on aligned crops for the bundled network, for a
+# second network pass per face (docs/benchmarks.md, "Age accuracy").
+FACEAGE_MIRRORED_INFERENCE = env_bool("FACEAGE_MIRRORED_INFERENCE", True)
 # A worker takes up to this many waiting predictions at once and runs all their faces
 # through the network as one batch (1 = one prediction at a time).
 FACEAGE_INFERENCE_BATCH_SIZE = env_int("FACEAGE_INFERENCE_BATCH_SIZE", 8, minimum=1)
@@ -283,6 +300,11 @@ FACEAGE_PREPARE_WORKERS = env_int("FACEAGE_PREPARE_WORKERS", 2, minimum=1)
 FACEAGE_TRAINING_HEARTBEAT_TIMEOUT = env_int("FACEAGE_TRAINING_HEARTBEAT_TIMEOUT", 900, minimum=30)
 FACEAGE_TRAINING_MAX_ATTEMPTS = env_int("FACEAGE_TRAINING_MAX_ATTEMPTS", 3, minimum=1)
 FACEAGE_TRAINING_TIME_LIMIT = env_int("FACEAGE_TRAINING_TIME_LIMIT", 5 * 3600, minimum=60)
+# The promotion gate (training/gate.py): how much worse than the active model a candidate
+# may be on any benchmark and still be promoted automatically (MAE in years; accuracy as a
+# share, 0.01 = one point).
+FACEAGE_GATE_MAE_TOLERANCE = env_float("FACEAGE_GATE_MAE_TOLERANCE", 0.2)
+FACEAGE_GATE_ACCURACY_TOLERANCE = env_float("FACEAGE_GATE_ACCURACY_TOLERANCE", 0.01)
 # Uploads and their results older than this are deleted (0 keeps them forever).
 FACEAGE_RETENTION_DAYS = env_int("FACEAGE_RETENTION_DAYS", 30, minimum=0)
 CELERY_BEAT_SCHEDULE = {

@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -86,7 +87,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def view_on_site(self, obj):
         return reverse("predictor:model", args=[obj.name])
 
-    readonly_fields = ["is_active", "activated_at", "created_at"]
+    readonly_fields = ["is_active", "activated_at", "created_at", "promotion_override"]
     actions = ["activate", "roll_back"]
 
     @admin.action(
@@ -118,11 +119,34 @@ class ModelVersionAdmin(admin.ModelAdmin):
         )
     )
     def activate(self, request, queryset):
+        """Promote one version. One that the promotion gate found worse than the active
+        model on a benchmark (training/gate.py) is promoted only with a written reason,
+        asked for on an intermediate page, stored and shown on the model's page."""
         if queryset.count() != 1:
             self.message_user(request, _("Select exactly one version."), messages.ERROR)
-            return
+            return None
         version = queryset.get()
+        regressions = version.gate_regressions
+        if regressions and not version.is_active:
+            reason = request.POST.get("reason", "").strip()
+            if "apply" not in request.POST or not reason:
+                return render(
+                    request,
+                    "admin/predictor/promote_despite_regressions.html",
+                    {
+                        **self.admin_site.each_context(request),
+                        "title": _("Promote despite regressions?"),
+                        "version": version,
+                        "regressions": regressions,
+                        "selected_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                        "reason": reason,
+                        "error": _("Write a reason.") if "apply" in request.POST else "",
+                    },
+                )
+            version.promotion_override = reason
+            version.save(update_fields=["promotion_override"])
         version.activate()
         self.message_user(
             request, _("%(name)s is now active.") % {"name": version.name}, messages.SUCCESS
         )
+        return None

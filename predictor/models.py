@@ -50,6 +50,13 @@ class ModelVersion(models.Model):
     activated_at = models.DateTimeField(
         null=True, blank=True, verbose_name=gettext_lazy("activated at")
     )
+    promotion_override = models.TextField(
+        blank=True,
+        help_text=gettext_lazy(
+            "Why a staff member promoted it although the promotion gate found a regression"
+        ),
+        verbose_name=gettext_lazy("promotion override reason"),
+    )
 
     class Meta:
         verbose_name = gettext_lazy("model version")
@@ -95,6 +102,13 @@ class ModelVersion(models.Model):
             if not cls.objects.filter(is_active=True).exists():
                 version.activate()
         return version
+
+    @property
+    def gate_regressions(self) -> list[dict]:
+        """Where the promotion gate found this version worse than the model that was active
+        when it was trained (``training.gate``): ``[{"benchmark", "metric", "candidate",
+        "active"}]``, empty when none or never judged."""
+        return list((self.metrics or {}).get("gate", {}).get("regressions", []))
 
     def activate(self) -> None:
         """Make this the one active version, atomically."""

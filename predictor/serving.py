@@ -10,6 +10,7 @@ import logging
 import threading
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 
 from predictor.models import ModelVersion
@@ -55,9 +56,13 @@ def estimator_for(version: ModelVersion) -> AgeEstimator:
         if _loaded["version_id"] == version.pk and current is not None:
             # The temperature may have been (re)fitted since the weights were loaded.
             current.network.temperature = version.temperature  # type: ignore[union-attr]
+            current.network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE  # type: ignore[union-attr]
             return current  # type: ignore[return-value]
         logger.info("loading model version %s (%s)", version.pk, version.name)
         network = load_network(version)
+        # Serving averages each face's distribution with its mirror image's (the exported
+        # network is the plain one; its card says so).
+        network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE
         estimator = (
             current.with_network(network)  # type: ignore[union-attr]
             if current is not None

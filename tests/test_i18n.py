@@ -262,6 +262,10 @@ def api_visits(route: str, w: World) -> list[Visit] | None:
             f"/api/v1/batches/{w.batch.pk}.json"
         ),
         "api/v1/^models\\.(?P<format>[a-z0-9]+)/?$": "/api/v1/models.json",
+        "api/v1/^models/(?P<name>[^/.]+)/$": f"/api/v1/models/{w.version.name}/",
+        "api/v1/^models/(?P<name>[^/.]+)\\.(?P<format>[a-z0-9]+)/?$": (
+            f"/api/v1/models/{w.version.name}.json"
+        ),
         "api/v1/": "/api/v1/",
         "api/v1/<drf_format_suffix:format>": "/api/v1/.json",
     }

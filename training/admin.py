@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from faceage_site.i18n import translate_reason
 from training.forms import DatasetForm, TrainingRunForm
-from training.models import Dataset, DatasetItem, TrainingRun
+from training.models import Dataset, DatasetItem, RunDataset, TrainingRun
 
 
 def start_run(form: TrainingRunForm, user) -> TrainingRun:
@@ -18,6 +18,8 @@ def start_run(form: TrainingRunForm, user) -> TrainingRun:
     run.created_by = user if user and user.is_authenticated else None
     with transaction.atomic():
         run.save()
+        for dataset, weight in form.cleaned_data.get("further_datasets") or []:
+            RunDataset.objects.create(run=run, dataset=dataset, weight=weight)
         transaction.on_commit(lambda: enqueue_run(run.pk))
     return run
 
@@ -25,7 +27,8 @@ def start_run(form: TrainingRunForm, user) -> TrainingRun:
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
     form = DatasetForm
-    list_display = ["name", "kind", "status", "item_count", "created_at"]
+    list_display = ["name", "kind", "status", "is_benchmark", "item_count", "created_at"]
+    list_editable = ["is_benchmark"]
     readonly_fields = ["status", "content_hash", "report", "error", "imported_at", "splits"]
     actions = ["train_new_model", "reimport"]
 
@@ -77,8 +80,19 @@ class DatasetItemAdmin(admin.ModelAdmin):
     search_fields = ["path"]
 
 
+class RunDatasetInline(admin.TabularInline):
+    model = RunDataset
+    extra = 0
+    can_delete = False
+    readonly_fields = ["dataset", "weight"]
+
+    def has_add_permission(self, request, obj=None):
+        return False  # chosen when the run is started
+
+
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
+    inlines = [RunDatasetInline]
     list_display = [
         "id", "dataset", "status", "stage_display", "progress_percent", "result", "created_at"
     ]  # fmt: skip

@@ -19,6 +19,33 @@ class TrainingRunForm(forms.ModelForm):
     learning_rate = forms.FloatField(
         min_value=1e-6, max_value=1.0, initial=1e-3, label=gettext_lazy("Learning rate")
     )
+    further_datasets = forms.CharField(
+        required=False,
+        label=gettext_lazy("Also learn from"),
+        help_text=gettext_lazy(
+            "Other ready datasets, comma-separated, each with its sampling weight relative "
+            "to the dataset above (which weighs 1): for example ff:1, wiki:0.5"
+        ),
+    )
+
+    def clean_further_datasets(self):
+        from training.mixes import MixError, parse_mix
+
+        text = self.cleaned_data.get("further_datasets", "")
+        items = [item for item in text.split(",") if item.strip()]
+        try:
+            return parse_mix(items)
+        except MixError as error:
+            raise forms.ValidationError(str(error)) from error
+
+    def clean(self):
+        cleaned = super().clean()
+        own = cleaned.get("dataset")
+        if own is not None and any(
+            d.pk == own.pk for d, _w in cleaned.get("further_datasets") or []
+        ):
+            self.add_error("further_datasets", _("The run's own dataset is already in it."))
+        return cleaned
 
     class Meta:
         model = TrainingRun

@@ -38,9 +38,8 @@ def import_dataset(dataset: Dataset, progress=None) -> Dataset:
     splits = assign_splits(records, seed=dataset.split_seed)
     digest = hashlib.sha256()
     for record in sorted(records, key=lambda r: r.path):
-        digest.update(
-            f"{record.path}\t{record.age}\t{record.gender}\t{splits[record.path]}\n".encode()
-        )
+        age = record.age if record.age_high is None else f"{record.age}-{record.age_high}"
+        digest.update(f"{record.path}\t{age}\t{record.gender}\t{splits[record.path]}\n".encode())
     for start in range(0, len(records), BATCH):
         DatasetItem.objects.bulk_create(
             [
@@ -48,6 +47,7 @@ def import_dataset(dataset: Dataset, progress=None) -> Dataset:
                     dataset=dataset,
                     path=record.path,
                     age=record.age,
+                    age_high=record.age_high,
                     gender=record.gender,
                     group=record.group[:100],
                     split=splits[record.path],

@@ -16,6 +16,7 @@ class Dataset(models.Model):
         IMDB_WIKI = "imdb_wiki", gettext_lazy("IMDB-WIKI (.mat + crops)")
         UTKFACE = "utkface", gettext_lazy("UTKFace folder")
         CSV = "csv", gettext_lazy("CSV (path,age[,gender])")
+        FAIRFACE = "fairface", gettext_lazy("FairFace folder (age groups)")
 
     class Status(models.TextChoices):
         IMPORTING = "importing", gettext_lazy("Importing")
@@ -36,6 +37,14 @@ class Dataset(models.Model):
         verbose_name=gettext_lazy("status"),
     )
     split_seed = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("split seed"))
+    is_benchmark = models.BooleanField(
+        default=False,
+        help_text=gettext_lazy(
+            "Evaluate every candidate model on this dataset's test split, and refuse to "
+            "promote one that is worse here than the active model"
+        ),
+        verbose_name=gettext_lazy("benchmark"),
+    )
     content_hash = models.CharField(
         max_length=64,
         blank=True,
@@ -88,6 +97,14 @@ class DatasetItem(models.Model):
         verbose_name=gettext_lazy("path"),
     )
     age = models.PositiveSmallIntegerField(verbose_name=gettext_lazy("age"))
+    age_high = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text=gettext_lazy(
+            "For an age group (FairFace's 20-29): its last year; age is its first"
+        ),
+        verbose_name=gettext_lazy("age group's last year"),
+    )
     gender = models.CharField(max_length=6, blank=True, verbose_name=gettext_lazy("gender"))
     group = models.CharField(
         max_length=100,
@@ -261,3 +278,31 @@ class TrainingRun(models.Model):
         TrainingRun.objects.filter(pk=self.pk).update(
             log=models.functions.Concat(models.F("log"), models.Value(f"[{stamp}] {line}\n"))
         )
+
+
+class RunDataset(models.Model):
+    """One more dataset a training run learns from, beside its own (``TrainingRun.dataset``,
+    whose test split is the run's own), and how often it is sampled: each epoch draws from
+    the datasets in proportion to their weights (the run's own dataset weighs 1)."""
+
+    run = models.ForeignKey(
+        TrainingRun,
+        on_delete=models.CASCADE,
+        related_name="extra_datasets",
+        verbose_name=gettext_lazy("training run"),
+    )
+    dataset = models.ForeignKey(
+        Dataset, on_delete=models.PROTECT, related_name="+", verbose_name=gettext_lazy("dataset")
+    )
+    weight = models.FloatField(default=1.0, verbose_name=gettext_lazy("sampling weight"))
+
+    class Meta:
+        verbose_name = gettext_lazy("further dataset")
+        verbose_name_plural = gettext_lazy("further datasets")
+        constraints = [
+            models.UniqueConstraint(fields=["run", "dataset"], name="one_row_per_run_dataset"),
+            models.CheckConstraint(condition=models.Q(weight__gt=0), name="positive_weight"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.name}:{self.weight:g}"

@@ -73,6 +73,7 @@ def chip_sources(dataset: Dataset) -> list[ChipSource]:
             gender=item.gender,
             split=item.split,
             face_box=tuple(item.face_box) if item.face_box else None,
+            age_high=item.age_high,
         )
         for item in dataset.items.order_by("path")
     ]
@@ -97,6 +98,80 @@ def evaluate_version_on(version: ModelVersion, test: dict) -> dict:
     from training.pipeline.evaluation import evaluate_network
 
     return evaluate_network(load_network(version), test)
+
+
+def training_datasets(run: TrainingRun) -> list[tuple[Dataset, float]]:
+    """The run's own dataset (weight 1) first, then its further ones with their weights."""
+    extra = [(row.dataset, row.weight) for row in run.extra_datasets.select_related("dataset")]
+    return [(run.dataset, 1.0), *extra]
+
+
+SPLIT_KEYS = ("chips", "ages", "age_low", "age_high", "genders")
+
+
+def concatenate_splits(splits: list[dict]) -> dict:
+    """One split made of several (the keys every training split has)."""
+    if len(splits) == 1:
+        return splits[0]
+    return {key: np.concatenate([split[key] for split in splits]) for key in SPLIT_KEYS}
+
+
+def mix_splits(splits: list[dict], weights: list[float], seed: int = 0) -> dict:
+    """One training split drawn from several in proportion to ``weights``: as many faces
+    as they hold together, each split's share ``weight / sum(weights)``, a small split
+    repeated and a large one subsampled (a fresh draw would need a fresh cache)."""
+    if len(splits) == 1:
+        return splits[0]
+    total = sum(len(split["ages"]) for split in splits)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for split, weight in zip(splits, weights, strict=True):
+        size = len(split["ages"])
+        if size == 0:
+            continue
+        wanted = round(total * weight / sum(weights))
+        index = np.concatenate(
+            [np.tile(np.arange(size), wanted // size), rng.permutation(size)[: wanted % size]]
+        )
+        parts.append({key: split[key][index] for key in SPLIT_KEYS})
+    return concatenate_splits(parts)
+
+
+def judge_on_benchmarks(run: TrainingRun, candidate, active_version: ModelVersion):
+    """The candidate and the active model on every benchmark dataset's test split
+    (:mod:`training.gate`): results by dataset name, and the regressions found."""
+    from predictor.serving import load_network
+    from training.gate import benchmark_results
+    from training.pipeline.evaluation import evaluate_network
+    from training.pipeline.tfrecords import load_split
+
+    splits = []
+    for benchmark in Dataset.objects.filter(is_benchmark=True, status=Dataset.Status.READY):
+        run.append_log(f"benchmark {benchmark.name}: preparing its test split")
+        cache_dir, manifest = prepare_chips(benchmark)
+        test = load_split(cache_dir, manifest, "test")
+        if len(test["ages"]):
+            splits.append((benchmark.name, test))
+    if not splits:
+        return {}, []
+    active = load_network(active_version)
+    results, regressions = benchmark_results(
+        splits,
+        lambda split: evaluate_network(candidate, split),
+        lambda split: evaluate_network(active, split),
+    )
+    for name, result in results.items():
+        run.append_log(
+            f"benchmark {name}: {_headline(result['candidate'])} "
+            f"(active: {_headline(result['active'])})"
+        )
+    return results, regressions
+
+
+def _headline(metrics: dict) -> str:
+    if metrics.get("accuracy") is not None:
+        return f"age-group accuracy {metrics['accuracy']:.3f}"
+    return f"MAE {metrics['mae']:.3f}"
 
 
 class _RunReporter:
@@ -163,12 +238,29 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     reporter = _RunReporter(run, on_training)
     dataset = run.dataset
     reporter.stage(i18n.STAGE_PREPARING)
-    cache_dir, manifest = prepare_chips(dataset, progress=terminal_progress or reporter.preparing)
-    run.append_log(f"chips: {manifest['counts']} ({manifest['how']})")
-    train, val, test = (load_split(cache_dir, manifest, s) for s in ("train", "val", "test"))
-    if len(train["ages"]) == 0 or len(val["ages"]) == 0 or len(test["ages"]) == 0:
-        raise ValueError(
-            f"the dataset needs train, validation and test faces; has {manifest['counts']}"
+    trains, vals, weights = [], [], []
+    test: dict = {}
+    for source, weight in training_datasets(run):
+        cache_dir, manifest = prepare_chips(
+            source, progress=terminal_progress or reporter.preparing
+        )
+        run.append_log(f"chips of {source.name}: {manifest['counts']} ({manifest['how']})")
+        train, val = (load_split(cache_dir, manifest, s) for s in ("train", "val"))
+        if source.pk == dataset.pk:
+            test = load_split(cache_dir, manifest, "test")
+            if not (len(train["ages"]) and len(val["ages"]) and len(test["ages"])):
+                raise ValueError(
+                    f"the dataset needs train, validation and test faces; has {manifest['counts']}"
+                )
+        trains.append(train)
+        vals.append(val)
+        weights.append(weight)
+    train, val = mix_splits(trains, weights), concatenate_splits(vals)
+    if len(trains) > 1:
+        run.append_log(
+            "training on "
+            + ", ".join(f"{s.name} (weight {w:g})" for s, w in training_datasets(run))
+            + f": {len(train['ages'])} faces an epoch"
         )
     if run.max_train_images and len(train["ages"]) > run.max_train_images:
         keep = np.random.default_rng(0).permutation(len(train["ages"]))[: run.max_train_images]
@@ -204,13 +296,19 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     metrics = evaluate_network(result.network, test)
     # Temperature scaling: fitted on this run's validation split, checked on its test split.
     temperature, calibration = calibrate(result.network, val, test)
-    run.append_log(
-        f"calibration: temperature {temperature:.3f}, 80% interval coverage on test "
-        f"{calibration['before']['coverage_80']:.3f} -> {calibration['after']['coverage_80']:.3f}"
-    )
+    if "after" in calibration:
+        run.append_log(
+            f"calibration: temperature {temperature:.3f}, 80% interval coverage on test "
+            f"{calibration['before']['coverage_80']:.3f} -> "
+            f"{calibration['after']['coverage_80']:.3f}"
+        )
+    else:
+        run.append_log(f"calibration: temperature {temperature:.3f} ({calibration['fitted_on']})")
     baseline_version = ModelVersion.active()
     baseline = evaluate_version_on(baseline_version, test)
     baseline["model_version"] = baseline_version.name
+
+    benchmarks, regressions = judge_on_benchmarks(run, result.network, baseline_version)
 
     name = f"{dataset.name}-run{run.pk}"
     artifact = f"models/{name}.keras"
@@ -231,6 +329,13 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
             **{k: v for k, v in metrics.items()},
             "baseline": {k: v for k, v in baseline.items() if k != "scatter"},
             "calibration": calibration,
+            "benchmarks": benchmarks,
+            "gate": {
+                "active_model": baseline_version.name,
+                "regressions": [regression.as_dict() for regression in regressions],
+                "mae_tolerance": settings.FACEAGE_GATE_MAE_TOLERANCE,
+                "accuracy_tolerance": settings.FACEAGE_GATE_ACCURACY_TOLERANCE,
+            },
             "training": {
                 "epochs_run": len(result.history),
                 "best_epoch": result.best_epoch,
@@ -247,9 +352,20 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         f"test MAE {metrics['mae']:.3f} "
         f"(active model {baseline_version.name}: {baseline['mae']:.3f})"
     )
-    if run.auto_promote and metrics["mae"] < baseline["mae"]:
-        version.activate()
-        run.append_log(f"promoted {version.name}: it beats the active model on the same split")
+    if run.auto_promote:
+        if metrics["mae"] >= baseline["mae"]:
+            run.append_log(f"not promoted: it does not beat {baseline_version.name} on this split")
+        elif regressions:
+            run.append_log(
+                "not promoted: worse than the active model on "
+                + "; ".join(str(regression) for regression in regressions)
+            )
+        else:
+            version.activate()
+            run.append_log(
+                f"promoted {version.name}: it beats the active model on the same split and "
+                f"is no worse on {len(benchmarks)} benchmark(s)"
+            )
     _finish(run, Status.SUCCEEDED)
     run.refresh_from_db()
     return run

@@ -139,7 +139,14 @@ class PredictionUploadSerializer(serializers.Serializer):
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
+    """A model version. In the list, ``metrics`` leaves out the test split's ``scatter`` (up
+    to 1,500 points); ``GET /api/v1/models/{name}/`` has it."""
+
     card_url = serializers.SerializerMethodField(help_text="The model card (Markdown)")
+    metrics = serializers.SerializerMethodField(
+        help_text="Test-split metrics, the active model's on the same split (baseline), "
+        "every benchmark's figures for both (benchmarks) and the promotion gate's verdict"
+    )
     download_urls = serializers.SerializerMethodField(
         help_text="SavedModel and TFLite zips; 202 while the export is being built"
     )
@@ -155,7 +162,15 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "card_url",
             "download_urls",
             "temperature",
+            "promotion_override",
         ]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "object"})
+    def get_metrics(self, obj: ModelVersion) -> dict:
+        if self.context.get("compact"):
+            return {key: value for key, value in obj.metrics.items() if key != "scatter"}
+        return obj.metrics
 
     def _absolute(self, path: str) -> str:
         request = self.context.get("request")

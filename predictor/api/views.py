@@ -201,11 +201,22 @@ class PredictionViewSet(
 
 @extend_schema_view(
     list=extend_schema(
-        summary="Model versions; one is active",
+        summary="Model versions; one is active (metrics without the test scatter)",
         # 404: a page number past the last page.
         responses={200: ModelVersionSerializer(many=True), 404: _errors[404]},
-    )
+    ),
+    retrieve=extend_schema(
+        summary="One model version, with every metric and the test scatter",
+        responses={200: ModelVersionSerializer, 404: _errors[404]},
+    ),
 )
-class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class ModelVersionViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     serializer_class = ModelVersionSerializer
     queryset = ModelVersion.objects.all()
+    lookup_field = "name"
+    lookup_value_regex = "[^/.]+"
+
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), "compact": self.action == "list"}

@@ -333,6 +333,9 @@ class AgeNetwork:
             raise ValueError(f"{self._class_ages.shape[0]} class ages for {num_classes} classes")
         self._model = model
         self._temperature = 1.0
+        # Mirrored test-time augmentation: the mean of the distributions for each chip and
+        # its mirror image (bench/accuracy.py measures what it gains).
+        self.mirrored = False
         # A fixed signature traces once for every batch size; uint8 in, so the
         # float conversion happens inside the graph and no float copy is made in
         # NumPy.
@@ -344,6 +347,11 @@ class AgeNetwork:
 
     def _run(self, chips: tf.Tensor) -> tf.Tensor:
         return self._model(tf.cast(chips, tf.float32), training=False)
+
+    def _forward_mirrored(self, chips: np.ndarray) -> np.ndarray:
+        """Both views in one batch: ``(N, K)`` mean probabilities."""
+        both = self._forward(tf.constant(np.concatenate([chips, chips[:, :, ::-1]]))).numpy()
+        return (both[: len(chips)] + both[len(chips) :]) / 2
 
     @classmethod
     def bundled(cls) -> AgeNetwork:
@@ -397,7 +405,8 @@ class AgeNetwork:
                 ``get_face_chip_details(shape, 64, 0.2)`` does. N may be 0.
 
         Returns:
-            :class:`AgeDistribution` with N rows.
+            :class:`AgeDistribution` with N rows; with :attr:`mirrored` set, of the mean
+            distribution of each chip and its mirror image.
 
         Raises:
             ValueError: wrong dtype or shape.
@@ -415,7 +424,10 @@ class AgeNetwork:
                 ages=np.zeros(0, dtype=np.float64),
                 age_std=np.zeros(0, dtype=np.float64),
             )
-        probabilities = self._forward(tf.constant(chips)).numpy()
+        if self.mirrored:
+            probabilities = self._forward_mirrored(chips)
+        else:
+            probabilities = self._forward(tf.constant(chips)).numpy()
         return distribution_from_probabilities(probabilities, self._class_ages)
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -202,8 +202,25 @@ def test_models_list(api_client):
         "card_url",
         "download_urls",
         "temperature",
+        "promotion_override",
     }
     assert item["name"] == "dlib-age-v1" and item["is_active"] is True
+
+
+def test_the_models_list_leaves_the_scatter_to_the_detail_endpoint(api_client):
+    from predictor.models import ModelVersion
+
+    scatter = [[float(age), float(age) + 1] for age in range(1800)]
+    ModelVersion.objects.create(
+        name="big-run", artifact="models/x.keras", metrics={"mae": 5.0, "scatter": scatter}
+    )
+    listed = {m["name"]: m for m in api_client.get("/api/v1/models/").json()["results"]}
+    assert listed["big-run"]["metrics"] == {"mae": 5.0}
+    detail = api_client.get("/api/v1/models/big-run/")
+    assert detail.status_code == 200
+    assert detail.json()["metrics"]["scatter"] == scatter
+    missing = api_client.get("/api/v1/models/no-such-model/")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 
 def test_schema_and_docs_are_served_without_a_cdn(client):

@@ -11,11 +11,14 @@ from predictor.vision.age_network import AgeNetwork
 from training.pipeline.evaluation import age_metrics
 from training.pipeline.fit import (
     CLASS_AGES,
+    ExpectedAgeMAE,
     FitConfig,
     FitHooks,
     SoftLabelAgeLoss,
     build_training_model,
     fit,
+    label_table,
+    teacher_prior,
 )
 
 TINY = FitConfig(epochs=2, batch_size=16, steps_per_epoch=2, learning_rate=1e-4, patience=5)
@@ -31,14 +34,77 @@ def test_101_class_head_starts_where_the_bundled_network_is(real_chips):
     assert np.abs(scratch.ages - bundled).mean() > 1.0  # random weights really are different
 
 
+def one_hot(age: int) -> np.ndarray:
+    probabilities = np.full((1, 101), 1e-6, np.float32)
+    probabilities[0, age] = 1.0
+    return probabilities / probabilities.sum()
+
+
 def test_loss_prefers_the_true_age():
     loss = SoftLabelAgeLoss(sigma=2.0, l1_weight=0.1)
-    truth = np.array([30.0], dtype=np.float32)
-    right = np.full((1, 101), 1e-4, np.float32)
-    right[0, 30] = 1.0
-    wrong = np.full((1, 101), 1e-4, np.float32)
-    wrong[0, 60] = 1.0
-    assert float(loss(truth, right)) < float(loss(truth, wrong))
+    truth = label_table({"ages": np.array([30])})
+    assert float(loss(truth, one_hot(30))) < float(loss(truth, one_hot(33)))
+    assert float(loss(truth, one_hot(33))) < float(loss(truth, one_hot(60)))
+
+
+def test_an_exact_age_is_the_gaussian_soft_label_and_l1_of_before():
+    """low == high with a flat prior: cross-entropy against N(age, sigma) plus |E - age|."""
+    loss = SoftLabelAgeLoss(sigma=2.0, l1_weight=0.1)
+    predicted = np.random.default_rng(0).dirichlet(np.ones(101), size=3).astype(np.float32)
+    ages = np.array([5.0, 30.0, 71.0], np.float32)
+    soft = np.exp(-0.5 * ((np.arange(101)[None, :] - ages[:, None]) / 2.0) ** 2)
+    soft /= soft.sum(axis=1, keepdims=True)
+    expected = (predicted * np.arange(101)).sum(axis=1)
+    wanted = -(soft * np.log(predicted + 1e-7)).sum(axis=1) + 0.1 * np.abs(expected - ages)
+    got = float(loss(label_table({"ages": ages}), predicted))
+    assert got == pytest.approx(wanted.mean(), rel=1e-4)
+
+
+def test_an_age_group_counts_any_age_inside_it_as_right():
+    """FairFace's "20-29": every age inside the group costs the same L1 (none), and a
+    distribution inside the group beats one outside it."""
+    group = label_table({"ages": np.array([20]), "age_low": np.array([20]),
+                         "age_high": np.array([29])})  # fmt: skip
+    loss, mae = SoftLabelAgeLoss(sigma=2.0, l1_weight=0.1), ExpectedAgeMAE()
+    assert float(loss(group, one_hot(22))) < float(loss(group, one_hot(35)))
+    assert float(loss(group, one_hot(22))) == pytest.approx(float(loss(group, one_hot(27))), 1e-3)
+    mae.update_state(group, one_hot(25))
+    assert float(mae.result()) == pytest.approx(0.0, abs=0.02)
+    mae.reset_state()
+    mae.update_state(group, one_hot(35))
+    assert float(mae.result()) == pytest.approx(6.0, abs=0.05)
+
+
+def test_a_teacher_prior_shapes_the_target_inside_the_group_only():
+    """With the starting network's distribution as the prior, the best prediction for a
+    "20-29" face is the teacher's own inside the group: moving mass inside the group to
+    where the teacher had it lowers the loss."""
+    loss = SoftLabelAgeLoss(sigma=2.0, l1_weight=0.0)
+    teacher = np.full((1, 101), 1e-3, np.float32)
+    teacher[0, 23] = 1.0  # the teacher thinks 23 (and a little everywhere)
+    split = {"ages": np.array([20]), "age_low": np.array([20]), "age_high": np.array([29])}
+    shaped = label_table(split, teacher)
+    assert float(loss(shaped, one_hot(23))) < float(loss(shaped, one_hot(28)))
+    flat = label_table(split)
+    assert float(loss(flat, one_hot(23))) == pytest.approx(float(loss(flat, one_hot(28))), 1e-3)
+
+
+def test_teacher_prior_is_a_distribution_with_a_floor(real_chips):
+    prior = teacher_prior(build_training_model("bundled"), real_chips["chips"][:8], floor=0.1)
+    assert prior.shape == (8, 101)
+    assert np.allclose(prior.sum(axis=1), 1.0, atol=1e-4)
+    assert prior.min() >= 0.1 / 101 - 1e-7
+
+
+def test_fit_learns_from_age_groups(real_chips, tmp_path):
+    """A tiny run on interval labels (with the teacher prior) trains and reports interval MAE."""
+    train = {k: v[:48] for k, v in real_chips.items()}
+    train["age_low"] = (train["ages"] // 10) * 10
+    train["age_high"] = train["age_low"] + 9
+    val = {k: v[48:] for k, v in real_chips.items()}
+    result = fit(train, val, TINY, tmp_path)
+    assert len(result.history) == 2
+    assert all(np.isfinite(m["loss"]) and m["mae"] >= 0 for m in result.history)
 
 
 def test_fit_checkpoints_every_epoch_and_resumes(real_chips, tmp_path):

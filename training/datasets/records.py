@@ -20,6 +20,8 @@ class FaceRecord:
     ``""`` when unknown. ``group`` is what must stay on one side of a train/val/test split:
     the person (IMDB-WIKI) or the source photo (UTKFace). ``face_box`` is
     ``(left, top, right, bottom)`` in pixels when the dataset gives one, else ``None``.
+    ``age_high`` is set when the label is an age group, not a year (FairFace's ``20-29``):
+    the true age is then somewhere in ``age..age_high``.
     """
 
     path: str
@@ -27,6 +29,7 @@ class FaceRecord:
     gender: str
     group: str
     face_box: tuple[float, float, float, float] | None = None
+    age_high: int | None = None
 
 
 @dataclass

@@ -59,9 +59,21 @@ def calibrate(network: AgeNetwork, val: dict, test: dict) -> tuple[float, dict]:
     ``val`` and ``test`` hold ``chips`` (N, 64, 64, 3) uint8 and ``ages`` (years). Returns
     ``(temperature, report)``; the report is JSON-ready for ``ModelVersion.metrics``.
     """
+    from training.pipeline.evaluation import has_age_groups
+
     class_ages = network.class_ages
     val_p = split_probabilities(network, val["chips"])
     test_p = split_probabilities(network, test["chips"])
+    if has_age_groups(val) or has_age_groups(test):
+        # Age groups (FairFace) have no true age for an interval to cover: the likelihood
+        # of the groups is fitted instead.
+        temperature = fit_interval_temperature(val_p, val["ages"], val["age_high"], class_ages)
+        return temperature, {
+            "temperature": round(temperature, 4),
+            "fitted_on": "validation split: likelihood of the age groups",
+            "validation_faces": len(val_p),
+            "test_faces": len(test_p),
+        }
     temperature = fit_coverage_temperature(val_p, val["ages"], class_ages)
     by_nll = fit_temperature(val_p, val["ages"], class_ages)
     report = {
@@ -75,3 +87,34 @@ def calibrate(network: AgeNetwork, val: dict, test: dict) -> tuple[float, dict]:
         "after_min_nll": interval_report(test_p, test["ages"], class_ages, by_nll),
     }
     return temperature, report
+
+
+def fit_interval_temperature(
+    probabilities: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    class_ages: np.ndarray,
+    bounds: tuple[float, float] = (0.3, 10.0),
+) -> float:
+    """The temperature that makes age-group labels most likely: the lowest mean of
+    ``-log P(low <= age <= high)`` under the tempered distribution, by a golden-section
+    search on ``log T`` within ``bounds``. For labels that are groups (FairFace), where the
+    coverage fit has no true age to cover. Ages in years; ``probabilities`` is ``(N, K)``."""
+    from predictor.vision.uncertainty import tempered
+
+    ages = np.asarray(class_ages, dtype=np.float64)[None, :]
+    inside = (ages >= np.asarray(low)[:, None]) & (ages <= np.asarray(high)[:, None])
+
+    def loss(log_t: float) -> float:
+        mass = (tempered(probabilities, float(np.exp(log_t))) * inside).sum(axis=1)
+        return float(-np.log(np.maximum(mass, 1e-12)).mean())
+
+    a, b = np.log(bounds[0]), np.log(bounds[1])
+    ratio = (np.sqrt(5) - 1) / 2
+    for _ in range(40):
+        c, d = b - ratio * (b - a), a + ratio * (b - a)
+        if loss(c) < loss(d):
+            b = d
+        else:
+            a = c
+    return float(np.exp((a + b) / 2))

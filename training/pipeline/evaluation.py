@@ -53,11 +53,49 @@ def age_metrics(
     return metrics
 
 
+def group_metrics(predicted: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict:
+    """Metrics against age-group labels (FairFace's ``20-29``): ``accuracy``, the share of
+    served (rounded) ages inside the group; ``balanced_accuracy``, the mean over groups (as
+    on a set with equal groups); ``mae``, the mean distance in years from the group (0
+    inside it); per group, accuracy and count."""
+    served = np.round(np.asarray(predicted, dtype=np.float64))
+    low, high = np.asarray(low), np.asarray(high)
+    inside = (served >= low) & (served <= high)
+    by_group = {}
+    for first, last in sorted(set(zip(low.tolist(), high.tolist(), strict=True))):
+        mask = (low == first) & (high == last)
+        by_group[f"{first}-{last}"] = {
+            "accuracy": float(inside[mask].mean()),
+            "count": int(mask.sum()),
+        }
+    distance = np.maximum(low - served, 0) + np.maximum(served - high, 0)
+    return {
+        "count": len(served),
+        "accuracy": float(inside.mean()) if len(served) else None,
+        "balanced_accuracy": float(np.mean([g["accuracy"] for g in by_group.values()]))
+        if by_group
+        else None,
+        "mae": float(distance.mean()) if len(served) else None,
+        "accuracy_by_group": by_group,
+    }
+
+
+def has_age_groups(split: dict[str, np.ndarray]) -> bool:
+    return "age_high" in split and bool(np.any(split["age_high"] != split["ages"]))
+
+
 def evaluate_network(network: AgeNetwork, split: dict[str, np.ndarray], batch: int = 256) -> dict:
-    """Run ``network`` over a split (``chips`` (N, 64, 64, 3) uint8, ``ages``, ``genders``)."""
+    """Run ``network`` over a split (``chips`` (N, 64, 64, 3) uint8, ``ages``, ``genders``,
+    and for age groups ``age_high``): :func:`age_metrics`, or :func:`group_metrics` with
+    ``"labels": "age_groups"`` where the labels are groups."""
     chips = split["chips"]
     predicted = np.concatenate(
         [network.predict(chips[i : i + batch]).ages for i in range(0, len(chips), batch)]
         or [np.zeros(0)]
     )
+    if has_age_groups(split):
+        return {
+            "labels": "age_groups",
+            **group_metrics(predicted, split["ages"], split["age_high"]),
+        }
     return age_metrics(predicted, split["ages"], split.get("genders"))

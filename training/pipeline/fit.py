@@ -45,6 +45,9 @@ class FitConfig:
     steps_per_epoch: int | None = None  # None: one pass over the training split
     seed: int = 0
     augment: bool = True
+    # Inside an age interval (an age group), the soft target follows the starting network's
+    # own distribution ("teacher") or is flat ("flat").
+    interval_prior: str = "teacher"
 
 
 @dataclass
@@ -104,10 +107,58 @@ def build_training_model(init: str) -> keras.Model:
     return model
 
 
+def label_table(split: dict[str, np.ndarray], prior: np.ndarray | None = None) -> np.ndarray:
+    """The training labels of a split: ``(N, 2 + 101)`` float32 rows ``[low, high, prior]``.
+
+    A face's age is an interval ``[low, high]`` in whole years: an exact age has
+    ``low == high`` (``split["ages"]``), an age group such as FairFace's ``20-29`` has
+    ``split["age_low"]`` and ``split["age_high"]``. ``prior`` (``(N, 101)``, optional) shapes
+    the soft target inside an interval, for example the starting network's own distribution
+    (:func:`teacher_prior`); without it the target is flat across the interval.
+    """
+    ages = np.asarray(split["ages"], dtype=np.float32)
+    low = np.asarray(split.get("age_low", ages), dtype=np.float32)
+    high = np.asarray(split.get("age_high", ages), dtype=np.float32)
+    if prior is None:
+        prior = np.ones((len(ages), NUM_CLASSES), dtype=np.float32)
+    return np.concatenate([low[:, None], high[:, None], prior.astype(np.float32)], axis=1)
+
+
+def teacher_prior(model: keras.Model, chips: np.ndarray, floor: float = 0.02) -> np.ndarray:
+    """The starting network's distributions over ages 0..100 (``(N, 101)``), each mixed with
+    ``floor`` of a flat one so no age inside an interval is ruled out. Used as the soft target's
+    shape inside an age group: the fine-tune then moves the network into the right group
+    while keeping its finer ordering of ages within it."""
+    probabilities = np.concatenate(
+        [
+            model(chips[i : i + 512].astype(np.float32), training=False).numpy()
+            for i in range(0, len(chips), 512)
+        ]
+        or [np.zeros((0, NUM_CLASSES), np.float32)]
+    )
+    return (1 - floor) * probabilities + floor / NUM_CLASSES
+
+
+def _interval_parts(y_true):
+    labels = tf.cast(y_true, tf.float32)
+    return labels[:, 0:1], labels[:, 1:2], labels[:, 2:]
+
+
+def _outside(values, low, high):
+    """How far ``values`` lie outside ``[low, high]`` (0 inside), in years."""
+    return tf.nn.relu(low - values) + tf.nn.relu(values - high)
+
+
 @keras.saving.register_keras_serializable(package="faceage")
 class SoftLabelAgeLoss(keras.losses.Loss):
-    """Cross-entropy against a Gaussian soft label around the true age, plus L1 on the
-    expected age. ``y_true``: (N,) or (N, 1) ages in years; ``y_pred``: (N, 101) probabilities."""
+    """Cross-entropy against a soft label for an age interval, plus L1 of the expected age
+    outside the interval. ``y_true``: :func:`label_table` rows; ``y_pred``: (N, 101)
+    probabilities.
+
+    The soft label is the prior times 1 inside ``[low, high]`` and a Gaussian fall-off of
+    ``sigma`` years outside it, normalised: for an exact age (``low == high``, flat prior) that
+    is the Gaussian around the age, and the L1 term is ``|expected - age|``. For an interval, a
+    prediction anywhere inside it costs no L1 at all."""
 
     def __init__(self, sigma: float = 2.0, l1_weight: float = 0.1, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -115,14 +166,14 @@ class SoftLabelAgeLoss(keras.losses.Loss):
         self.l1_weight = l1_weight
 
     def call(self, y_true, y_pred):
-        ages = tf.reshape(tf.cast(y_true, tf.float32), (-1, 1))
+        low, high, prior = _interval_parts(y_true)
         probabilities = tf.cast(y_pred, tf.float32)
         class_ages = tf.constant(CLASS_AGES)[None, :]
-        soft = tf.exp(-0.5 * tf.square((class_ages - ages) / self.sigma))
+        soft = prior * tf.exp(-0.5 * tf.square(_outside(class_ages, low, high) / self.sigma))
         soft = soft / tf.reduce_sum(soft, axis=1, keepdims=True)
         cross_entropy = -tf.reduce_sum(soft * tf.math.log(probabilities + 1e-7), axis=1)
-        expected = tf.reduce_sum(probabilities * class_ages, axis=1)
-        return cross_entropy + self.l1_weight * tf.abs(expected - ages[:, 0])
+        expected = tf.reduce_sum(probabilities * class_ages, axis=1, keepdims=True)
+        return cross_entropy + self.l1_weight * _outside(expected, low, high)[:, 0]
 
     def get_config(self) -> dict:
         return {**super().get_config(), "sigma": self.sigma, "l1_weight": self.l1_weight}
@@ -130,12 +181,16 @@ class SoftLabelAgeLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="faceage")
 class ExpectedAgeMAE(keras.metrics.MeanMetricWrapper):
-    """Mean absolute error, in years, of the distribution's expected age."""
+    """Mean absolute error, in years, of the distribution's expected age: its distance to the
+    label's interval (for an exact age, ``|expected - age|``)."""
 
     def __init__(self, name: str = "mae", **kwargs) -> None:
         def error(y_true, y_pred):
-            expected = tf.reduce_sum(tf.cast(y_pred, tf.float32) * CLASS_AGES[None, :], axis=1)
-            return tf.abs(expected - tf.reshape(tf.cast(y_true, tf.float32), (-1,)))
+            low, high, _ = _interval_parts(y_true)
+            expected = tf.reduce_sum(
+                tf.cast(y_pred, tf.float32) * CLASS_AGES[None, :], axis=1, keepdims=True
+            )
+            return _outside(expected, low, high)[:, 0]
 
         super().__init__(error, name=name, **kwargs)
 
@@ -143,7 +198,7 @@ class ExpectedAgeMAE(keras.metrics.MeanMetricWrapper):
         return {"name": self.name}
 
 
-def augment(chip: tf.Tensor, age: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def augment(chip: tf.Tensor, label: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Mirror, shift by up to 3 px, and jitter brightness/contrast: what alignment leaves
     variable between photos of one face. ``chip`` is (64, 64, 3) uint8."""
     image = tf.cast(chip, tf.float32)
@@ -153,19 +208,20 @@ def augment(chip: tf.Tensor, age: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor
     image = tf.image.stateless_random_crop(padded, (64, 64, 3), seeds[1])
     image = tf.image.stateless_random_brightness(image, 20.0, seeds[2])
     image = tf.image.stateless_random_contrast(image, 0.8, 1.2, seeds[3])
-    return tf.clip_by_value(image, 0.0, 255.0), age
+    return tf.clip_by_value(image, 0.0, 255.0), label
 
 
 def make_input(
     chips: np.ndarray,
-    ages: np.ndarray,
+    labels: np.ndarray,
     batch_size: int,
     training: bool,
     seed: int,
     do_augment: bool,
 ) -> tf.data.Dataset:
-    """tf.data input: (N, 64, 64, 3) uint8 chips and ages in years -> float32 batches."""
-    data = tf.data.Dataset.from_tensor_slices((chips, ages.astype(np.float32)))
+    """tf.data input: (N, 64, 64, 3) uint8 chips and :func:`label_table` rows -> float32
+    batches."""
+    data = tf.data.Dataset.from_tensor_slices((chips, labels.astype(np.float32)))
     if training:
         data = data.shuffle(len(chips), seed=seed, reshuffle_each_iteration=True).repeat()
         if do_augment:
@@ -228,6 +284,17 @@ def _configure_device() -> None:
         tf.config.optimizer.set_jit(True)
 
 
+def _prior(split: dict[str, np.ndarray], config: FitConfig) -> np.ndarray | None:
+    """The soft targets' shape inside age intervals (None: flat): the starting network's
+    distributions, so a resumed run gets the same targets. Only where the split has
+    intervals, and only from the bundled start (a random start knows nothing)."""
+    if config.interval_prior != "teacher" or config.init != "bundled" or "age_low" not in split:
+        return None
+    if not np.any(split["age_low"] != split["age_high"]):
+        return None
+    return teacher_prior(build_training_model("bundled"), split["chips"])
+
+
 def fit(
     train: dict[str, np.ndarray],
     val: dict[str, np.ndarray],
@@ -237,7 +304,8 @@ def fit(
 ) -> FitResult:
     """Train (or resume) a 101-class age model.
 
-    ``train``/``val`` hold ``chips`` (N, 64, 64, 3) uint8 and ``ages`` (N,) years.
+    ``train``/``val`` hold ``chips`` (N, 64, 64, 3) uint8 and ``ages`` (N,) years, and for
+    age groups ``age_low`` and ``age_high`` (N,) years (see :func:`label_table`).
     ``checkpoint_dir`` receives ``last.keras`` (model + optimizer) and ``state.json`` after
     every epoch, and ``best.keras`` whenever the validation MAE improves; a later call with
     the same folder resumes after the last finished epoch.
@@ -275,10 +343,11 @@ def fit(
         best_epoch=state["best_epoch"],
         best_val_mae=state["best_val_mae"] if state["best_val_mae"] is not None else math.inf,
     )
+    train_labels = label_table(train, _prior(train, config))
     train_input = make_input(
-        train["chips"], train["ages"], config.batch_size, True, config.seed, config.augment
+        train["chips"], train_labels, config.batch_size, True, config.seed, config.augment
     )
-    val_input = make_input(val["chips"], val["ages"], 256, False, config.seed, False)
+    val_input = make_input(val["chips"], label_table(val), 256, False, config.seed, False)
     reporter = _Reporter(hooks, steps, config.epochs, state["epoch"])
     started = time.monotonic()
 

@@ -26,7 +26,7 @@ import tensorflow as tf
 from predictor.vision.bundled_models import CHIP_SIZE
 from training.pipeline.chips import ChipSource, cut_chips
 
-PIPELINE_VERSION = "chips-v1"  # bump when chip cutting changes, to invalidate caches
+PIPELINE_VERSION = "chips-v2"  # bump when chip cutting changes, to invalidate caches
 SHARD_SIZE = 2048
 GENDER_CODES = {"female": 0, "male": 1, "": -1}
 
@@ -35,14 +35,16 @@ def content_hash(sources: Sequence[ChipSource]) -> str:
     """A stable key for what goes into the cache: every path, label and split."""
     digest = hashlib.sha256(PIPELINE_VERSION.encode())
     for source in sorted(sources, key=lambda s: s.path):
-        digest.update(f"{source.path}\t{source.age}\t{source.gender}\t{source.split}\n".encode())
+        age = source.age if source.age_high is None else f"{source.age}-{source.age_high}"
+        digest.update(f"{source.path}\t{age}\t{source.gender}\t{source.split}\n".encode())
     return digest.hexdigest()
 
 
-def _example(chip: np.ndarray, age: int, gender: str) -> bytes:
+def _example(chip: np.ndarray, age: int, age_high: int, gender: str) -> bytes:
     feature = {
         "chip": tf.train.Feature(bytes_list=tf.train.BytesList(value=[chip.tobytes()])),
         "age": tf.train.Feature(int64_list=tf.train.Int64List(value=[age])),
+        "age_high": tf.train.Feature(int64_list=tf.train.Int64List(value=[age_high])),
         "gender": tf.train.Feature(int64_list=tf.train.Int64List(value=[GENDER_CODES[gender]])),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
@@ -95,7 +97,8 @@ def build_chip_cache(
                 name = f"{source.split}-{len(split_shards):05d}.tfrecord"
                 writers[source.split] = tf.io.TFRecordWriter(str(partial / name))
                 split_shards.append({"file": name, "count": 0})
-            writers[source.split].write(_example(result.chip, source.age, source.gender))
+            age_high = source.age if source.age_high is None else source.age_high
+            writers[source.split].write(_example(result.chip, source.age, age_high, source.gender))
             split_shards[-1]["count"] += 1
     finally:
         for writer in writers.values():
@@ -120,12 +123,14 @@ def shard_paths(cache_dir: Path, manifest: dict, split: str) -> list[str]:
 
 
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Decode one record: chip (64, 64, 3) uint8, age int32 (years), gender int32."""
+    """Decode one record: chip (64, 64, 3) uint8, age and age_high int32 (years; equal for
+    an exact age, the first and last year of an age group), gender int32."""
     features = tf.io.parse_single_example(
         serialized,
         {
             "chip": tf.io.FixedLenFeature([], tf.string),
             "age": tf.io.FixedLenFeature([], tf.int64),
+            "age_high": tf.io.FixedLenFeature([], tf.int64),
             "gender": tf.io.FixedLenFeature([], tf.int64),
         },
     )
@@ -133,21 +138,26 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     return {
         "chip": chip,
         "age": tf.cast(features["age"], tf.int32),
+        "age_high": tf.cast(features["age_high"], tf.int32),
         "gender": tf.cast(features["gender"], tf.int32),
     }
 
 
 def load_split(cache_dir: Path, manifest: dict, split: str) -> dict[str, np.ndarray]:
-    """A whole split in memory (chips NHWC uint8, ages, genders): small enough at 64x64."""
-    chips, ages, genders = [], [], []
+    """A whole split in memory: small enough at 64x64. ``chips`` NHWC uint8, ``ages``,
+    ``age_low`` (= ``ages``) and ``age_high`` in years, ``genders``."""
+    chips, ages, highs, genders = [], [], [], []
     for record in tf.data.TFRecordDataset(shard_paths(cache_dir, manifest, split)).map(
         parse_example
     ):
         chips.append(record["chip"].numpy())
         ages.append(int(record["age"]))
+        highs.append(int(record["age_high"]))
         genders.append(int(record["gender"]))
     return {
         "chips": np.stack(chips) if chips else np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8),
         "ages": np.asarray(ages, dtype=np.int32),
+        "age_low": np.asarray(ages, dtype=np.int32),
+        "age_high": np.asarray(highs, dtype=np.int32),
         "genders": np.asarray(genders, dtype=np.int32),
     }

@@ -7,15 +7,23 @@ from training.progress_bar import ProgressBar
 
 
 class Command(BaseCommand):
-    help = "Import a dataset (IMDB-WIKI, UTKFace folder or CSV) with a stored train/val/test split."
+    help = (
+        "Import a dataset (IMDB-WIKI, UTKFace or FairFace folder, or CSV) with a stored "
+        "train/val/test split."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("name")
-        parser.add_argument("source", help="Folder (imdb_wiki, utkface) or CSV file")
+        parser.add_argument("source", help="Folder (imdb_wiki, utkface, fairface) or CSV file")
         parser.add_argument("--kind", choices=[k for k, _ in Dataset.Kind.choices], required=True)
         parser.add_argument("--seed", type=int, default=0, help="Split seed")
+        parser.add_argument(
+            "--benchmark",
+            action="store_true",
+            help="Judge every candidate model on its test split (the promotion gate)",
+        )
 
-    def handle(self, *args, name, source, kind, seed, **options):
+    def handle(self, *args, name, source, kind, seed, benchmark=False, **options):
         from pathlib import Path
 
         path = Path(source).expanduser().resolve()
@@ -26,6 +34,8 @@ class Command(BaseCommand):
         )
         if not created and (dataset.kind, dataset.source) != (kind, str(path)):
             raise CommandError(f"a dataset named {name!r} already exists with another source")
+        if benchmark and not dataset.is_benchmark:
+            Dataset.objects.filter(pk=dataset.pk).update(is_benchmark=True)
         try:
             dataset = import_dataset(dataset, progress=ProgressBar("storing", self.stderr))
         except DatasetError as error:

@@ -1,14 +1,24 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from training.models import Dataset, TrainingRun
+from training.mixes import MixError, parse_mix
+from training.models import RunDataset, TrainingRun
 from training.progress_bar import ProgressBar
 
 
 class Command(BaseCommand):
-    help = "Train (fine-tune) an age model on a dataset, in this terminal, with a progress bar."
+    help = (
+        "Train (fine-tune) an age model on one or more datasets, in this terminal, with a "
+        "progress bar. --dataset repeats; NAME:WEIGHT sets how often a dataset is sampled."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--dataset", required=True)
+        parser.add_argument(
+            "--dataset",
+            action="append",
+            metavar="NAME[:WEIGHT]",
+            help="A dataset to learn from (repeat for several; the first one's test split is "
+            "the run's own). WEIGHT (default 1) is its share of each epoch.",
+        )
         parser.add_argument("--epochs", type=int, default=8)
         parser.add_argument("--batch-size", type=int, default=64)
         parser.add_argument("--learning-rate", type=float, default=1e-3)
@@ -26,9 +36,13 @@ class Command(BaseCommand):
             if run is None:
                 raise CommandError(f"no training run {options['resume']}")
         else:
-            dataset = Dataset.objects.filter(name=options["dataset"]).first()
-            if dataset is None or dataset.status != Dataset.Status.READY:
-                raise CommandError(f"no ready dataset named {options['dataset']!r}")
+            if not options["dataset"]:
+                raise CommandError("name a dataset with --dataset (or resume a run with --resume)")
+            try:
+                mix = parse_mix(options["dataset"])
+            except MixError as error:
+                raise CommandError(str(error)) from error
+            (dataset, own_weight), *extra = mix
             run = TrainingRun.objects.create(
                 dataset=dataset,
                 epochs=options["epochs"],
@@ -39,6 +53,8 @@ class Command(BaseCommand):
                 max_steps_per_epoch=options["max_steps_per_epoch"],
                 auto_promote=options["auto_promote"],
             )
+            for other, weight in extra:  # relative to the first dataset's
+                RunDataset.objects.create(run=run, dataset=other, weight=weight / own_weight)
         claimed = runner.claim_run(run.pk)
         if claimed is None:
             raise CommandError(f"run {run.pk} is finished or held by a live worker")
@@ -59,9 +75,6 @@ class Command(BaseCommand):
         self.stdout.write(f"run {result.pk}: {result.status}")
         if result.test_metrics:
             test, baseline = result.test_metrics, result.baseline_metrics
-            self.stdout.write(
-                f"test MAE {test['mae']:.3f}, CS@5 {test['cs5']:.3f}; "
-                f"active model {baseline['mae']:.3f}"
-            )
+            self.stdout.write(f"test MAE {test['mae']:.3f}; active model {baseline['mae']:.3f}")
         if result.model_version:
             self.stdout.write(f"candidate model version: {result.model_version.name}")

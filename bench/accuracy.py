@@ -1,0 +1,160 @@
+"""Age accuracy of the serving pipeline on real faces, old and new side by side.
+
+    .venv/bin/python bench/accuracy.py [--utkface 1500] [--fairface 1000] [--seed 0]
+
+Two sets, each a seeded sample:
+- **UTKFace test split** (aligned crops): split exactly as ``manage.py import_dataset`` does
+  (by photo timestamp, seed 0, 80/10/10). MAE, CS@5 (share within 5 years), and the MAE of
+  children (true age 0-12).
+- **FairFace validation** (in-the-wild portraits): age *groups* such as ``20-29``. Group
+  accuracy (the served age falls in the true group), overall and balanced (the mean of the
+  nine groups' accuracies, as on a set with equal groups).
+
+Each photo goes through what a worker does: the detector, the 5-point alignment of the
+largest face, the bundled network. A photo where no face is found gets no age, as through
+the API: it counts in "faces found" and is left out of the age figures. Rows: the old HOG
+cascade and CenterFace, each with and without mirrored test-time augmentation (the mean of
+the network's distributions for the chip and its mirror image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, Python puts bench/ (not the repository) on sys.path.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.photo_sets import default_fairface_dir  # noqa: E402
+from bench.tables import print_table  # noqa: E402
+
+GROUPS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
+
+
+def group_of(age: float) -> str:
+    """The FairFace group of a (served, rounded) age in years."""
+    years = round(age)
+    bounds = [(0, 2), (3, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69)]
+    for name, (low, high) in zip(GROUPS, bounds, strict=False):
+        if low <= years <= high:
+            return name
+    return "70+"
+
+
+def utkface_test(count: int, seed: int) -> list[tuple[Path, int]]:
+    from training.datasets.splits import assign_splits
+    from training.datasets.utkface import read_utkface
+
+    root = default_fairface_dir().parent / "utkface"
+    records, _ = read_utkface(root)
+    splits = assign_splits(records)
+    test = [(root / r.path, r.age) for r in records if splits[r.path] == "test"]
+    return sorted(random.Random(seed).sample(test, min(count, len(test))))
+
+
+def fairface_val(count: int, seed: int) -> list[tuple[Path, str]]:
+    root = default_fairface_dir()
+    with open(root / "labels.csv", newline="") as labels:
+        rows = [(root / r["path"], r["age_group"]) for r in csv.DictReader(labels)]
+    val = [row for row in rows if row[0].parent.name == "val"]
+    return sorted(random.Random(seed).sample(val, min(count, len(val))))
+
+
+def chips_of(paths: list[Path], detect: Callable, aligner) -> list[np.ndarray | None]:
+    """The aligned chip of each photo's largest face, or None where no face was found."""
+    chips: list[np.ndarray | None] = []
+    for path in paths:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+        boxes = detect(rgb)
+        if not boxes:
+            chips.append(None)
+            continue
+        box = max(boxes, key=lambda b: b.width * b.height)
+        chips.append(aligner.align(rgb, box))
+    return chips
+
+
+def ages_of(chips: list[np.ndarray | None], network, mirrored: bool) -> list[float | None]:
+    from predictor.vision.age_network import distribution_from_probabilities
+
+    found = [chip for chip in chips if chip is not None]
+    if not found:
+        return [None] * len(chips)
+    batch = np.stack(found)
+    probabilities = network.predict(batch).probabilities
+    if mirrored:
+        probabilities = (probabilities + network.predict(batch[:, :, ::-1]).probabilities) / 2
+    ages = iter(distribution_from_probabilities(probabilities, network.class_ages).ages)
+    return [float(next(ages)) if chip is not None else None for chip in chips]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--utkface", type=int, default=1500, help="UTKFace test faces")
+    parser.add_argument("--fairface", type=int, default=1000, help="FairFace val faces")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from predictor.vision.age_network import AgeNetwork
+    from predictor.vision.alignment import FaceAligner
+    from predictor.vision.centerface import CenterFaceDetector
+    from predictor.vision.face_detection import FaceDetector
+
+    utk = utkface_test(args.utkface, args.seed)
+    fair = fairface_val(args.fairface, args.seed)
+    print(
+        f"{len(utk)} UTKFace test faces, {len(fair)} FairFace validation faces (seed {args.seed})"
+    )
+    network, aligner = AgeNetwork.bundled(), FaceAligner()
+    headers = ["detector", "TTA", "UTK found", "UTK MAE", "CS@5", "children MAE"]
+    headers += ["FairFace found", "group acc", "balanced acc", "s/face"]
+    rows = []
+    for name, detector in (("HOG cascade", FaceDetector()), ("CenterFace", CenterFaceDetector())):
+        start = time.perf_counter()
+        utk_chips = chips_of([path for path, _ in utk], detector.detect, aligner)
+        fair_chips = chips_of([path for path, _ in fair], detector.detect, aligner)
+        seconds = (time.perf_counter() - start) / (len(utk) + len(fair))
+        for mirrored in (False, True):
+            utk_ages = ages_of(utk_chips, network, mirrored)
+            pairs = [(a, t) for a, (_, t) in zip(utk_ages, utk, strict=True) if a is not None]
+            errors = np.array([abs(round(a) - t) for a, t in pairs])
+            children = np.array([abs(round(a) - t) for a, t in pairs if t <= 12])
+            fair_ages = ages_of(fair_chips, network, mirrored)
+            judged = [
+                (group_of(a), g) for a, (_, g) in zip(fair_ages, fair, strict=True) if a is not None
+            ]
+            per_group = [
+                np.mean([p == g for p, g in judged if g == group])
+                for group in GROUPS
+                if any(g == group for _, g in judged)
+            ]
+            rows.append(
+                [
+                    name,
+                    "mirrored" if mirrored else "-",
+                    f"{100 * len(pairs) / len(utk):.1f}%",
+                    f"{errors.mean():.2f}",
+                    f"{100 * np.mean(errors <= 5):.1f}%",
+                    f"{children.mean():.2f}",
+                    f"{100 * len(judged) / len(fair):.1f}%",
+                    f"{100 * np.mean([p == g for p, g in judged]):.1f}%",
+                    f"{100 * np.mean(per_group):.1f}%",
+                    f"{seconds:.3f}",
+                ]
+            )
+    print_table(headers, rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""Train the network that ships in the repository as the default model (faceage-v2).
+
+    .venv/bin/python manage.py build_bundled_model [--epochs 6] [--learning-rate 5e-4]
+
+Data: FairFace's training photos only (CC BY 4.0, so the result may be redistributed), split
+90/10 into training and validation. The validation split picks the best epoch and fits the
+calibration temperature. Nothing is tuned on what the card reports as test figures:
+FairFace's own validation photos (age-group accuracy) and the UTKFace development split's
+test side (MAE, children's MAE, interval coverage; UTKFace is non-commercial, so it is used
+for measurement only, never for training).
+
+The start is the CC0 dlib network, fine-tuned with interval labels whose soft target inside
+each age group follows the start's own distribution (training.pipeline.fit). Chips are cut
+by the serving code (CenterFace + dlib's 5-point alignment) and cached in
+FACEAGE_CHIP_CACHE_DIR. Writes ``predictor/vision/models/<name>.keras`` and ``<name>.json``
+(the card's figures), and prints them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from training.progress_bar import ProgressBar
+
+MODELS_DIR = Path(settings.BASE_DIR) / "predictor" / "vision" / "models"
+
+
+def chips_for(records, root: Path, split_of, workers: int, label: str) -> dict[str, np.ndarray]:
+    """Chips and labels of ``records`` (cached by content), with a terminal progress bar."""
+    from training.pipeline.chips import ChipSource, cut_chips
+    from training.pipeline.tfrecords import PIPELINE_VERSION
+
+    digest = hashlib.sha256(f"{PIPELINE_VERSION}\n{root}\n".encode())
+    for record in records:
+        digest.update(f"{record.path}\t{record.age}\t{record.age_high}\n".encode())
+    cache = Path(settings.FACEAGE_CHIP_CACHE_DIR) / f"bundled-{label}-{digest.hexdigest()[:16]}.npz"
+    if cache.exists():
+        with np.load(cache) as saved:
+            return dict(saved)
+    sources = [ChipSource(r.path, r.age, r.gender, split_of(r), None) for r in records]
+    by_path = {r.path: r for r in records}
+    bar = ProgressBar(f"chips ({label})")
+    chips, low, high, splits = [], [], [], []
+    for result in cut_chips(sources, root, workers=workers, progress=bar):
+        if result.chip is None:
+            continue
+        record = by_path[result.source.path]
+        chips.append(result.chip)
+        low.append(record.age)
+        high.append(record.age if record.age_high is None else record.age_high)
+        splits.append(result.source.split)
+    data = {
+        "chips": np.stack(chips),
+        "ages": np.asarray(low, np.int32),
+        "age_low": np.asarray(low, np.int32),
+        "age_high": np.asarray(high, np.int32),
+        "split": np.asarray(splits),
+    }
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **data)
+    return data
+
+
+def take(data: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
+    keep = data["split"] == split
+    return {key: value[keep] for key, value in data.items() if key != "split"}
+
+
+class Command(BaseCommand):
+    help = "Train the default model that ships in the repository (FairFace only)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--name", default="faceage-v2")
+        parser.add_argument("--epochs", type=int, default=6)
+        parser.add_argument("--learning-rate", type=float, default=5e-4)
+        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--steps-per-epoch", type=int, default=None)
+        parser.add_argument("--utkface-test", type=int, default=1500)
+        parser.add_argument("--workers", type=int, default=settings.FACEAGE_PREPARE_WORKERS)
+        parser.add_argument("--out", type=Path, default=MODELS_DIR)
+
+    def handle(self, *args, **options):
+        from predictor.vision.age_network import AgeNetwork
+        from training.datasets.fairface import read_fairface
+        from training.datasets.splits import assign_splits
+        from training.datasets.utkface import read_utkface
+        from training.pipeline.calibration import fit_interval_temperature, interval_report
+        from training.pipeline.fit import CLASS_AGES, FitConfig, FitHooks, fit
+
+        started = time.monotonic()
+        datasets = Path(settings.FACEAGE_DATASETS_DIR)
+        fairface_root, utkface_root = datasets / "fairface", datasets / "utkface"
+        if not fairface_root.is_dir():
+            raise CommandError(f"no FairFace folder at {fairface_root} (FACEAGE_DATASETS_DIR)")
+        records, _ = read_fairface(fairface_root)
+        pool = [r for r in records if r.path.startswith("train/")]
+        sides = assign_splits(pool, fractions=(0.9, 0.1, 0.0), seed=0)
+        fair = chips_for(
+            records,
+            fairface_root,
+            lambda r: sides.get(r.path, "test"),  # FairFace's own val photos: test
+            options["workers"],
+            "fairface",
+        )
+        utk_records, _ = read_utkface(utkface_root)
+        utk_sides = assign_splits(utk_records)
+        utk_test = [r for r in utk_records if utk_sides[r.path] == "test"]
+        rng = np.random.default_rng(0)
+        utk_test = [
+            utk_test[i] for i in sorted(rng.permutation(len(utk_test))[: options["utkface_test"]])
+        ]
+        utk = chips_for(utk_test, utkface_root, lambda r: "test", options["workers"], "utkface")
+        train, val, test = take(fair, "train"), take(fair, "val"), take(fair, "test")
+        self.stdout.write(
+            f"FairFace: {len(train['ages'])} train, {len(val['ages'])} validation, "
+            f"{len(test['ages'])} test; UTKFace test {len(utk['ages'])}"
+        )
+
+        config = FitConfig(
+            epochs=options["epochs"],
+            batch_size=options["batch_size"],
+            learning_rate=options["learning_rate"],
+            steps_per_epoch=options["steps_per_epoch"],
+            patience=options["epochs"],
+        )
+        checkpoints = Path(settings.FACEAGE_TRAINING_DIR) / f"bundled-{options['name']}"
+        bar = ProgressBar("training")
+
+        def progress(info: dict) -> None:
+            bar(round(info["progress"] * 1000), 1000, f"epoch {info['epoch']}")
+
+        result = fit(
+            train,
+            val,
+            config,
+            checkpoints,
+            FitHooks(
+                on_progress=progress,
+                on_epoch=lambda m: self.stdout.write(f"\n{json.dumps(m)}"),
+            ),
+        )
+        network = result.network
+        network.mirrored = True
+        val_p = network.predict(val["chips"]).probabilities
+        temperature = fit_interval_temperature(val_p, val["age_low"], val["age_high"], CLASS_AGES)
+        figures = {
+            "fairface_test": group_figures(network, test),
+            "utkface_test": age_figures(network, utk),
+            "utkface_test_intervals": interval_report(
+                network.predict(utk["chips"]).probabilities, utk["ages"], CLASS_AGES, temperature
+            ),
+            "bundled_dlib_network": {
+                "fairface_test": group_figures(mirrored(AgeNetwork.bundled()), test),
+                "utkface_test": age_figures(mirrored(AgeNetwork.bundled()), utk),
+            },
+        }
+        options["out"].mkdir(parents=True, exist_ok=True)
+        model_path = options["out"] / f"{options['name']}.keras"
+        network.save(model_path)
+        card = {
+            "name": options["name"],
+            "temperature": round(temperature, 4),
+            "mirrored": True,
+            "start": "dlib age network (Cydral Technology, CC0), 101-class head",
+            "training_data": {
+                "dataset": "FairFace (Kärkkäinen and Joo, WACV 2021), training photos",
+                "licence": "CC BY 4.0",
+                "train_faces": len(train["ages"]),
+                "validation_faces": len(val["ages"]),
+            },
+            "test_data": {
+                "fairface": "FairFace validation photos (CC BY 4.0), never trained or tuned on",
+                "utkface": "UTKFace development split, test side (non-commercial research "
+                "licence: measurement only)",
+            },
+            "training": {
+                **{k: v for k, v in config.__dict__.items()},
+                "epochs_run": len(result.history),
+                "best_epoch": result.best_epoch,
+                "history": result.history,
+                "seconds": round(time.monotonic() - started),
+            },
+            "figures": figures,
+            "command": "manage.py build_bundled_model "
+            + " ".join(
+                f"--{k.replace('_', '-')} {v}"
+                for k, v in options.items()
+                if k in ("epochs", "learning_rate", "batch_size", "steps_per_epoch")
+                and v is not None
+            ),
+        }
+        (options["out"] / f"{options['name']}.json").write_text(
+            json.dumps(card, indent=1, ensure_ascii=False) + "\n"
+        )
+        self.stdout.write("\n" + json.dumps(figures, indent=1))
+        self.stdout.write(self.style.SUCCESS(f"wrote {model_path}"))
+
+
+def mirrored(network):
+    network.mirrored = True
+    return network
+
+
+def age_figures(network, split: dict) -> dict:
+    from training.pipeline.evaluation import age_metrics
+
+    ages = network.predict(split["chips"]).ages
+    metrics = age_metrics(np.round(ages), split["ages"])
+    return {k: metrics[k] for k in ("count", "mae", "cs5", "mae_children_0_12", "mae_by_decade")}
+
+
+def group_figures(network, split: dict) -> dict:
+    """Age-group accuracy: the served (rounded) age falls inside the labelled group."""
+    ages = np.round(network.predict(split["chips"]).ages)
+    right = (ages >= split["age_low"]) & (ages <= split["age_high"])
+    per_group = {
+        f"{low}-{high}": float(right[split["age_low"] == low].mean())
+        for low, high in sorted(
+            set(zip(split["age_low"].tolist(), split["age_high"].tolist(), strict=True))
+        )
+    }
+    return {
+        "count": len(ages),
+        "accuracy": float(right.mean()),
+        "balanced_accuracy": float(np.mean(list(per_group.values()))),
+        "by_group": per_group,
+    }
