@@ -12,15 +12,18 @@ Two sets, each a seeded sample:
 
 Each photo goes through what a worker does: the detector, the 5-point alignment of the
 largest face, the bundled network. A photo where no face is found gets no age, as through
-the API: it counts in "faces found" and is left out of the age figures. Rows: the old HOG
-cascade and CenterFace, each with and without mirrored test-time augmentation (the mean of
-the network's distributions for the chip and its mirror image).
+the API: it counts in "faces found" and is left out of the age figures. Rows: each detector
+(the old HOG cascade, CenterFace) with each network (the dlib network, the shipped
+faceage-v2), with and without mirrored test-time augmentation (the mean of the network's
+distributions for the chip and its mirror image). The product serves CenterFace + faceage-v2,
+mirrored.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import random
 import sys
 import time
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from predictor.vision.age_network import AgeNetwork
     from predictor.vision.alignment import FaceAligner
+    from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL, shipped_model_path
     from predictor.vision.centerface import CenterFaceDetector
     from predictor.vision.face_detection import FaceDetector
 
@@ -116,8 +120,13 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{len(utk)} UTKFace test faces, {len(fair)} FairFace validation faces (seed {args.seed})"
     )
-    network, aligner = AgeNetwork.bundled(), FaceAligner()
-    headers = ["detector", "TTA", "UTK found", "UTK MAE", "CS@5", "children MAE"]
+    aligner = FaceAligner()
+    networks = [
+        ("dlib-age-v1", AgeNetwork.bundled()),
+        (DEFAULT_SHIPPED_MODEL, AgeNetwork.from_keras_file(
+            shipped_model_path(DEFAULT_SHIPPED_MODEL))),
+    ]  # fmt: skip
+    headers = ["detector", "network", "TTA", "UTK found", "UTK MAE", "CS@5", "children MAE"]
     headers += ["FairFace found", "group acc", "balanced acc", "s/face"]
     rows = []
     for name, detector in (("HOG cascade", FaceDetector()), ("CenterFace", CenterFaceDetector())):
@@ -125,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         utk_chips = chips_of([path for path, _ in utk], detector.detect, aligner)
         fair_chips = chips_of([path for path, _ in fair], detector.detect, aligner)
         seconds = (time.perf_counter() - start) / (len(utk) + len(fair))
-        for mirrored in (False, True):
+        for (network_name, network), mirrored in itertools.product(networks, (False, True)):
             utk_ages = ages_of(utk_chips, network, mirrored)
             pairs = [(a, t) for a, (_, t) in zip(utk_ages, utk, strict=True) if a is not None]
             errors = np.array([abs(round(a) - t) for a, t in pairs])
@@ -142,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(
                 [
                     name,
+                    network_name,
                     "mirrored" if mirrored else "-",
                     f"{100 * len(pairs) / len(utk):.1f}%",
                     f"{errors.mean():.2f}",

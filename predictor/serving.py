@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 
 from predictor.models import ModelVersion
 from predictor.vision.age_network import AgeNetwork
+from predictor.vision.bundled_models import shipped_model_path
 from predictor.vision.estimator import AgeEstimator
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ def load_network(version: ModelVersion) -> AgeNetwork:
 def _load_weights(version: ModelVersion) -> AgeNetwork:
     if version.is_bundled:
         return AgeNetwork.bundled()
+    if version.is_shipped:
+        return AgeNetwork.from_keras_file(shipped_model_path(version.shipped_name))
     # Read through the storage API so a worker on another host (S3, NFS) works;
     # a local filesystem storage gives us the path directly.
     try:

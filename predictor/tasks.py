@@ -208,6 +208,10 @@ def predict(self, prediction_id: str) -> None:
     """Run ``prediction_id``, together with up to FACEAGE_INFERENCE_BATCH_SIZE - 1 other
     predictions waiting in the queue (one network batch for all their faces)."""
     # Celery's Django fix-up closes stale database connections around each task.
+    # A child still loading the network waits for it before claiming, so a child killed
+    # while it loads (the OOM killer, again) uses up no prediction's attempts.
+    if _preload_done is not None:
+        _preload_done.wait(settings.FACEAGE_INFERENCE_SOFT_TIME_LIMIT / 2)
     prediction = claim(prediction_id)
     if prediction is None:
         return
@@ -285,6 +289,10 @@ def clear_expired_sessions() -> None:
     call_command("clearsessions")
 
 
+# Set while this pool child loads the network in the background (None: no load started).
+_preload_done: threading.Event | None = None
+
+
 @worker_process_init.connect
 def preload_model_in_background(**_kwargs) -> None:
     """Start loading TensorFlow and the active network in a pool child, without holding
@@ -296,10 +304,14 @@ def preload_model_in_background(**_kwargs) -> None:
     being slow, again and again, once the first one died (the OOM killer's SIGKILL): inference
     stopped for good. The load runs in a thread instead; a task that arrives meanwhile waits
     for it on the estimator's lock (``predictor.serving``)."""
+    global _preload_done
     connections.close_all()  # never share a connection inherited across fork
     if os.environ.get("FACEAGE_SKIP_PRELOAD") == "1" or not serves_inference():
         return
-    threading.Thread(target=_preload_active_model, name="preload-model", daemon=True).start()
+    _preload_done = threading.Event()
+    threading.Thread(
+        target=_preload_active_model, args=(_preload_done,), name="preload-model", daemon=True
+    ).start()
 
 
 def serves_inference() -> bool:
@@ -312,7 +324,7 @@ def serves_inference() -> bool:
     return consuming is None or "inference" in consuming
 
 
-def _preload_active_model() -> None:
+def _preload_active_model(done: threading.Event) -> None:
     try:
         from predictor.serving import estimator_for
 
@@ -321,3 +333,4 @@ def _preload_active_model() -> None:
         logger.exception("could not preload the active model; tasks will retry loading it")
     finally:
         connections.close_all()  # this thread's own connection
+        done.set()

@@ -170,7 +170,7 @@ def world(django_user_model, enqueued, django_capture_on_commit_callbacks) -> Wo
         "me.jpg",
         world.prediction.image.name,
         world.prediction.thumbnail.name,
-        version.name,
+        *ModelVersion.objects.values_list("name", flat=True),
         dataset.name,
     }
     return world
@@ -262,8 +262,8 @@ def api_visits(route: str, w: World) -> list[Visit] | None:
             f"/api/v1/batches/{w.batch.pk}.json"
         ),
         "api/v1/^models\\.(?P<format>[a-z0-9]+)/?$": "/api/v1/models.json",
-        "api/v1/^models/(?P<name>[^/.]+)/$": f"/api/v1/models/{w.version.name}/",
-        "api/v1/^models/(?P<name>[^/.]+)\\.(?P<format>[a-z0-9]+)/?$": (
+        "api/v1/^models/(?P<name>[^/]+)/$": f"/api/v1/models/{w.version.name}/",
+        "api/v1/^models/(?P<name>[^/]+)\\.(?P<format>[a-z0-9]+)/?$": (
             f"/api/v1/models/{w.version.name}.json"
         ),
         "api/v1/": "/api/v1/",

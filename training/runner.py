@@ -93,17 +93,26 @@ def prepare_chips(dataset: Dataset, progress=None) -> tuple[Path, dict]:
     return cache_dir, manifest
 
 
-def evaluate_version_on(version: ModelVersion, test: dict) -> dict:
+def serving_network(version: ModelVersion):
+    """A version's network as workers serve it: its temperature, and mirrored inference
+    when that is on, so that every figure measures what people get."""
     from predictor.serving import load_network
+
+    network = load_network(version)
+    network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE
+    return network
+
+
+def evaluate_version_on(version: ModelVersion, test: dict) -> dict:
     from training.pipeline.evaluation import evaluate_network
 
-    return evaluate_network(load_network(version), test)
+    return evaluate_network(serving_network(version), test)
 
 
 def training_datasets(run: TrainingRun) -> list[tuple[Dataset, float]]:
     """The run's own dataset (weight 1) first, then its further ones with their weights."""
-    extra = [(row.dataset, row.weight) for row in run.extra_datasets.select_related("dataset")]
-    return [(run.dataset, 1.0), *extra]
+    rows = run.extra_datasets.select_related("dataset").order_by("pk")  # same mix on a resume
+    return [(run.dataset, 1.0), *((row.dataset, row.weight) for row in rows)]
 
 
 SPLIT_KEYS = ("chips", "ages", "age_low", "age_high", "genders")
@@ -137,24 +146,31 @@ def mix_splits(splits: list[dict], weights: list[float], seed: int = 0) -> dict:
     return concatenate_splits(parts)
 
 
-def judge_on_benchmarks(run: TrainingRun, candidate, active_version: ModelVersion):
-    """The candidate and the active model on every benchmark dataset's test split
-    (:mod:`training.gate`): results by dataset name, and the regressions found."""
-    from predictor.serving import load_network
-    from training.gate import benchmark_results
-    from training.pipeline.evaluation import evaluate_network
+def benchmark_splits(run: TrainingRun, progress=None) -> list[tuple[str, dict]]:
+    """The test split of every benchmark dataset, its chips cut (and cached) now, during the
+    preparing stage, with ``progress`` beating the run's heartbeat."""
     from training.pipeline.tfrecords import load_split
 
     splits = []
     for benchmark in Dataset.objects.filter(is_benchmark=True, status=Dataset.Status.READY):
-        run.append_log(f"benchmark {benchmark.name}: preparing its test split")
-        cache_dir, manifest = prepare_chips(benchmark)
+        run.append_log(f"benchmark {benchmark.name}: preparing its chips")
+        cache_dir, manifest = prepare_chips(benchmark, progress=progress)
         test = load_split(cache_dir, manifest, "test")
         if len(test["ages"]):
             splits.append((benchmark.name, test))
+    return splits
+
+
+def judge_on_benchmarks(
+    run: TrainingRun, splits: list[tuple[str, dict]], candidate, active
+) -> tuple[dict, list]:
+    """The candidate and the active network on every benchmark's test split
+    (:mod:`training.gate`): results by dataset name, and the regressions found."""
+    from training.gate import benchmark_results
+    from training.pipeline.evaluation import evaluate_network
+
     if not splits:
         return {}, []
-    active = load_network(active_version)
     results, regressions = benchmark_results(
         splits,
         lambda split: evaluate_network(candidate, split),
@@ -240,7 +256,8 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     reporter.stage(i18n.STAGE_PREPARING)
     trains, vals, weights = [], [], []
     test: dict = {}
-    for source, weight in training_datasets(run):
+    mix = training_datasets(run)
+    for source, weight in mix:
         cache_dir, manifest = prepare_chips(
             source, progress=terminal_progress or reporter.preparing
         )
@@ -259,9 +276,10 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     if len(trains) > 1:
         run.append_log(
             "training on "
-            + ", ".join(f"{s.name} (weight {w:g})" for s, w in training_datasets(run))
+            + ", ".join(f"{s.name} (weight {w:g})" for s, w in mix)
             + f": {len(train['ages'])} faces an epoch"
         )
+    benchmarks_to_judge = benchmark_splits(run, terminal_progress or reporter.preparing)
     if run.max_train_images and len(train["ages"]) > run.max_train_images:
         keep = np.random.default_rng(0).permutation(len(train["ages"]))[: run.max_train_images]
         train = {key: value[keep] for key, value in train.items()}
@@ -293,6 +311,8 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         return run
 
     reporter.stage(i18n.STAGE_EVALUATING, progress=1.0)
+    # Measured, calibrated and judged as it will be served (mirrored inference included).
+    result.network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE
     metrics = evaluate_network(result.network, test)
     # Temperature scaling: fitted on this run's validation split, checked on its test split.
     temperature, calibration = calibrate(result.network, val, test)
@@ -305,10 +325,13 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     else:
         run.append_log(f"calibration: temperature {temperature:.3f} ({calibration['fitted_on']})")
     baseline_version = ModelVersion.active()
-    baseline = evaluate_version_on(baseline_version, test)
+    baseline_network = serving_network(baseline_version)
+    baseline = evaluate_network(baseline_network, test)
     baseline["model_version"] = baseline_version.name
 
-    benchmarks, regressions = judge_on_benchmarks(run, result.network, baseline_version)
+    benchmarks, regressions = judge_on_benchmarks(
+        run, benchmarks_to_judge, result.network, baseline_network
+    )
 
     name = f"{dataset.name}-run{run.pk}"
     artifact = f"models/{name}.keras"
@@ -329,6 +352,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
             **{k: v for k, v in metrics.items()},
             "baseline": {k: v for k, v in baseline.items() if k != "scatter"},
             "calibration": calibration,
+            "mirrored": settings.FACEAGE_MIRRORED_INFERENCE,
             "benchmarks": benchmarks,
             "gate": {
                 "active_model": baseline_version.name,

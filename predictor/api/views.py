@@ -216,7 +216,7 @@ class ModelVersionViewSet(
     serializer_class = ModelVersionSerializer
     queryset = ModelVersion.objects.all()
     lookup_field = "name"
-    lookup_value_regex = "[^/.]+"
+    lookup_value_regex = "[^/]+"
 
     def get_serializer_context(self) -> dict:
         return {**super().get_serializer_context(), "compact": self.action == "list"}

@@ -27,6 +27,13 @@ MANIFEST_NAME = "manifest.json"
 SHAPE_PREDICTOR_NAME = "shape_predictor_5_face_landmarks.dat"
 CNN_FACE_DETECTOR_NAME = "mmod_human_face_detector.dat"
 
+DEFAULT_SHIPPED_MODEL = "faceage-v2"
+"""The network a fresh install serves (``ModelVersion.DEFAULT_NAME``)."""
+
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "models"
+"""Networks trained by this project and committed with it (``manage.py build_bundled_model``):
+``<name>.keras`` and ``<name>.json``, the figures its model card shows."""
+
 CHIP_SIZE = 64
 """Side of the square, aligned face chip the age network takes, in pixels."""
 
@@ -98,3 +105,17 @@ CHANNEL_MEANS.setflags(write=False)
 
 INPUT_SCALE: float = float(_age_spec()["input"]["normalization"]["scale"])
 """Factor applied after the mean subtraction: 1/256, so inputs are roughly -0.5..0.5."""
+
+
+def shipped_model_path(name: str) -> Path:
+    """The ``.keras`` file of a network that ships in the repository."""
+    path = SHIPPED_MODELS_DIR / f"{name}.keras"
+    if not path.is_file():
+        raise FileNotFoundError(f"no shipped model {name!r} at {path}")
+    return path
+
+
+def shipped_model_card(name: str) -> dict[str, Any]:
+    """What ``build_bundled_model`` recorded about a shipped network: its data, licence,
+    temperature, training and test figures."""
+    return json.loads((SHIPPED_MODELS_DIR / f"{name}.json").read_text(encoding="utf-8"))

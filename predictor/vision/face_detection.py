@@ -92,10 +92,11 @@ class FaceBox:
     pixels wide and ``bottom - top`` high, and always lies inside the image
     (``0 <= left < right <= W``, ``0 <= top < bottom <= H``).
 
-    ``detector`` says which detector produced it: ``"hog"`` (HOG, above its
-    acceptance score), ``"hog-rechecked"`` (a low HOG score, confirmed on an
-    upright or rotated crop) or ``"cnn"`` (the CNN fallback). ``score`` is that
-    detector's own confidence: HOG's SVM margin (the higher of the full-photo
+    ``detector`` says which detector produced it: ``"centerface"`` (the default,
+    :mod:`predictor.vision.centerface`; ``score`` is its heatmap peak, 0-1),
+    ``"hog"`` (HOG, above its acceptance score), ``"hog-rechecked"`` (a low HOG
+    score, confirmed on an upright or rotated crop) or ``"cnn"`` (the CNN fallback).
+    ``score`` is that detector's own confidence: HOG's SVM margin (the higher of the full-photo
     and re-check scores) or the CNN's MMOD confidence. HOG and CNN scores are
     on different scales and must not be compared.
     """

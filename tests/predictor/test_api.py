@@ -61,7 +61,7 @@ def test_detail_shape(api_client, enqueued):
     body = api_client.get(created["url"]).json()
     for key in ("id", "status", "created_at", "finished_at", "model_version", "error", "faces"):
         assert key in body
-    assert body["model_version"] == "dlib-age-v1"
+    assert body["model_version"] == "faceage-v2"
     # A face stored without the uncertainty fields (tests/predictor/test_uncertainty.py has them).
     assert body["faces"] == [
         {
@@ -191,8 +191,9 @@ def test_unknown_id_is_404_in_the_error_shape(api_client):
 
 def test_models_list(api_client):
     body = api_client.get("/api/v1/models/").json()
-    assert body["count"] == 1
-    item = body["results"][0]
+    # The shipped default (active) and the dlib network it replaced, kept to roll back to.
+    assert body["count"] == 2
+    item = next(model for model in body["results"] if model["is_active"])
     assert set(item) == {
         "name",
         "framework",
@@ -204,7 +205,16 @@ def test_models_list(api_client):
         "temperature",
         "promotion_override",
     }
-    assert item["name"] == "dlib-age-v1" and item["is_active"] is True
+    assert item["name"] == "faceage-v2"
+    assert [m["name"] for m in body["results"] if not m["is_active"]] == ["dlib-age-v1"]
+    # The shipped model's benchmarks, beside the dlib network's, and the gate's verdict.
+    benchmarks = item["metrics"]["benchmarks"]
+    assert set(benchmarks) == {"fairface-val", "utkface-test"}
+    assert (
+        benchmarks["fairface-val"]["candidate"]["accuracy"]
+        > (benchmarks["fairface-val"]["active"]["accuracy"])
+    )
+    assert item["metrics"]["gate"]["regressions"] == []
 
 
 def test_the_models_list_leaves_the_scatter_to_the_detail_endpoint(api_client):

@@ -342,7 +342,8 @@ def test_export_command_rejects_an_unknown_version(bundled):
 
 
 def test_api_lists_card_and_download_urls(api_client, bundled):
-    item = api_client.get("/api/v1/models/").json()["results"][0]
+    results = api_client.get("/api/v1/models/").json()["results"]
+    item = next(model for model in results if model["name"] == bundled.name)
     assert item["card_url"] == "http://testserver/models/dlib-age-v1/card.md"
     assert item["download_urls"] == {
         "savedmodel": "http://testserver/models/dlib-age-v1/download/savedmodel/",

@@ -38,7 +38,7 @@ def test_claim_takes_a_queued_prediction_once():
     assert claimed is not None
     assert claimed.status == Status.RUNNING and claimed.attempts == 1
     assert claimed.claimed_by == worker_identity()
-    assert claimed.model_version.name == "dlib-age-v1"
+    assert claimed.model_version.name == "faceage-v2"
     # The same message delivered again while a live worker (here: pid 1) holds it does nothing.
     Prediction.objects.filter(pk=prediction.pk).update(claimed_by=f"{socket.gethostname()}:1")
     assert tasks.claim(prediction.pk) is None
@@ -294,10 +294,14 @@ def test_a_new_pool_child_loads_the_network_without_holding_up_its_start(monkeyp
         loaded.set()
 
     monkeypatch.setattr(serving, "estimator_for", slow_load)
+    monkeypatch.setattr(tasks, "_preload_done", None)
     tasks.preload_model_in_background()  # returns while the load is still going on
     assert not loaded.is_set()
+    assert tasks._preload_done is not None and not tasks._preload_done.is_set()
     release.set()
     assert loaded.wait(30), "the background load never ran"
+    # Tasks wait on this before claiming, so a child killed mid-load costs no attempt.
+    assert tasks._preload_done.wait(30)
 
 
 def test_only_inference_workers_preload_the_network(monkeypatch):

@@ -436,9 +436,7 @@ def test_a_training_run_fits_and_stores_its_temperature(monkeypatch, tmp_path, s
         "fit",
         lambda *args, **kwargs: fit_module.FitResult(network=Network(1.0), best_val_mae=5.0),
     )
-    monkeypatch.setattr(
-        runner, "evaluate_version_on", lambda version, test: {"mae": 9.0, "cs5": 0.3, "count": 1}
-    )
+    monkeypatch.setattr(runner, "serving_network", lambda version: _FakeNetwork(1.0))
     dataset = Dataset.objects.create(name="d", kind="utkface", source="/tmp", status="ready")
     run = TrainingRun.objects.create(dataset=dataset, epochs=1, status="running")
     runner.execute_run(run)

@@ -62,7 +62,7 @@ def test_a_newly_promoted_version_serves_the_next_task(two_face_photo, media_roo
     tasks.predict.run(str(second.pk))
     second.refresh_from_db()
     first.refresh_from_db()
-    assert first.model_version.name == "dlib-age-v1"
+    assert first.model_version.name == ModelVersion.DEFAULT_NAME
     assert second.model_version == other
     assert sorted(second.faces.values_list("age", flat=True)) != pytest.approx(
         bundled_ages, abs=0.5

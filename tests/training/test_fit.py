@@ -89,6 +89,21 @@ def test_a_teacher_prior_shapes_the_target_inside_the_group_only():
     assert float(loss(flat, one_hot(23))) == pytest.approx(float(loss(flat, one_hot(28))), 1e-3)
 
 
+def test_the_prior_shapes_age_groups_only_not_exact_ages():
+    """In a mix of exact ages (UTKFace) and groups (FairFace), the exact ages keep the plain
+    Gaussian target whatever the teacher thought."""
+    split = {
+        "ages": np.array([30, 20]),
+        "age_low": np.array([30, 20]),
+        "age_high": np.array([30, 29]),
+    }
+    teacher = np.full((2, 101), 1e-3, np.float32)
+    teacher[:, 60] = 1.0
+    table = label_table(split, teacher)
+    assert np.all(table[0, 2:] == 1.0)
+    assert np.array_equal(table[1, 2:], teacher[1])
+
+
 def test_teacher_prior_is_a_distribution_with_a_floor(real_chips):
     prior = teacher_prior(build_training_model("bundled"), real_chips["chips"][:8], floor=0.1)
     assert prior.shape == (8, 101)

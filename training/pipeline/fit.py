@@ -121,7 +121,9 @@ def label_table(split: dict[str, np.ndarray], prior: np.ndarray | None = None) -
     high = np.asarray(split.get("age_high", ages), dtype=np.float32)
     if prior is None:
         prior = np.ones((len(ages), NUM_CLASSES), dtype=np.float32)
-    return np.concatenate([low[:, None], high[:, None], prior.astype(np.float32)], axis=1)
+    # The prior only shapes intervals: an exact age keeps its Gaussian around the age.
+    prior = np.where((low == high)[:, None], 1.0, prior).astype(np.float32)
+    return np.concatenate([low[:, None], high[:, None], prior], axis=1)
 
 
 def teacher_prior(model: keras.Model, chips: np.ndarray, floor: float = 0.02) -> np.ndarray:

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from faceage_site.embedded_redis import EmbeddedRedis
 from faceage_site.processes import (
+    kill_process_group,
     maintenance_worker_command,
     stop_process_group,
     web_command,
@@ -137,7 +138,7 @@ class Command(BaseCommand):
                     f"the {name} process exited with code {process.returncode}; starting it again"
                 )
                 restarts[name] = [*recent, now]
-                stop_process_group(process, signal.SIGKILL)  # whatever it left behind
+                kill_process_group(process.pid)  # whatever it left behind
                 command, env = self.recipes[name]
                 self.children[index] = (name, self._popen(command, env))
             time.sleep(0.5)

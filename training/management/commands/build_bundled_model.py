@@ -97,8 +97,9 @@ class Command(BaseCommand):
         started = time.monotonic()
         datasets = Path(settings.FACEAGE_DATASETS_DIR)
         fairface_root, utkface_root = datasets / "fairface", datasets / "utkface"
-        if not fairface_root.is_dir():
-            raise CommandError(f"no FairFace folder at {fairface_root} (FACEAGE_DATASETS_DIR)")
+        for root in (fairface_root, utkface_root):
+            if not root.is_dir():
+                raise CommandError(f"no dataset folder at {root} (FACEAGE_DATASETS_DIR)")
         records, _ = read_fairface(fairface_root)
         pool = [r for r in records if r.path.startswith("train/")]
         sides = assign_splits(pool, fractions=(0.9, 0.1, 0.0), seed=0)
@@ -161,6 +162,7 @@ class Command(BaseCommand):
                 "utkface_test": age_figures(mirrored(AgeNetwork.bundled()), utk),
             },
         }
+        figures["registry"] = registry_metrics(figures)
         options["out"].mkdir(parents=True, exist_ok=True)
         model_path = options["out"] / f"{options['name']}.keras"
         network.save(model_path)
@@ -203,6 +205,30 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"wrote {model_path}"))
 
 
+def registry_metrics(figures: dict) -> dict:
+    """What the model registry stores for the shipped version (``ModelVersion.metrics``): the
+    UTKFace test figures as its test split, both test sets as benchmarks beside the dlib
+    network's, and the promotion gate's verdict against it."""
+    from training.gate import benchmark_results
+
+    ours = {"fairface-val": figures["fairface_test"], "utkface-test": figures["utkface_test"]}
+    theirs = figures["bundled_dlib_network"]
+    dlib = {"fairface-val": theirs["fairface_test"], "utkface-test": theirs["utkface_test"]}
+    benchmarks, regressions = benchmark_results(
+        [(name, name) for name in ours], ours.__getitem__, dlib.__getitem__
+    )
+    return {
+        "dataset": "utkface-test",
+        "split": "test",
+        **figures["utkface_test"],
+        "benchmarks": benchmarks,
+        "gate": {
+            "active_model": "dlib-age-v1",
+            "regressions": [regression.as_dict() for regression in regressions],
+        },
+    }
+
+
 def mirrored(network):
     network.mirrored = True
     return network
@@ -218,17 +244,7 @@ def age_figures(network, split: dict) -> dict:
 
 def group_figures(network, split: dict) -> dict:
     """Age-group accuracy: the served (rounded) age falls inside the labelled group."""
-    ages = np.round(network.predict(split["chips"]).ages)
-    right = (ages >= split["age_low"]) & (ages <= split["age_high"])
-    per_group = {
-        f"{low}-{high}": float(right[split["age_low"] == low].mean())
-        for low, high in sorted(
-            set(zip(split["age_low"].tolist(), split["age_high"].tolist(), strict=True))
-        )
-    }
-    return {
-        "count": len(ages),
-        "accuracy": float(right.mean()),
-        "balanced_accuracy": float(np.mean(list(per_group.values()))),
-        "by_group": per_group,
-    }
+    from training.pipeline.evaluation import group_metrics
+
+    ages = network.predict(split["chips"]).ages
+    return group_metrics(ages, split["age_low"], split["age_high"])

@@ -1,0 +1,38 @@
+"""Register faceage-v2, the network this project trained on FairFace and ships in
+predictor/vision/models/, and make it the active one where the dlib network (the old
+default) still is: an install whose staff promoted a model of their own keeps it."""
+
+from django.db import migrations
+from django.utils import timezone
+
+NAME = "faceage-v2"
+OLD_DEFAULT = "dlib-age-v1"
+
+
+def register(apps, schema_editor):
+    from predictor.models import shipped_version_fields
+
+    ModelVersion = apps.get_model("predictor", "ModelVersion")
+    version, _ = ModelVersion.objects.get_or_create(name=NAME, defaults=shipped_version_fields(NAME))
+    active = ModelVersion.objects.filter(is_active=True).first()
+    if active is None or active.name == OLD_DEFAULT:
+        ModelVersion.objects.filter(is_active=True).update(is_active=False)
+        version.is_active = True
+        version.activated_at = timezone.now()
+        version.save(update_fields=["is_active", "activated_at"])
+
+
+def unregister(apps, schema_editor):
+    ModelVersion = apps.get_model("predictor", "ModelVersion")
+    version = ModelVersion.objects.filter(name=NAME).first()
+    was_active = version is not None and version.is_active
+    ModelVersion.objects.filter(name=NAME).delete()
+    if was_active:
+        ModelVersion.objects.filter(name=OLD_DEFAULT).update(
+            is_active=True, activated_at=timezone.now()
+        )
+
+
+class Migration(migrations.Migration):
+    dependencies = [("predictor", "0008_promotion_override")]
+    operations = [migrations.RunPython(register, unregister)]

@@ -1,0 +1,106 @@
+"""faceage-v2, the network trained by `manage.py build_bundled_model` and shipped in the
+repository: registered, active on a fresh install, served, and better than the dlib network
+on real faces it never trained on."""
+
+from __future__ import annotations
+
+import csv
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from predictor.models import ModelVersion
+from predictor.vision.bundled_models import shipped_model_card, shipped_model_path
+from tests.datasets import require_dataset, sample_utkface, utkface_age
+
+pytestmark = pytest.mark.django_db
+NAME = "faceage-v2"
+
+
+def test_it_ships_small_with_a_card_naming_redistributable_data_only():
+    assert shipped_model_path(NAME).stat().st_size < 40 * 1024 * 1024
+    card = shipped_model_card(NAME)
+    assert card["training_data"]["licence"] == "CC BY 4.0"
+    assert card["training_data"]["dataset"].startswith("FairFace")
+    assert "build_bundled_model" in card["command"]
+    assert 0.3 < card["temperature"] < 10
+
+
+def test_a_fresh_install_serves_it_and_keeps_the_dlib_network_to_roll_back_to():
+    active = ModelVersion.active()
+    assert active.name == NAME and active.is_shipped and not active.is_bundled
+    assert active.temperature == pytest.approx(shipped_model_card(NAME)["temperature"])
+    assert ModelVersion.objects.filter(name=ModelVersion.BUNDLED_NAME, is_active=False).exists()
+    # With nothing registered at all, the default registers itself.
+    ModelVersion.objects.all().delete()
+    assert ModelVersion.active().name == NAME
+
+
+def test_its_page_and_card_show_the_benchmarks_and_the_licence(client):
+    page = client.get(f"/models/{NAME}/").content.decode()
+    assert "fairface-val" in page and "utkface-test" in page
+    card = client.get(f"/models/{NAME}/card.md").content.decode()
+    assert "CC BY 4.0" in card and "FairFace" in card
+
+
+@pytest.fixture(scope="module")
+def networks():
+    from predictor.vision.age_network import AgeNetwork
+
+    ours = AgeNetwork.from_keras_file(shipped_model_path(NAME))
+    dlib = AgeNetwork.bundled()
+    for network in (ours, dlib):
+        network.mirrored = True
+    return ours, dlib
+
+
+def chips_of(paths) -> np.ndarray:
+    from predictor.vision.alignment import FaceAligner
+    from predictor.vision.centerface import CenterFaceDetector
+
+    detector, aligner = CenterFaceDetector(), FaceAligner()
+    chips = []
+    for path in paths:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        box = max(detector.detect(rgb), key=lambda b: b.width * b.height)
+        chips.append(aligner.align(rgb, box))
+    return np.stack(chips)
+
+
+def test_it_beats_the_dlib_network_on_aligned_crops_and_children(networks):
+    """UTKFace faces (never trained on): MAE overall and for children 0-12."""
+    ours, dlib = networks
+    paths = sample_utkface(160, seed=77)
+    true = np.array([utkface_age(path) for path in paths])
+    chips = chips_of(paths)
+    errors = {
+        name: np.abs(np.round(network.predict(chips).ages) - true)
+        for name, network in (("ours", ours), ("dlib", dlib))
+    }
+    assert errors["ours"].mean() < errors["dlib"].mean()
+    children = true <= 12
+    assert children.sum() >= 10
+    assert errors["ours"][children].mean() <= errors["dlib"][children].mean()
+
+
+def test_it_beats_the_dlib_network_on_in_the_wild_portraits(networks):
+    """FairFace validation photos (never trained on): age-group accuracy."""
+    ours, dlib = networks
+    root = require_dataset("fairface")
+    with open(root / "labels.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["path"].startswith("val/")]
+    rows = random.Random(78).sample(rows, 160)
+    bounds = {"70+": (70, 100)}
+    low, high = zip(
+        *(bounds.get(r["age_group"]) or map(int, r["age_group"].split("-")) for r in rows),
+        strict=True,
+    )
+    chips = chips_of([root / r["path"] for r in rows])
+
+    def accuracy(network) -> float:
+        served = np.round(network.predict(chips).ages)
+        return float(((served >= np.array(low)) & (served <= np.array(high))).mean())
+
+    assert accuracy(ours) > accuracy(dlib)
