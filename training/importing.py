@@ -7,8 +7,10 @@ unique per (dataset, path) and inserted with ``ignore_conflicts``.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -19,14 +21,31 @@ from training.models import Dataset, DatasetItem
 BATCH = 2000
 
 
+def confined_source(source: str | Path) -> Path:
+    """``source`` made absolute (``..`` removed), if it lies under one of
+    ``FACEAGE_IMPORT_ROOTS``; else :class:`DatasetError`. The message is the same whether the
+    path exists or not, so the form tells nobody what the server holds. Links are not
+    followed: an administrator may link a folder into a root (only someone with a shell on
+    the server can make one), while a typed path cannot climb out with ``..``."""
+    resolved = Path(os.path.abspath(Path(source).expanduser()))
+    roots = [Path(os.path.abspath(root)) for root in settings.FACEAGE_IMPORT_ROOTS]
+    if not any(resolved.is_relative_to(root) for root in roots):
+        roots = ", ".join(str(root) for root in settings.FACEAGE_IMPORT_ROOTS)
+        raise DatasetError(
+            f"Datasets are imported only from under {roots} (FACEAGE_IMPORT_ROOTS); "
+            "put the data there, or a link to it."
+        )
+    return resolved
+
+
 def import_dataset(dataset: Dataset, progress=None) -> Dataset:
     """Read ``dataset.source`` with the reader for ``dataset.kind`` and store its items.
 
-    On a bad source the dataset is marked failed with a message naming the file or row,
-    and :class:`DatasetError` is raised.
+    On a bad source, or one outside ``FACEAGE_IMPORT_ROOTS``, the dataset is marked failed
+    with a message naming the file or row, and :class:`DatasetError` is raised.
     """
-    source = Path(dataset.source)
     try:
+        source = confined_source(dataset.source)
         records, report = read_dataset(dataset.kind, source)
     except (DatasetError, OSError) as error:
         Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.FAILED, error=str(error))

@@ -80,3 +80,63 @@ def test_wiki_sample_import_command_keeps_exactly_the_clean_rows(wiki_sample_dir
 def test_import_command_rejects_a_missing_folder(tmp_path):
     with pytest.raises(CommandError):
         call_command("import_dataset", "x", str(tmp_path / "absent"), kind="utkface")
+
+
+@pytest.fixture
+def confined(settings, tmp_path):
+    """Imports allowed under tmp_path/roots only."""
+    root = tmp_path / "roots"
+    root.mkdir()
+    settings.FACEAGE_IMPORT_ROOTS = [root]
+    return root
+
+
+def test_the_admin_form_refuses_a_source_outside_the_import_roots(admin_client, confined):
+    from training.forms import DatasetForm
+
+    def errors(source: str) -> list[str]:
+        form = DatasetForm({"name": "x", "kind": "csv", "source": source, "split_seed": 0})
+        assert not form.is_valid()
+        return form.errors["source"]
+
+    outside = errors("/etc/passwd")
+    assert "only from under" in outside[0] and str(confined) in outside[0]
+    # The same answer for a path that does not exist: the form tells nothing about the disk.
+    assert errors("/no/such/file.csv") == outside
+    assert errors(f"{confined}/../../etc/passwd") == outside
+    # Inside a root, a missing file is named as such.
+    assert "does not exist" in errors(f"{confined}/missing.csv")[0]
+    page = admin_client.post(
+        "/admin/training/dataset/add/",
+        {"name": "leak", "kind": "csv", "source": "/etc/shadow", "split_seed": 0},
+    )
+    assert page.status_code == 200 and not Dataset.objects.filter(name="leak").exists()
+
+
+def test_a_stored_source_outside_the_roots_fails_without_reading_it(confined):
+    dataset = Dataset.objects.create(name="old", kind="csv", source="/etc/passwd")
+    with pytest.raises(DatasetError, match="only from under"):
+        import_dataset(dataset)
+    dataset.refresh_from_db()
+    assert dataset.status == Dataset.Status.FAILED
+    assert "root:" not in dataset.error and "only from under" in dataset.error
+
+
+def test_the_import_command_refuses_a_source_outside_the_roots(confined):
+    with pytest.raises(CommandError, match="only from under"):
+        call_command("import_dataset", "x", "/etc", "--kind", "utkface")
+
+
+def test_a_folder_linked_into_a_root_is_imported(confined, small_utkface):
+    (confined / "utk").symlink_to(small_utkface)
+    call_command("import_dataset", "linked", str(confined / "utk"), "--kind", "utkface")
+    assert Dataset.objects.get(name="linked").items.count() > 100
+
+
+def test_a_file_that_is_not_a_csv_is_not_quoted_in_the_error(confined):
+    secret = confined / "secret.csv"
+    secret.write_text("root:$y$j9T$abcdefgh:19000:0:99999:7:::\nline two\n")
+    dataset = Dataset.objects.create(name="s", kind="csv", source=str(secret))
+    with pytest.raises(DatasetError) as failure:
+        import_dataset(dataset)
+    assert "abcdefgh" not in str(failure.value) and "path,age" in str(failure.value)

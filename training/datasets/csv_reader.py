@@ -68,9 +68,10 @@ def _read_rows(csv_path: Path, rows) -> tuple[list[FaceRecord], ImportReport]:
     columns = [cell.strip().lower() for cell in header]
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
+        # The cells themselves are not repeated: the file may not be a CSV at all.
         raise DatasetError(
-            f"{csv_path}: the header row has no {' or '.join(repr(m) for m in missing)} column "
-            f"(found {', '.join(repr(c) for c in columns)}); expected path,age[,gender]."
+            f"{csv_path}: the first row has no {' or '.join(repr(m) for m in missing)} "
+            f"column; expected a header row path,age[,gender]."
         )
     path_at = columns.index("path")
     age_at = columns.index("age")

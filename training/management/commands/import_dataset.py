@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from training.datasets import DatasetError
-from training.importing import import_dataset
+from training.importing import confined_source, import_dataset
 from training.models import Dataset
 from training.progress_bar import ProgressBar
 
@@ -24,9 +24,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, name, source, kind, seed, benchmark=False, **options):
-        from pathlib import Path
 
-        path = Path(source).expanduser().resolve()
+        try:
+            path = confined_source(source)
+        except DatasetError as error:
+            raise CommandError(str(error)) from error
         if not path.exists():
             raise CommandError(f"{path} does not exist")
         dataset, created = Dataset.objects.get_or_create(
