@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from faceage_site.i18n import rejection_message
 from predictor.forms import UploadForm
@@ -30,6 +31,23 @@ HISTORY_PAGE_SIZE = 12
 
 def _own_prediction(request: HttpRequest, prediction_id) -> Prediction:
     return get_object_or_404(Prediction.objects.owned_by(request), pk=prediction_id)
+
+
+def _api_token_user(request: HttpRequest) -> None:
+    """Let an API client fetch its own images (``image_url``, ``chip_url``) with the same
+    ``Authorization: Token …`` header it uploads with; a browser's session works as before.
+    A wrong token is simply no one: the image is then nobody's to see (404)."""
+    if request.user.is_authenticated or not request.headers.get("Authorization"):
+        return
+    from rest_framework.authentication import TokenAuthentication
+    from rest_framework.exceptions import AuthenticationFailed
+
+    try:
+        found = TokenAuthentication().authenticate(request)
+    except AuthenticationFailed:
+        return
+    if found is not None:
+        request.user = found[0]
 
 
 @require_http_methods(["GET", "POST"])
@@ -175,7 +193,9 @@ def _serve(file) -> FileResponse:
 
 @require_GET
 @cache_control(private=True, max_age=3600)
+@vary_on_headers("Authorization", "Cookie")
 def image(request: HttpRequest, prediction_id) -> FileResponse:
+    _api_token_user(request)
     return _serve(_own_prediction(request, prediction_id).image)
 
 
@@ -188,8 +208,10 @@ def thumbnail(request: HttpRequest, prediction_id) -> FileResponse:
 
 @require_GET
 @cache_control(private=True, max_age=3600)
+@vary_on_headers("Authorization", "Cookie")
 def face_chip(request: HttpRequest, prediction_id, index: int) -> HttpResponse:
     """The aligned face crop the network saw, for the owner of the prediction only."""
+    _api_token_user(request)
     prediction = _own_prediction(request, prediction_id)
     face = get_object_or_404(prediction.faces, index=index)
     if not face.chip_jpeg:

@@ -166,3 +166,40 @@ def test_security_headers(client):
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin"
+
+
+def test_api_clients_fetch_their_own_images_with_their_token(user, other_user, enqueued):
+    """image_url and chip_url answer the owner's `Authorization: Token`, as the upload did;
+    another user's token, a wrong token and no token get 404 (nobody's image)."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from predictor.models import Face
+
+    token, other_token = (Token.objects.create(user=u).key for u in (user, other_user))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    created = client.post(
+        "/api/v1/predictions/",
+        {"image": SimpleUploadedFile("a.jpg", images.encode(Image.new("RGB", (64, 64))))},
+        format="multipart",
+    )
+    assert created.status_code == 202
+    prediction = Prediction.objects.get()
+    Face.objects.create(
+        prediction=prediction, index=0, left=1, top=1, right=20, bottom=20, age=30, age_std=3,
+        chip_jpeg=images.encode(Image.new("RGB", (64, 64))),
+    )  # fmt: skip
+    body = client.get(created["Location"]).json()
+    image_url = body["image_url"]
+    chip_url = f"/p/{prediction.pk}/faces/0/chip.jpg"
+    for url in (image_url, chip_url):
+        answer = client.get(url)
+        assert answer.status_code == 200 and answer["Content-Type"] == "image/jpeg", url
+        assert "Authorization" in answer["Vary"]
+    for header in (f"Token {other_token}", "Token not-a-real-token", None):
+        stranger = APIClient()
+        if header:
+            stranger.credentials(HTTP_AUTHORIZATION=header)
+        for url in (image_url, chip_url):
+            assert stranger.get(url).status_code == 404, (header, url)
