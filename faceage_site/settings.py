@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -93,6 +94,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "predictor",
     "training",
 ]
@@ -108,6 +110,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page (429).
+    "axes.middleware.AxesMiddleware",
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out name and address first
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "faceage_site.urls"
@@ -357,6 +365,22 @@ else:
             "LOCATION": str(VAR_DIR / "cache" / "django"),
         }
     }
+
+# --- Login lockout (django-axes) --------------------------------------------------------
+# After this many wrong passwords for one user name from one client address, logging in with
+# that name from there is refused (429, templates/registration/locked_out.html) for the
+# cool-off time; a success resets the count. An administrator unlocks with
+# `manage.py axes_reset_username NAME` (or `axes_reset` for everyone). API tokens are not
+# affected. Axes' own admin pages are off: they have no Chinese translation.
+AXES_FAILURE_LIMIT = env_int("FACEAGE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_MINUTES = env_int("FACEAGE_LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "predictor.throttling.client_address"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+AXES_ENABLE_ADMIN = False
 
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {

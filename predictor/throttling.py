@@ -6,6 +6,23 @@ from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
 
+def client_address(request) -> str:
+    """The client's address: the socket's, or with ``FACEAGE_NUM_PROXIES`` proxies in front,
+    the X-Forwarded-For entry that the outermost of them appended. Upload limits and login
+    lockouts both count by it.
+
+    DRF's own default trusts the whole header, which any client can set, so each made-up
+    value would get a counter of its own. This reads the setting per request, with DRF's rule
+    (``NUM_PROXIES``, set from the same setting)."""
+    remote_address = request.META.get("REMOTE_ADDR", "")
+    proxies = settings.FACEAGE_NUM_PROXIES
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    if not proxies or not forwarded:
+        return remote_address
+    addresses = forwarded.split(",")
+    return addresses[-min(proxies, len(addresses))].strip()
+
+
 class UploadRateThrottle(SimpleRateThrottle):
     """``FACEAGE_UPLOAD_RATE`` uploads per user, or per client address when anonymous."""
 
@@ -16,19 +33,7 @@ class UploadRateThrottle(SimpleRateThrottle):
         return settings.FACEAGE_UPLOAD_RATE or None
 
     def get_ident(self, request) -> str:
-        """The client's address: the socket's, or with ``FACEAGE_NUM_PROXIES`` proxies in
-        front, the X-Forwarded-For entry that the outermost of them appended.
-
-        DRF's own default trusts the whole header, which any client can set, so each
-        made-up value would get a counter of its own. This reads the setting per request,
-        as ``get_rate`` does, with DRF's rule (``NUM_PROXIES``, set from the same setting)."""
-        remote_address = request.META.get("REMOTE_ADDR", "")
-        proxies = settings.FACEAGE_NUM_PROXIES
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
-        if not proxies or not forwarded:
-            return remote_address
-        addresses = forwarded.split(",")
-        return addresses[-min(proxies, len(addresses))].strip()
+        return client_address(request)
 
     def get_cache_key(self, request, view) -> str | None:
         user = getattr(request, "user", None)

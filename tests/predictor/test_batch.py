@@ -308,7 +308,7 @@ def test_batch_page_and_endpoint_of_an_unknown_id_are_404(client, api_client):
 def test_an_anonymous_batch_follows_its_photos_to_the_account(client, enqueued, user):
     response = client.post("/", {"image": [jpeg("a.jpg"), jpeg("b.jpg")]})
     batch_url = response["Location"]
-    client.login(username="alice", password="correct-horse-9")
+    client.post("/accounts/login/", {"username": "alice", "password": "correct-horse-9"})
     assert client.get(batch_url).status_code == 200
     assert Batch.objects.get().owner == user
 
