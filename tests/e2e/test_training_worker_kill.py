@@ -79,6 +79,18 @@ def wait_for(stack: LocalStack, run_id: int, condition, timeout: float, what: st
     raise TimeoutError(f"{what}: not after {timeout} s; run {run} {tail(stack)}")
 
 
+def wait_for_first_epoch(stack: LocalStack, run_id: int, worker) -> dict:
+    """Until the run's first checkpoint is recorded (it then trains epoch 2)."""
+    return wait_for(
+        stack,
+        run_id,
+        lambda run: run["status"] == "running" and len(run["history"]) >= 1,
+        600,
+        "the first epoch",
+        processes=[worker],
+    )
+
+
 def tail(stack: LocalStack) -> str:
     logs = [stack.worker_log, *sorted(stack.workdir.glob("training-*.log"))]
     return "".join(
@@ -122,14 +134,7 @@ def test_a_killed_training_worker_is_replaced_and_the_run_resumes(tmp_path):
         try:
             # Wait for the first checkpoint (epoch 1 finished and recorded), then kill the
             # worker and its pool child while they train epoch 2.
-            wait_for(
-                stack,
-                run_id,
-                lambda run: run["status"] == "running" and len(run["history"]) >= 1,
-                600,
-                "the first epoch",
-                processes=[first],
-            )
+            wait_for_first_epoch(stack, run_id, first)
             assert state_file.exists()
             time.sleep(0.5)
             stop_process_group(first, signal.SIGKILL)
@@ -199,14 +204,7 @@ def test_a_killed_training_pool_child_is_replaced_and_the_run_resumes(tmp_path):
         run_id = start_run(stack, faces)
         worker = stack.start_training_worker(stack.workdir / "training-1.log")
         try:
-            wait_for(
-                stack,
-                run_id,
-                lambda run: run["status"] == "running" and len(run["history"]) >= 1,
-                600,
-                "the first epoch",
-                processes=[worker],
-            )
+            wait_for_first_epoch(stack, run_id, worker)
             kill_pool_children(worker.pid)
             at_kill = read_run(stack, run_id)
             done_before = len(at_kill["history"])

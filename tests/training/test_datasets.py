@@ -402,6 +402,25 @@ def test_csv_bad_rows_are_dropped_and_named(tmp_path):
     assert read_dataset("csv", csv_path) == (records, report)
 
 
+def test_csv_age_groups_as_age_min_and_age_max(tmp_path):
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    csv_path = tmp_path / "groups.csv"
+    csv_path.write_text(
+        "path,age_min,age_max,gender\n"
+        "a.jpg,20,29,female\n"
+        "b.jpg,7,7,male\n"  # an exact age, written as a group of one year
+        "c.jpg,30,20,male\n"  # upside down
+        "d.jpg,70,,male\n"
+        "e.jpg,60,120,male\n",
+        encoding="utf-8",
+    )
+    records, report = read_csv(csv_path)
+    assert [(r.path, r.age, r.age_high) for r in records] == [("a.jpg", 20, 29), ("b.jpg", 7, None)]
+    assert report.dropped["bad_age"] == 3
+    assert any("line 4: age_max '20'" in p for p in report.problems)
+
+
 def test_csv_without_age_column_raises(tmp_path):
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("path,years\na.jpg,3\n", encoding="utf-8")
