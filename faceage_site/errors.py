@@ -15,7 +15,9 @@ _MESSAGES = {
 }
 
 
-def _respond(request, status: int, code: str | None = None, message: str | None = None):
+def respond_with_error(request, status: int, code: str | None = None, message: str | None = None):
+    """``status`` with ``code`` and a translated ``message``: JSON under /api/, a page
+    elsewhere (the standard message for the status when none is given)."""
     if code is None or message is None:
         code, english = _MESSAGES[status]
         message = gettext(english)
@@ -31,17 +33,17 @@ def bad_request(request, exception=None):
         from predictor.uploads import too_many_parts
 
         rejected = too_many_parts()
-        return _respond(request, rejected.http_status, rejected.code, rejected.message)
-    return _respond(request, 400)
+        return respond_with_error(request, rejected.http_status, rejected.code, rejected.message)
+    return respond_with_error(request, 400)
 
 
 def permission_denied(request, exception=None):
-    return _respond(request, 403)
+    return respond_with_error(request, 403)
 
 
 def not_found(request, exception=None):
-    return _respond(request, 404)
+    return respond_with_error(request, 404)
 
 
 def server_error(request):
-    return _respond(request, 500)
+    return respond_with_error(request, 500)

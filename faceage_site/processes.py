@@ -41,6 +41,9 @@ def web_command(bind: str, workers: int = 2, threads: int = 16) -> list[str]:
         sys.executable, "-m", "gunicorn", "faceage_site.wsgi:application",
         "--bind", bind, "--workers", str(workers), "--threads", str(threads),
         "--graceful-timeout", "10", "--access-logfile", "-",
+        # A stuck request frees its worker; oversized request lines and header floods are
+        # refused before Django (a buffering proxy in production, docs/deployment.md).
+        "--timeout", "60", "--limit-request-line", "8190", "--limit-request-fields", "100",
     ]  # fmt: skip
 
 

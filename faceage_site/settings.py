@@ -101,6 +101,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads the body: an oversized one is refused by its Content-Length.
+    "faceage_site.request_limits.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # After sessions (the switcher's choice), before common (URL handling).
@@ -227,6 +229,10 @@ FACEAGE_MAX_UPLOAD_BYTES = env_int("FACEAGE_MAX_UPLOAD_BYTES", 10 * 1024 * 1024,
 FACEAGE_MAX_IMAGE_PIXELS = env_int("FACEAGE_MAX_IMAGE_PIXELS", 40_000_000, minimum=10_000)
 # Photos in one batch (several `image` parts, or the images in one zip); see docs/api.md.
 FACEAGE_BATCH_MAX_FILES = env_int("FACEAGE_BATCH_MAX_FILES", 20, minimum=1)
+# `?wait=` long-polls one web process holds at once; past it the answer comes at once. Keep it
+# below the web threads per process (16 with runstack and compose), so other requests always
+# find a thread.
+FACEAGE_MAX_WAITING_REQUESTS = env_int("FACEAGE_MAX_WAITING_REQUESTS", 8, minimum=0)
 # Django stops parsing past this many file parts; above the cap, so that a batch a few files
 # too large gets the cap's message with its count (and a huge one a 413 all the same).
 DATA_UPLOAD_MAX_NUMBER_FILES = max(100, 2 * FACEAGE_BATCH_MAX_FILES)

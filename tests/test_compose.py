@@ -36,3 +36,9 @@ def test_compose_has_the_services_we_document():
     assert devices[0]["driver"] == "nvidia"
     assert "gunicorn" in services["web"]["command"]
     assert "--queues inference" in services["worker"]["command"]
+    # gunicorn sits behind a buffering proxy that trusts nothing from outside.
+    assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in services["proxy"]["volumes"]
+    assert services["web"]["environment"]["FACEAGE_NUM_PROXIES"] == "1"
+    assert "--limit-request-line" in services["web"]["command"]
+    conf = (REPO_ROOT / "deploy" / "nginx.conf").read_text()
+    assert "proxy_request_buffering on" in conf and "client_body_timeout" in conf

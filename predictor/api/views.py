@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
+from django.conf import settings
 from django.urls import reverse
 from django.utils.translation import gettext
 from drf_spectacular.utils import (
@@ -45,6 +47,8 @@ _errors = {
 
 
 MAX_WAIT_SECONDS = 30
+# How many `?wait=` long-polls one web process holds at once (docs/api.md).
+_waiting = threading.BoundedSemaphore(settings.FACEAGE_MAX_WAITING_REQUESTS)
 
 
 def wait_seconds(raw: str | None) -> float:
@@ -182,8 +186,13 @@ class PredictionViewSet(
     def retrieve(self, request, *args, **kwargs):
         wait = wait_seconds(request.query_params.get("wait"))
         prediction = self.get_object()  # the owner check comes first
-        if wait and not prediction.is_terminal:
-            wait_until_terminal(prediction.pk, wait)
+        # A long-poll holds a web thread: past the cap, the answer comes at once (a client
+        # then simply polls again), so waits can never take every thread of a process.
+        if wait and not prediction.is_terminal and _waiting.acquire(blocking=False):
+            try:
+                wait_until_terminal(prediction.pk, wait)
+            finally:
+                _waiting.release()
             prediction = self.get_object()
         return Response(self.get_serializer(prediction).data)
 

@@ -91,3 +91,23 @@ def test_a_prediction_deleted_while_waiting_is_404(api_client, uploaded, monkeyp
     monkeypatch.setattr(views, "time", clock)
     assert api_client.get(uploaded["url"], {"wait": 20}).status_code == 404
     assert len(clock.sleeps) == 1
+
+
+def test_past_the_cap_of_waiting_requests_the_answer_is_immediate(
+    api_client, uploaded, monkeypatch
+):
+    """Long-polls cannot take every web thread: with the process's waiting slots taken, a
+    `?wait=` request is answered at once (and the slot is given back after a wait)."""
+    import threading
+
+    clock = FakeClock()
+    monkeypatch.setattr(views, "time", clock)
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(views, "_waiting", slots)
+    assert slots.acquire(blocking=False)  # another request is waiting
+    assert api_client.get(uploaded["url"], {"wait": 20}).json()["status"] == "queued"
+    assert clock.sleeps == []
+    slots.release()
+    api_client.get(uploaded["url"], {"wait": 2})
+    assert sum(clock.sleeps) == pytest.approx(2.0)
+    assert slots.acquire(blocking=False), "the slot was not given back"
