@@ -68,6 +68,21 @@ def test_animated_gif():
     assert rejected_code(images.animated_gif()).code == "animated_image"
 
 
+def test_an_animation_is_refused_without_walking_its_frames(monkeypatch):
+    """Counting the frames of a GIF reads every one of them (410,000 frames: 4 s of CPU);
+    seeing that there is a second one is enough to refuse it."""
+    from PIL import GifImagePlugin
+
+    def counted(self):
+        raise AssertionError("n_frames walks every frame")
+
+    # (APNG and WebP read their frame count from a header; a GIF has none.)
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "n_frames", property(counted))
+    assert rejected_code(images.animated_gif()).code == "animated_image"
+    still = images.encode(photo((300, 300)), "GIF")
+    assert load_photo(still).size == (300, 300)
+
+
 def test_cmyk_jpeg_is_converted_to_rgb():
     source = photo()
     loaded = load_photo(images.cmyk_jpeg(source))
