@@ -307,6 +307,10 @@ FACEAGE_PREDICTION_MAX_ATTEMPTS = env_int("FACEAGE_PREDICTION_MAX_ATTEMPTS", 3, 
 # accuracy in the wild and -0.1 years of MAE on aligned crops for the bundled network, for a
 # second network pass per face (docs/benchmarks.md, "Age accuracy").
 FACEAGE_MIRRORED_INFERENCE = env_bool("FACEAGE_MIRRORED_INFERENCE", True)
+# Only photos of at most this many pixels share a task (and its time limit) with others; a
+# larger one runs alone. 16 MP: a 12 MP phone photo costs a worker about 0.4 s
+# (docs/benchmarks.md), so a batch of 8 stays far inside the 60 s limit.
+FACEAGE_BATCH_MAX_PIXELS = env_int("FACEAGE_BATCH_MAX_PIXELS", 16_000_000, minimum=1)
 # A worker takes up to this many waiting predictions at once and runs all their faces
 # through the network as one batch (1 = one prediction at a time).
 FACEAGE_INFERENCE_BATCH_SIZE = env_int("FACEAGE_INFERENCE_BATCH_SIZE", 8, minimum=1)

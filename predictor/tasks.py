@@ -86,10 +86,12 @@ def claim_waiting(first: Prediction, limit: int) -> list[Prediction]:
     sweeper moves every row of the batch back to the queue. Only never-tried rows are
     batched, and a retried prediction runs alone, so a photo that crashes the worker
     cannot use up the attempts of the photos around it."""
-    if limit <= 0 or first.attempts > 1:
+    if limit <= 0 or first.attempts > 1 or not is_light(first):
         return []
     candidates = (
         Prediction.objects.filter(status=Status.QUEUED, attempts=0)
+        .alias(pixels=F("width") * F("height"))
+        .filter(pixels__lte=settings.FACEAGE_BATCH_MAX_PIXELS)
         .exclude(pk=first.pk)
         .order_by("created_at")
         .values_list("pk", flat=True)[: limit * 2]
@@ -112,6 +114,12 @@ def claim_waiting(first: Prediction, limit: int) -> list[Prediction]:
     return list(Prediction.objects.filter(pk__in=taken).order_by("created_at"))
 
 
+def is_light(prediction: Prediction) -> bool:
+    """Whether a photo is small enough to share a task (and its time limit) with others: a
+    larger one always runs alone, so it can neither hold up nor time out anyone else's."""
+    return prediction.width * prediction.height <= settings.FACEAGE_BATCH_MAX_PIXELS
+
+
 def load_claimed_photo(prediction: Prediction):
     """The prediction's photo as an RGB array, or None after failing it with a reason."""
     from predictor.uploads import stored_photo_limits
@@ -131,16 +139,20 @@ def load_claimed_photo(prediction: Prediction):
         return None
 
 
-def run_predictions(predictions: list[Prediction]) -> None:
+def run_predictions(predictions: list[Prediction], progress: dict | None = None) -> None:
     """Detect and align the faces of each photo, rate all their faces in one network
     batch, then store each prediction's faces and `succeeded` together.
 
-    All predictions were claimed together, for the same model version."""
+    All predictions were claimed together, for the same model version. ``progress["photo"]``
+    names the photo being decoded and detected (None once all are), so that a time limit
+    that strikes is charged to that photo alone."""
     from predictor.serving import estimator_for  # TensorFlow: workers only, loaded lazily
 
+    progress = {} if progress is None else progress
     estimator = estimator_for(predictions[0].model_version)
     loaded = []
     for prediction in predictions:
+        progress["photo"] = prediction
         rgb = load_claimed_photo(prediction)
         if rgb is None:
             continue
@@ -153,11 +165,23 @@ def run_predictions(predictions: list[Prediction]) -> None:
             fail(prediction.pk, SERVER_ERROR, prediction.claimed_by)
             continue
         loaded.append((prediction, rgb, boxes))
+    progress["photo"] = None
     if not loaded:
         return
     results = estimator.estimate_many_boxes([(rgb, boxes) for _, rgb, boxes in loaded])
     for (prediction, _, _), estimates in zip(loaded, results, strict=True):
         store_faces(prediction, estimates)
+
+
+def give_back(prediction: Prediction, claimed_by: str) -> None:
+    """Put a claimed prediction back in the queue without charging it an attempt."""
+    moved = Prediction.objects.filter(
+        pk=prediction.pk, status=Status.RUNNING, claimed_by=claimed_by
+    ).update(status=Status.QUEUED, claimed_by="", attempts=F("attempts") - 1, sends=0)
+    if moved:
+        from predictor.uploads import enqueue_prediction
+
+        enqueue_prediction(prediction.pk)
 
 
 def store_faces(prediction: Prediction, estimates) -> None:
@@ -219,15 +243,22 @@ def predict(self, prediction_id: str) -> None:
     batch = [prediction, *claim_waiting(prediction, settings.FACEAGE_INFERENCE_BATCH_SIZE - 1)]
     if len(batch) > 1:
         logger.info("prediction %s: batched with %s waiting", prediction.pk, len(batch) - 1)
+    progress: dict = {}
     try:
-        run_predictions(batch)
+        run_predictions(batch, progress)
     except SoftTimeLimitExceeded:
+        too_slow = i18n.TOO_SLOW % {"seconds": settings.FACEAGE_INFERENCE_SOFT_TIME_LIMIT}
+        culprit = progress.get("photo")
+        if culprit is None:  # the shared network step: no one photo to blame
+            for item in batch:
+                fail(item.pk, too_slow, me)
+            return
+        # Only the photo that was being worked on fails; the others go back to the queue,
+        # their attempt not counted, to run again in a later task.
+        fail(culprit.pk, too_slow, me)
         for item in batch:
-            fail(
-                item.pk,
-                i18n.TOO_SLOW % {"seconds": settings.FACEAGE_INFERENCE_SOFT_TIME_LIMIT},
-                me,
-            )
+            if item.pk != culprit.pk:
+                give_back(item, me)
     except Exception:
         logger.exception("predictions %s failed", [item.pk for item in batch])
         for item in batch:

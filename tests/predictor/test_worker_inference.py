@@ -176,3 +176,60 @@ def test_a_model_from_a_storage_without_paths_loads_and_leaves_no_copy(
     assert network.temperature == 1.5
     assert len(network.class_ages) == len(CLASS_AGES)
     assert list(scratch.iterdir()) == []
+
+
+def test_a_large_photo_runs_alone_and_is_never_pulled_into_a_batch(monkeypatch, settings):
+    """Cost-aware batching: photos over FACEAGE_BATCH_MAX_PIXELS share no task, so a heavy
+    photo can neither hold up a small one's batch nor use up its time limit."""
+    from predictor.vision.age_network import AgeNetwork
+
+    settings.FACEAGE_INFERENCE_BATCH_SIZE = 8
+    settings.FACEAGE_BATCH_MAX_PIXELS = 1_000_000
+    good = images.encode(images.face_photo(sample_utkface(1, seed=51))[0])
+    small, heavy, other_small = (stored_prediction(good) for _ in range(3))
+    Prediction.objects.filter(pk=heavy.pk).update(width=4000, height=3000)  # as if 12 MP
+    calls = []
+    real_predict = AgeNetwork.predict
+    monkeypatch.setattr(
+        AgeNetwork,
+        "predict",
+        lambda net, chips: calls.append(len(chips)) or real_predict(net, chips),
+    )
+    tasks.predict.run(str(small.pk))
+    statuses = {p.pk: p.status for p in Prediction.objects.all()}
+    assert (statuses[small.pk], statuses[heavy.pk], statuses[other_small.pk]) == (
+        "succeeded",
+        "queued",
+        "succeeded",
+    )
+    assert calls == [2]
+    tasks.predict.run(str(heavy.pk))
+    assert Prediction.objects.get(pk=heavy.pk).status == "succeeded" and calls == [2, 1]
+
+
+def test_a_time_limit_fails_only_the_photo_it_strikes(monkeypatch, settings, enqueued):
+    """The soft time limit strikes while the second photo of a batch is decoded: that photo
+    fails with the reason, and the others go back to the queue with no attempt charged."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    settings.FACEAGE_INFERENCE_BATCH_SIZE = 8
+    good = images.encode(images.face_photo(sample_utkface(1, seed=52))[0])
+    first, slow, third = (stored_prediction(good) for _ in range(3))
+    real_load = tasks.load_claimed_photo
+
+    def load(prediction):
+        if prediction.pk == slow.pk:
+            raise SoftTimeLimitExceeded()
+        return real_load(prediction)
+
+    monkeypatch.setattr(tasks, "load_claimed_photo", load)
+    tasks.predict.run(str(first.pk))
+    rows = {p.pk: p for p in Prediction.objects.all()}
+    assert rows[slow.pk].status == "failed" and "longer than" in rows[slow.pk].error
+    for pk in (first.pk, third.pk):
+        assert (rows[pk].status, rows[pk].attempts, rows[pk].claimed_by) == ("queued", 0, "")
+    assert sorted(enqueued) == sorted(str(pk) for pk in (first.pk, third.pk))
+    monkeypatch.setattr(tasks, "load_claimed_photo", real_load)
+    tasks.predict.run(str(first.pk))
+    assert Prediction.objects.get(pk=first.pk).status == "succeeded"
+    assert Prediction.objects.get(pk=third.pk).status == "succeeded"
