@@ -138,6 +138,7 @@ class TrainingRun(models.Model):
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
     class Init(models.TextChoices):
+        ACTIVE = "active", gettext_lazy("Fine-tune the active model")
         BUNDLED = "bundled", gettext_lazy("Fine-tune the bundled network")
         SCRATCH = "scratch", gettext_lazy("From scratch")
 
@@ -159,7 +160,7 @@ class TrainingRun(models.Model):
     init = models.CharField(
         max_length=10,
         choices=Init.choices,
-        default=Init.BUNDLED,
+        default=Init.ACTIVE,
         verbose_name=gettext_lazy("starting point"),
     )
     max_train_images = models.PositiveIntegerField(

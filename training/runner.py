@@ -61,6 +61,28 @@ def claim_run(run_id: int) -> TrainingRun | None:
     return run
 
 
+def starting_point(run: TrainingRun) -> tuple[str, str | None, str]:
+    """The fit's ``init``, the ``.keras`` file it starts from (for ``"active"``), and the
+    starting model's name for the log and the description. A run that starts from the active
+    model keeps a copy of it with its checkpoints, so a resume starts from the same one even
+    if another model was promoted meanwhile."""
+    if run.init != TrainingRun.Init.ACTIVE:
+        return run.init, None, run.init
+    copy = checkpoint_dir(run) / "start.keras"
+    recorded = checkpoint_dir(run) / "start.txt"
+    if copy.exists() and recorded.exists():
+        return "active", str(copy), recorded.read_text().strip()
+    version = ModelVersion.active()
+    if version.is_bundled:
+        return "bundled", None, version.name
+    from predictor.serving import load_network
+
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    load_network(version).save(copy)
+    recorded.write_text(version.name)
+    return "active", str(copy), version.name
+
+
 def checkpoint_dir(run: TrainingRun) -> Path:
     return Path(settings.FACEAGE_TRAINING_DIR) / f"run-{run.pk}"
 
@@ -285,11 +307,14 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         train = {key: value[keep] for key, value in train.items()}
 
     reporter.stage(i18n.STAGE_TRAINING)
+    init, start_model, start_name = starting_point(run)
+    run.append_log(f"starting from {start_name}")
     config = FitConfig(
+        start_model=start_model,
         epochs=run.epochs,
         batch_size=run.batch_size,
         learning_rate=run.learning_rate,
-        init=run.init,
+        init=init,
         steps_per_epoch=run.max_steps_per_epoch,
     )
     result = fit(
@@ -345,7 +370,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         artifact=artifact,
         temperature=temperature,
         description=i18n.FINE_TUNED_DESCRIPTION
-        % {"init": run.init, "dataset": dataset.name, "run": run.pk},
+        % {"init": start_name, "dataset": dataset.name, "run": run.pk},
         metrics={
             "dataset": dataset.name,
             "split": "test",

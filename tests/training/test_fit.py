@@ -154,3 +154,16 @@ def test_age_metrics():
     assert metrics["mae_by_decade"]["40-49"] == {"mae": 10.0, "count": 1}
     assert metrics["mae_by_gender"]["male"]["mae"] == pytest.approx(6.0)
     assert metrics["mae_children_0_12"] == pytest.approx(2.0)
+
+
+def test_a_fit_can_start_from_a_saved_model(real_chips, tmp_path):
+    """init "active": the fine-tune starts exactly where the served model is."""
+    start = AgeNetwork(build_training_model("scratch"), CLASS_AGES)
+    path = start.save(tmp_path / "start.keras")
+    loaded = AgeNetwork(build_training_model("active", str(path)), CLASS_AGES)
+    chips = real_chips["chips"][:8]
+    assert np.allclose(loaded.predict(chips).ages, start.predict(chips).ages, atol=1e-4)
+    with pytest.raises(ValueError, match="needs the start model"):
+        build_training_model("active")
+    with pytest.raises(ValueError, match="init must be"):
+        build_training_model("imagenet")

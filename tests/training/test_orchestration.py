@@ -177,3 +177,24 @@ def test_the_row_keeps_an_epoch_checkpointed_just_before_a_crash(dataset, monkey
     monkeypatch.setattr(fit_module, "fit", resumed_fit)
     runner.execute_run(run)
     assert TrainingRun.objects.get(pk=run.pk).history == [first, second, third]
+
+
+def test_a_run_starts_from_the_active_model_and_keeps_that_start_on_resume(
+    dataset, settings, tmp_path
+):
+    from predictor.models import ModelVersion
+
+    settings.FACEAGE_TRAINING_DIR = str(tmp_path)
+    run = TrainingRun.objects.create(dataset=dataset)
+    assert run.init == TrainingRun.Init.ACTIVE  # the default
+    init, start, name = runner.starting_point(run)
+    assert (init, name) == ("active", ModelVersion.DEFAULT_NAME)
+    assert start.endswith("start.keras")
+    # Promoting another model meanwhile does not change a resumed run's start.
+    ModelVersion.objects.get(name=ModelVersion.BUNDLED_NAME).activate()
+    assert runner.starting_point(run) == (init, start, name)
+    # A new run with the dlib network active starts from the bundled weights.
+    assert runner.starting_point(TrainingRun.objects.create(dataset=dataset))[:2] == (
+        "bundled",
+        None,
+    )

@@ -37,7 +37,8 @@ class FitConfig:
     epochs: int = 8
     batch_size: int = 64
     learning_rate: float = 1e-3
-    init: str = "bundled"  # or "scratch"
+    init: str = "bundled"  # or "scratch", or "active" (from start_model)
+    start_model: str | None = None  # the .keras file an "active" start loads
     label_sigma: float = 2.0  # years: width of the soft label around the true age
     l1_weight: float = 0.1  # weight of |expected age - age| next to the cross-entropy
     weight_decay: float = 1e-4
@@ -90,10 +91,19 @@ def head_101_from_81(weights: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray,
     return new_weights, new_bias
 
 
-def build_training_model(init: str) -> keras.Model:
-    """A 101-class age model, from the bundled weights (``"bundled"``) or random (``"scratch"``)."""
+def build_training_model(init: str, start_model: str | None = None) -> keras.Model:
+    """A 101-class age model: from the bundled dlib weights (``"bundled"``), random
+    (``"scratch"``), or the ``.keras`` file ``start_model`` (``"active"``: the model being
+    served, so a fine-tune builds on it rather than on the dlib network)."""
+    if init == "active":
+        if not start_model:
+            raise ValueError("init 'active' needs the start model's .keras file")
+        model = keras.saving.load_model(start_model, compile=False)
+        if int(model.output_shape[-1]) != NUM_CLASSES:
+            raise ValueError(f"{start_model} has {model.output_shape[-1]} classes, not 101")
+        return model
     if init not in ("bundled", "scratch"):
-        raise ValueError(f"init must be 'bundled' or 'scratch', not {init!r}")
+        raise ValueError(f"init must be 'bundled', 'scratch' or 'active', not {init!r}")
     model = build_age_network(NUM_CLASSES)
     if init == "bundled":
         bundled = build_age_network(len(AGE_CLASS_AGES))
@@ -289,12 +299,12 @@ def _configure_device() -> None:
 def _prior(split: dict[str, np.ndarray], config: FitConfig) -> np.ndarray | None:
     """The soft targets' shape inside age intervals (None: flat): the starting network's
     distributions, so a resumed run gets the same targets. Only where the split has
-    intervals, and only from the bundled start (a random start knows nothing)."""
-    if config.interval_prior != "teacher" or config.init != "bundled" or "age_low" not in split:
+    intervals, and not from a random start (it knows nothing)."""
+    if config.interval_prior != "teacher" or config.init == "scratch" or "age_low" not in split:
         return None
     if not np.any(split["age_low"] != split["age_high"]):
         return None
-    return teacher_prior(build_training_model("bundled"), split["chips"])
+    return teacher_prior(build_training_model(config.init, config.start_model), split["chips"])
 
 
 def fit(
@@ -324,7 +334,7 @@ def fit(
     if state is not None:
         model = keras.saving.load_model(last)  # optimizer and schedule position included
     else:
-        model = build_training_model(config.init)
+        model = build_training_model(config.init, config.start_model)
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0,
             decay_steps=max(1, config.epochs * steps - min(steps, 100)),

@@ -22,7 +22,12 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", type=int, default=8)
         parser.add_argument("--batch-size", type=int, default=64)
         parser.add_argument("--learning-rate", type=float, default=1e-3)
-        parser.add_argument("--init", choices=["bundled", "scratch"], default="bundled")
+        parser.add_argument(
+            "--init",
+            choices=[choice for choice, _ in TrainingRun.Init.choices],
+            default=TrainingRun.Init.ACTIVE,
+            help="Start from the active model (default), the bundled dlib network, or scratch",
+        )
         parser.add_argument("--max-train-images", type=int)
         parser.add_argument("--max-steps-per-epoch", type=int)
         parser.add_argument("--auto-promote", action="store_true")
