@@ -74,11 +74,14 @@ def one_prediction(session, base_url: str, path: Path) -> tuple[float, bool]:
         location = response.headers["Location"]
         params = {} if POLL_SECONDS else {"wait": 20}
         while True:
-            body = session.get(location, params=params, timeout=60).json()
+            answer = session.get(location, params=params, timeout=60)
+            body = answer.json()
             if body["status"] in ("succeeded", "failed"):
                 return time.perf_counter() - started, body["status"] == "succeeded"
             if POLL_SECONDS:
                 time.sleep(POLL_SECONDS)
+            elif "Retry-After" in answer.headers:  # the server's waits are all taken
+                time.sleep(float(answer.headers["Retry-After"]))
     except Exception:  # counted as an error
         return time.perf_counter() - started, False
 

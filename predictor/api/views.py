@@ -49,6 +49,7 @@ _errors = {
 MAX_WAIT_SECONDS = 30
 # How many `?wait=` long-polls one web process holds at once (docs/api.md).
 _waiting = threading.BoundedSemaphore(settings.FACEAGE_MAX_WAITING_REQUESTS)
+RETRY_AFTER_BUSY_SECONDS = 1
 
 
 def wait_seconds(raw: str | None) -> float:
@@ -186,15 +187,19 @@ class PredictionViewSet(
     def retrieve(self, request, *args, **kwargs):
         wait = wait_seconds(request.query_params.get("wait"))
         prediction = self.get_object()  # the owner check comes first
-        # A long-poll holds a web thread: past the cap, the answer comes at once (a client
-        # then simply polls again), so waits can never take every thread of a process.
-        if wait and not prediction.is_terminal and _waiting.acquire(blocking=False):
-            try:
-                wait_until_terminal(prediction.pk, wait)
-            finally:
-                _waiting.release()
-            prediction = self.get_object()
-        return Response(self.get_serializer(prediction).data)
+        # A long-poll holds a web thread: past the cap, the answer comes at once with
+        # Retry-After (when to ask again), so waits can never take every thread of a process.
+        headers = {}
+        if wait and not prediction.is_terminal:
+            if _waiting.acquire(blocking=False):
+                try:
+                    wait_until_terminal(prediction.pk, wait)
+                finally:
+                    _waiting.release()
+                prediction = self.get_object()
+            else:
+                headers["Retry-After"] = str(RETRY_AFTER_BUSY_SECONDS)
+        return Response(self.get_serializer(prediction).data, headers=headers)
 
     def perform_destroy(self, instance: Prediction) -> None:
         instance.delete_with_files()

@@ -105,9 +105,10 @@ def test_past_the_cap_of_waiting_requests_the_answer_is_immediate(
     slots = threading.BoundedSemaphore(1)
     monkeypatch.setattr(views, "_waiting", slots)
     assert slots.acquire(blocking=False)  # another request is waiting
-    assert api_client.get(uploaded["url"], {"wait": 20}).json()["status"] == "queued"
+    busy = api_client.get(uploaded["url"], {"wait": 20})
+    assert busy.json()["status"] == "queued" and busy["Retry-After"] == "1"
     assert clock.sleeps == []
     slots.release()
-    api_client.get(uploaded["url"], {"wait": 2})
-    assert sum(clock.sleeps) == pytest.approx(2.0)
+    waited = api_client.get(uploaded["url"], {"wait": 2})
+    assert sum(clock.sleeps) == pytest.approx(2.0) and "Retry-After" not in waited
     assert slots.acquire(blocking=False), "the slot was not given back"
