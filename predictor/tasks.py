@@ -173,15 +173,21 @@ def run_predictions(predictions: list[Prediction], progress: dict | None = None)
         store_faces(prediction, estimates)
 
 
-def give_back(prediction: Prediction, claimed_by: str) -> None:
-    """Put a claimed prediction back in the queue without charging it an attempt."""
-    moved = Prediction.objects.filter(
-        pk=prediction.pk, status=Status.RUNNING, claimed_by=claimed_by
-    ).update(status=Status.QUEUED, claimed_by="", attempts=F("attempts") - 1, sends=0)
-    if moved:
-        from predictor.uploads import enqueue_prediction
+def requeue(prediction_id, claimed_by: str, refund_attempt: bool = False) -> bool:
+    """Put a prediction that ``claimed_by`` holds back in the queue and send it again (the
+    sweeper for a dead claimant; a batch whose time ran out on another photo, with its
+    attempt refunded). False when someone else holds it by now."""
+    from predictor.uploads import enqueue_prediction
 
-        enqueue_prediction(prediction.pk)
+    changes: dict = {"status": Status.QUEUED, "claimed_by": "", "sends": 0}
+    if refund_attempt:
+        changes["attempts"] = F("attempts") - 1
+    moved = Prediction.objects.filter(
+        pk=prediction_id, status=Status.RUNNING, claimed_by=claimed_by
+    ).update(**changes)
+    if moved:
+        enqueue_prediction(prediction_id)
+    return bool(moved)
 
 
 def store_faces(prediction: Prediction, estimates) -> None:
@@ -258,7 +264,7 @@ def predict(self, prediction_id: str) -> None:
         fail(culprit.pk, too_slow, me)
         for item in batch:
             if item.pk != culprit.pk:
-                give_back(item, me)
+                requeue(item.pk, me, refund_attempt=True)
     except Exception:
         logger.exception("predictions %s failed", [item.pk for item in batch])
         for item in batch:
@@ -284,12 +290,7 @@ def sweep_stale_predictions() -> dict[str, int]:
                 prediction.claimed_by,
             )
             continue
-        moved = Prediction.objects.filter(
-            pk=prediction.pk, status=Status.RUNNING, claimed_by=prediction.claimed_by
-        ).update(status=Status.QUEUED, claimed_by="", sends=0)
-        if moved:
-            counts["recovered"] += 1
-            enqueue_prediction(prediction.pk)
+        counts["recovered"] += requeue(prediction.pk, prediction.claimed_by)
     if any(counts.values()):
         logger.info("sweeper: %s", counts)
     return counts

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from predictor.vision.face_detection import FaceBox
+from predictor.vision.face_detection import Candidate, FaceBox, suppress_overlaps, to_face_box
 from predictor.vision.image_loading import check_rgb_array
 
 __all__ = ["CENTERFACE", "CenterFaceDetector", "centerface_model_path", "dlib_style_box"]
@@ -118,29 +118,6 @@ def dlib_style_box(x0: float, y0: float, x1: float, y1: float) -> tuple[float, f
     return centre_x - side / 2, centre_y - side / 2, centre_x + side / 2, centre_y + side / 2
 
 
-def _nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
-    """Greedy non-maximum suppression; ``boxes`` is ``(N, 4)`` x0, y0, x1, y1."""
-    order = np.lexsort((boxes[:, 1], boxes[:, 0], -scores))
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    kept: list[int] = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        kept.append(int(best))
-        width = np.minimum(boxes[best, 2], boxes[rest, 2]) - np.maximum(
-            boxes[best, 0], boxes[rest, 0]
-        )
-        height = np.minimum(boxes[best, 3], boxes[rest, 3]) - np.maximum(
-            boxes[best, 1], boxes[rest, 1]
-        )
-        inter = np.clip(width, 0, None) * np.clip(height, 0, None)
-        union = areas[best] + areas[rest] - inter
-        iou = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
-        # A box mostly inside a better one is the same face, even at a low IoU.
-        inside = inter / np.maximum(np.minimum(areas[best], areas[rest]), 1e-9)
-        order = rest[(iou <= iou_threshold) & (inside <= 0.6)]
-    return kept
-
-
 class CenterFaceDetector:
     """CenterFace on onnxruntime; the model loads once, :meth:`detect` keeps no state."""
 
@@ -203,18 +180,19 @@ class CenterFaceDetector:
         rgb = check_rgb_array(rgb)
         height, width = rgb.shape[:2]
         found = self._scan(rgb, 0)
-        if not found.size and self.retry_padding > 0:
+        if not found and self.retry_padding > 0:
             found = self._scan(rgb, round(self.retry_padding * max(height, width)))
         boxes = []
-        for x0, y0, x1, y1, score in found:
-            left, top, right, bottom = dlib_style_box(x0, y0, x1, y1)
-            box = _clipped(left, top, right, bottom, width, height, float(score))
+        for face in suppress_overlaps(found, self.nms_iou):
+            square = dlib_style_box(face.x0, face.y0, face.x1, face.y1)
+            box = to_face_box(Candidate(*square, face.score, CENTERFACE), width, height)
             if box is not None:
                 boxes.append(box)
         return sorted(boxes, key=lambda box: (box.left, box.top, box.right, box.bottom))
 
-    def _scan(self, rgb: np.ndarray, padding: int) -> np.ndarray:
-        """Faces as an ``(N, 5)`` array of x0, y0, x1, y1 (pixels of ``rgb``) and score."""
+    def _scan(self, rgb: np.ndarray, padding: int) -> list[Candidate]:
+        """Every heatmap peak above the threshold as a CenterFace box in pixels of ``rgb``
+        (overlapping ones not yet suppressed)."""
         height, width = rgb.shape[:2]
         long_side = max(height, width) + 2 * padding
         scale = min(self.max_work_side / long_side, max(1.0, self.min_work_side / long_side))
@@ -237,7 +215,7 @@ class CenterFaceDetector:
         heatmap, log_size, offset, _landmarks = self._session.run(list(_OUTPUTS), {_INPUT: blob})
         rows, cols = np.nonzero(heatmap[0, 0] > self.threshold)
         if not rows.size:
-            return np.zeros((0, 5), np.float32)
+            return []
         box_h = np.exp(log_size[0, 0, rows, cols]) * _STRIDE
         box_w = np.exp(log_size[0, 1, rows, cols]) * _STRIDE
         centre_y = (rows + offset[0, 0, rows, cols] + 0.5) * _STRIDE
@@ -251,25 +229,13 @@ class CenterFaceDetector:
             ],
             axis=1,
         )
-        scores = heatmap[0, 0, rows, cols]
-        kept = _nms(boxes, scores, self.nms_iou)
         # Back to pixels of the photo: remove the border, undo the scaling.
-        boxes = (boxes[kept] - pad) / scale
-        return np.concatenate([boxes, scores[kept, None]], axis=1)
-
-
-def _clipped(
-    left: float, top: float, right: float, bottom: float, width: int, height: int, score: float
-) -> FaceBox | None:
-    box = (
-        min(max(0, round(left)), width),
-        min(max(0, round(top)), height),
-        min(max(0, round(right)), width),
-        min(max(0, round(bottom)), height),
-    )
-    if box[2] <= box[0] or box[3] <= box[1]:
-        return None
-    return FaceBox(*box, score=round(score, 4), detector=CENTERFACE)
+        boxes = (boxes - pad) / scale
+        scores = heatmap[0, 0, rows, cols]
+        return [
+            Candidate(float(x0), float(y0), float(x1), float(y1), float(score), CENTERFACE)
+            for (x0, y0, x1, y1), score in zip(boxes, scores, strict=True)
+        ]
 
 
 def default_face_detector():

@@ -120,7 +120,7 @@ class FaceBox:
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class Candidate:
     # Continuous input-image coordinates (pixel i spans [i, i + 1)), so scaling
     # is exact: x0, y0 are the left/top edges, x1, y1 the right/bottom edges.
     x0: float
@@ -149,7 +149,7 @@ def _resize(image: Image.Image, scale: float) -> tuple[Image.Image, float, float
     return resized, size[0] / width, size[1] / height
 
 
-def _overlap(a: _Candidate, b: _Candidate) -> tuple[float, float]:
+def _overlap(a: Candidate, b: Candidate) -> tuple[float, float]:
     """IoU, and the intersection over the smaller box's area."""
     width = min(a.x1, b.x1) - max(a.x0, b.x0)
     height = min(a.y1, b.y1) - max(a.y0, b.y0)
@@ -159,11 +159,11 @@ def _overlap(a: _Candidate, b: _Candidate) -> tuple[float, float]:
     return inter / (a.area + b.area - inter), inter / min(a.area, b.area)
 
 
-def _suppress(candidates: Sequence[_Candidate], iou_threshold: float) -> list[_Candidate]:
+def suppress_overlaps(candidates: Sequence[Candidate], iou_threshold: float) -> list[Candidate]:
     """Greedy non-maximum suppression, highest score first."""
     # Ties are broken by position so the result never depends on input order.
     ordered = sorted(candidates, key=lambda c: (-c.score, c.x0, c.y0, c.x1, c.y1))
-    kept: list[_Candidate] = []
+    kept: list[Candidate] = []
     for candidate in ordered:
         overlaps = (_overlap(candidate, other) for other in kept)
         if all(iou <= iou_threshold and inside <= _CONTAINMENT for iou, inside in overlaps):
@@ -171,7 +171,7 @@ def _suppress(candidates: Sequence[_Candidate], iou_threshold: float) -> list[_C
     return kept
 
 
-def _to_box(candidate: _Candidate, width: int, height: int) -> FaceBox | None:
+def to_face_box(candidate: Candidate, width: int, height: int) -> FaceBox | None:
     left = min(max(0, round(candidate.x0)), width)
     top = min(max(0, round(candidate.y0)), height)
     right = min(max(0, round(candidate.x1)), width)
@@ -279,13 +279,15 @@ class FaceDetector:
         faces = self._hog_faces(rgb)
         if not faces and self._cnn is not None:
             faces = self._cnn_faces(rgb)
-        boxes = [_to_box(face, width, height) for face in _suppress(faces, self.nms_iou)]
+        boxes = [
+            to_face_box(face, width, height) for face in suppress_overlaps(faces, self.nms_iou)
+        ]
         return sorted(
             (box for box in boxes if box is not None),
             key=lambda box: (box.left, box.top, box.right, box.bottom),
         )
 
-    def _hog_faces(self, rgb: np.ndarray) -> list[_Candidate]:
+    def _hog_faces(self, rgb: np.ndarray) -> list[Candidate]:
         # Grey makes HOG about a fifth faster and the resize twice as fast; with
         # low scores re-checked, the benchmark's recall moved by 2 faces in 169
         # against RGB, within its noise.
@@ -302,7 +304,7 @@ class FaceDetector:
                 if score < self.accept_score:
                     continue
                 label = HOG_RECHECKED
-            faces.append(_Candidate(x0 / sx, y0 / sy, x1 / sx, y1 / sy, score, label))
+            faces.append(Candidate(x0 / sx, y0 / sy, x1 / sx, y1 / sy, score, label))
         return faces
 
     def _recheck(self, work: Image.Image, x0: int, y0: int, x1: int, y1: int) -> float:
@@ -329,7 +331,7 @@ class FaceDetector:
                     best = max(best, float(score))
         return best
 
-    def _cnn_faces(self, rgb: np.ndarray) -> list[_Candidate]:
+    def _cnn_faces(self, rgb: np.ndarray) -> list[Candidate]:
         image = Image.fromarray(rgb)
         small, sx, sy = _resize(image, min(1.0, self.cnn_max_side / max(image.size)))
         assert self._cnn is not None
@@ -339,7 +341,7 @@ class FaceDetector:
                 continue
             rect = detection.rect
             faces.append(
-                _Candidate(
+                Candidate(
                     rect.left() / sx,
                     rect.top() / sy,
                     (rect.right() + 1) / sx,
