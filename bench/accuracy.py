@@ -27,11 +27,9 @@ import itertools
 import random
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, Python puts bench/ (not the repository) on sys.path.
@@ -73,18 +71,15 @@ def fairface_val(count: int, seed: int) -> list[tuple[Path, str]]:
     return sorted(random.Random(seed).sample(val, min(count, len(val))))
 
 
-def chips_of(paths: list[Path], detect: Callable, aligner) -> list[np.ndarray | None]:
-    """The aligned chip of each photo's largest face, or None where no face was found."""
+def chips_of(paths: list[Path], detector, aligner) -> list[np.ndarray | None]:
+    """The aligned chip of each photo's largest face, cut as training cuts them, or None
+    where the detector found no face (training would fall back on the whole image)."""
+    from training.pipeline.chips import ChipSource, cut_chip
+
     chips: list[np.ndarray | None] = []
     for path in paths:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
-        boxes = detect(rgb)
-        if not boxes:
-            chips.append(None)
-            continue
-        box = max(boxes, key=lambda b: b.width * b.height)
-        chips.append(aligner.align(rgb, box))
+        result = cut_chip(ChipSource(path.name, 0, "", "test"), path.parent, detector, aligner)
+        chips.append(result.chip if result.how == "detected" else None)
     return chips
 
 
@@ -131,8 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name, detector in (("HOG cascade", FaceDetector()), ("CenterFace", CenterFaceDetector())):
         start = time.perf_counter()
-        utk_chips = chips_of([path for path, _ in utk], detector.detect, aligner)
-        fair_chips = chips_of([path for path, _ in fair], detector.detect, aligner)
+        utk_chips = chips_of([path for path, _ in utk], detector, aligner)
+        fair_chips = chips_of([path for path, _ in fair], detector, aligner)
         seconds = (time.perf_counter() - start) / (len(utk) + len(fair))
         for (network_name, network), mirrored in itertools.product(networks, (False, True)):
             utk_ages = ages_of(utk_chips, network, mirrored)

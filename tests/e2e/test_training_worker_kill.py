@@ -91,6 +91,18 @@ def wait_for_first_epoch(stack: LocalStack, run_id: int, worker) -> dict:
     )
 
 
+def wait_for_the_end(stack: LocalStack, run_id: int, worker) -> dict:
+    """Until the (resumed) run is finished, one way or another."""
+    return wait_for(
+        stack,
+        run_id,
+        lambda run: run["status"] in ("succeeded", "failed", "cancelled"),
+        600,
+        "the resumed run to finish",
+        processes=[worker],
+    )
+
+
 def tail(stack: LocalStack) -> str:
     logs = [stack.worker_log, *sorted(stack.workdir.glob("training-*.log"))]
     return "".join(
@@ -165,14 +177,7 @@ def test_a_killed_training_worker_is_replaced_and_the_run_resumes(tmp_path):
             )
 
             second = stack.start_training_worker(stack.workdir / "training-2.log")
-            run = wait_for(
-                stack,
-                run_id,
-                lambda run: run["status"] in ("succeeded", "failed", "cancelled"),
-                600,
-                "the resumed run to finish",
-                processes=[second],
-            )
+            run = wait_for_the_end(stack, run_id, second)
         finally:
             stop_process_group(first, signal.SIGKILL)
             stop_process_group(second)
@@ -209,14 +214,7 @@ def test_a_killed_training_pool_child_is_replaced_and_the_run_resumes(tmp_path):
             at_kill = read_run(stack, run_id)
             done_before = len(at_kill["history"])
             assert 1 <= done_before < EPOCHS, "the kill came too late to test anything"
-            run = wait_for(
-                stack,
-                run_id,
-                lambda run: run["status"] in ("succeeded", "failed", "cancelled"),
-                600,
-                "the resumed run to finish",
-                processes=[worker],
-            )
+            run = wait_for_the_end(stack, run_id, worker)
         finally:
             stop_process_group(worker)
         assert run["status"] == "succeeded", (run["error"], run["log"])

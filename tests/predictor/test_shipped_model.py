@@ -9,7 +9,6 @@ import random
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from predictor.models import ModelVersion
 from predictor.vision.bundled_models import shipped_model_card, shipped_model_path
@@ -57,16 +56,17 @@ def networks():
 
 
 def chips_of(paths) -> np.ndarray:
+    """Each photo's largest face, cut as training and serving cut them."""
     from predictor.vision.alignment import FaceAligner
     from predictor.vision.centerface import CenterFaceDetector
+    from training.pipeline.chips import ChipSource, cut_chip
 
     detector, aligner = CenterFaceDetector(), FaceAligner()
-    chips = []
-    for path in paths:
-        rgb = np.asarray(Image.open(path).convert("RGB"))
-        box = max(detector.detect(rgb), key=lambda b: b.width * b.height)
-        chips.append(aligner.align(rgb, box))
-    return np.stack(chips)
+    results = [
+        cut_chip(ChipSource(path.name, 0, "", "test"), path.parent, detector, aligner)
+        for path in paths
+    ]
+    return np.stack([result.chip for result in results])
 
 
 def test_it_beats_the_dlib_network_on_aligned_crops_and_children(networks):
