@@ -141,13 +141,9 @@ def teacher_prior(model: keras.Model, chips: np.ndarray, floor: float = 0.02) ->
     ``floor`` of a flat one so no age inside an interval is ruled out. Used as the soft target's
     shape inside an age group: the fine-tune then moves the network into the right group
     while keeping its finer ordering of ages within it."""
-    probabilities = np.concatenate(
-        [
-            model(chips[i : i + 512].astype(np.float32), training=False).numpy()
-            for i in range(0, len(chips), 512)
-        ]
-        or [np.zeros((0, NUM_CLASSES), np.float32)]
-    )
+    from training.pipeline.calibration import split_probabilities
+
+    probabilities = split_probabilities(AgeNetwork(model, CLASS_AGES), chips)
     return (1 - floor) * probabilities + floor / NUM_CLASSES
 
 
