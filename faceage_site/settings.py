@@ -227,6 +227,10 @@ LANGUAGE_COOKIE_SAMESITE = "Lax"
 # --- Uploads ------------------------------------------------------------------------
 FACEAGE_MAX_UPLOAD_BYTES = env_int("FACEAGE_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1024)
 FACEAGE_MAX_IMAGE_PIXELS = env_int("FACEAGE_MAX_IMAGE_PIXELS", 40_000_000, minimum=10_000)
+# An accepted photo is stored (and worked on) scaled down to at most this many pixels on its
+# longest side, so what a worker spends on one photo is bounded before it runs: a 40 MP
+# upload costs the worker what a 16 MP one does. A 12 MP phone photo (4032 px) is kept whole.
+FACEAGE_MAX_WORKING_SIDE = env_int("FACEAGE_MAX_WORKING_SIDE", 4096, minimum=640)
 # Photos in one batch (several `image` parts, or the images in one zip); see docs/api.md.
 FACEAGE_BATCH_MAX_FILES = env_int("FACEAGE_BATCH_MAX_FILES", 20, minimum=1)
 # `?wait=` long-polls one web process holds at once; past it the answer comes at once. Keep it

@@ -18,7 +18,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import F
+from django.db.models import Count, F, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from faceage_site import i18n
@@ -76,8 +77,64 @@ def claim(prediction_id) -> Prediction | None:
     return prediction
 
 
+# How far back the photos an owner has had started count against their next one.
+FAIR_SHARE_WINDOW = timedelta(minutes=10)
+
+
+def in_fair_order(queued, limit: int) -> list:
+    """The pks of up to ``limit`` rows of ``queued`` in the order they should run.
+
+    A row's place is its owner's share so far plus its turn: the photos of its owner started
+    in the last FAIR_SHARE_WINDOW, plus 1 for the owner's oldest queued photo, 2 for the
+    next, and so on; the oldest first on a tie. Someone whose 200 photos are running has a
+    large share, so another person's one photo runs next, after the photo in hand, not
+    after all 200. An anonymous owner is the browser session that uploaded."""
+    turn = Window(
+        RowNumber(),
+        partition_by=[F("owner_id"), F("anonymous_owner")],
+        order_by=[F("created_at").asc(), F("pk").asc()],
+    )
+    rows = list(
+        queued.annotate(turn=turn)
+        .filter(turn__lte=limit)
+        .values_list("pk", "owner_id", "anonymous_owner", "turn", "created_at")
+    )
+    if not rows:
+        return []
+    since = timezone.now() - FAIR_SHARE_WINDOW
+    started = (
+        Prediction.objects.filter(started_at__gte=since)
+        .exclude(status=Status.QUEUED)
+        .values_list("owner_id", "anonymous_owner")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    share = {(owner, anonymous): count for owner, anonymous, count in started}
+    rows.sort(key=lambda row: (share.get((row[1], row[2]), 0) + row[3], row[4], str(row[0])))
+    return [row[0] for row in rows[:limit]]
+
+
+def claim_next(prediction_id) -> Prediction | None:
+    """Claim the queued prediction whose turn it is (``in_fair_order``), whichever message
+    woke this task.
+
+    Every prediction's queue message is only a doorbell: each one that arrives runs one
+    queued prediction, so the queue drains as fast as before, but in fair order rather than
+    upload order. ``prediction_id``'s own row is claimed (or found done) as before when no
+    other row is waiting; a later message, for a row already run, finds a terminal row and
+    runs the next in turn."""
+    for _ in range(3):  # another worker may take the row first; look again
+        candidates = in_fair_order(Prediction.objects.filter(status=Status.QUEUED), 1)
+        if not candidates:
+            break
+        prediction = claim(candidates[0])
+        if prediction is not None:
+            return prediction
+    return claim(prediction_id)
+
+
 def claim_waiting(first: Prediction, limit: int) -> list[Prediction]:
-    """Take up to ``limit`` more predictions that wait in the queue, oldest first, for the
+    """Take up to ``limit`` more predictions that wait in the queue, in fair order, for the
     same batch as ``first``.
 
     Each row is taken with a conditional UPDATE, so two workers never take the same one;
@@ -88,13 +145,12 @@ def claim_waiting(first: Prediction, limit: int) -> list[Prediction]:
     cannot use up the attempts of the photos around it."""
     if limit <= 0 or first.attempts > 1 or not is_light(first):
         return []
-    candidates = (
+    candidates = in_fair_order(
         Prediction.objects.filter(status=Status.QUEUED, attempts=0)
         .alias(pixels=F("width") * F("height"))
         .filter(pixels__lte=settings.FACEAGE_BATCH_MAX_PIXELS)
-        .exclude(pk=first.pk)
-        .order_by("created_at")
-        .values_list("pk", flat=True)[: limit * 2]
+        .exclude(pk=first.pk),
+        limit * 2,
     )
     taken = []
     for pk in candidates:
@@ -235,14 +291,15 @@ def store_faces(prediction: Prediction, estimates) -> None:
     ignore_result=True,
 )
 def predict(self, prediction_id: str) -> None:
-    """Run ``prediction_id``, together with up to FACEAGE_INFERENCE_BATCH_SIZE - 1 other
-    predictions waiting in the queue (one network batch for all their faces)."""
+    """Run the queued prediction whose turn it is (``prediction_id`` when no other owner
+    waits), together with up to FACEAGE_INFERENCE_BATCH_SIZE - 1 other light predictions
+    waiting in the queue (one network batch for all their faces)."""
     # Celery's Django fix-up closes stale database connections around each task.
     # A child still loading the network waits for it before claiming, so a child killed
     # while it loads (the OOM killer, again) uses up no prediction's attempts.
     if _preload_done is not None:
         _preload_done.wait(settings.FACEAGE_INFERENCE_SOFT_TIME_LIMIT / 2)
-    prediction = claim(prediction_id)
+    prediction = claim_next(prediction_id)
     if prediction is None:
         return
     me = prediction.claimed_by

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -27,6 +28,7 @@ from predictor.vision.image_loading import (
     ImageRejected,
     PhotoLimits,
     encode_for_storage,
+    fit_within,
     load_photo,
     thumbnail_bytes,
 )
@@ -72,8 +74,11 @@ def owner_fields(request: HttpRequest) -> dict:
 
 
 def _unsaved_prediction(request: HttpRequest, name: str, data: bytes) -> Prediction:
-    """Check one photo and store its clean copy and thumbnail; the row is not saved yet."""
-    photo = load_photo(data, photo_limits())
+    """Check one photo and store its clean copy and thumbnail; the row is not saved yet.
+
+    The copy is scaled down to FACEAGE_MAX_WORKING_SIDE, which bounds a worker's decode and
+    detection before the photo is queued; boxes, width and height are the copy's."""
+    photo = fit_within(load_photo(data, photo_limits()), settings.FACEAGE_MAX_WORKING_SIDE)
     prediction = Prediction(
         original_name=(name or "")[:255],
         width=photo.width,
@@ -158,11 +163,25 @@ class FileProblem:
         return {"name": self.name, "code": self.code, "message": self.message}
 
 
+class FileSkipped(Exception):
+    """One file of a batch cannot be used; the others go on."""
+
+    def __init__(self, problem: FileProblem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
 @dataclass
 class BatchFiles:
-    """The photos of a batch, read into memory, and the files already set aside."""
+    """The photos of a batch, each with a function that reads it, and the files already set
+    aside.
 
-    items: list[tuple[str, bytes]] = field(default_factory=list)
+    Nothing is read up front: ``create_batch`` reads, checks and stores one photo at a time
+    and lets its bytes go before the next, so a request holds one photo in memory (at most
+    FACEAGE_MAX_UPLOAD_BYTES, plus its decoded pixels), not the whole batch. A reader raises
+    FileSkipped for a file that turns out to be unusable."""
+
+    items: list[tuple[str, Callable[[], bytes]]] = field(default_factory=list)
     problems: list[FileProblem] = field(default_factory=list)
 
     @property
@@ -278,34 +297,40 @@ def _archive_files(upload: UploadedFile, into: BatchFiles) -> None:
                     gettext("This file's path leaves the archive's folder, so it was skipped."),
                 )
             )
-            continue
-        if info.file_size > limit:
+        elif info.file_size > limit:
             into.problems.append(_too_large(name, info.file_size))
-            continue
+        else:
+            shown = posixpath.basename(name.replace("\\", "/")) or name
+            into.items.append((shown, _member_reader(archive, info)))
+
+
+def _member_reader(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], bytes]:
+    def read() -> bytes:
+        name, limit = info.filename, settings.FACEAGE_MAX_UPLOAD_BYTES
         try:
             with archive.open(info) as member:
                 data = member.read(limit + 1)  # never more than the limit, whatever it claims
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
-            into.problems.append(
+            raise FileSkipped(
                 FileProblem(
                     name,
                     "bad_archive_member",
                     gettext("This file is damaged inside the archive and could not be read."),
                 )
-            )
-            continue
+            ) from None
         if len(data) > limit:
-            into.problems.append(_too_large(name, len(data)))
-        elif data[:4] == ZIP_MAGIC:
-            into.problems.append(
+            raise FileSkipped(_too_large(name, len(data)))
+        if data[:4] == ZIP_MAGIC:
+            raise FileSkipped(
                 FileProblem(
                     name,
                     "nested_archive",
                     gettext("Archives inside the archive are not opened. Put the photos in it."),
                 )
             )
-        else:
-            into.items.append((posixpath.basename(name.replace("\\", "/")) or name, data))
+        return data
+
+    return read
 
 
 def _too_large(name: str, size: int) -> FileProblem:
@@ -330,11 +355,21 @@ def collect_batch_files(uploads: list[UploadedFile]) -> BatchFiles:
             continue
         if collected.count + 1 > batch_max_files():
             raise too_many_files(collected.count + 1)
-        try:
-            collected.items.append((name, read_upload(upload)))
-        except ImageRejected as rejected:
-            collected.problems.append(FileProblem(name, rejected.code, rejection_message(rejected)))
+        collected.items.append((name, _upload_reader(upload)))
     return collected
+
+
+def _upload_reader(upload: UploadedFile) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            return read_upload(upload)
+        except ImageRejected as rejected:
+            name = (upload.name or "")[:255]
+            raise FileSkipped(
+                FileProblem(name, rejected.code, rejection_message(rejected))
+            ) from None
+
+    return read
 
 
 def create_batch(
@@ -346,9 +381,11 @@ def create_batch(
     """
     problems = list(files.problems)
     predictions = []
-    for name, data in files.items:
+    for name, read in files.items:
         try:
-            predictions.append(_unsaved_prediction(request, name, data))
+            predictions.append(_unsaved_prediction(request, name, read()))
+        except FileSkipped as skipped:
+            problems.append(skipped.problem)
         except ImageRejected as rejected:
             problems.append(FileProblem(name, rejected.code, rejection_message(rejected)))
     if not predictions:

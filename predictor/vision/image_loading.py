@@ -222,6 +222,17 @@ def encode_for_storage(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def fit_within(image: Image.Image, max_side: int) -> Image.Image:
+    """``image`` scaled down so that its longest side is at most ``max_side`` pixels (the
+    same image when it already is), keeping its proportions."""
+    if max(image.size) <= max_side:
+        return image
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    # reducing_gap: a fast integer reduction first, then Lanczos for the rest.
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
 def thumbnail_bytes(image: Image.Image, max_side: int = 320) -> bytes:
     """A small JPEG preview, longest side ``max_side`` pixels, with no metadata."""
     small = image.copy()

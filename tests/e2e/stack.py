@@ -37,3 +37,13 @@ def pool_children(worker_pid: int) -> list[int]:
     import psutil
 
     return [child.pid for child in psutil.Process(worker_pid).children()]
+
+
+def browser_session(base_url: str) -> requests.Session:
+    """A session like the upload page's script: it holds the site's session and CSRF
+    cookies, and sends the CSRF token with every request, as an anonymous visitor's API
+    uploads must (docs/api.md, "Who may upload")."""
+    session = requests.Session()
+    session.get(f"{base_url}/", timeout=30).raise_for_status()
+    session.headers["X-CSRFToken"] = session.cookies["csrftoken"]
+    return session

@@ -322,3 +322,32 @@ def test_delete_all_removes_the_batches_too(client, api_client, enqueued, user):
     api_client.post(URL, {"image": [jpeg("a.jpg"), jpeg("b.jpg")]}, format="multipart")
     assert api_client.delete(f"{URL}all/").status_code == 204
     assert Batch.objects.count() == 0 and Prediction.objects.count() == 0
+
+
+def test_a_zip_is_unpacked_one_photo_at_a_time(rf, settings):
+    """A zip of zero-filled entries (a 206 KB request unpacked to 200 MB in memory) holds one
+    entry in memory at a time: the peak allocation stays near one entry, not the sum."""
+    import tracemalloc
+
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from predictor.uploads import BatchRejected, collect_batch_files, create_batch
+
+    entry = 2 * 1024 * 1024
+    settings.FACEAGE_MAX_UPLOAD_BYTES = entry
+    upload = zip_upload({f"zeros-{n}.jpg": bytes(entry) for n in range(8)})
+    assert upload.size < 100_000
+    request = rf.post(URL)
+    request.user = AnonymousUser()
+    request.session = SessionStore()
+    tracemalloc.start()
+    try:
+        with pytest.raises(BatchRejected) as rejected:
+            create_batch(request, collect_batch_files([upload]))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rejected.value.code == "no_usable_images"
+    assert [problem.code for problem in rejected.value.problems] == ["not_an_image"] * 8
+    assert peak < 3 * entry, f"peak {peak / entry:.1f} entries held at once"
