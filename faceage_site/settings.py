@@ -402,7 +402,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # Reading is open (each caller sees only its own rows); changes need a token, a logged-in
+    # session, or an anonymous session with its CSRF token (docs/api.md, "Who may upload").
+    "DEFAULT_PERMISSION_CLASSES": ["predictor.api.permissions.AnonymousChangesNeedCsrf"],
     "DEFAULT_PAGINATION_CLASS": "predictor.api.pagination.PredictionPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "predictor.api.errors.error_handler",

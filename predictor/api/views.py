@@ -43,6 +43,10 @@ _errors = {
     400: OpenApiResponse(ErrorSerializer, description="Missing or unusable image"),
     404: OpenApiResponse(ErrorSerializer, description="Not found (or not yours)"),
     413: OpenApiResponse(ErrorSerializer, description="File or image too large"),
+    401: OpenApiResponse(
+        ErrorSerializer,
+        description="An anonymous change without the site's CSRF cookie and token: send a token",
+    ),
 }
 
 
@@ -125,7 +129,8 @@ def wait_until_terminal(prediction_id, seconds: float) -> None:
         responses={200: PredictionSerializer, 400: _errors[400], 404: _errors[404]},
     ),
     destroy=extend_schema(
-        summary="Delete a prediction and its photo", responses={204: None, 404: _errors[404]}
+        summary="Delete a prediction and its photo",
+        responses={204: None, 401: _errors[401], 404: _errors[404]},
     ),
 )
 class PredictionViewSet(
@@ -163,7 +168,12 @@ class PredictionViewSet(
             "(see GET /api/v1/batches/{id}/ and docs/api.md)."
         ),
         request=PredictionUploadSerializer,
-        responses={202: PredictionCreatedSerializer, 400: _errors[400], 413: _errors[413]},
+        responses={
+            202: PredictionCreatedSerializer,
+            400: _errors[400],
+            401: _errors[401],
+            413: _errors[413],
+        },
     )
     def create(self, request, *args, **kwargs):
         if is_batch_request(request):  # several photos or a zip: predictor/api/batches.py
@@ -204,7 +214,10 @@ class PredictionViewSet(
     def perform_destroy(self, instance: Prediction) -> None:
         instance.delete_with_files()
 
-    @extend_schema(summary="Delete all of your predictions and photos", responses={204: None})
+    @extend_schema(
+        summary="Delete all of your predictions and photos",
+        responses={204: None, 401: _errors[401]},
+    )
     @action(detail=False, methods=["delete"], url_path="all")
     def delete_all(self, request, *args, **kwargs):
         for prediction in self.get_queryset():

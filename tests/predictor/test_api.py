@@ -183,6 +183,51 @@ def test_anonymous_callers_are_kept_apart(enqueued):
     assert alice.get(f"/p/{created['id']}/image.jpg").status_code == 200
 
 
+def csrf_checked_client(**kwargs):
+    """A client that enforces CSRF like a real browser request (the default test client
+    skips it)."""
+    from rest_framework.test import APIClient
+
+    return APIClient(enforce_csrf_checks=True, **kwargs)
+
+
+def test_an_anonymous_upload_without_the_csrf_token_is_refused_with_what_to_do(enqueued):
+    """Issue 13, item 11: another site's form, or a script that keeps no cookie, cannot
+    upload anonymously; it is told to send a token or use the web form."""
+    visitor = csrf_checked_client()
+    visitor.get("/")  # the session and CSRF cookies, but no token sent back
+    response = visitor.post(URL, {"image": jpeg()}, format="multipart")
+    assert response.status_code == 401, response.content
+    error = response.json()["error"]
+    assert error["code"] == "not_authenticated"
+    assert "token" in error["message"].lower() and "web form" in error["message"]
+    assert not Prediction.objects.exists()
+    assert enqueued == []
+
+
+def test_an_anonymous_upload_with_the_sites_csrf_token_is_the_visitors(enqueued):
+    visitor = csrf_checked_client()
+    visitor.get("/")
+    token = visitor.cookies["csrftoken"].value
+    response = visitor.post(URL, {"image": jpeg()}, format="multipart", HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 202, response.content
+    assert visitor.get(response.json()["url"]).status_code == 200
+    # Deleting is a change too: without the token it is refused, with it done.
+    assert visitor.delete(response.json()["url"]).status_code == 401
+    assert visitor.delete(response.json()["url"], HTTP_X_CSRFTOKEN=token).status_code == 204
+
+
+def test_a_token_needs_no_csrf_and_a_logged_in_session_does(enqueued, user):
+    scripted = csrf_checked_client()
+    scripted.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    assert scripted.post(URL, {"image": jpeg()}, format="multipart").status_code == 202
+    browser = csrf_checked_client()
+    browser.force_login(user)
+    refused = browser.post(URL, {"image": jpeg()}, format="multipart")
+    assert refused.status_code == 403
+    assert "CSRF" in refused.json()["error"]["message"]
+
+
 def test_unknown_id_is_404_in_the_error_shape(api_client):
     response = api_client.get(f"{URL}00000000-0000-0000-0000-000000000000/")
     assert response.status_code == 404
