@@ -10,6 +10,7 @@ Screenshots go to ``$FACEAGE_ARTIFACTS_DIR/screenshots`` (default ``var/artifact
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -124,12 +125,28 @@ def shots() -> Shots:
     return Shots()
 
 
-@pytest.fixture
-def context(browser):
-    """A fresh browser context (own cookies and session) at desktop size."""
-    created = browser.new_context(viewport=DESKTOP, locale="en-GB")
-    created.set_default_timeout(60_000)
+@contextlib.contextmanager
+def csp_watched_context(browser, timeout_ms: int = 60_000, **options) -> Iterator:
+    """A browser context that fails the test when a page breaks the Content-Security-Policy:
+    chromium reports each script, handler or resource it refused on the console."""
+    created = browser.new_context(**options)
+    created.set_default_timeout(timeout_ms)
+    refusals: list[str] = []
+
+    def watch(message) -> None:
+        if "Content Security Policy" in message.text:
+            refusals.append(message.text)
+
+    created.on("console", watch)
     try:
         yield created
     finally:
         created.close()
+    assert not refusals, f"the Content-Security-Policy refused: {refusals}"
+
+
+@pytest.fixture
+def context(browser):
+    """A fresh browser context (own cookies and session) at desktop size."""
+    with csp_watched_context(browser, viewport=DESKTOP, locale="en-GB") as created:
+        yield created

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from faceage_site.processes import BASE_DIR, LocalStack
-from tests.browser.conftest import DESKTOP, PHONE
+from tests.browser.conftest import DESKTOP, PHONE, csp_watched_context
 from tests.datasets import sample_utkface, utkface_age
 
 pytestmark = pytest.mark.integration
@@ -28,10 +28,8 @@ ADMIN_USER, ADMIN_PASSWORD = "browser-admin", "a-long-test-password-71"
 @pytest.fixture(scope="module")
 def session_context(browser):
     """One visitor's browser session, shared by the upload and history tests."""
-    created = browser.new_context(viewport=DESKTOP, locale="en-GB")
-    created.set_default_timeout(60_000)
-    yield created
-    created.close()
+    with csp_watched_context(browser, viewport=DESKTOP, locale="en-GB") as created:
+        yield created
 
 
 def test_upload_through_the_form_shows_boxes_and_ages(stack, session_context, shots, utkface_dir):

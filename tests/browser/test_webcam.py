@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from predictor.models import Prediction
-from tests.browser.conftest import CHROMIUM_ARGS, PHONE
+from tests.browser.conftest import CHROMIUM_ARGS, PHONE, csp_watched_context
 
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
@@ -44,12 +44,10 @@ def camera_browser(chromium_path) -> Iterator:
 
 @pytest.fixture
 def phone_page(camera_browser):
-    context = camera_browser.new_context(viewport=PHONE, locale="en-GB")
-    context.set_default_timeout(30_000)
-    try:
+    with csp_watched_context(
+        camera_browser, timeout_ms=30_000, viewport=PHONE, locale="en-GB"
+    ) as context:
         yield context.new_page()
-    finally:
-        context.close()
 
 
 def test_take_a_photo_with_the_camera_and_upload_it(live_server, phone_page, enqueued, shots):
