@@ -23,10 +23,10 @@ import numpy as np
 import requests
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tables import print_table
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+from bench.tables import print_table  # noqa: E402
+from tests.e2e.stack import browser_session  # noqa: E402
 
 
 def utkface_files(count: int, seed: int) -> list[Path]:
@@ -51,7 +51,8 @@ def largest(boxes_and_ages: list[tuple[list[int], float]]) -> float | None:
 
 
 def through_api(files: list[Path], url: str, token: str | None, clients: int) -> dict[Path, dict]:
-    session = requests.Session()
+    # Without a token, as an anonymous visitor with the site's CSRF cookie and token.
+    session = requests.Session() if token else browser_session(url)
     if token:
         session.headers["Authorization"] = f"Token {token}"
 

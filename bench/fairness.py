@@ -12,8 +12,8 @@ terminal. Reported: B's latency from upload to terminal status (p50, max), B's o
 how each of A's photos ended. The issue (13, item 1) saw B wait 51 s at 7b800d0, and a task of
 eight such PNGs fail all eight at 63 s.
 
-Run it from another checkout (for example a `git worktree` of an older commit) to measure
-that commit: the script needs only `faceage_site.processes.local_stack`.
+To measure an older commit, run it in a `git worktree` of that commit with this script and
+`tests/e2e/stack.py` copied in: it needs only `faceage_site.processes.local_stack` besides.
 """
 
 from __future__ import annotations
@@ -34,19 +34,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.tables import print_table  # noqa: E402
-
-
-def browser_session(base_url: str):
-    """A requests session that behaves like the upload page's script: it has the site's
-    session and CSRF cookies, and sends the CSRF token with each upload."""
-    import requests
-
-    session = requests.Session()
-    session.get(f"{base_url}/", timeout=30)
-    token = session.cookies.get("csrftoken")
-    if token:
-        session.headers["X-CSRFToken"] = token
-    return session
+from tests.e2e.stack import browser_session  # noqa: E402
 
 
 def heavy_zip(count: int, side: int) -> bytes:

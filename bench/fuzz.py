@@ -35,6 +35,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.tables import print_table  # noqa: E402
+from tests.e2e.stack import browser_session  # noqa: E402
 
 
 def main() -> int:
@@ -108,7 +109,6 @@ def pool_pids(worker) -> set[int]:
 
 
 def fuzz_through_api(seeds, rng, inputs: int) -> int:
-    import requests
 
     from faceage_site.processes import local_stack
     from predictor.vision.mutations import mutate
@@ -137,7 +137,7 @@ def fuzz_through_api(seeds, rng, inputs: int) -> int:
     with local_stack(extra_env={"FACEAGE_UPLOAD_RATE": ""}) as stack:
         worker = stack.workers[0]
         children_before = pool_pids(worker)
-        session = requests.Session()
+        session = browser_session(stack.base_url)
         for index in range(inputs):
             fmt, data = rng.choice(seeds)
             by_format[fmt] += 1

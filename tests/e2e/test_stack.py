@@ -15,7 +15,7 @@ from PIL import Image
 from faceage_site.processes import LocalStack, local_stack
 from tests import images
 from tests.datasets import sample_utkface, utkface_age
-from tests.e2e.stack import wait_terminal
+from tests.e2e.stack import browser_session, wait_terminal
 from tests.services import PostgresDatabase, require_redis
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ def overlaps(box, expected, minimum: float = 0.3) -> bool:
 
 
 def test_uploads_flow_through_the_queue_to_stored_results(stack):
-    session = requests.Session()
+    session = browser_session(stack.base_url)
     faces = sample_utkface(3, seed=7)
 
     accepted = []

@@ -351,3 +351,50 @@ def test_a_zip_is_unpacked_one_photo_at_a_time(rf, settings):
     assert rejected.value.code == "no_usable_images"
     assert [problem.code for problem in rejected.value.problems] == ["not_an_image"] * 8
     assert peak < 3 * entry, f"peak {peak / entry:.1f} entries held at once"
+
+
+def test_a_web_process_decodes_only_so_many_photos_at_once(rf, monkeypatch):
+    """Sixteen threads uploading big photos at once hold at most FACEAGE_DECODES_PER_PROCESS
+    decoded photos between them: the others wait for a slot."""
+    import threading
+    import time
+
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.db import SessionStore
+
+    import predictor.uploads as uploads
+
+    real_load = uploads.load_photo
+    lock, inside, most = threading.Lock(), [0], [0]
+
+    def counting_load(data, limits):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            time.sleep(0.05)  # long enough for the other threads to pile up at the door
+            return real_load(data, limits)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(uploads, "load_photo", counting_load)
+    monkeypatch.setattr(uploads, "_decoding", threading.BoundedSemaphore(2))
+    request = rf.post(URL)
+    request.user = AnonymousUser()
+    request.session = SessionStore()
+    request.session.save()
+    photo = jpeg_bytes()
+    made = []
+    threads = [
+        threading.Thread(
+            target=lambda: made.append(uploads._unsaved_prediction(request, "p", photo))
+        )
+        for _ in range(16)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 16
+    assert most[0] == 2
