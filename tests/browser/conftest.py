@@ -125,6 +125,20 @@ def shots() -> Shots:
     return Shots()
 
 
+def wait_for_js(page, expression: str, timeout_ms: int = 60_000) -> None:
+    """Wait until ``expression`` is true in the page. Playwright's ``wait_for_function``
+    compiles its predicate inside the page, which the Content-Security-Policy forbids (no
+    eval); ``evaluate`` goes through the DevTools protocol, which the policy does not
+    govern, so this polls with it."""
+    import time
+
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout_ms} ms: {expression}")
+        page.wait_for_timeout(100)
+
+
 @contextlib.contextmanager
 def csp_watched_context(browser, timeout_ms: int = 60_000, **options) -> Iterator:
     """A browser context that fails the test when a page breaks the Content-Security-Policy:

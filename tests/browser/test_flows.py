@@ -16,7 +16,7 @@ import time
 import pytest
 
 from faceage_site.processes import BASE_DIR, LocalStack
-from tests.browser.conftest import DESKTOP, PHONE, csp_watched_context
+from tests.browser.conftest import DESKTOP, PHONE, csp_watched_context, wait_for_js
 from tests.datasets import sample_utkface, utkface_age
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def test_upload_through_the_form_shows_boxes_and_ages(stack, session_context, sh
     page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
     # The result page polls the API; the boxes appear when the worker has finished.
     page.wait_for_selector("#photo-frame .face-box", state="attached", timeout=300_000)
-    page.wait_for_function("document.getElementById('photo').complete")
+    wait_for_js(page, "document.getElementById('photo').complete")
     label = page.inner_text("#photo-frame .face-box .face-label")
     match = re.match(r"\s*(\d+(?:\.\d+)?)\s*±\s*(\d+)", label)
     assert match, f"face label {label!r} is not 'AGE ± STD'"
@@ -61,7 +61,7 @@ def test_upload_through_the_form_shows_boxes_and_ages(stack, session_context, sh
     assert int(interval.group(1)) <= round(age) <= int(interval.group(2)), (label, interval[0])
     chip = item.locator("img.face-chip")
     assert "aligned as the network saw it" in chip.get_attribute("alt")
-    page.wait_for_function("document.querySelector('img.face-chip').naturalWidth === 64")
+    wait_for_js(page, "document.querySelector('img.face-chip').naturalWidth === 64")
     chart = item.locator("svg.age-chart")
     assert chart.get_attribute("role") == "img" and chart.get_attribute("aria-label")
     assert chart.locator("rect.bar").count() > 10

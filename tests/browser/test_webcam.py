@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from predictor.models import Prediction
-from tests.browser.conftest import CHROMIUM_ARGS, PHONE, csp_watched_context
+from tests.browser.conftest import CHROMIUM_ARGS, PHONE, csp_watched_context, wait_for_js
 
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
@@ -57,13 +57,11 @@ def test_take_a_photo_with_the_camera_and_upload_it(live_server, phone_page, enq
     open_button.wait_for(state="visible")
     assert page.get_attribute("#camera-video", "aria-label")
     open_button.click()
-    page.wait_for_function("document.getElementById('camera-video').videoWidth > 0")
+    wait_for_js(page, "document.getElementById('camera-video').videoWidth > 0")
     shots.take(page, "20-camera-preview-phone")
     page.click("#camera-take")
     # The frame became a JPEG in the file input, the preview shows it, the camera is off.
-    page.wait_for_function(
-        "document.querySelector('#upload-form input[type=file]').files.length === 1"
-    )
+    wait_for_js(page, "document.querySelector('#upload-form input[type=file]').files.length === 1")
     name = page.evaluate("document.querySelector('#upload-form input[type=file]').files[0].name")
     kind = page.evaluate("document.querySelector('#upload-form input[type=file]').files[0].type")
     assert (name, kind) == ("camera.jpg", "image/jpeg")
@@ -89,7 +87,7 @@ def test_a_refused_camera_says_so_and_keeps_the_file_picker(live_server, phone_p
     )
     page.goto(live_server.url + "/")
     page.click("#camera-open")
-    page.wait_for_function("document.getElementById('camera-message').textContent.length > 0")
+    wait_for_js(page, "document.getElementById('camera-message').textContent.length > 0")
     message = page.inner_text("#camera-message")
     assert "not allowed" in message and "photo file" in message, message
     assert page.is_hidden("#camera-panel")
@@ -131,10 +129,11 @@ def test_several_files_open_a_batch_page_that_updates_itself(
         Face.objects.create(
             prediction=prediction, index=0, left=1, top=1, right=40, bottom=40, age=33.4, age_std=3
         )
-    page.wait_for_function(
+    wait_for_js(
+        page,
         "[...document.querySelectorAll('.batch-status')]"
         ".every(el => el.dataset.status === 'succeeded')",
-        timeout=20_000,
+        timeout_ms=20_000,
     )
     assert "2 of 2 photos finished" in page.inner_text("#batch-summary")
     assert "33" in page.inner_text("#batch-list")
