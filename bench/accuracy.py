@@ -17,6 +17,10 @@ the API: it counts in "faces found" and is left out of the age figures. Rows: ea
 faceage-v2), with and without mirrored test-time augmentation (the mean of the network's
 distributions for the chip and its mirror image). The product serves CenterFace + faceage-v2,
 mirrored.
+
+A second table is the fairness report for what the product serves (CenterFace, mirrored),
+both networks side by side: FairFace group accuracy per gender and per race (FairFace's seven
+race labels), and UTKFace MAE per gender and per race (UTKFace's five).
 """
 
 from __future__ import annotations
@@ -52,21 +56,24 @@ def group_of(age: float) -> str:
     return "70+"
 
 
-def utkface_test(count: int, seed: int) -> list[tuple[Path, int]]:
+def utkface_test(count: int, seed: int) -> list[tuple[Path, int, str, str]]:
     from training.datasets.splits import assign_splits
     from training.datasets.utkface import read_utkface
 
     root = default_fairface_dir().parent / "utkface"
     records, _ = read_utkface(root)
     splits = assign_splits(records)
-    test = [(root / r.path, r.age) for r in records if splits[r.path] == "test"]
+    test = [(root / r.path, r.age, r.gender, r.race) for r in records if splits[r.path] == "test"]
     return sorted(random.Random(seed).sample(test, min(count, len(test))))
 
 
-def fairface_val(count: int, seed: int) -> list[tuple[Path, str]]:
+def fairface_val(count: int, seed: int) -> list[tuple[Path, str, str, str]]:
     root = default_fairface_dir()
     with open(root / "labels.csv", newline="") as labels:
-        rows = [(root / r["path"], r["age_group"]) for r in csv.DictReader(labels)]
+        rows = [
+            (root / r["path"], r["age_group"], r["gender"].lower(), r["race"].replace("_", " "))
+            for r in csv.DictReader(labels)
+        ]
     val = [row for row in rows if row[0].parent.name == "val"]
     return sorted(random.Random(seed).sample(val, min(count, len(val))))
 
@@ -124,20 +131,28 @@ def main(argv: list[str] | None = None) -> None:
     headers = ["detector", "network", "TTA", "UTK found", "UTK MAE", "CS@5", "children MAE"]
     headers += ["FairFace found", "group acc", "balanced acc", "s/face"]
     rows = []
+    fairness: dict[str, tuple[list, list]] = {}
     for name, detector in (("HOG cascade", FaceDetector()), ("CenterFace", CenterFaceDetector())):
         start = time.perf_counter()
-        utk_chips = chips_of([path for path, _ in utk], detector, aligner)
-        fair_chips = chips_of([path for path, _ in fair], detector, aligner)
+        utk_chips = chips_of([row[0] for row in utk], detector, aligner)
+        fair_chips = chips_of([row[0] for row in fair], detector, aligner)
         seconds = (time.perf_counter() - start) / (len(utk) + len(fair))
         for (network_name, network), mirrored in itertools.product(networks, (False, True)):
             utk_ages = ages_of(utk_chips, network, mirrored)
-            pairs = [(a, t) for a, (_, t) in zip(utk_ages, utk, strict=True) if a is not None]
+            pairs = [(a, row[1]) for a, row in zip(utk_ages, utk, strict=True) if a is not None]
             errors = np.array([abs(round(a) - t) for a, t in pairs])
             children = np.array([abs(round(a) - t) for a, t in pairs if t <= 12])
             fair_ages = ages_of(fair_chips, network, mirrored)
             judged = [
-                (group_of(a), g) for a, (_, g) in zip(fair_ages, fair, strict=True) if a is not None
+                (group_of(a), row[1])
+                for a, row in zip(fair_ages, fair, strict=True)
+                if a is not None
             ]
+            if name == "CenterFace" and mirrored:
+                fairness[network_name] = (
+                    [(a, row) for a, row in zip(utk_ages, utk, strict=True) if a is not None],
+                    [(a, row) for a, row in zip(fair_ages, fair, strict=True) if a is not None],
+                )
             per_group = [
                 np.mean([p == g for p, g in judged if g == group])
                 for group in GROUPS
@@ -159,6 +174,35 @@ def main(argv: list[str] | None = None) -> None:
                 ]
             )
     print_table(headers, rows)
+    print()
+    print("Fairness report: CenterFace, mirrored (what the product serves)")
+    print_table(["set", "group", "faces", *fairness], fairness_rows(fairness))
+
+
+def fairness_rows(fairness: dict[str, tuple[list, list]]) -> list[list[str]]:
+    """Per gender and per race: FairFace group accuracy and UTKFace MAE, one column per
+    network. ``fairness[network] = (utk, fair)``, each a list of (age, row)."""
+    names = list(fairness)
+    rows = []
+    for kind, column in (("gender", 2), ("race", 3)):
+        for set_name, index in (("FairFace acc", 1), ("UTKFace MAE", 0)):
+            first = fairness[names[0]][index]
+            for label in sorted({row[column] for _, row in first if row[column]}):
+                cells = []
+                for network in names:
+                    picked = [
+                        (a, row) for a, row in fairness[network][index] if row[column] == label
+                    ]
+                    if index == 1:
+                        cells.append(
+                            f"{100 * np.mean([group_of(a) == row[1] for a, row in picked]):.1f}%"
+                        )
+                    else:
+                        cells.append(
+                            f"{np.mean([abs(round(a) - row[1]) for a, row in picked]):.2f}"
+                        )
+                rows.append([set_name, f"{kind}: {label}", str(len(picked)), *cells])
+    return rows
 
 
 if __name__ == "__main__":

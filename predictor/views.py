@@ -234,4 +234,32 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         )
     if metrics.get("scatter"):
         context["scatter_chart"] = charts.predicted_vs_true(metrics["scatter"])
+    context["group_rows"] = benchmark_group_rows(metrics.get("benchmarks") or {})
     return render(request, "predictor/model_detail.html", context)
+
+
+def benchmark_group_rows(benchmarks: dict) -> list[dict]:
+    """The fairness report: each benchmark's figure per gender and per race (where the
+    dataset labels them), this model beside the active one. The figure is the age-group
+    accuracy on a benchmark of age groups, else the MAE."""
+    rows = []
+    for name, result in benchmarks.items():
+        candidate, active = result.get("candidate") or {}, result.get("active") or {}
+        groups = candidate.get("accuracy") is not None
+        for kind in ("gender", "race"):
+            key = f"accuracy_by_{kind}" if groups else f"mae_by_{kind}"
+            figure = "accuracy" if groups else "mae"
+            for group, row in (candidate.get(key) or {}).items():
+                theirs = (active.get(key) or {}).get(group) or {}
+                rows.append(
+                    {
+                        "benchmark": name,
+                        "kind": kind,
+                        "group": group,
+                        "is_accuracy": groups,
+                        "candidate": row.get(figure),
+                        "active": theirs.get(figure),
+                        "count": row.get("count"),
+                    }
+                )
+    return rows

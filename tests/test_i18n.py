@@ -115,6 +115,25 @@ def world(django_user_model, enqueued, django_capture_on_commit_callbacks) -> Wo
             "count": 40,
             "mae_by_decade": {"0-9": {"mae": 4.0}, "10-19": {"mae": 7.0}},
         },
+        "gate": {"active_model": version.name},
+        "benchmarks": {
+            "utkface-sample": {
+                "candidate": {"mae": 5.5, "mae_by_race": {"Asian": {"mae": 5.1, "count": 9}}},
+                "active": {"mae": 6.0, "mae_by_race": {"Asian": {"mae": 5.9, "count": 9}}},
+            },
+            "fairface-val": {
+                "candidate": {
+                    "accuracy": 0.49,
+                    "accuracy_by_gender": {"female": {"accuracy": 0.5, "count": 10}},
+                    "accuracy_by_race": {"East Asian": {"accuracy": 0.45, "count": 4}},
+                },
+                "active": {
+                    "accuracy": 0.44,
+                    "accuracy_by_gender": {"female": {"accuracy": 0.42, "count": 10}},
+                    "accuracy_by_race": {"East Asian": {"accuracy": 0.4, "count": 4}},
+                },
+            },
+        },
     }
     version.save(update_fields=["metrics"])
     client = Client()
@@ -172,6 +191,7 @@ def world(django_user_model, enqueued, django_capture_on_commit_callbacks) -> Wo
         world.prediction.thumbnail.name,
         *ModelVersion.objects.values_list("name", flat=True),
         dataset.name,
+        "fairface-val",
     }
     return world
 

@@ -1,7 +1,9 @@
 """Importing a dataset into the database: labels, groups and a stored split.
 
 Re-running an import that stopped halfway finishes it without duplicates: items are
-unique per (dataset, path) and inserted with ``ignore_conflicts``.
+unique per (dataset, path). An item already there keeps its labels and split; only its
+``race``, the report-only label added later, is refreshed, so importing a dataset again fills
+it in for datasets imported before it existed.
 """
 
 from __future__ import annotations
@@ -68,13 +70,16 @@ def import_dataset(dataset: Dataset, progress=None) -> Dataset:
                     age=record.age,
                     age_high=record.age_high,
                     gender=record.gender,
+                    race=record.race,
                     group=record.group[:100],
                     split=splits[record.path],
                     face_box=list(record.face_box) if record.face_box else None,
                 )
                 for record in records[start : start + BATCH]
             ],
-            ignore_conflicts=True,
+            update_conflicts=True,
+            unique_fields=["dataset", "path"],
+            update_fields=["race"],
         )
         if progress is not None:
             progress(min(start + BATCH, len(records)), len(records))

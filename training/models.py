@@ -106,6 +106,12 @@ class DatasetItem(models.Model):
         verbose_name=gettext_lazy("age group's last year"),
     )
     gender = models.CharField(max_length=6, blank=True, verbose_name=gettext_lazy("gender"))
+    race = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text=gettext_lazy("The dataset's own label, for per-group accuracy reports only"),
+        verbose_name=gettext_lazy("race"),
+    )
     group = models.CharField(
         max_length=100,
         help_text=gettext_lazy("Person or source photo; never split"),

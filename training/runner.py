@@ -96,6 +96,7 @@ def chip_sources(dataset: Dataset) -> list[ChipSource]:
             split=item.split,
             face_box=tuple(item.face_box) if item.face_box else None,
             age_high=item.age_high,
+            race=item.race,
         )
         for item in dataset.items.order_by("path")
     ]
@@ -137,14 +138,15 @@ def training_datasets(run: TrainingRun) -> list[tuple[Dataset, float]]:
     return [(run.dataset, 1.0), *((row.dataset, row.weight) for row in rows)]
 
 
-SPLIT_KEYS = ("chips", "ages", "age_low", "age_high", "genders")
+SPLIT_KEYS = ("chips", "ages", "age_low", "age_high", "genders", "races")
 
 
 def concatenate_splits(splits: list[dict]) -> dict:
     """One split made of several (the keys every training split has)."""
     if len(splits) == 1:
         return splits[0]
-    return {key: np.concatenate([split[key] for split in splits]) for key in SPLIT_KEYS}
+    keys = [key for key in SPLIT_KEYS if all(key in split for split in splits)]
+    return {key: np.concatenate([split[key] for split in splits]) for key in keys}
 
 
 def mix_splits(splits: list[dict], weights: list[float], seed: int = 0) -> dict:
@@ -164,7 +166,7 @@ def mix_splits(splits: list[dict], weights: list[float], seed: int = 0) -> dict:
         index = np.concatenate(
             [np.tile(np.arange(size), wanted // size), rng.permutation(size)[: wanted % size]]
         )
-        parts.append({key: split[key][index] for key in SPLIT_KEYS})
+        parts.append({key: split[key][index] for key in SPLIT_KEYS if key in split})
     return concatenate_splits(parts)
 
 

@@ -49,3 +49,23 @@ def gender_name(key: str) -> str:
     """A gender key of the evaluation metrics (``female``, ``male``, ``unknown``), in the
     reader's language; any other key is shown as stored."""
     return str(_GENDER_NAMES.get(key, key))
+
+
+# The race labels of the datasets the importers read (FairFace's seven, UTKFace's five).
+_RACE_NAMES = {
+    "White": pgettext_lazy("race", "White"),
+    "Black": pgettext_lazy("race", "Black"),
+    "Latino Hispanic": pgettext_lazy("race", "Latino Hispanic"),
+    "East Asian": pgettext_lazy("race", "East Asian"),
+    "Southeast Asian": pgettext_lazy("race", "Southeast Asian"),
+    "Indian": pgettext_lazy("race", "Indian"),
+    "Middle Eastern": pgettext_lazy("race", "Middle Eastern"),
+    "Asian": pgettext_lazy("race", "Asian"),
+    "Others": pgettext_lazy("race", "Others"),
+}
+
+
+@register.filter
+def race_name(key: str) -> str:
+    """A dataset's race label, in the reader's language; any other label as stored."""
+    return str(_RACE_NAMES.get(key, key))

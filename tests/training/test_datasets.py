@@ -321,9 +321,10 @@ def test_utkface_real_folder(utkface_dir: Path):
     assert set(report.dropped) == {"unreadable_name", "bad_age"}
     assert report.kept == len(records) > 18000
     for record in records:
-        age, gender, _race, rest = record.path.split("_")
+        age, gender, race, rest = record.path.split("_")
         assert record.age == int(age) and 0 <= record.age <= 100
         assert record.gender == {"0": "male", "1": "female"}[gender]
+        assert record.race == ["White", "Black", "Asian", "Indian", "Others"][int(race)]
         assert record.group == rest.split(".")[0] and record.group.isdigit()
         assert record.face_box is None
     ages = [p.name.split("_")[0] for p in files]

@@ -51,6 +51,7 @@ def test_groups_become_intervals(small_fairface):
             low, high = (int(v) for v in row["age_group"].split("-"))
             assert (record.age, record.age_high) == (low, high)
         assert record.gender == row["gender"].lower()
+        assert record.race == row["race"].replace("_", " ")  # Latino_Hispanic: Latino Hispanic
 
 
 def test_bad_rows_are_dropped_with_the_row_named(tmp_path):
@@ -86,7 +87,9 @@ def test_chip_cache_keeps_the_groups_and_metrics_use_them(small_fairface, tmp_pa
 
     folder, _ = small_fairface
     records, _ = read_dataset("fairface", folder)
-    sources = [ChipSource(r.path, r.age, r.gender, "test", None, r.age_high) for r in records]
+    sources = [
+        ChipSource(r.path, r.age, r.gender, "test", None, r.age_high, r.race) for r in records
+    ]
     cache_dir, manifest = build_chip_cache(sources, folder, tmp_path / "cache", workers=1)
     test = load_split(cache_dir, manifest, "test")
     assert manifest["counts"]["test"] == 60
@@ -100,3 +103,60 @@ def test_chip_cache_keeps_the_groups_and_metrics_use_them(small_fairface, tmp_pa
     wrong = group_metrics(test["age_high"] + 5, test["age_low"], test["age_high"])
     assert wrong["accuracy"] == 0.0 and wrong["mae"] == pytest.approx(5.0)
     assert np.isclose(wrong["balanced_accuracy"], 0.0)
+    # The race labels travel with the chips, for the fairness report only.
+    by_path_race = sorted(r.race for r in records)
+    assert sorted(test["races"].tolist()) == by_path_race
+
+
+def test_the_fairness_report_gives_accuracy_per_gender_and_race():
+    from training.pipeline.evaluation import group_metrics
+
+    low = np.array([20, 20, 20, 30, 30, 0])
+    high = low + 9
+    served = np.array([25, 25, 40, 35, 10, 1])  # right, right, wrong, right, wrong, right
+    genders = np.array([0, 1, 1, 0, 1, -1])
+    races = np.array(["White", "White", "Black", "Black", "Black", "Indian"])
+    report = group_metrics(served, low, high, genders, races)
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    assert report["accuracy_by_race"] == {
+        "Black": {
+            "accuracy": pytest.approx(1 / 3),
+            "mae": pytest.approx((11 + 20) / 3),
+            "count": 3,
+        },
+        "Indian": {"accuracy": 1.0, "mae": 0.0, "count": 1},
+        "White": {"accuracy": 1.0, "mae": 0.0, "count": 2},
+    }
+    by_gender = report["accuracy_by_gender"]
+    assert by_gender["female"]["accuracy"] == 1.0 and by_gender["female"]["count"] == 2
+    assert by_gender["male"]["accuracy"] == pytest.approx(1 / 3)
+    assert by_gender["unknown"]["count"] == 1
+    # A dataset without race labels (IMDB-WIKI) has no race report, not an empty-named group.
+    assert "accuracy_by_race" not in group_metrics(served, low, high, genders, np.full(6, ""))
+
+
+def test_exact_ages_get_mae_per_race():
+    from training.pipeline.evaluation import age_metrics
+
+    report = age_metrics(
+        np.array([10.0, 22.0, 30.0]),
+        np.array([12, 20, 40]),
+        np.array([0, 1, 1]),
+        races=np.array(["Asian", "Asian", "Others"]),
+    )
+    assert report["mae_by_race"]["Asian"] == {"mae": 2.0, "cs5": 1.0, "count": 2}
+    assert report["mae_by_race"]["Others"]["mae"] == 10.0
+    assert report["mae_by_gender"]["male"]["count"] == 2
+
+
+def test_importing_again_fills_in_race_for_items_imported_before_it_existed(small_fairface):
+    folder, rows = small_fairface
+    call_command("import_dataset", "ff", str(folder), "--kind", "fairface")
+    dataset = Dataset.objects.get(name="ff")
+    splits = dict(dataset.items.values_list("path", "split"))
+    dataset.items.update(race="")  # as imported before the field existed
+    call_command("import_dataset", "ff", str(folder), "--kind", "fairface")
+    races = dict(dataset.items.values_list("path", "race"))
+    assert races == {row["path"]: row["race"].replace("_", " ") for row in rows}
+    assert dict(dataset.items.values_list("path", "split")) == splits  # nothing else moved
+    assert dataset.items.count() == 60

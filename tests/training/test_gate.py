@@ -169,3 +169,38 @@ def test_a_version_without_regressions_is_promoted_at_once(admin_client):
     assert promote(admin_client, version).status_code == 302
     version.refresh_from_db()
     assert version.is_active and version.promotion_override == ""
+
+
+def test_the_model_page_shows_each_benchmark_per_gender_and_race(client):
+    """FairFace's fairness report on the model page: accuracy per race and gender on an
+    age-group benchmark, MAE per race on an exact-age one, this model beside the active."""
+    version = ModelVersion.objects.create(
+        name="ff-run2",
+        artifact="models/ff-run2.keras",
+        metrics={
+            "gate": {"active_model": "faceage-v2"},
+            "benchmarks": {
+                "ff": {
+                    "candidate": {
+                        "accuracy": 0.5,
+                        "accuracy_by_race": {"East Asian": {"accuracy": 0.47, "count": 30}},
+                        "accuracy_by_gender": {"female": {"accuracy": 0.52, "count": 55}},
+                    },
+                    "active": {
+                        "accuracy": 0.49,
+                        "accuracy_by_race": {"East Asian": {"accuracy": 0.41, "count": 30}},
+                    },
+                },
+                "utk": {
+                    "candidate": {"mae": 5.0, "mae_by_race": {"Indian": {"mae": 6.25, "count": 9}}},
+                    "active": {"mae": 5.5, "mae_by_race": {"Indian": {"mae": 7.5, "count": 9}}},
+                },
+            },
+        },
+    )
+    page = client.get(f"/models/{version.name}/").content.decode()
+    assert "By gender and race" in page
+    rows = " ".join(page.split()).replace("> <", "><")
+    assert "<td>East Asian</td><td>47%</td><td>41%</td><td>30</td>" in rows
+    assert "<td>Indian</td><td>6.25</td><td>7.50</td><td>9</td>" in rows
+    assert "<td>female</td><td>52%</td><td>–</td><td>55</td>" in rows  # no active figure

@@ -29,6 +29,7 @@ def split(size: int, age: int) -> dict:
         "age_low": np.full(size, age, np.int32),
         "age_high": np.full(size, age + 9, np.int32),
         "genders": np.zeros(size, np.int32),
+        "races": np.full(size, f"group {age}"),
     }
 
 
@@ -56,6 +57,7 @@ def test_mix_splits_draws_each_dataset_in_proportion_to_its_weight():
     assert len(mixed["ages"]) == 1000
     assert (mixed["ages"] == 10).sum() == 500 and (mixed["ages"] == 50).sum() == 500
     assert set(mixed) == set(runner.SPLIT_KEYS)
+    assert (mixed["races"] == "group 10").sum() == 500  # the report labels travel along
     tilted = runner.mix_splits([small, large], [1.0, 3.0])
     assert (tilted["ages"] == 10).sum() == 250
     # Groups survive the mix with their rows.

@@ -28,6 +28,17 @@ AGE_GROUPS = {
     "70+": (70, MAX_AGE),
 }
 GENDERS = {"male": "male", "female": "female"}
+# FairFace's seven race groups, as its labels spell them, and as reports show them.
+RACES = {
+    "white": "White",
+    "black": "Black",
+    "latino_hispanic": "Latino Hispanic",
+    "latino hispanic": "Latino Hispanic",
+    "east asian": "East Asian",
+    "southeast asian": "Southeast Asian",
+    "indian": "Indian",
+    "middle eastern": "Middle Eastern",
+}
 LABELS_NAME = "labels.csv"
 
 
@@ -66,6 +77,7 @@ def read_fairface(root: Path) -> tuple[list[FaceRecord], ImportReport]:
                     age_high=interval[1],
                     gender=GENDERS.get((row.get("gender") or "").strip().lower(), ""),
                     group=path,
+                    race=RACES.get((row.get("race") or "").strip().lower(), ""),
                 )
             )
     return records, builder.report(kept=len(records))

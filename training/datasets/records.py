@@ -21,7 +21,9 @@ class FaceRecord:
     the person (IMDB-WIKI) or the source photo (UTKFace). ``face_box`` is
     ``(left, top, right, bottom)`` in pixels when the dataset gives one, else ``None``.
     ``age_high`` is set when the label is an age group, not a year (FairFace's ``20-29``):
-    the true age is then somewhere in ``age..age_high``.
+    the true age is then somewhere in ``age..age_high``. ``race`` is the dataset's own race
+    label where it has one (FairFace's seven, UTKFace's five), else ``""``: it is used only
+    to report accuracy per group, never to train.
     """
 
     path: str
@@ -30,6 +32,7 @@ class FaceRecord:
     group: str
     face_box: tuple[float, float, float, float] | None = None
     age_high: int | None = None
+    race: str = ""
 
 
 @dataclass

@@ -29,6 +29,8 @@ UTKFACE_NAME = re.compile(
     re.IGNORECASE,
 )
 GENDERS = {"0": "male", "1": "female"}
+# UTKFace's race codes (its README): used for per-group reports only.
+RACES = {"0": "White", "1": "Black", "2": "Asian", "3": "Indian", "4": "Others"}
 
 
 def read_utkface(root: Path) -> tuple[list[FaceRecord], ImportReport]:
@@ -64,6 +66,7 @@ def read_utkface(root: Path) -> tuple[list[FaceRecord], ImportReport]:
                 gender=GENDERS[match["gender"]],
                 group=match["timestamp"],
                 face_box=None,
+                race=RACES[match["race"]],
             )
         )
     return records, builder.report(kept=len(records))

@@ -31,6 +31,7 @@ class ChipSource:
     split: str
     face_box: tuple[float, float, float, float] | None = None
     age_high: int | None = None
+    race: str = ""  # for per-group reports only
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Test-split metrics for an age network: MAE, CS@5, MAE per decade and per gender.
+"""Test-split metrics for an age network: MAE, CS@5, MAE per decade, per gender and per race
+where the dataset labels race (FairFace's fairness report); age-group accuracy the same ways.
 
 Ages in years throughout. No Django: the caller stores the returned dict.
 """
@@ -12,10 +13,36 @@ from predictor.vision.age_network import AgeNetwork
 GENDER_NAMES = {0: "female", 1: "male", -1: "unknown"}
 
 
+def _by_label(labels, names: dict | None = None) -> dict[str, np.ndarray]:
+    """A mask per label value (``names`` renames values; an empty label is left out)."""
+    labels = np.asarray(labels)
+    masks = {}
+    for value in sorted(set(labels.tolist()), key=str):
+        name = names.get(value, str(value)) if names else str(value)
+        if name != "":
+            masks[name] = labels == value
+    return masks
+
+
+def _breakdowns(genders, races) -> dict[str, dict[str, np.ndarray]]:
+    """The per-group masks a report has: by gender, and by race where labels exist."""
+    found = {}
+    if genders is not None:
+        found["gender"] = _by_label(genders, GENDER_NAMES)
+    if races is not None and any(str(race) for race in np.asarray(races).tolist()):
+        found["race"] = _by_label(races)
+    return found
+
+
 def age_metrics(
-    predicted: np.ndarray, true: np.ndarray, genders: np.ndarray | None = None, scatter: int = 1500
+    predicted: np.ndarray,
+    true: np.ndarray,
+    genders: np.ndarray | None = None,
+    scatter: int = 1500,
+    races: np.ndarray | None = None,
 ) -> dict:
-    """Metrics of predicted vs true ages ((N,) arrays, years); ``genders`` coded 0/1/-1."""
+    """Metrics of predicted vs true ages ((N,) arrays, years); ``genders`` coded 0/1/-1,
+    ``races`` the dataset's labels (strings, empty where unknown)."""
     predicted = np.asarray(predicted, dtype=np.float64)
     true = np.asarray(true, dtype=np.float64)
     errors = np.abs(predicted - true)
@@ -36,14 +63,15 @@ def age_metrics(
     children = true <= 12
     if children.any():
         metrics["mae_children_0_12"] = float(errors[children].mean())
-    if genders is not None:
-        for code, name in GENDER_NAMES.items():
-            mask = np.asarray(genders) == code
-            if mask.any():
-                metrics["mae_by_gender"][name] = {
-                    "mae": float(errors[mask].mean()),
-                    "count": int(mask.sum()),
-                }
+    for kind, masks in _breakdowns(genders, races).items():
+        metrics[f"mae_by_{kind}"] = {
+            name: {
+                "mae": float(errors[mask].mean()),
+                "cs5": float((errors[mask] <= 5).mean()),
+                "count": int(mask.sum()),
+            }
+            for name, mask in masks.items()
+        }
     # A deterministic subsample for the predicted-versus-true plot.
     step = max(1, len(true) // scatter)
     metrics["scatter"] = [
@@ -53,11 +81,18 @@ def age_metrics(
     return metrics
 
 
-def group_metrics(predicted: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict:
+def group_metrics(
+    predicted: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    genders: np.ndarray | None = None,
+    races: np.ndarray | None = None,
+) -> dict:
     """Metrics against age-group labels (FairFace's ``20-29``): ``accuracy``, the share of
     served (rounded) ages inside the group; ``balanced_accuracy``, the mean over groups (as
     on a set with equal groups); ``mae``, the mean distance in years from the group (0
-    inside it); per group, accuracy and count."""
+    inside it); per group, accuracy and count; and the same accuracy and distance per gender
+    and per race where the labels exist (``accuracy_by_gender``, ``accuracy_by_race``)."""
     served = np.round(np.asarray(predicted, dtype=np.float64))
     low, high = np.asarray(low), np.asarray(high)
     inside = (served >= low) & (served <= high)
@@ -69,7 +104,19 @@ def group_metrics(predicted: np.ndarray, low: np.ndarray, high: np.ndarray) -> d
             "count": int(mask.sum()),
         }
     distance = np.maximum(low - served, 0) + np.maximum(served - high, 0)
+    reports = {
+        f"accuracy_by_{kind}": {
+            name: {
+                "accuracy": float(inside[mask].mean()),
+                "mae": float(distance[mask].mean()),
+                "count": int(mask.sum()),
+            }
+            for name, mask in masks.items()
+        }
+        for kind, masks in _breakdowns(genders, races).items()
+    }
     return {
+        **reports,
         "count": len(served),
         "accuracy": float(inside.mean()) if len(served) else None,
         "balanced_accuracy": float(np.mean([g["accuracy"] for g in by_group.values()]))
@@ -96,6 +143,12 @@ def evaluate_network(network: AgeNetwork, split: dict[str, np.ndarray], batch: i
     if has_age_groups(split):
         return {
             "labels": "age_groups",
-            **group_metrics(predicted, split["ages"], split["age_high"]),
+            **group_metrics(
+                predicted,
+                split["ages"],
+                split["age_high"],
+                split.get("genders"),
+                split.get("races"),
+            ),
         }
-    return age_metrics(predicted, split["ages"], split.get("genders"))
+    return age_metrics(predicted, split["ages"], split.get("genders"), races=split.get("races"))

@@ -5,7 +5,8 @@ Layout of a cache folder (``<cache root>/<content hash>/``)::
     manifest.json            {"splits": {"train": [{"file": ..., "count": N}, ...], ...},
                               "ages": {...}, "skipped": {...}, "complete": true}
     train-00000.tfrecord     one tf.train.Example per face: chip (64*64*3 raw bytes, RGB),
-    ...                      age (int64, years), gender (int64: 0 female, 1 male, -1 unknown)
+    ...                      age (int64, years), gender (int64: 0 female, 1 male, -1 unknown),
+                             race (bytes: the dataset's label, or empty)
 
 ``manifest.json`` is written last, so a half-built cache is never mistaken for a
 finished one and building it again is a no-op only once it is complete.
@@ -26,7 +27,7 @@ import tensorflow as tf
 from predictor.vision.bundled_models import CHIP_SIZE
 from training.pipeline.chips import ChipSource, cut_chips
 
-PIPELINE_VERSION = "chips-v2"  # bump when chip cutting changes, to invalidate caches
+PIPELINE_VERSION = "chips-v3"  # bump when chip cutting or records change, to invalidate caches
 SHARD_SIZE = 2048
 GENDER_CODES = {"female": 0, "male": 1, "": -1}
 
@@ -36,12 +37,14 @@ def content_hash(sources: Sequence[ChipSource]) -> str:
     digest = hashlib.sha256(PIPELINE_VERSION.encode())
     for source in sorted(sources, key=lambda s: s.path):
         age = source.age if source.age_high is None else f"{source.age}-{source.age_high}"
-        digest.update(f"{source.path}\t{age}\t{source.gender}\t{source.split}\n".encode())
+        line = f"{source.path}\t{age}\t{source.gender}\t{source.race}\t{source.split}\n"
+        digest.update(line.encode())
     return digest.hexdigest()
 
 
-def _example(chip: np.ndarray, age: int, age_high: int, gender: str) -> bytes:
+def _example(chip: np.ndarray, age: int, age_high: int, gender: str, race: str) -> bytes:
     feature = {
+        "race": tf.train.Feature(bytes_list=tf.train.BytesList(value=[race.encode()])),
         "chip": tf.train.Feature(bytes_list=tf.train.BytesList(value=[chip.tobytes()])),
         "age": tf.train.Feature(int64_list=tf.train.Int64List(value=[age])),
         "age_high": tf.train.Feature(int64_list=tf.train.Int64List(value=[age_high])),
@@ -98,7 +101,9 @@ def build_chip_cache(
                 writers[source.split] = tf.io.TFRecordWriter(str(partial / name))
                 split_shards.append({"file": name, "count": 0})
             age_high = source.age if source.age_high is None else source.age_high
-            writers[source.split].write(_example(result.chip, source.age, age_high, source.gender))
+            writers[source.split].write(
+                _example(result.chip, source.age, age_high, source.gender, source.race)
+            )
             split_shards[-1]["count"] += 1
     finally:
         for writer in writers.values():
@@ -124,7 +129,7 @@ def shard_paths(cache_dir: Path, manifest: dict, split: str) -> list[str]:
 
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     """Decode one record: chip (64, 64, 3) uint8, age and age_high int32 (years; equal for
-    an exact age, the first and last year of an age group), gender int32."""
+    an exact age, the first and last year of an age group), gender int32, race (bytes)."""
     features = tf.io.parse_single_example(
         serialized,
         {
@@ -132,6 +137,7 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
             "age": tf.io.FixedLenFeature([], tf.int64),
             "age_high": tf.io.FixedLenFeature([], tf.int64),
             "gender": tf.io.FixedLenFeature([], tf.int64),
+            "race": tf.io.FixedLenFeature([], tf.string, default_value=b""),
         },
     )
     chip = tf.reshape(tf.io.decode_raw(features["chip"], tf.uint8), (CHIP_SIZE, CHIP_SIZE, 3))
@@ -140,13 +146,15 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         "age": tf.cast(features["age"], tf.int32),
         "age_high": tf.cast(features["age_high"], tf.int32),
         "gender": tf.cast(features["gender"], tf.int32),
+        "race": features["race"],
     }
 
 
 def load_split(cache_dir: Path, manifest: dict, split: str) -> dict[str, np.ndarray]:
     """A whole split in memory: small enough at 64x64. ``chips`` NHWC uint8, ``ages``,
-    ``age_low`` (= ``ages``) and ``age_high`` in years, ``genders``."""
-    chips, ages, highs, genders = [], [], [], []
+    ``age_low`` (= ``ages``) and ``age_high`` in years, ``genders``, ``races`` (strings,
+    empty where the dataset has no such label)."""
+    chips, ages, highs, genders, races = [], [], [], [], []
     for record in tf.data.TFRecordDataset(shard_paths(cache_dir, manifest, split)).map(
         parse_example
     ):
@@ -154,10 +162,12 @@ def load_split(cache_dir: Path, manifest: dict, split: str) -> dict[str, np.ndar
         ages.append(int(record["age"]))
         highs.append(int(record["age_high"]))
         genders.append(int(record["gender"]))
+        races.append(record["race"].numpy().decode())
     return {
         "chips": np.stack(chips) if chips else np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8),
         "ages": np.asarray(ages, dtype=np.int32),
         "age_low": np.asarray(ages, dtype=np.int32),
         "age_high": np.asarray(highs, dtype=np.int32),
         "genders": np.asarray(genders, dtype=np.int32),
+        "races": np.asarray(races, dtype=str),
     }
