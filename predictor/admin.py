@@ -4,7 +4,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from predictor.models import Face, ModelVersion, Prediction
+from predictor.models import AgeLabel, Face, ModelVersion, Prediction
 
 
 class FaceInline(admin.TabularInline):
@@ -73,6 +73,22 @@ class PredictionAdmin(admin.ModelAdmin):
 class FaceAdmin(admin.ModelAdmin):
     list_display = ["prediction", "index", "age", "age_std", "detector"]
     list_select_related = ["prediction"]
+
+
+@admin.register(AgeLabel)
+class AgeLabelAdmin(admin.ModelAdmin):
+    """Labels are the owners' to give and withdraw: staff only read them."""
+
+    list_display = ["face", "age", "consent", "labelled_by", "updated_at"]
+    list_filter = ["consent"]
+    list_select_related = ["face", "labelled_by"]
+    readonly_fields = ["face", "age", "consent", "labelled_by", "created_at", "consent_changed_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ModelVersion)

@@ -29,3 +29,25 @@ class UploadForm(forms.Form):
         ),
         allow_empty_file=True,  # predictor.uploads explains empty files itself
     )
+
+
+AGE_MESSAGE = _("The real age must be a whole number of years from 0 to 100.")
+
+
+class AgeLabelForm(forms.Form):
+    """A face's real age, and whether it may be used to train (off unless ticked)."""
+
+    age = forms.IntegerField(
+        label=_("Real age"),
+        min_value=0,
+        max_value=100,
+        error_messages={
+            "required": AGE_MESSAGE,
+            "invalid": AGE_MESSAGE,
+            "min_value": AGE_MESSAGE,
+            "max_value": AGE_MESSAGE,
+        },
+    )
+    consent = forms.BooleanField(
+        label=_("Let faceage use this face to improve its model"), required=False
+    )

@@ -411,3 +411,72 @@ class Face(models.Model):
     @property
     def box(self) -> list[int]:
         return [self.left, self.top, self.right, self.bottom]
+
+
+class AgeLabel(models.Model):
+    """A face's real age, given by the (logged-in) owner of its photo.
+
+    Every label counts towards the live accuracy of the model version that estimated the
+    face. Only a label with ``consent`` lets the face be used to train a model; consent is
+    off unless the person ticks it, and can be withdrawn at any time, which keeps the label
+    for accuracy and takes the face out of training. Deleting the photo (by its owner or by
+    the retention task) deletes its faces and their labels with it."""
+
+    MIN_AGE, MAX_AGE = 0, 100
+
+    face = models.OneToOneField(
+        Face, on_delete=models.CASCADE, related_name="label", verbose_name=gettext_lazy("face")
+    )
+    age = models.PositiveSmallIntegerField(
+        help_text=gettext_lazy("The real age, in whole years, given by the photo's owner"),
+        verbose_name=gettext_lazy("real age"),
+    )
+    consent = models.BooleanField(
+        default=False,
+        help_text=gettext_lazy("The owner lets faceage use this face to improve its model"),
+        verbose_name=gettext_lazy("consent to training"),
+    )
+    labelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="age_labels",
+        verbose_name=gettext_lazy("labelled by"),
+    )
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=gettext_lazy("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=gettext_lazy("updated at"))
+    consent_changed_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("consent changed at")
+    )
+
+    class Meta:
+        verbose_name = gettext_lazy("age label")
+        verbose_name_plural = gettext_lazy("age labels")
+        indexes = [models.Index(fields=["consent"])]
+
+    def __str__(self) -> str:
+        return gettext("real age %(age)s") % {"age": self.age}
+
+    @classmethod
+    def give(cls, face: Face, user, age: int, consent: bool) -> AgeLabel:
+        """Store (or change) ``face``'s real age; ``consent`` as now chosen."""
+        label = cls.objects.filter(face=face).first()
+        now = timezone.now()
+        if label is None:
+            return cls.objects.create(
+                face=face,
+                age=age,
+                consent=consent,
+                labelled_by=user,
+                consent_changed_at=now if consent else None,
+            )
+        if label.consent != consent:
+            label.consent_changed_at = now
+        label.age, label.consent = age, consent
+        label.save()
+        return label
+
+    def withdraw_consent(self) -> None:
+        if self.consent:
+            self.consent = False
+            self.consent_changed_at = timezone.now()
+            self.save(update_fields=["consent", "consent_changed_at", "updated_at"])

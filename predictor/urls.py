@@ -14,6 +14,12 @@ urlpatterns = [
     path("p/<uuid:prediction_id>/thumbnail.jpg", views.thumbnail, name="thumbnail"),
     path("p/<uuid:prediction_id>/delete/", views.delete, name="delete"),
     path("p/<uuid:prediction_id>/faces/<int:index>/chip.jpg", views.face_chip, name="face-chip"),
+    path("p/<uuid:prediction_id>/faces/<int:index>/label/", views.label_face, name="label"),
+    path(
+        "p/<uuid:prediction_id>/faces/<int:index>/label/withdraw/",
+        views.withdraw_consent,
+        name="withdraw-consent",
+    ),
     path("models/<str:name>/", views.model_detail, name="model"),
     path("models/<str:name>/card.md", export_views.model_card, name="model-card"),
     path(

@@ -14,8 +14,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from faceage_site.i18n import rejection_message
-from predictor.forms import UploadForm
-from predictor.models import Batch, ModelVersion, Prediction
+from predictor.forms import AgeLabelForm, UploadForm
+from predictor.models import AgeLabel, Batch, ModelVersion, Prediction
 from predictor.throttling import UploadRateThrottle
 from predictor.uploads import (
     BatchRejected,
@@ -143,12 +143,57 @@ def batch(request: HttpRequest, batch_id) -> HttpResponse:
 @require_GET
 def result(request: HttpRequest, prediction_id) -> HttpResponse:
     prediction = _own_prediction(request, prediction_id)
-    return render(request, "predictor/result.html", {"prediction": prediction})
+    faces = prediction.faces.select_related("label") if prediction.status == "succeeded" else []
+    return render(request, "predictor/result.html", {"prediction": prediction, "faces": faces})
+
+
+@require_POST
+def label_face(request: HttpRequest, prediction_id, index: int) -> HttpResponse:
+    """ "Is this right?": the owner gives a face's real age, with consent or without."""
+    prediction = _own_prediction(request, prediction_id)
+    back = redirect("predictor:result", prediction_id=prediction.pk)
+    if not request.user.is_authenticated:
+        messages.error(request, _("Log in to give a face's real age: labels belong to an account."))
+        return back
+    face = get_object_or_404(prediction.faces, index=index)
+    form = AgeLabelForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return back
+    label = AgeLabel.give(face, request.user, **form.cleaned_data)
+    if label.consent:
+        text = _("Thank you: face %(number)s is %(age)s, and may be used to improve the model.")
+    else:
+        text = _(
+            "Thank you: face %(number)s is %(age)s. It counts towards the accuracy figures only."
+        )
+    messages.success(request, text % {"number": face.index + 1, "age": label.age})
+    return back
+
+
+@require_POST
+def withdraw_consent(request: HttpRequest, prediction_id, index: int) -> HttpResponse:
+    """Stop using a labelled face for training (its label still counts for accuracy)."""
+    prediction = _own_prediction(request, prediction_id)
+    face = get_object_or_404(prediction.faces, index=index)
+    label = get_object_or_404(AgeLabel, face=face)
+    label.withdraw_consent()
+    messages.success(
+        request,
+        _("Face %(number)s of %(name)s will not be used to train any model from now on.")
+        % {"number": face.index + 1, "name": prediction.original_name or _("this photo")},
+    )
+    next_url = request.POST.get("next", "")
+    if next_url.startswith("/") and not next_url.startswith("//"):
+        return redirect(next_url)
+    return redirect("predictor:history")
 
 
 @require_GET
 def history(request: HttpRequest) -> HttpResponse:
-    predictions = Prediction.objects.owned_by(request).prefetch_related("faces")
+    predictions = Prediction.objects.owned_by(request).prefetch_related("faces", "faces__label")
     page = Paginator(predictions, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "predictor/history.html", {"page": page})
 

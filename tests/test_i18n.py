@@ -28,7 +28,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from PIL import Image
 
-from predictor.models import Batch, Face, ModelVersion, Prediction
+from predictor.models import AgeLabel, Batch, Face, ModelVersion, Prediction
 from tests import images
 from training.models import Dataset, DatasetItem, TrainingRun
 
@@ -80,6 +80,7 @@ class World:
             ("authtoken", "tokenproxy"): self.token_user_pk,
             ("predictor", "prediction"): self.prediction.pk,
             ("predictor", "face"): self.prediction.faces.first().pk,
+            ("predictor", "agelabel"): self.prediction.faces.first().label.pk,
             ("predictor", "modelversion"): self.version.pk,
             ("training", "dataset"): self.dataset.pk,
             ("training", "datasetitem"): self.item.pk,
@@ -152,6 +153,7 @@ def world(django_user_model, enqueued, django_capture_on_commit_callbacks) -> Wo
     Prediction.objects.filter(pk=prediction.pk).update(
         status=Prediction.Status.SUCCEEDED, finished_at=timezone.now(), model_version=version
     )
+    AgeLabel.give(prediction.faces.get(index=0), user, 33, consent=True)
     dataset = Dataset.objects.create(
         name="utkface-sample", kind=Dataset.Kind.UTKFACE, source="/data/utk", status="ready"
     )
@@ -225,6 +227,14 @@ def visits_for(route: str, name: str | None, w: World) -> list[Visit] | None:
         "p/<uuid:prediction_id>/faces/<int:index>/chip.jpg": [
             Visit(USER, f"/p/{p}/faces/0/chip.jpg")
         ],
+        # An empty label form: the result page again, with the reason as a message.
+        "p/<uuid:prediction_id>/faces/<int:index>/label/": [
+            Visit(USER, f"/p/{p}/faces/0/label/", "post", (302,))
+        ],
+        # Face 0's label (given with consent in the world): withdrawn, back to the history.
+        "p/<uuid:prediction_id>/faces/<int:index>/label/withdraw/": [
+            Visit(USER, f"/p/{p}/faces/0/label/withdraw/", "post", (302,))
+        ],
         # A prediction of nobody's: the delete is a 404 rendered by our error page.
         "p/<uuid:prediction_id>/delete/": [
             Visit(USER, "/p/00000000-0000-0000-0000-000000000000/delete/", "post", (404,))
@@ -297,6 +307,13 @@ def api_visits(route: str, w: World) -> list[Visit] | None:
     }
     if route in deletes:  # an anonymous visitor owns nothing: deleting all is harmless
         return [Visit(ANONYMOUS, deletes[route], "delete", (204,))]
+    face_label = "api/v1/^predictions/(?P<pk>[^/.]+)/faces/(?P<index>[0-9]+)/label"
+    labels = {
+        face_label + "/$": f"/api/v1/predictions/{p}/faces/0/label/",
+        face_label + "\\.(?P<format>[a-z0-9]+)/?$": f"/api/v1/predictions/{p}/faces/0/label.json",
+    }
+    if route in labels:  # an empty label: the 400 in the reader's language
+        return [Visit(USER, labels[route], "post", (400,))]
     return None
 
 

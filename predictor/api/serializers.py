@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from django.urls import reverse
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from faceage_site.i18n import translate_reason
-from predictor.models import Face, ModelVersion, Prediction
+from predictor.models import AgeLabel, Face, ModelVersion, Prediction
 
 _YES = {"1", "true"}
 _NO = {"", "0", "false"}
@@ -52,10 +52,14 @@ class FaceSerializer(serializers.ModelSerializer):
     chip_url = serializers.SerializerMethodField(
         help_text="The aligned 64x64 face crop the network saw (JPEG; owner only)"
     )
+    label = serializers.SerializerMethodField(
+        help_text="The real age its owner gave, and whether it may be used for training "
+        "(null when none was given; see POST …/faces/{index}/label)"
+    )
 
     class Meta:
         model = Face
-        fields = ["box", "age", "age_std", "age_interval", "distribution", "chip_url"]
+        fields = ["box", "age", "age_std", "age_interval", "distribution", "chip_url", "label"]
 
     @extend_schema_field(
         {
@@ -78,11 +82,50 @@ class FaceSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path
 
+    @extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                "age": {"type": "integer"},
+                "consent": {"type": "boolean"},
+                "updated_at": {"type": "string", "format": "date-time"},
+            },
+        }
+    )
+    def get_label(self, obj: Face) -> dict | None:
+        label = getattr(obj, "label", None)
+        return AgeLabelSerializer(label).data if label is not None else None
+
     def to_representation(self, instance: Face) -> dict:
         data = super().to_representation(instance)
         if not distribution_requested(self.context.get("request")):
             data.pop("distribution", None)
         return data
+
+
+AGE_MESSAGE = gettext_lazy("The real age must be a whole number of years from 0 to 100.")
+
+
+class AgeLabelSerializer(serializers.ModelSerializer):
+    """A face's real age as its owner gave it."""
+
+    age = serializers.IntegerField(
+        min_value=AgeLabel.MIN_AGE,
+        max_value=AgeLabel.MAX_AGE,
+        help_text="The real age in whole years, 0-100",
+        error_messages={key: AGE_MESSAGE for key in ("invalid", "min_value", "max_value")},
+    )
+    consent = serializers.BooleanField(
+        default=False,
+        help_text="true: faceage may use this face to train its model (off unless sent); "
+        "false withdraws it. Either way the label counts towards accuracy figures.",
+    )
+
+    class Meta:
+        model = AgeLabel
+        fields = ["age", "consent", "updated_at"]
+        read_only_fields = ["updated_at"]
 
 
 class PredictionSerializer(serializers.ModelSerializer):

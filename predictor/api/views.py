@@ -16,14 +16,15 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.exceptions import NotAuthenticated, ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from faceage_site.i18n import rejection_message
 from predictor.api.batches import create_batch_response, is_batch_request
 from predictor.api.errors import UnusableImage
 from predictor.api.serializers import (
+    AgeLabelSerializer,
     ErrorSerializer,
     ModelVersionSerializer,
     PredictionCreatedSerializer,
@@ -31,7 +32,7 @@ from predictor.api.serializers import (
     PredictionUploadSerializer,
     distribution_requested,
 )
-from predictor.models import Batch, ModelVersion, Prediction
+from predictor.models import AgeLabel, Batch, ModelVersion, Prediction
 from predictor.throttling import UploadRateThrottle
 from predictor.uploads import create_prediction
 from predictor.vision.image_loading import ImageRejected
@@ -156,7 +157,7 @@ class PredictionViewSet(
         # Someone else's id is a 404, not a 403: ids of others are not confirmed.
         return (
             Prediction.objects.owned_by(self.request)
-            .prefetch_related("faces")
+            .prefetch_related("faces", "faces__label")
             .select_related("model_version")
         )
 
@@ -213,6 +214,65 @@ class PredictionViewSet(
 
     def perform_destroy(self, instance: Prediction) -> None:
         instance.delete_with_files()
+
+    @extend_schema(
+        methods=["POST"],
+        summary="Give a face's real age (logged-in owners)",
+        description=(
+            '`{"age": 34, "consent": true}`. Every label counts towards the model\'s live '
+            "accuracy; only with `consent: true` may the face be used to train a model. Send "
+            "`consent: false` to withdraw it, or DELETE to remove the label. Faces are "
+            "numbered from 0 in the order of `faces`."
+        ),
+        request=AgeLabelSerializer,
+        responses={
+            200: AgeLabelSerializer,
+            400: _errors[400],
+            401: _errors[401],
+            404: _errors[404],
+        },
+    )
+    @extend_schema(
+        methods=["DELETE"],
+        summary="Remove a face's real age",
+        responses={204: None, 400: _errors[400], 401: _errors[401], 404: _errors[404]},
+    )
+    @action(
+        detail=True,
+        methods=["post", "delete"],
+        url_path=r"faces/(?P<index>[0-9]+)/label",
+        parser_classes=[JSONParser, FormParser, MultiPartParser],
+    )
+    def label(self, request, pk=None, index=None, format=None):
+        if not request.user.is_authenticated:
+            raise NotAuthenticated(
+                gettext("Log in to give a face's real age: labels belong to an account.")
+            )
+        prediction = self.get_object()
+        face = prediction.faces.filter(index=int(index)).first()
+        if face is None:
+            count = prediction.faces.count()
+            raise ValidationError(
+                {
+                    "index": [
+                        gettext("This photo has no face %(index)s.") % {"index": index}
+                        + " "
+                        + (
+                            gettext("Its faces are numbered 0 to %(last)s.") % {"last": count - 1}
+                            if count
+                            else gettext("No face was found in it.")
+                        )
+                    ]
+                },
+                code="no_such_face",
+            )
+        if request.method == "DELETE":
+            AgeLabel.objects.filter(face=face).delete()
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        given = AgeLabelSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        label = AgeLabel.give(face, request.user, **given.validated_data)
+        return Response(AgeLabelSerializer(label).data)
 
     @extend_schema(
         summary="Delete all of your predictions and photos",
