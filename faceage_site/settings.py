@@ -353,6 +353,10 @@ FACEAGE_TRAINING_TIME_LIMIT = env_int("FACEAGE_TRAINING_TIME_LIMIT", 5 * 3600, m
 # may be on any benchmark and still be promoted automatically (MAE in years; accuracy as a
 # share, 0.01 = one point).
 FACEAGE_GATE_MAE_TOLERANCE = env_float("FACEAGE_GATE_MAE_TOLERANCE", 0.2)
+# Live accuracy (predictor/live_accuracy.py): a version whose MAE against people's labels is
+# above its test MAE by more than this many years, over at least so many labels, is flagged.
+FACEAGE_LIVE_DRIFT_MARGIN = env_float("FACEAGE_LIVE_DRIFT_MARGIN", 2.0)
+FACEAGE_LIVE_MIN_LABELS = env_int("FACEAGE_LIVE_MIN_LABELS", 20, minimum=1)
 FACEAGE_GATE_ACCURACY_TOLERANCE = env_float("FACEAGE_GATE_ACCURACY_TOLERANCE", 0.01)
 # Uploads and their results older than this are deleted (0 keeps them forever).
 FACEAGE_RETENTION_DAYS = env_int("FACEAGE_RETENTION_DAYS", 30, minimum=0)

@@ -48,18 +48,22 @@ def learning_curves(history: list[dict]) -> str:
     return _svg(figure)
 
 
-def error_by_decade(by_decade: dict, baseline: dict | None = None) -> str:
-    """Bar chart of MAE per age decade, with the baseline model's bars beside it."""
+def error_by_decade(
+    by_decade: dict, baseline: dict | None = None, names: tuple[str, str] | None = None
+) -> str:
+    """Bar chart of MAE per age decade, with the baseline's bars beside it; ``names`` label
+    the two (default: this model, the active model)."""
+    ours_name, theirs_name = names or (_("this model"), _("active model"))
     labels = list(by_decade)
     figure, axis = plt.subplots(figsize=(7, 3))
     positions = range(len(labels))
     width = 0.4 if baseline else 0.8
     shift = width / 2 if baseline else 0.0
     ours = [by_decade[k]["mae"] for k in labels]
-    axis.bar([p - shift for p in positions], ours, width, label=_("this model"))
+    axis.bar([p - shift for p in positions], ours, width, label=ours_name)
     if baseline:
         theirs = [baseline.get(k, {}).get("mae", 0) for k in labels]
-        axis.bar([p + shift for p in positions], theirs, width, label=_("active model"))
+        axis.bar([p + shift for p in positions], theirs, width, label=theirs_name)
         axis.legend()
     axis.set_xticks(list(positions), labels, rotation=30)
     axis.set_ylabel(_("MAE (years)"))

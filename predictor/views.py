@@ -280,6 +280,16 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     if metrics.get("scatter"):
         context["scatter_chart"] = charts.predicted_vs_true(metrics["scatter"])
     context["group_rows"] = benchmark_group_rows(metrics.get("benchmarks") or {})
+    if request.user.is_staff:
+        from predictor.live_accuracy import live_accuracy
+
+        live = context["live"] = live_accuracy(version)
+        if live["by_decade"]:
+            context["live_chart"] = charts.error_by_decade(
+                live["by_decade"],
+                metrics.get("mae_by_decade"),
+                (_("people's labels"), _("test split")),
+            )
     return render(request, "predictor/model_detail.html", context)
 
 

@@ -239,7 +239,7 @@ def visits_for(route: str, name: str | None, w: World) -> list[Visit] | None:
         "p/<uuid:prediction_id>/delete/": [
             Visit(USER, "/p/00000000-0000-0000-0000-000000000000/delete/", "post", (404,))
         ],
-        "models/<str:name>/": [Visit(ANONYMOUS, f"/models/{v}/")],
+        "models/<str:name>/": [Visit(ANONYMOUS, f"/models/{v}/"), Visit(STAFF, f"/models/{v}/")],
         "batch/<uuid:batch_id>/": [Visit(USER, f"/batch/{w.batch.pk}/")],
         "models/<str:name>/card.md": [Visit(ANONYMOUS, f"/models/{v}/card.md")],
         "models/<str:name>/download/<str:fmt>/": [
@@ -314,6 +314,13 @@ def api_visits(route: str, w: World) -> list[Visit] | None:
     }
     if route in labels:  # an empty label: the 400 in the reader's language
         return [Visit(USER, labels[route], "post", (400,))]
+    live = "api/v1/^models/(?P<name>[^/]+)/live-accuracy"
+    staff_only = {
+        live + "/$": f"/api/v1/models/{w.version.name}/live-accuracy/",
+        live + "\\.(?P<format>[a-z0-9]+)/?$": f"/api/v1/models/{w.version.name}/live-accuracy.json",
+    }
+    if route in staff_only:
+        return [Visit(STAFF, staff_only[route]), Visit(USER, staff_only[route], statuses=(403,))]
     return None
 
 

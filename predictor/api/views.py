@@ -8,6 +8,7 @@ import time
 from django.conf import settings
 from django.urls import reverse
 from django.utils.translation import gettext
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -18,6 +19,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotAuthenticated, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
 from faceage_site.i18n import rejection_message
@@ -44,6 +46,7 @@ _errors = {
     400: OpenApiResponse(ErrorSerializer, description="Missing or unusable image"),
     404: OpenApiResponse(ErrorSerializer, description="Not found (or not yours)"),
     413: OpenApiResponse(ErrorSerializer, description="File or image too large"),
+    403: OpenApiResponse(ErrorSerializer, description="Staff only"),
     401: OpenApiResponse(
         ErrorSerializer,
         description="An anonymous change without the site's CSRF cookie and token: send a token",
@@ -307,3 +310,26 @@ class ModelVersionViewSet(
 
     def get_serializer_context(self) -> dict:
         return {**super().get_serializer_context(), "compact": self.action == "list"}
+
+    @extend_schema(
+        summary="Live accuracy against people's labels (staff)",
+        description=(
+            "The version's MAE, CS@5 and bias (mean signed error, years; positive: too old) "
+            "against the real ages people gave, overall, per ISO week of upload and per decade "
+            "of real age; `drift` is the excess over its test MAE when above "
+            "FACEAGE_LIVE_DRIFT_MARGIN over at least FACEAGE_LIVE_MIN_LABELS labels."
+        ),
+        responses={
+            200: OpenApiTypes.OBJECT,
+            401: _errors[401],
+            403: _errors[403],
+            404: _errors[404],
+        },
+    )
+    @action(
+        detail=True, methods=["get"], url_path="live-accuracy", permission_classes=[IsAdminUser]
+    )
+    def live_accuracy(self, request, name=None, format=None):
+        from predictor.live_accuracy import live_accuracy
+
+        return Response(live_accuracy(self.get_object()))
