@@ -83,6 +83,10 @@ class DatasetForm(forms.ModelForm):
         from training.datasets import DatasetError
         from training.importing import confined_source
 
+        if self.cleaned_data.get("kind") == Dataset.Kind.FEEDBACK:
+            return ""  # people's labels: the faces come from the database
+        if not self.cleaned_data.get("source"):
+            raise forms.ValidationError(_("Name the folder or CSV file to import."))
         try:
             source = confined_source(self.cleaned_data["source"])
         except DatasetError as error:

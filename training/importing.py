@@ -44,8 +44,16 @@ def import_dataset(dataset: Dataset, progress=None) -> Dataset:
     """Read ``dataset.source`` with the reader for ``dataset.kind`` and store its items.
 
     On a bad source, or one outside ``FACEAGE_IMPORT_ROOTS``, the dataset is marked failed
-    with a message naming the file or row, and :class:`DatasetError` is raised.
+    with a message naming the file or row, and :class:`DatasetError` is raised. A dataset of
+    people's labels has no source: importing it takes a snapshot of the consented faces.
     """
+    if dataset.kind == Dataset.Kind.FEEDBACK:
+        from training.feedback import snapshot
+
+        dataset = snapshot(dataset)
+        if dataset.status != Dataset.Status.READY:
+            raise DatasetError(dataset.error)
+        return dataset
     try:
         source = confined_source(dataset.source)
         records, report = read_dataset(dataset.kind, source)

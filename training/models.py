@@ -17,6 +17,7 @@ class Dataset(models.Model):
         UTKFACE = "utkface", gettext_lazy("UTKFace folder")
         CSV = "csv", gettext_lazy("CSV (path,age[,gender])")
         FAIRFACE = "fairface", gettext_lazy("FairFace folder (age groups)")
+        FEEDBACK = "feedback", gettext_lazy("People's labels (faces given with consent)")
 
     class Status(models.TextChoices):
         IMPORTING = "importing", gettext_lazy("Importing")
@@ -27,7 +28,11 @@ class Dataset(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices, verbose_name=gettext_lazy("kind"))
     source = models.CharField(
         max_length=500,
-        help_text=gettext_lazy("Folder (IMDB-WIKI, UTKFace) or CSV file on the server"),
+        blank=True,
+        help_text=gettext_lazy(
+            "Folder (IMDB-WIKI, UTKFace, FairFace) or CSV file on the server; none for "
+            "people's labels"
+        ),
         verbose_name=gettext_lazy("source"),
     )
     status = models.CharField(
@@ -259,6 +264,15 @@ class TrainingRun(models.Model):
     )
     finished_at = models.DateTimeField(
         null=True, blank=True, verbose_name=gettext_lazy("finished at")
+    )
+
+    feedback_snapshot = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=gettext_lazy(
+            "For each dataset of people's labels: the label ids taken when the run first started"
+        ),
+        verbose_name=gettext_lazy("feedback snapshot"),
     )
 
     class Meta:

@@ -106,6 +106,16 @@ def prepare_chips(dataset: Dataset, progress=None) -> tuple[Path, dict]:
     """Aligned-chip TFRecords for a dataset, built once and then reused."""
     from training.pipeline.tfrecords import build_chip_cache
 
+    if dataset.kind == Dataset.Kind.FEEDBACK:  # the chips the worker cut, from the database
+        from training.feedback import stored_chips
+
+        return build_chip_cache(
+            chip_sources(dataset),
+            Path("."),
+            Path(settings.FACEAGE_CHIP_CACHE_DIR),
+            progress=progress,
+            cut=stored_chips,
+        )
     cache_dir, manifest = build_chip_cache(
         chip_sources(dataset),
         Path(dataset.source) if dataset.kind != Dataset.Kind.CSV else Path(dataset.source).parent,
@@ -281,6 +291,11 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     trains, vals, weights = [], [], []
     test: dict = {}
     mix = training_datasets(run)
+    from training.feedback import freeze_for_run
+
+    benchmarks = Dataset.objects.filter(is_benchmark=True, status=Dataset.Status.READY)
+    # People's labels: the consented faces at the run's first start (kept with the run).
+    freeze_for_run(run, [source for source, _ in mix] + list(benchmarks))
     for source, weight in mix:
         cache_dir, manifest = prepare_chips(
             source, progress=terminal_progress or reporter.preparing

@@ -18,14 +18,14 @@ import hashlib
 import json
 import shutil
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from predictor.vision.bundled_models import CHIP_SIZE
-from training.pipeline.chips import ChipSource, cut_chips
+from training.pipeline.chips import ChipResult, ChipSource, cut_chips
 
 PIPELINE_VERSION = "chips-v3"  # bump when chip cutting or records change, to invalidate caches
 SHARD_SIZE = 2048
@@ -67,10 +67,13 @@ def build_chip_cache(
     cache_root: Path,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    cut: Callable[..., Iterator[ChipResult]] | None = None,
 ) -> tuple[Path, dict]:
     """Cut, align and shard every source; return (cache folder, manifest).
 
-    A complete cache for the same content is reused without touching an image.
+    A complete cache for the same content is reused without touching an image. ``cut``
+    replaces the cutting (``cut(sources, progress)``): the feedback dataset's chips are the
+    ones the worker already cut (``training.feedback.stored_chips``).
     """
     key = content_hash(sources)
     cache_dir = cache_root / key
@@ -86,7 +89,12 @@ def build_chip_cache(
     how: Counter[str] = Counter()
     skipped: list[str] = []
     try:
-        for result in cut_chips(sources, root, workers, progress):
+        results = (
+            cut(sources, progress)
+            if cut is not None
+            else cut_chips(sources, root, workers, progress)
+        )
+        for result in results:
             source = result.source
             if result.chip is None:
                 how["skipped"] += 1

@@ -14,7 +14,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("name")
-        parser.add_argument("source", help="Folder (imdb_wiki, utkface, fairface) or CSV file")
+        parser.add_argument(
+            "source",
+            nargs="?",
+            default="",
+            help="Folder (imdb_wiki, utkface, fairface) or CSV file; none for feedback",
+        )
         parser.add_argument("--kind", choices=[k for k, _ in Dataset.Kind.choices], required=True)
         parser.add_argument("--seed", type=int, default=0, help="Split seed")
         parser.add_argument(
@@ -25,12 +30,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, name, source, kind, seed, benchmark=False, **options):
 
-        try:
-            path = confined_source(source)
-        except DatasetError as error:
-            raise CommandError(str(error)) from error
-        if not path.exists():
-            raise CommandError(f"{path} does not exist")
+        if kind == Dataset.Kind.FEEDBACK:
+            path = ""  # people's labels: a snapshot of the consented faces, no files
+        else:
+            if not source:
+                raise CommandError(f"a {kind} dataset needs a source folder or file")
+            try:
+                path = confined_source(source)
+            except DatasetError as error:
+                raise CommandError(str(error)) from error
+            if not path.exists():
+                raise CommandError(f"{path} does not exist")
         dataset, created = Dataset.objects.get_or_create(
             name=name, defaults={"kind": kind, "source": str(path), "split_seed": seed}
         )

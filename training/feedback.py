@@ -1,0 +1,137 @@
+"""The feedback dataset: faces whose owners gave their real age and consented to training.
+
+A dataset of kind ``feedback`` has no files. Its items are consented ``AgeLabel`` rows, one
+item per face, with the path ``labels/<label id>``; the faces' own aligned chips, cut by the
+worker that estimated them, are the training images. Items are grouped by account, so one
+person's faces never sit on both sides of a train/val/test split, and a face keeps its side
+from one snapshot to the next (``assign_splits`` hashes the group).
+
+A training run takes its snapshot when it first starts (``freeze_for_run``): the label ids
+are stored with the run, so a resumed run trains on the same faces, less any whose consent
+was withdrawn or whose photo was deleted meanwhile. Nothing else ever adds a face to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from predictor.models import AgeLabel
+from predictor.vision.bundled_models import CHIP_SIZE
+from training.datasets.records import FaceRecord
+from training.datasets.splits import assign_splits
+from training.models import Dataset, DatasetItem, TrainingRun
+from training.pipeline.chips import ChipResult, ChipSource
+
+PREFIX = "labels/"
+
+
+def consented_label_ids() -> list[int]:
+    """Every label whose owner consents now, of a face with a stored chip."""
+    return list(
+        AgeLabel.objects.filter(consent=True)
+        .exclude(face__chip_jpeg=b"")
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def snapshot(dataset: Dataset, label_ids: Sequence[int] | None = None) -> Dataset:
+    """Make ``dataset``'s items exactly the labels of ``label_ids`` (all consented ones when
+    None) that are still consented: a withdrawn or deleted one is left out."""
+    wanted = consented_label_ids() if label_ids is None else list(label_ids)
+    labels = list(
+        AgeLabel.objects.filter(pk__in=wanted, consent=True)
+        .exclude(face__chip_jpeg=b"")
+        .order_by("pk")
+        .values_list("pk", "age", "labelled_by_id")
+    )
+    records = [
+        FaceRecord(path=f"{PREFIX}{pk}", age=age, gender="", group=f"account-{user}")
+        for pk, age, user in labels
+    ]
+    splits = assign_splits(records, seed=dataset.split_seed)
+    digest = hashlib.sha256(b"feedback")
+    for record in records:
+        digest.update(f"{record.path}\t{record.age}\t{splits[record.path]}\n".encode())
+    with transaction.atomic():
+        dataset.items.exclude(path__in=[record.path for record in records]).delete()
+        DatasetItem.objects.bulk_create(
+            [
+                DatasetItem(
+                    dataset=dataset,
+                    path=record.path,
+                    age=record.age,
+                    gender="",
+                    group=record.group,
+                    split=splits[record.path],
+                )
+                for record in records
+            ],
+            update_conflicts=True,
+            unique_fields=["dataset", "path"],
+            update_fields=["age", "group", "split"],
+        )
+        Dataset.objects.filter(pk=dataset.pk).update(
+            status=Dataset.Status.READY if records else Dataset.Status.FAILED,
+            error="" if records else "No one has consented to training with a labelled face yet.",
+            content_hash=digest.hexdigest(),
+            report={"kept": len(records), "dropped": {}, "problems": []},
+            imported_at=timezone.now(),
+        )
+    dataset.refresh_from_db()
+    return dataset
+
+
+def label_ids(dataset: Dataset) -> list[int]:
+    paths = dataset.items.filter(path__startswith=PREFIX).values_list("path", flat=True)
+    return sorted(int(path[len(PREFIX) :]) for path in paths)
+
+
+def freeze_for_run(run: TrainingRun, datasets: Sequence[Dataset]) -> None:
+    """Snapshot each feedback dataset of ``run`` (training or benchmark): the consented
+    labels at the run's first start, stored with it; the same ones, less withdrawn or
+    deleted faces, when it resumes."""
+    frozen = dict(run.feedback_snapshot or {})
+    for dataset in datasets:
+        if dataset.kind != Dataset.Kind.FEEDBACK:
+            continue
+        key = str(dataset.pk)
+        if key not in frozen:
+            frozen[key] = consented_label_ids()
+        snapshot(dataset, frozen[key])
+        run.append_log(
+            f"feedback {dataset.name}: {dataset.items.count()} consented faces of "
+            f"{len(frozen[key])} in the run's snapshot"
+        )
+    if frozen != (run.feedback_snapshot or {}):
+        TrainingRun.objects.filter(pk=run.pk).update(feedback_snapshot=frozen)
+        run.feedback_snapshot = frozen
+
+
+def stored_chips(
+    sources: Sequence[ChipSource], progress: Callable[[int, int], None] | None = None
+) -> Iterator[ChipResult]:
+    """The worker's own aligned chip of each labelled face (``labels/<id>``), decoded."""
+    from PIL import Image
+
+    ids = [int(source.path[len(PREFIX) :]) for source in sources]
+    chips = dict(AgeLabel.objects.filter(pk__in=ids).values_list("pk", "face__chip_jpeg"))
+    for done, (source, pk) in enumerate(zip(sources, ids, strict=True), start=1):
+        data = chips.get(pk)
+        if not data:
+            yield ChipResult(source, None, "label_gone")
+        else:
+            with Image.open(io.BytesIO(bytes(data))) as image:
+                rgb = image.convert("RGB")
+                if rgb.size != (CHIP_SIZE, CHIP_SIZE):
+                    rgb = rgb.resize((CHIP_SIZE, CHIP_SIZE), Image.Resampling.BILINEAR)
+                chip = np.asarray(rgb, dtype=np.uint8)
+            yield ChipResult(source, chip, "stored_chip")
+        if progress is not None:
+            progress(done, len(sources))
