@@ -147,6 +147,11 @@
         ? gettext("No face was found in this photo. Try a photo where faces are larger, well lit and facing the camera.")
         : interpolate(ngettext("Found %(count)s face.", "Found %(count)s faces.", n), { count: n }, true);
       drawFaces(prediction.faces);
+      // "Is this right?" is drawn by the server once there are faces: a page opened while
+      // the photo waited loads again to show it (once: the new page is already finished).
+      if (n > 0 && root.dataset.reloadWhenDone === "1") {
+        window.location.reload();
+      }
       return true;
     }
     if (prediction.status === "failed") {

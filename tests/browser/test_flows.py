@@ -99,6 +99,59 @@ def test_history_lists_the_prediction_and_deletes_it(stack, session_context, sho
     page.close()
 
 
+LABELLER, LABELLER_PASSWORD = "browser-labeller", "another-long-password-58"
+
+
+def test_a_person_gives_a_real_age_with_consent_then_withdraws_it(stack, context, shots):
+    """upload → "Is this right?" → 34 with consent → the history shows the label → withdraw
+    → the face is gone from the next snapshot of people's labels (issue 12)."""
+    manage(
+        stack, "shell", "-c",
+        "from django.contrib.auth import get_user_model; get_user_model().objects"
+        f".create_user({LABELLER!r}, password={LABELLER_PASSWORD!r})",
+    )  # fmt: skip
+    page = context.new_page()
+    page.goto(stack.base_url + "/accounts/login/?next=/")
+    page.fill("#id_username", LABELLER)
+    page.fill("#id_password", LABELLER_PASSWORD)
+    page.locator("form").filter(has=page.locator("#id_password")).locator("[type=submit]").click()
+    page.wait_for_url(stack.base_url + "/")
+    page.set_input_files("#upload-form input[type=file]", str(sample_utkface(1, seed=41)[0]))
+    page.click("#upload-button")
+    page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
+    # The page reloads itself when the faces are in, with one "Is this right?" form each.
+    page.wait_for_selector("#labels form.label-form", timeout=300_000)
+    form = page.locator("#label-0")
+    assert not form.locator("input[name=consent]").is_checked()  # consent is off by default
+    form.locator("input[name=age]").fill("34")
+    form.locator("input[name=consent]").check()
+    shots.take(page, "14-is-this-right")
+    form.get_by_role("button", name="Save").click()
+    page.wait_for_selector(".messages li.success")
+    assert "face 1 is 34, and may be used to improve the model" in page.inner_text(".messages")
+    assert "you said 34" in page.inner_text("#label-0")
+
+    kept = manage(stack, "import_dataset", "people", "--kind", "feedback")
+    assert "people: kept 1" in kept, kept
+
+    page.goto(stack.base_url + "/history/")
+    note = page.locator(".label-note").first
+    assert "Face 1: you said 34." in note.inner_text()
+    assert "Used to improve the model." in note.inner_text()
+    shots.take(page, "15-history-with-a-label")
+    note.get_by_role("button", name="Stop using it").click()
+    page.wait_for_selector(".messages li.success")
+    assert "Not used for training." in page.locator(".label-note").first.inner_text()
+    shots.take(page, "16-history-consent-withdrawn")
+    page.close()
+
+    again = subprocess.run(
+        [sys.executable, "manage.py", "import_dataset", "people", "--kind", "feedback"],
+        cwd=BASE_DIR, env=stack.env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert again.returncode != 0 and "consented" in again.stderr, again.stdout + again.stderr
+
+
 def manage(stack: LocalStack, *args: str, **env: str) -> str:
     done = subprocess.run(
         [sys.executable, "manage.py", *args],
