@@ -45,14 +45,14 @@ def live_accuracy(version: ModelVersion) -> dict:
         errors.append(error)
         day = timezone.localtime(uploaded).date()
         by_week[(day - timedelta(days=day.weekday())).isoformat()].append(error)
-        by_decade[min(real // 10, 9) * 10].append(error)
+        by_decade[real // 10 * 10].append(error)
     test_mae = (version.metrics or {}).get("mae")
     report: dict = {
         "model_version": version.name,
         "overall": _figures(errors) if errors else {"count": 0},
         "by_week": {week: _figures(found) for week, found in sorted(by_week.items())},
         "by_decade": {
-            f"{decade}-{decade + 9 if decade < 90 else 100}": _figures(found)
+            f"{decade}-{decade + 9}": _figures(found)  # as training's evaluation names them
             for decade, found in sorted(by_decade.items())
         },
         "test_mae": test_mae,

@@ -4,7 +4,7 @@ The database row is the source of truth and a broker message is only a doorbell,
 left ``queued`` is sent again in case its message was lost (a broker restart, an enqueue that
 failed). A row can also be waiting behind a long queue with its message intact: sending it
 again at a fixed interval would add a duplicate every sweep for as long as the backlog lasts,
-and each duplicate costs the worker a claim that does nothing, which makes the backlog longer.
+and each duplicate costs the worker a claim (of the next row in turn, or of nothing).
 So the interval doubles with each message sent, from ``FACEAGE_REQUEUE_AFTER_SECONDS`` up to
 ``2 ** MAX_DOUBLINGS`` times that: a run waiting hours behind another gets a handful of
 duplicates, not a hundred. The price: a lost message is replaced within the base interval only

@@ -1,8 +1,9 @@
 """Celery tasks for the `inference` queue.
 
-The database row is the source of truth and the broker only a doorbell: a task
-claims its row atomically, so a redelivered or duplicated message does
-nothing, and the sweeper finds rows whose message or worker was lost.
+The database row is the source of truth and the broker only a doorbell: each message
+runs the queued prediction whose turn it is (``in_fair_order``), claimed atomically, so a
+redelivered or duplicated message runs the next one in turn, or nothing when none waits;
+and the sweeper finds rows whose message or worker was lost.
 TensorFlow is imported lazily, inside the worker, never by the web process.
 """
 
@@ -123,7 +124,7 @@ def claim_next(prediction_id) -> Prediction | None:
     upload order. ``prediction_id``'s own row is claimed (or found done) as before when no
     other row is waiting; a later message, for a row already run, finds a terminal row and
     runs the next in turn."""
-    for _ in range(3):  # another worker may take the row first; look again
+    for _ in range(20):  # another worker may take the row first: look again while any waits
         candidates = in_fair_order(Prediction.objects.filter(status=Status.QUEUED), 1)
         if not candidates:
             break

@@ -321,7 +321,7 @@ def _member_reader(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[
         try:
             with archive.open(info) as member:
                 data = member.read(limit + 1)  # never more than the limit, whatever it claims
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        except Exception:  # BadZipFile, zlib.error, lzma.LZMAError, EOFError, a bad CRC...
             raise FileSkipped(
                 FileProblem(
                     name,

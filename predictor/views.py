@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import cache_control
@@ -185,10 +186,7 @@ def withdraw_consent(request: HttpRequest, prediction_id, index: int) -> HttpRes
         _("Face %(number)s of %(name)s will not be used to train any model from now on.")
         % {"number": face.index + 1, "name": prediction.original_name or _("this photo")},
     )
-    next_url = request.POST.get("next", "")
-    if next_url.startswith("/") and not next_url.startswith("//"):
-        return redirect(next_url)
-    return redirect("predictor:history")
+    return _back_to(request, "predictor:history")
 
 
 @require_GET
@@ -220,10 +218,17 @@ def delete_all(request: HttpRequest) -> HttpResponse:
 @require_POST
 def delete(request: HttpRequest, prediction_id) -> HttpResponse:
     _own_prediction(request, prediction_id).delete_with_files()
+    return _back_to(request, "predictor:history")
+
+
+def _back_to(request: HttpRequest, default: str) -> HttpResponse:
+    """Redirect to the form's ``next`` when it is a page of this site, else to ``default``."""
     next_url = request.POST.get("next", "")
-    if next_url.startswith("/") and not next_url.startswith("//"):
+    if next_url.startswith("/") and url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return redirect(next_url)
-    return redirect("predictor:history")
+    return redirect(default)
 
 
 def _serve(file) -> FileResponse:

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -29,6 +32,7 @@ from training.models import Dataset, DatasetItem, TrainingRun
 from training.pipeline.chips import ChipResult, ChipSource
 
 PREFIX = "labels/"
+FEEDBACK_CACHE = "feedback"
 
 
 def consented_label_ids() -> list[int]:
@@ -88,6 +92,26 @@ def snapshot(dataset: Dataset, label_ids: Sequence[int] | None = None) -> Datase
     return dataset
 
 
+def cache_root(dataset: Dataset) -> Path:
+    """Where a feedback dataset's chip caches live: apart from the other datasets', so that
+    they can be deleted whenever a face leaves (``forget_chips``)."""
+    return Path(settings.FACEAGE_CHIP_CACHE_DIR) / FEEDBACK_CACHE / f"dataset-{dataset.pk}"
+
+
+def prune_caches(dataset: Dataset, keep: Path) -> None:
+    """Delete the dataset's chip caches other than ``keep``: older snapshots' faces."""
+    root = cache_root(dataset)
+    for folder in root.iterdir() if root.is_dir() else ():
+        if folder != keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def forget_chips() -> None:
+    """Delete every feedback chip cache (rebuilt from the database when next needed): called
+    when a face's consent is withdrawn or its label deleted, so no copy of it stays."""
+    shutil.rmtree(Path(settings.FACEAGE_CHIP_CACHE_DIR) / FEEDBACK_CACHE, ignore_errors=True)
+
+
 def label_ids(dataset: Dataset) -> list[int]:
     paths = dataset.items.filter(path__startswith=PREFIX).values_list("path", flat=True)
     return sorted(int(path[len(PREFIX) :]) for path in paths)
@@ -121,7 +145,9 @@ def stored_chips(
     from PIL import Image
 
     ids = [int(source.path[len(PREFIX) :]) for source in sources]
-    chips = dict(AgeLabel.objects.filter(pk__in=ids).values_list("pk", "face__chip_jpeg"))
+    chips = dict(
+        AgeLabel.objects.filter(pk__in=ids, consent=True).values_list("pk", "face__chip_jpeg")
+    )
     for done, (source, pk) in enumerate(zip(sources, ids, strict=True), start=1):
         data = chips.get(pk)
         if not data:

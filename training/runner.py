@@ -107,15 +107,20 @@ def prepare_chips(dataset: Dataset, progress=None) -> tuple[Path, dict]:
     from training.pipeline.tfrecords import build_chip_cache
 
     if dataset.kind == Dataset.Kind.FEEDBACK:  # the chips the worker cut, from the database
-        from training.feedback import stored_chips
+        from training import feedback
 
-        return build_chip_cache(
+        # Faces withdrawn since the snapshot leave it now (none is added); the older caches,
+        # which may hold them, go.
+        dataset = feedback.snapshot(dataset, feedback.label_ids(dataset))
+        cache_dir, manifest = build_chip_cache(
             chip_sources(dataset),
             Path("."),
-            Path(settings.FACEAGE_CHIP_CACHE_DIR),
+            feedback.cache_root(dataset),
             progress=progress,
-            cut=stored_chips,
+            cut=feedback.stored_chips,
         )
+        feedback.prune_caches(dataset, keep=cache_dir)
+        return cache_dir, manifest
     cache_dir, manifest = build_chip_cache(
         chip_sources(dataset),
         Path(dataset.source) if dataset.kind != Dataset.Kind.CSV else Path(dataset.source).parent,

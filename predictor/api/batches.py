@@ -125,7 +125,7 @@ class BatchSerializer(serializers.ModelSerializer):
     def get_predictions(self, obj: Batch) -> list[dict]:
         predictions = (
             obj.predictions.order_by("created_at", "original_name")
-            .prefetch_related("faces")
+            .prefetch_related("faces", "faces__label")
             .select_related("model_version")
         )
         return PredictionSerializer(predictions, many=True, context=self.context).data

@@ -99,6 +99,29 @@ def test_history_lists_the_prediction_and_deletes_it(stack, session_context, sho
     page.close()
 
 
+def test_the_api_docs_render_under_the_content_security_policy(stack, browser, shots):
+    """Swagger UI (its start-up script served as a file) and ReDoc (its search worker from a
+    blob: URL) render with nothing of theirs refused. ReDoc's "powered by" logo comes from
+    its makers' CDN: the policy refuses it, which is what it is for (nothing leaves)."""
+    with csp_watched_context(
+        browser, viewport=DESKTOP, locale="en-GB", expected=("https://cdn.redoc.ly/",)
+    ) as context:
+        api_docs(stack, context, shots)
+
+
+def api_docs(stack, context, shots) -> None:
+    page = context.new_page()
+    page.goto(stack.base_url + "/api/docs/")
+    page.wait_for_selector("#swagger-ui .opblock", timeout=60_000)
+    assert "/api/v1/predictions/" in page.inner_text("#swagger-ui")
+    page.goto(stack.base_url + "/api/redoc/")
+    page.wait_for_selector("redoc h1, .api-content h1", timeout=60_000)
+    page.wait_for_timeout(1000)  # the search worker starts after the first render
+    assert "predictions" in page.inner_text("body").lower()
+    shots.take(page, "17-redoc")
+    page.close()
+
+
 LABELLER, LABELLER_PASSWORD = "browser-labeller", "another-long-password-58"
 
 

@@ -378,7 +378,12 @@ def test_a_web_process_decodes_only_so_many_photos_at_once(rf, monkeypatch):
             with lock:
                 inside[0] -= 1
 
+    from django.conf import settings
+
+    # The process's own semaphore is sized by the setting (2 by default) ...
+    assert uploads._decoding._initial_value == settings.FACEAGE_DECODES_PER_PROCESS == 2
     monkeypatch.setattr(uploads, "load_photo", counting_load)
+    # ... and a fresh one of that size, so this test starts from an idle process.
     monkeypatch.setattr(uploads, "_decoding", threading.BoundedSemaphore(2))
     request = rf.post(URL)
     request.user = AnonymousUser()
@@ -398,3 +403,24 @@ def test_a_web_process_decodes_only_so_many_photos_at_once(rf, monkeypatch):
         thread.join()
     assert len(made) == 16
     assert most[0] == 2
+
+
+def test_a_damaged_compressed_member_is_skipped_with_a_reason(api_client, enqueued):
+    """Flipped bytes inside a deflated member: zlib's own error, not a 500."""
+    good = jpeg_bytes()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("good.jpg", good)
+        archive.writestr("bad.jpg", bytes(range(256)) * 64)
+    data = bytearray(buffer.getvalue())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.getinfo("bad.jpg")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for offset in range(start + 2, start + 40):
+        data[offset] ^= 0xA5  # the deflate stream itself, not the headers
+    upload = SimpleUploadedFile("photos.zip", bytes(data), "application/zip")
+    response = api_client.post(URL, {"archive": upload}, format="multipart")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert [p["name"] for p in body["predictions"]] == ["good.jpg"]
+    assert [(e["name"], e["code"]) for e in body["errors"]] == [("bad.jpg", "bad_archive_member")]

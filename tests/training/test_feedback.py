@@ -172,3 +172,23 @@ def test_people_s_labels_train_a_model_that_the_gate_judges(
     judged = run.model_version.metrics["benchmarks"]["fb"]
     assert judged["candidate"]["count"] == judged["active"]["count"] > 0
     assert "regressions" in judged
+
+
+def test_a_withdrawn_or_deleted_face_leaves_the_chip_caches_at_once(
+    people, real_chips, feedback_dataset, settings, tmp_path
+):
+    settings.FACEAGE_CHIP_CACHE_DIR = str(tmp_path / "chips")
+    labels = labelled_faces(people[0], real_chips["chips"][:3], [20, 30, 40])
+    labels += labelled_faces(people[1], real_chips["chips"][3:6], [50, 60, 70])
+    dataset = feedback.snapshot(feedback_dataset)
+    first, _ = runner.prepare_chips(dataset)
+    assert first.is_dir()
+    labels[0].withdraw_consent()
+    assert not first.exists()  # gone now, not at the next run
+    second, manifest = runner.prepare_chips(dataset)
+    assert sum(manifest["counts"].values()) == 5  # the withdrawn face is not in the new one
+    labels[4].face.prediction.delete_with_files()
+    assert not second.exists()
+    third, manifest = runner.prepare_chips(dataset)
+    assert sum(manifest["counts"].values()) == 4
+    assert [path.name for path in feedback.cache_root(dataset).iterdir()] == [third.name]
