@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/load.py [--seconds 30] [--clients 1,8,32] [--worker-processes 1]
     .venv/bin/python bench/load.py --memory 2000          # RSS over 2,000 predictions
+    .venv/bin/python bench/load.py --shadow dlib-age-v1 --shadow-share 0.2   # a shadow run
     .venv/bin/python bench/load.py --redis-url redis://127.0.0.1:6379/12 \
         --database-url postgres://postgres@127.0.0.1:5432/faceage_load
 
@@ -128,6 +129,10 @@ def main() -> int:
     parser.add_argument("--database-url")
     parser.add_argument("--poll-ms", type=int, default=0, help="0: long-poll with ?wait=")
     parser.add_argument("--batch-size", type=int, help="FACEAGE_INFERENCE_BATCH_SIZE")
+    parser.add_argument(
+        "--shadow", help="a model version to run in shadow (dlib-age-v1: the bundled one)"
+    )
+    parser.add_argument("--shadow-share", type=float, default=0.2)
     args = parser.parse_args()
     global POLL_SECONDS
     POLL_SECONDS = args.poll_ms / 1000
@@ -146,7 +151,15 @@ def main() -> int:
             **({"FACEAGE_INFERENCE_BATCH_SIZE": str(args.batch_size)} if args.batch_size else {}),
         },
     ) as stack:
-        run_level(stack, files, 1, 60, stop_after=3)  # warm-up
+        if args.shadow:
+            stack.manage(
+                "shell", "-c",
+                "from predictor.models import ModelVersion; ModelVersion.active(); "
+                "ModelVersion.ensure_bundled(); "
+                f"ModelVersion.objects.get(name={args.shadow!r}).start_shadow({args.shadow_share})",
+            )  # fmt: skip
+        # Warm-up: the network loaded, code paths hot (and a shadow network loaded too).
+        run_level(stack, files, 1, 60, stop_after=20 if args.shadow else 3)
         if args.memory:
             baseline = None
             done = 0
@@ -185,6 +198,8 @@ def main() -> int:
     backend += " + PostgreSQL" if args.database_url else " + SQLite"
     waiting = f"polling every {args.poll_ms} ms" if args.poll_ms else "long-poll ?wait=20"
     batch = args.batch_size or "default"
+    if args.shadow:
+        backend += f"; {args.shadow} in shadow on {args.shadow_share:.0%} of uploads"
     print(f"{backend}; {args.worker_processes} inference process(es); batch size {batch}; "
           f"clients {waiting}; {args.seconds:.0f} s a level")  # fmt: skip
     print_table(

@@ -96,7 +96,9 @@ class AgeLabelAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["name", "framework", "is_active", "test_mae", "created_at", "activated_at"]
+    list_display = [
+        "name", "framework", "is_active", "shadow_share", "test_mae", "created_at", "activated_at"
+    ]  # fmt: skip
 
     @admin.display(description=gettext_lazy("Test MAE"))
     def test_mae(self, obj):
@@ -106,8 +108,41 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def view_on_site(self, obj):
         return reverse("predictor:model", args=[obj.name])
 
-    readonly_fields = ["is_active", "activated_at", "created_at", "promotion_override"]
-    actions = ["activate", "roll_back"]
+    readonly_fields = [
+        "is_active", "activated_at", "created_at", "promotion_override", "shadow_share"
+    ]  # fmt: skip
+    actions = ["activate", "roll_back", "shadow", "end_shadow"]
+
+    @admin.action(
+        description=gettext_lazy(
+            "Run in shadow on 20%% of uploads: compare with the active model on real photos"
+        )
+    )
+    def shadow(self, request, queryset):
+        if queryset.count() != 1 or queryset.get().is_active:
+            self.message_user(
+                request, _("Select exactly one version that is not active."), messages.ERROR
+            )
+            return
+        version = queryset.get()
+        version.start_shadow(0.2)
+        self.message_user(
+            request,
+            _(
+                "%(name)s now runs in shadow on 20%% of uploads; people see only the active "
+                "model's ages. Its page compares the two."
+            )
+            % {"name": version.name},
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=gettext_lazy("End the shadow run"))
+    def end_shadow(self, request, queryset):
+        ended = ModelVersion.objects.filter(shadow_share__gt=0).update(shadow_share=0.0)
+        self.message_user(
+            request, ngettext("Ended %(n)s shadow run.", "Ended %(n)s shadow runs.", ended)
+            % {"n": ended}, messages.SUCCESS,
+        )  # fmt: skip
 
     @admin.action(
         description=gettext_lazy("Roll back: reactivate the version that was active before")

@@ -17,7 +17,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from predictor.models import AgeLabel, ModelVersion
+from predictor.models import AgeLabel, ModelVersion, ShadowEstimate
 
 
 def _figures(errors: list[float]) -> dict:
@@ -64,4 +64,33 @@ def live_accuracy(version: ModelVersion) -> dict:
         excess = report["overall"]["mae"] - float(test_mae)
         if excess > settings.FACEAGE_LIVE_DRIFT_MARGIN:
             report["drift"] = round(excess, 2)
+    return report
+
+
+def shadow_comparison(version: ModelVersion) -> dict:
+    """A version run in shadow against the model that was active on the same faces:
+    ``count``, ``mean_abs_difference`` (years), ``agreement`` (share of faces within 5
+    years of each other), and on the faces people labelled, each one's MAE (``labelled``)."""
+    rows = list(
+        ShadowEstimate.objects.filter(model_version=version).values_list(
+            "age", "face__age", "face__label__age"
+        )
+    )
+    report: dict = {
+        "model_version": version.name,
+        "share": version.shadow_share,
+        "count": len(rows),
+    }
+    if not rows:
+        return report
+    differences = [abs(shadow - active) for shadow, active, _ in rows]
+    report["mean_abs_difference"] = round(sum(differences) / len(rows), 2)
+    report["agreement"] = round(sum(d <= 5 for d in differences) / len(rows), 3)
+    labelled = [(shadow, active, real) for shadow, active, real in rows if real is not None]
+    if labelled:
+        report["labelled"] = {
+            "count": len(labelled),
+            "shadow_mae": round(sum(abs(s - r) for s, _, r in labelled) / len(labelled), 2),
+            "active_mae": round(sum(abs(a - r) for _, a, r in labelled) / len(labelled), 2),
+        }
     return report

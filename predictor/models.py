@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
@@ -61,6 +62,14 @@ class ModelVersion(models.Model):
             "Why a staff member promoted it although the promotion gate found a regression"
         ),
         verbose_name=gettext_lazy("promotion override reason"),
+    )
+    shadow_share = models.FloatField(
+        default=0.0,
+        help_text=gettext_lazy(
+            "Share of uploads (0 to 1) that workers also run through this version, in shadow: "
+            "its ages are stored apart and never shown to the person"
+        ),
+        verbose_name=gettext_lazy("shadow share"),
     )
 
     class Meta:
@@ -137,14 +146,36 @@ class ModelVersion(models.Model):
         return list((self.metrics or {}).get("gate", {}).get("regressions", []))
 
     def activate(self) -> None:
-        """Make this the one active version, atomically."""
+        """Make this the one active version, atomically (a shadow run of it ends)."""
         with transaction.atomic():
             ModelVersion.objects.select_for_update().filter(is_active=True).exclude(
                 pk=self.pk
             ).update(is_active=False)
             self.is_active = True
             self.activated_at = timezone.now()
-            self.save(update_fields=["is_active", "activated_at"])
+            self.shadow_share = 0.0
+            self.save(update_fields=["is_active", "activated_at", "shadow_share"])
+
+    @classmethod
+    def in_shadow(cls) -> ModelVersion | None:
+        """The candidate that workers run in shadow beside the active one, if any."""
+        return cls.objects.filter(shadow_share__gt=0, is_active=False).first()
+
+    def start_shadow(self, share: float) -> None:
+        """Run this version in shadow on ``share`` (0-1] of uploads; one candidate at a time,
+        so any other shadow run ends."""
+        if not 0 < share <= 1 or self.is_active:
+            raise ValueError("a shadow share is above 0 and at most 1, for an inactive version")
+        with transaction.atomic():
+            ModelVersion.objects.exclude(pk=self.pk).update(shadow_share=0.0)
+            self.shadow_share = share
+            self.save(update_fields=["shadow_share"])
+
+    def takes_photo_in_shadow(self, prediction_id) -> bool:
+        """Whether this version's shadow run covers ``prediction_id``: a fixed share of
+        uploads, chosen by a hash of the id (so a retried photo is chosen again)."""
+        digest = hashlib.sha256(str(prediction_id).encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 < self.shadow_share
 
 
 def shipped_version_fields(name: str) -> dict:
@@ -322,7 +353,11 @@ class Prediction(models.Model):
         verbose_name = gettext_lazy("prediction")
         verbose_name_plural = gettext_lazy("predictions")
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner", "-created_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            # The fair queue counts each owner's recently started photos (predictor.tasks).
+            models.Index(fields=["started_at"]),
+        ]
 
     def __str__(self) -> str:
         return gettext("Prediction %(id)s (%(status)s)") % {
@@ -458,25 +493,73 @@ class AgeLabel(models.Model):
 
     @classmethod
     def give(cls, face: Face, user, age: int, consent: bool) -> AgeLabel:
-        """Store (or change) ``face``'s real age; ``consent`` as now chosen."""
-        label = cls.objects.filter(face=face).first()
+        """Store (or change) ``face``'s real age; ``consent`` as now chosen. Two requests at
+        once (a double click on Save) end with one label, the later one's."""
         now = timezone.now()
-        if label is None:
-            return cls.objects.create(
-                face=face,
-                age=age,
-                consent=consent,
-                labelled_by=user,
-                consent_changed_at=now if consent else None,
-            )
-        if label.consent != consent:
-            label.consent_changed_at = now
-        label.age, label.consent = age, consent
-        label.save()
-        return label
+        with transaction.atomic():
+            label = cls.objects.select_for_update().filter(face=face).first()
+            if label is None:
+                try:
+                    with transaction.atomic():
+                        return cls.objects.create(
+                            face=face,
+                            age=age,
+                            consent=consent,
+                            labelled_by=user,
+                            consent_changed_at=now if consent else None,
+                        )
+                except IntegrityError:  # the other request created it first
+                    label = cls.objects.select_for_update().get(face=face)
+            if label.consent != consent:
+                label.consent_changed_at = now
+            label.age, label.consent = age, consent
+            label.save()
+            return label
 
     def withdraw_consent(self) -> None:
         if self.consent:
             self.consent = False
             self.consent_changed_at = timezone.now()
             self.save(update_fields=["consent", "consent_changed_at", "updated_at"])
+
+
+class ShadowEstimate(models.Model):
+    """A face's age by a candidate version run in shadow: stored apart, never shown to the
+    person (whose result is the active version's ``Face``), compared by staff."""
+
+    face = models.ForeignKey(
+        Face,
+        on_delete=models.CASCADE,
+        related_name="shadow_estimates",
+        verbose_name=gettext_lazy("face"),
+    )
+    model_version = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.CASCADE,
+        related_name="shadow_estimates",
+        verbose_name=gettext_lazy("model version"),
+    )
+    age = models.FloatField(verbose_name=gettext_lazy("age"))
+    age_std = models.FloatField(verbose_name=gettext_lazy("age spread (std)"))
+    age_low = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name=gettext_lazy("interval low")
+    )
+    age_high = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name=gettext_lazy("interval high")
+    )
+    created_at = models.DateTimeField(default=timezone.now, verbose_name=gettext_lazy("created at"))
+
+    class Meta:
+        verbose_name = gettext_lazy("shadow estimate")
+        verbose_name_plural = gettext_lazy("shadow estimates")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["face", "model_version"], name="one_shadow_estimate_per_face_and_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return gettext("%(version)s in shadow: %(age).1f") % {
+            "version": self.model_version_id,
+            "age": self.age,
+        }

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _loaded: dict[str, object] = {"version_id": None, "estimator": None}
+_shadow: dict[str, object] = {"version_id": None, "estimator": None}
 
 
 def load_network(version: ModelVersion) -> AgeNetwork:
@@ -72,4 +73,20 @@ def estimator_for(version: ModelVersion) -> AgeEstimator:
             else AgeEstimator(network)
         )
         _loaded.update(version_id=version.pk, estimator=estimator)
+        return estimator
+
+
+def shadow_estimator_for(version: ModelVersion, active: AgeEstimator) -> AgeEstimator:
+    """The estimator of the candidate run in shadow: its own network beside the active one
+    (loaded once per process), sharing the active estimator's detector and aligner."""
+    with _lock:
+        current = _shadow["estimator"]
+        if _shadow["version_id"] == version.pk and current is not None:
+            current.network.temperature = version.temperature  # type: ignore[union-attr]
+            return current  # type: ignore[return-value]
+        logger.info("loading model version %s (%s) to run in shadow", version.pk, version.name)
+        network = load_network(version)
+        network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE
+        estimator = active.with_network(network)
+        _shadow.update(version_id=version.pk, estimator=estimator)
         return estimator

@@ -24,7 +24,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from faceage_site import i18n
-from predictor.models import Face, ModelVersion, Prediction
+from predictor.models import Face, ModelVersion, Prediction, ShadowEstimate
 from predictor.resending import resend_due
 from predictor.worker_identity import claimant_is_gone, worker_identity
 
@@ -228,6 +228,50 @@ def run_predictions(predictions: list[Prediction], progress: dict | None = None)
     results = estimator.estimate_many_boxes([(rgb, boxes) for _, rgb, boxes in loaded])
     for (prediction, _, _), estimates in zip(loaded, results, strict=True):
         store_faces(prediction, estimates)
+    run_in_shadow(loaded, estimator)
+
+
+def run_in_shadow(loaded: list, active_estimator) -> None:
+    """Run the candidate in shadow (``ModelVersion.in_shadow``), if there is one, on its share
+    of these photos, with the faces the active model's detection found; its ages are stored
+    apart (``ShadowEstimate``) and never shown to the person. It runs after their results are
+    stored, and nothing it does, not even the time limit, can fail their prediction."""
+    try:
+        candidate = ModelVersion.in_shadow()
+        if candidate is None:
+            return
+        chosen = [
+            item for item in loaded if item[2] and candidate.takes_photo_in_shadow(item[0].pk)
+        ]
+        if not chosen:
+            return
+        from predictor.serving import shadow_estimator_for
+
+        estimator = shadow_estimator_for(candidate, active_estimator)
+        results = estimator.estimate_many_boxes([(rgb, boxes) for _, rgb, boxes in chosen])
+        for (prediction, _, _), estimates in zip(chosen, results, strict=True):
+            faces = dict(
+                Face.objects.filter(
+                    prediction_id=prediction.pk, prediction__status=Status.SUCCEEDED
+                ).values_list("index", "pk")
+            )
+            ShadowEstimate.objects.bulk_create(
+                [
+                    ShadowEstimate(
+                        face_id=faces[index],
+                        model_version=candidate,
+                        age=estimate.age,
+                        age_std=estimate.age_std,
+                        age_low=estimate.age_low,
+                        age_high=estimate.age_high,
+                    )
+                    for index, estimate in enumerate(estimates)
+                    if index in faces
+                ],
+                ignore_conflicts=True,
+            )
+    except Exception:  # the shadow is an experiment: the person's results stand
+        logger.exception("the shadow run failed; the predictions' own results are unaffected")
 
 
 def requeue(prediction_id, claimed_by: str, refund_attempt: bool = False) -> bool:

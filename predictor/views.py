@@ -286,9 +286,10 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         context["scatter_chart"] = charts.predicted_vs_true(metrics["scatter"])
     context["group_rows"] = benchmark_group_rows(metrics.get("benchmarks") or {})
     if request.user.is_staff:
-        from predictor.live_accuracy import live_accuracy
+        from predictor.live_accuracy import live_accuracy, shadow_comparison
 
         live = context["live"] = live_accuracy(version)
+        context["shadow"] = shadow_comparison(version)
         if live["by_decade"]:
             context["live_chart"] = charts.error_by_decade(
                 live["by_decade"],

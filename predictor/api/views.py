@@ -330,6 +330,7 @@ class ModelVersionViewSet(
         detail=True, methods=["get"], url_path="live-accuracy", permission_classes=[IsAdminUser]
     )
     def live_accuracy(self, request, name=None, format=None):
-        from predictor.live_accuracy import live_accuracy
+        from predictor.live_accuracy import live_accuracy, shadow_comparison
 
-        return Response(live_accuracy(self.get_object()))
+        version = self.get_object()
+        return Response({**live_accuracy(version), "shadow": shadow_comparison(version)})
