@@ -10,8 +10,8 @@
 3. The gate's verdict on every benchmark (here: the feedback dataset's test split) is printed.
 4. The candidate is promoted (whatever the gate said: this is a demonstration of the loop,
    and a staff member would need a written reason), ``--after`` more photos are uploaded and
-   labelled, and the live-accuracy table (``GET /api/v1/models/<name>/live-accuracy/``, staff) is printed for
-   both versions: the labels given while each one served.
+   labelled, and the live-accuracy table (``GET /api/v1/models/<name>/live-accuracy/``, staff)
+   is printed for both versions: the labels given while each one served.
 
 UTKFace is for research only: nothing here ships. The figures show the loop works; with a
 few hundred faces they say little about which model is better.
