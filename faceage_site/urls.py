@@ -9,6 +9,7 @@ from drf_spectacular.views import (
 )
 
 from faceage_site import health
+from predictor import account_views
 
 urlpatterns = [
     path("", include("predictor.urls")),
@@ -21,6 +22,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/token/", account_views.api_token, name="api-token"),
     path("healthz", health.healthz, name="healthz"),
     # The language switcher posts to i18n/setlang/; scripts read their strings from jsi18n/.
     path("i18n/", include("django.conf.urls.i18n")),

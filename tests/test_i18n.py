@@ -257,6 +257,10 @@ def visits_for(route: str, name: str | None, w: World) -> list[Visit] | None:
         "training/runs/<int:run_id>/cancel/": [
             Visit(STAFF, "/training/runs/999999/cancel/", "post", (404,))
         ],
+        "accounts/token/": [
+            Visit(USER, "/accounts/token/"),
+            Visit(ANONYMOUS, "/accounts/token/", statuses=(302,), login_redirect=True),
+        ],
         "api/schema/": [Visit(ANONYMOUS, "/api/schema/")],
         # Third-party single-page apps (Swagger UI, ReDoc) with their own English chrome.
         "api/docs/": [Visit(ANONYMOUS, "/api/docs/", third_party=True)],

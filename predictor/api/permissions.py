@@ -29,7 +29,7 @@ class AnonymousChangesNeedCsrf(BasePermission):
     message = gettext_lazy(
         "Anonymous uploads through the API need the site's CSRF cookie and token, as the "
         "upload page sends them. Send an API token instead (Authorization: Token …; "
-        "an administrator creates one with manage.py drf_create_token), "
+        "create one on the API token page, /accounts/token/, after logging in), "
         "or upload with the web form."
     )
 

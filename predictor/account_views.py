@@ -1,0 +1,35 @@
+"""The API token page: a logged-in person creates, sees once, replaces and revokes their own
+token, without a shell (``manage.py drf_create_token`` stays for administrators)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+from rest_framework.authtoken.models import Token
+
+
+@never_cache
+@login_required(login_url="login")  # the site's login, not the admin's (staff only)
+@require_http_methods(["GET", "POST"])
+def api_token(request: HttpRequest) -> HttpResponse:
+    """GET: whether a token exists (never the key itself). POST ``create``: a new token,
+    replacing any earlier one, whose key is shown on this one answer only. POST ``revoke``:
+    the token stops working at once."""
+    token = Token.objects.filter(user=request.user).first()
+    new_key = None
+    if request.method == "POST":
+        if request.POST.get("action") == "revoke":
+            if token is not None:
+                token.delete()
+                messages.success(request, _("Your API token is revoked: it no longer works."))
+            return redirect("api-token")
+        if token is not None:
+            token.delete()  # a new key: the old one stops working
+        token = Token.objects.create(user=request.user)
+        new_key = token.key
+    return render(request, "registration/api_token.html", {"token": token, "new_key": new_key})
