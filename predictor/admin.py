@@ -14,8 +14,16 @@ class FaceInline(admin.TabularInline):
     can_delete = False
 
 
+# The product's name on every admin page, not Django's.
+admin.site.site_header = gettext_lazy("faceage administration")
+admin.site.site_title = gettext_lazy("faceage admin")
+admin.site.index_title = gettext_lazy("Models, datasets, training and predictions")
+
+
 @admin.register(Prediction)
 class PredictionAdmin(admin.ModelAdmin):
+    """Predictions come from uploads (the form or the API), never from the admin."""
+
     list_display = [
         "id",
         "status",
@@ -68,11 +76,19 @@ class PredictionAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
+    def has_add_permission(self, request) -> bool:
+        return False
+
 
 @admin.register(Face)
 class FaceAdmin(admin.ModelAdmin):
+    """Faces come from the worker: nothing to add by hand."""
+
     list_display = ["prediction", "index", "age", "age_std", "detector"]
     list_select_related = ["prediction"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 @admin.register(AgeLabel)

@@ -288,6 +288,9 @@ def test_schema_and_docs_are_served_without_a_cdn(client):
     html = docs.content.decode()
     assert "swagger-ui" in html
     assert "cdn" not in html.lower() and "unpkg" not in html.lower()
+    # A way back to the app, and a quick start with this server's own address.
+    assert '<a href="/">' in html and 'href="/accounts/token/"' in html
+    assert "Quick start" in html and "http://testserver/api/v1/predictions/" in html
 
 
 def test_uploads_are_rate_limited_with_retry_after(api_client, enqueued, settings):

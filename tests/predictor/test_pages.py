@@ -151,3 +151,20 @@ def test_learning_curves_before_the_first_epoch_show_a_message_not_empty_axes():
         [{"epoch": 1, "loss": 3.0, "mae": 6.0, "val_loss": 3.2, "val_mae": 6.5}]
     )
     assert "no finished epoch yet" not in drawn and "validation" in drawn
+
+
+def test_the_admin_has_the_products_name_and_no_add_for_what_the_worker_makes(admin_client):
+    index = admin_client.get("/admin/").content.decode()
+    assert "faceage administration" in index
+    for model in ("prediction", "face", "agelabel"):
+        assert admin_client.get(f"/admin/predictor/{model}/add/").status_code == 403
+        listing = admin_client.get(f"/admin/predictor/{model}/").content.decode()
+        assert f"/admin/predictor/{model}/add/" not in listing
+
+
+def test_active_is_translated_as_in_use(client):
+    from predictor.models import ModelVersion
+
+    version = ModelVersion.active()
+    page = client.get(f"/models/{version.name}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "当前使用中" in page and "活动" not in page
