@@ -1,6 +1,6 @@
 from django.urls import path
 
-from predictor import export_views, views
+from predictor import export_views, history_export, views
 
 app_name = "predictor"
 
@@ -8,6 +8,8 @@ urlpatterns = [
     path("", views.upload, name="upload"),
     path("history/", views.history, name="history"),
     path("history/delete-all/", views.delete_all, name="delete-all"),
+    path("history/export.csv", history_export.history_csv, name="history-csv"),
+    path("history/export.json", history_export.history_json, name="history-json"),
     path("p/<uuid:prediction_id>/", views.result, name="result"),
     path("batch/<uuid:batch_id>/", views.batch, name="batch"),
     path("p/<uuid:prediction_id>/image.jpg", views.image, name="image"),

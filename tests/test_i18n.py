@@ -221,6 +221,8 @@ def visits_for(route: str, name: str | None, w: World) -> list[Visit] | None:
         "": [Visit(ANONYMOUS, "/"), Visit(USER, "/")],
         "history/": [Visit(ANONYMOUS, "/history/"), Visit(USER, "/history/")],
         "history/delete-all/": [Visit(ANONYMOUS, "/history/delete-all/", "post", (302,))],
+        "history/export.csv": [Visit(USER, "/history/export.csv")],
+        "history/export.json": [Visit(USER, "/history/export.json")],
         "p/<uuid:prediction_id>/": [Visit(USER, f"/p/{p}/")],
         "p/<uuid:prediction_id>/image.jpg": [Visit(USER, f"/p/{p}/image.jpg")],
         "p/<uuid:prediction_id>/thumbnail.jpg": [Visit(USER, f"/p/{p}/thumbnail.jpg")],
