@@ -446,12 +446,17 @@ NOT_OURS = re.compile(r"^(Matplotlib v[\d.]+, https://matplotlib\.org/|Model nam
                       r"Change or view list link)$")  # fmt: skip
 
 
+# A row's id (a UUID) is data, not prose; by chance it can hold "dd-bd", which reads as two
+# English words to ENGLISH_PHRASE (seen as a flaky failure on the admin's prediction list).
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
 def untranslated(english: str, chinese: str, data_values: set[str]) -> list[str]:
     """English phrases of the English page that appear unchanged on the Chinese page."""
     zh_pieces = set(visible_text(chinese))
     leftovers = []
     for piece in visible_text(english):
-        if piece in data_values or NOT_OURS.match(piece):
+        if piece in data_values or NOT_OURS.match(piece) or UUID.match(piece):
             continue
         if piece in zh_pieces and ENGLISH_PHRASE.search(piece):
             leftovers.append(piece)
