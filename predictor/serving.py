@@ -90,3 +90,10 @@ def shadow_estimator_for(version: ModelVersion, active: AgeEstimator) -> AgeEsti
         estimator = active.with_network(network)
         _shadow.update(version_id=version.pk, estimator=estimator)
         return estimator
+
+
+def release_shadow() -> None:
+    """Drop the shadow network once no candidate runs in shadow (ended, or promoted: then
+    ``estimator_for`` loads it as the active one), so a worker does not hold it twice."""
+    with _lock:
+        _shadow.update(version_id=None, estimator=None)

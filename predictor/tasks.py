@@ -239,6 +239,9 @@ def run_in_shadow(loaded: list, active_estimator) -> None:
     try:
         candidate = ModelVersion.in_shadow()
         if candidate is None:
+            from predictor.serving import release_shadow
+
+            release_shadow()
             return
         chosen = [
             item for item in loaded if item[2] and candidate.takes_photo_in_shadow(item[0].pk)

@@ -78,6 +78,13 @@ def test_the_worker_stores_the_candidates_ages_apart_and_shows_only_the_active_o
     shown = client.get(f"/api/v1/predictions/{prediction.pk}/").json()
     assert [face["age"] for face in shown["faces"]] == [face.age for face in faces]
     assert "shadow" not in str(shown).lower()  # nothing of the candidate reaches the person
+    # The shadow run ends: the next task lets the worker drop the candidate's network.
+    import predictor.serving
+
+    assert predictor.serving._shadow["version_id"] == candidate.pk
+    ModelVersion.objects.filter(pk=candidate.pk).update(shadow_share=0.0)
+    tasks.predict.run(str(stored_photo().pk))
+    assert predictor.serving._shadow["estimator"] is None
 
 
 def test_a_failing_shadow_never_fails_the_persons_prediction(candidate, monkeypatch):
