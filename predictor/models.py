@@ -314,6 +314,14 @@ class Prediction(models.Model):
         verbose_name=gettext_lazy("status"),
     )
     error = models.TextField(blank=True, verbose_name=gettext_lazy("error"))
+    # "Missed someone?": regions the owner marked as faces, [left, top, right, bottom] in
+    # pixels of the stored image; each is aligned and rated after the detector's faces.
+    drawn_boxes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=gettext_lazy("Faces the owner marked on the photo: [left, top, right, bottom]"),
+        verbose_name=gettext_lazy("faces marked by the owner"),
+    )
     model_version = models.ForeignKey(
         ModelVersion,
         null=True,
@@ -407,6 +415,11 @@ class Face(models.Model):
     )
     detection_score = models.FloatField(default=0.0, verbose_name=gettext_lazy("detection score"))
     detector = models.CharField(max_length=20, blank=True, verbose_name=gettext_lazy("detector"))
+    drawn_by_user = models.BooleanField(
+        default=False,
+        help_text=gettext_lazy("The owner marked this face; the detector had not found it"),
+        verbose_name=gettext_lazy("marked by the owner"),
+    )
     # The 80% interval: 10th and 90th percentiles (whole years) of the calibrated age
     # distribution (see predictor.vision.uncertainty). Null for faces stored before it.
     age_low = models.PositiveSmallIntegerField(
@@ -446,6 +459,21 @@ class Face(models.Model):
     @property
     def box(self) -> list[int]:
         return [self.left, self.top, self.right, self.bottom]
+
+    @property
+    def headline(self) -> str:
+        """The one answer a person reads, the same on every page: "about 28, likely 24-34".
+
+        The range is the 80% interval, the only uncertainty shown to people (the API keeps
+        ``age_std`` too); static/js/result.js writes the same words."""
+        age = round(self.age)
+        if self.age_low is None or self.age_high is None:
+            return gettext("about %(age)s") % {"age": age}
+        return gettext("about %(age)s, likely %(low)s-%(high)s") % {
+            "age": age,
+            "low": self.age_low,
+            "high": self.age_high,
+        }
 
 
 class AgeLabel(models.Model):

@@ -215,6 +215,9 @@ def run_predictions(predictions: list[Prediction], progress: dict | None = None)
             continue
         try:
             boxes = estimator.detector.detect(rgb)
+            # Faces the owner marked ("Missed someone?") come after the detector's, so a
+            # face keeps its number when a marked one is added later.
+            boxes += [estimator.drawn_face(rgb, drawn) for drawn in prediction.drawn_boxes]
         except SoftTimeLimitExceeded:
             raise
         except Exception:  # one bad photo must not take the rest of the batch with it
@@ -294,7 +297,26 @@ def requeue(prediction_id, claimed_by: str, refund_attempt: bool = False) -> boo
     return bool(moved)
 
 
+_FACE_RESULT_FIELDS = [
+    "left",
+    "top",
+    "right",
+    "bottom",
+    "age",
+    "age_std",
+    "detection_score",
+    "detector",
+    "drawn_by_user",
+    "age_low",
+    "age_high",
+    "distribution",
+    "chip_jpeg",
+]
+
+
 def store_faces(prediction: Prediction, estimates) -> None:
+    from predictor.vision.estimator import DRAWN  # TensorFlow: workers only
+
     me = prediction.claimed_by
     with transaction.atomic():
         # Only the claim holder may finish the row; a sweeper or a newer claim wins.
@@ -305,26 +327,23 @@ def store_faces(prediction: Prediction, estimates) -> None:
         )
         if not still_ours:
             return
-        Face.objects.filter(prediction_id=prediction.pk).delete()
-        Face.objects.bulk_create(
-            Face(
-                prediction_id=prediction.pk,
-                index=index,
-                left=estimate.box[0],
-                top=estimate.box[1],
-                right=estimate.box[2],
-                bottom=estimate.box[3],
-                age=estimate.age,
-                age_std=estimate.age_std,
-                detection_score=estimate.detection_score,
-                detector=estimate.detector,
-                age_low=estimate.age_low,
-                age_high=estimate.age_high,
-                distribution=list(estimate.distribution),
-                chip_jpeg=estimate.chip_jpeg,
-            )
-            for index, estimate in enumerate(estimates)
-        )
+        # Rows are updated in place, face by face, so a face's real-age label stays with it
+        # when the photo runs again (a marked face added, or a retry after a lost worker).
+        existing = {face.index: face for face in Face.objects.filter(prediction_id=prediction.pk)}
+        Face.objects.filter(prediction_id=prediction.pk, index__gte=len(estimates)).delete()
+        created, updated = [], []
+        for index, estimate in enumerate(estimates):
+            face = existing.get(index) or Face(prediction_id=prediction.pk, index=index)
+            face.left, face.top, face.right, face.bottom = estimate.box
+            face.age, face.age_std = estimate.age, estimate.age_std
+            face.detection_score, face.detector = estimate.detection_score, estimate.detector
+            face.drawn_by_user = estimate.detector == DRAWN
+            face.age_low, face.age_high = estimate.age_low, estimate.age_high
+            face.distribution = list(estimate.distribution)
+            face.chip_jpeg = estimate.chip_jpeg
+            (updated if face.pk else created).append(face)
+        Face.objects.bulk_create(created)
+        Face.objects.bulk_update(updated, _FACE_RESULT_FIELDS)
         Prediction.objects.filter(pk=prediction.pk).update(
             status=Status.SUCCEEDED, error="", finished_at=timezone.now()
         )

@@ -10,7 +10,7 @@ import logging
 import posixpath
 import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from faceage_site.i18n import rejection_message
+from predictor.drawn_boxes import fit_boxes
 from predictor.models import Batch, Prediction, anonymous_owner_token
 from predictor.vision.image_loading import (
     FILE_TOO_LARGE,
@@ -80,13 +81,21 @@ def owner_fields(request: HttpRequest) -> dict:
 _decoding = threading.BoundedSemaphore(settings.FACEAGE_DECODES_PER_PROCESS)
 
 
-def _unsaved_prediction(request: HttpRequest, name: str, data: bytes) -> Prediction:
+def _unsaved_prediction(
+    request: HttpRequest, name: str, data: bytes, drawn_boxes: Sequence[Sequence[int]] = ()
+) -> Prediction:
     """Check one photo and store its clean copy and thumbnail; the row is not saved yet.
 
     The copy is scaled down to FACEAGE_MAX_WORKING_SIDE, which bounds a worker's decode and
-    detection before the photo is queued; boxes, width and height are the copy's."""
+    detection before the photo is queued; boxes, width and height are the copy's.
+    ``drawn_boxes`` (faces the person marked, in pixels of the upright upload) are checked
+    against the photo and scaled with it (BoxesRejected)."""
     with _decoding:
-        photo = fit_within(load_photo(data, photo_limits()), settings.FACEAGE_MAX_WORKING_SIDE)
+        upright = load_photo(data, photo_limits())
+        photo = fit_within(upright, settings.FACEAGE_MAX_WORKING_SIDE)
+        scale = photo.width / upright.width
+        boxes = fit_boxes(drawn_boxes, upright.width, upright.height, scale)
+        del upright
         stored, thumbnail = encode_for_storage(photo), thumbnail_bytes(photo)
         width, height = photo.size
         del photo
@@ -94,6 +103,7 @@ def _unsaved_prediction(request: HttpRequest, name: str, data: bytes) -> Predict
         original_name=(name or "")[:255],
         width=width,
         height=height,
+        drawn_boxes=boxes,
         **owner_fields(request),
     )
     # Re-encoding strips EXIF (including GPS) and bakes in the orientation, so
@@ -103,12 +113,14 @@ def _unsaved_prediction(request: HttpRequest, name: str, data: bytes) -> Predict
     return prediction
 
 
-def create_prediction(request: HttpRequest, upload: UploadedFile) -> Prediction:
+def create_prediction(
+    request: HttpRequest, upload: UploadedFile, drawn_boxes: Sequence[Sequence[int]] = ()
+) -> Prediction:
     """Check the upload, store a clean copy and queue it for inference.
 
-    Raises ImageRejected (a 4xx for the caller) when the file cannot be used.
+    Raises ImageRejected (a 4xx for the caller) when the file, or a marked box, cannot be used.
     """
-    prediction = _unsaved_prediction(request, upload.name or "", read_upload(upload))
+    prediction = _unsaved_prediction(request, upload.name or "", read_upload(upload), drawn_boxes)
     with transaction.atomic():
         prediction.save()
         transaction.on_commit(lambda: enqueue_prediction(prediction.pk))

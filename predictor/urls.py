@@ -15,6 +15,7 @@ urlpatterns = [
     path("p/<uuid:prediction_id>/image.jpg", views.image, name="image"),
     path("p/<uuid:prediction_id>/thumbnail.jpg", views.thumbnail, name="thumbnail"),
     path("p/<uuid:prediction_id>/delete/", views.delete, name="delete"),
+    path("p/<uuid:prediction_id>/faces/draw/", views.draw_face, name="draw-face"),
     path("p/<uuid:prediction_id>/faces/<int:index>/chip.jpg", views.face_chip, name="face-chip"),
     path("p/<uuid:prediction_id>/faces/<int:index>/label/", views.label_face, name="label"),
     path(

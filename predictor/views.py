@@ -5,16 +5,18 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_noop, ngettext
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from faceage_site.i18n import rejection_message
+from predictor.drawn_boxes import MAX_DRAWN_BOXES, BoxesRejected, fit_boxes, parse_boxes
 from predictor.forms import AgeLabelForm, UploadForm
 from predictor.models import AgeLabel, Batch, ModelVersion, Prediction
 from predictor.throttling import UploadRateThrottle
@@ -23,11 +25,13 @@ from predictor.uploads import (
     collect_batch_files,
     create_batch,
     create_prediction,
+    enqueue_prediction,
     is_archive,
 )
 from predictor.vision.image_loading import ImageRejected
 
 HISTORY_PAGE_SIZE = 12
+BOX_NEEDED = gettext_noop("Draw one box around the face, then press Estimate.")
 
 
 def _own_prediction(request: HttpRequest, prediction_id) -> Prediction:
@@ -171,6 +175,55 @@ def label_face(request: HttpRequest, prediction_id, index: int) -> HttpResponse:
             "Thank you: face %(number)s is %(age)s. It counts towards the accuracy figures only."
         )
     messages.success(request, text % {"number": face.index + 1, "age": label.age})
+    return back
+
+
+@require_POST
+def draw_face(request: HttpRequest, prediction_id) -> HttpResponse:
+    """ "Missed someone?": the owner marks a region of a finished photo as a face. The box
+    (``box``: JSON ``[left, top, right, bottom]`` in pixels of the stored photo) is added to
+    the photo's marked faces and the photo runs again; its other faces keep their numbers
+    and their labels (``predictor.tasks.store_faces``)."""
+    prediction = _own_prediction(request, prediction_id)
+    back = redirect("predictor:result", prediction_id=prediction.pk)
+    try:
+        boxes = parse_boxes(request.POST.get("box", ""))
+        if len(boxes) != 1:
+            raise BoxesRejected(BOX_NEEDED)
+        (box,) = fit_boxes(boxes, prediction.width, prediction.height)
+    except BoxesRejected as rejected:
+        messages.error(request, rejection_message(rejected))
+        return back
+    with transaction.atomic():
+        row = Prediction.objects.select_for_update().filter(pk=prediction.pk).first()
+        if row is None or row.status != Prediction.Status.SUCCEEDED:
+            messages.error(request, _("Wait until the photo is finished, then mark a face."))
+            return back
+        if len(row.drawn_boxes) >= MAX_DRAWN_BOXES:
+            messages.error(
+                request,
+                _("At most %(limit)s faces can be marked on one photo.")
+                % {"limit": MAX_DRAWN_BOXES},
+            )
+            return back
+        row.drawn_boxes = [*row.drawn_boxes, box]
+        row.status = Prediction.Status.QUEUED
+        row.attempts, row.sends, row.claimed_by, row.error = 0, 0, "", ""
+        row.started_at = row.finished_at = None
+        row.save(
+            update_fields=[
+                "drawn_boxes",
+                "status",
+                "attempts",
+                "sends",
+                "claimed_by",
+                "error",
+                "started_at",
+                "finished_at",
+            ]
+        )
+        transaction.on_commit(lambda: enqueue_prediction(row.pk))
+    messages.success(request, _("Estimating the face you marked…"))
     return back
 
 

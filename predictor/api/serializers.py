@@ -52,6 +52,11 @@ class FaceSerializer(serializers.ModelSerializer):
     chip_url = serializers.SerializerMethodField(
         help_text="The aligned 64x64 face crop the network saw (JPEG; owner only)"
     )
+    drawn_by_user = serializers.BooleanField(
+        read_only=True,
+        help_text="true: a face its owner marked by hand (the `boxes` field, or 'Missed "
+        "someone?'), which the detector had not found",
+    )
     label = serializers.SerializerMethodField(
         help_text="The real age its owner gave, and whether it may be used for training "
         "(null when none was given; see POST …/faces/{index}/label)"
@@ -59,7 +64,16 @@ class FaceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Face
-        fields = ["box", "age", "age_std", "age_interval", "distribution", "chip_url", "label"]
+        fields = [
+            "box",
+            "age",
+            "age_std",
+            "age_interval",
+            "distribution",
+            "chip_url",
+            "drawn_by_user",
+            "label",
+        ]
 
     @extend_schema_field(
         {
@@ -178,6 +192,14 @@ class PredictionUploadSerializer(serializers.Serializer):
     image = serializers.FileField(
         help_text="A JPEG, PNG or WebP photo (at most FACEAGE_MAX_UPLOAD_BYTES)",
         allow_empty_file=True,  # we answer empty files with our own clearer message
+    )
+    boxes = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="Faces the detector may miss, marked by hand: a JSON list of up to 20 boxes "
+        "[left, top, right, bottom] in pixels of the photo as uploaded (upright), e.g. "
+        "[[120, 80, 260, 240]]. Each is aligned and rated after the faces found, and its face "
+        "has drawn_by_user: true. Not with a batch. Errors: 400 invalid_boxes.",
     )
 
 

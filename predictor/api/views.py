@@ -7,7 +7,7 @@ import time
 
 from django.conf import settings
 from django.urls import reverse
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -34,6 +34,7 @@ from predictor.api.serializers import (
     PredictionUploadSerializer,
     distribution_requested,
 )
+from predictor.drawn_boxes import BoxesRejected, parse_boxes
 from predictor.models import AgeLabel, Batch, ModelVersion, Prediction
 from predictor.throttling import UploadRateThrottle
 from predictor.uploads import create_prediction
@@ -53,6 +54,10 @@ _errors = {
     ),
 }
 
+
+BOXES_NEED_ONE_PHOTO = gettext_noop(
+    "'boxes' goes with one photo: send a batch without it, or each photo on its own."
+)
 
 MAX_WAIT_SECONDS = 30
 # How many `?wait=` long-polls one web process holds at once (docs/api.md).
@@ -180,16 +185,23 @@ class PredictionViewSet(
         },
     )
     def create(self, request, *args, **kwargs):
+        try:
+            boxes = parse_boxes(request.data.get("boxes"))
+        except BoxesRejected as rejected:
+            raise UnusableImage(rejected.code, rejection_message(rejected), "boxes") from None
         if is_batch_request(request):  # several photos or a zip: predictor/api/batches.py
+            if boxes:
+                raise UnusableImage("invalid_boxes", gettext(BOXES_NEED_ONE_PHOTO), "boxes")
             return create_batch_response(self, request)
         upload = PredictionUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         try:
-            prediction = create_prediction(request, upload.validated_data["image"])
+            prediction = create_prediction(request, upload.validated_data["image"], boxes)
         except ImageRejected as rejected:
             raise UnusableImage(
                 rejected.code,
                 rejection_message(rejected),
+                "boxes" if isinstance(rejected, BoxesRejected) else "image",
                 http_status=_TOO_LARGE.get(rejected.code, 400),
             ) from rejected
         location = request.build_absolute_uri(

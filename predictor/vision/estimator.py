@@ -13,6 +13,9 @@ from predictor.vision.centerface import CenterFaceDetector, default_face_detecto
 from predictor.vision.face_detection import FaceBox, FaceDetector
 from predictor.vision.uncertainty import AgeIntervals, chip_jpeg, describe
 
+# FaceBox.detector for a face the person marked ("Missed someone?").
+DRAWN = "drawn"
+
 
 @dataclass(frozen=True)
 class FaceEstimate:
@@ -54,6 +57,39 @@ class AgeEstimator:
         """Estimate every face in an ``(H, W, 3)`` uint8 RGB image, in one network batch."""
         boxes = self.detector.detect(rgb)
         return self.estimate_boxes(rgb, boxes)
+
+    def drawn_face(self, rgb: np.ndarray, drawn: Sequence[int]) -> FaceBox:
+        """The face a person marked by hand (``[left, top, right, bottom]`` in pixels of
+        ``rgb``), as a box the aligner can use; ``detector`` is ``"drawn"``.
+
+        The detector looks again in the marked region with a margin of half its side around
+        it; the largest face whose centre lies inside the marked box gives the box (with its
+        score), so a loose or tight hand-drawn box is aligned like a detected face. When
+        nothing is found there (too small, blurred, turned away), the marked box itself is
+        used, clipped to the image, with score 0."""
+        height, width = rgb.shape[:2]
+        left, top = max(0, int(drawn[0])), max(0, int(drawn[1]))
+        right, bottom = min(width, int(drawn[2])), min(height, int(drawn[3]))
+        if right <= left or bottom <= top:
+            raise ValueError(
+                f"the marked box {list(drawn)} lies outside the {width}x{height} image"
+            )
+        pad = max(right - left, bottom - top) // 2
+        x0, y0 = max(0, left - pad), max(0, top - pad)
+        x1, y1 = min(width, right + pad), min(height, bottom + pad)
+        found = self.detector.detect(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+        inside = [
+            face
+            for face in found
+            if left <= x0 + (face.left + face.right) / 2 <= right
+            and top <= y0 + (face.top + face.bottom) / 2 <= bottom
+        ]
+        if not inside:
+            return FaceBox(left, top, right, bottom, score=0.0, detector=DRAWN)
+        best = max(inside, key=lambda face: face.width * face.height)
+        return FaceBox(
+            x0 + best.left, y0 + best.top, x0 + best.right, y0 + best.bottom, best.score, DRAWN
+        )
 
     def estimate_boxes(self, rgb: np.ndarray, boxes: list[FaceBox]) -> list[FaceEstimate]:
         return self.estimate_many_boxes([(rgb, boxes)])[0]

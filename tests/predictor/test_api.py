@@ -70,6 +70,7 @@ def test_detail_shape(api_client, enqueued):
             "age_std": 4.25,
             "age_interval": None,
             "chip_url": None,
+            "drawn_by_user": False,  # found by the detector (tests/predictor/test_drawn_faces.py)
             "label": None,  # no real age given (tests/predictor/test_labels.py)
         }
     ]
