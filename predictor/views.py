@@ -139,10 +139,23 @@ def _upload_batch(request: HttpRequest, form: UploadForm, files, throttle) -> Ht
 @require_GET
 def batch(request: HttpRequest, batch_id) -> HttpResponse:
     found = get_object_or_404(Batch.objects.owned_by(request), pk=batch_id)
-    predictions = found.predictions.order_by("created_at", "original_name").prefetch_related(
-        "faces"
+    predictions = list(
+        found.predictions.order_by("created_at", "original_name").prefetch_related("faces")
     )
-    return render(request, "predictor/batch.html", {"batch": found, "predictions": predictions})
+    finished = sum(p.is_terminal for p in predictions)
+    summary = ngettext(
+        "%(finished)s of %(total)s photo finished",
+        "%(finished)s of %(total)s photos finished",
+        len(predictions),
+    ) % {"finished": finished, "total": len(predictions)}
+    context = {
+        "batch": found,
+        "predictions": predictions,
+        "finished": finished,
+        "total": len(predictions),
+        "summary": summary,
+    }
+    return render(request, "predictor/batch.html", context)
 
 
 @require_GET
@@ -270,7 +283,11 @@ def delete_all(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def delete(request: HttpRequest, prediction_id) -> HttpResponse:
-    _own_prediction(request, prediction_id).delete_with_files()
+    """Delete one photo and its results (the page asked first, ``data-confirm``)."""
+    prediction = _own_prediction(request, prediction_id)
+    name = prediction.original_name or _("the photo")
+    prediction.delete_with_files()
+    messages.success(request, _("Deleted %(name)s and its results.") % {"name": name})
     return _back_to(request, "predictor:history")
 
 

@@ -237,6 +237,8 @@ def visits_for(route: str, name: str | None, w: World) -> list[Visit] | None:
         "p/<uuid:prediction_id>/faces/<int:index>/label/withdraw/": [
             Visit(USER, f"/p/{p}/faces/0/label/withdraw/", "post", (302,))
         ],
+        # No box drawn: the result page again, with the reason as a message.
+        "p/<uuid:prediction_id>/faces/draw/": [Visit(USER, f"/p/{p}/faces/draw/", "post", (302,))],
         # A prediction of nobody's: the delete is a 404 rendered by our error page.
         "p/<uuid:prediction_id>/delete/": [
             Visit(USER, "/p/00000000-0000-0000-0000-000000000000/delete/", "post", (404,))
@@ -536,7 +538,9 @@ def test_every_url_renders_in_both_languages(world, monkeypatch):
 def test_the_switcher_changes_the_language(client):
     page = client.get("/").content.decode()
     assert '<select name="language" id="language-switcher"' in page
-    assert '<label for="language-switcher">' in page
+    assert '<label for="language-switcher" ' in page
+    # The menu switches by itself (static/js/site.js); the button is the no-script fallback.
+    assert page.index('<noscript><button type="submit"') > page.index('id="language-switcher"')
     assert "简体中文" in page and 'action="/i18n/setlang/"' in page
     assert '<html lang="en">' in page
     response = client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/history/"})

@@ -147,6 +147,10 @@ class PredictionSerializer(serializers.ModelSerializer):
     faces = FaceSerializer(many=True, read_only=True)
     url = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
+    queue_position = serializers.SerializerMethodField(
+        help_text="While queued: how many photos, anyone's, were queued before this one and "
+        "still wait (an upper bound: the queue takes turns between people). null otherwise."
+    )
 
     class Meta:
         model = Prediction
@@ -162,6 +166,7 @@ class PredictionSerializer(serializers.ModelSerializer):
             "finished_at",
             "model_version",
             "error",
+            "queue_position",
             "faces",
         ]
 
@@ -174,6 +179,13 @@ class PredictionSerializer(serializers.ModelSerializer):
 
     def get_image_url(self, obj: Prediction) -> str:
         return self._absolute(reverse("predictor:image", args=[obj.pk]))
+
+    def get_queue_position(self, obj: Prediction) -> int | None:
+        if obj.status != Prediction.Status.QUEUED:
+            return None
+        return Prediction.objects.filter(
+            status=Prediction.Status.QUEUED, created_at__lt=obj.created_at
+        ).count()
 
     def to_representation(self, instance: Prediction) -> dict:
         data = super().to_representation(instance)

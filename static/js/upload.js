@@ -3,30 +3,85 @@
 (function () {
   "use strict";
   var gettext = window.gettext || function (text) { return text; };
+  var ngettext = window.ngettext || function (one, many, n) { return n === 1 ? one : many; };
   var interpolate = window.interpolate || function (format, values) {
     return format.replace(/%\((\w+)\)s/g, function (match, name) { return values[name]; });
   };
   var zone = document.getElementById("drop-zone");
   var input = zone && zone.querySelector("input[type=file]");
   var chosen = document.getElementById("chosen-file");
+  var previews = document.getElementById("previews");
   var form = document.getElementById("upload-form");
   var button = document.getElementById("upload-button");
   if (!zone || !input) { return; }
+  var MAX_PREVIEWS = 12;
+  var previewUrls = [];
 
+  function megabytes(bytes) { return (bytes / 1048576).toFixed(1); }
+
+  // What was chosen: the names (or a count) and a small preview of each photo.
   function showChoice() {
-    var count = input.files.length;
+    var files = Array.prototype.slice.call(input.files);
+    var count = files.length;
     if (count > 1) {
-      var ngettext = window.ngettext || function (one, many, n) { return n === 1 ? one : many; };
       chosen.textContent = interpolate(
         ngettext("Chosen: %(count)s photo", "Chosen: %(count)s photos", count), { count: count }, true
       );
     } else {
       chosen.textContent = count
-        ? interpolate(gettext("Chosen: %(name)s"), { name: input.files[0].name }, true)
+        ? interpolate(gettext("Chosen: %(name)s"), { name: files[0].name }, true)
         : "";
     }
+    previewUrls.forEach(function (url) { URL.revokeObjectURL(url); });
+    previewUrls = [];
+    previews.textContent = "";
+    files.slice(0, MAX_PREVIEWS).forEach(function (file) {
+      var item = document.createElement("li");
+      if (/^image\//.test(file.type)) {
+        var url = URL.createObjectURL(file);
+        previewUrls.push(url);
+        var image = document.createElement("img");
+        image.src = url;
+        image.alt = interpolate(gettext("Preview of %(name)s"), { name: file.name }, true);
+        item.appendChild(image);
+      } else {
+        item.className = "file-tile";
+        item.textContent = file.name;
+      }
+      previews.appendChild(item);
+    });
+    if (count > MAX_PREVIEWS) {
+      var more = document.createElement("li");
+      more.className = "file-tile";
+      more.textContent = interpolate(gettext("and %(count)s more"), { count: count - MAX_PREVIEWS }, true);
+      previews.appendChild(more);
+    }
+    previews.hidden = count === 0;
   }
+
+  function useFiles(files) {
+    if (typeof DataTransfer !== "function") { return false; }
+    try {
+      var transfer = new DataTransfer();
+      Array.prototype.forEach.call(files, function (file) { transfer.items.add(file); });
+      input.files = transfer.files;
+    } catch (error) { return false; }
+    showChoice();
+    return true;
+  }
+
   input.addEventListener("change", showChoice);
+  // Enter or Space on the focused zone opens the picker, as a button would.
+  zone.addEventListener("keydown", function (event) {
+    if (event.target === zone && (event.key === "Enter" || event.key === " ")) {
+      event.preventDefault();
+      input.click();
+    }
+  });
+  // Dragging and pasting are offered where they are possible: a mouse or trackpad.
+  if (window.matchMedia && window.matchMedia("(hover: hover) and (pointer: fine)").matches) {
+    document.getElementById("drag-hint").hidden = false;
+  }
   ["dragenter", "dragover"].forEach(function (name) {
     zone.addEventListener(name, function (event) {
       event.preventDefault();
@@ -45,9 +100,65 @@
       showChoice();
     }
   });
-  form.addEventListener("submit", function () {
+  // A photo pasted anywhere on the page (a screenshot, an image copied in a browser).
+  document.addEventListener("paste", function (event) {
+    var items = (event.clipboardData && event.clipboardData.files) || [];
+    var images = Array.prototype.filter.call(items, function (file) { return /^image\//.test(file.type); });
+    if (!images.length) { return; }
+    event.preventDefault();
+    var named = images.map(function (file, index) {
+      var extension = (file.type.split("/")[1] || "png").replace("jpeg", "jpg");
+      var name = file.name && file.name !== "image." + extension ? file.name : "pasted-" + (index + 1) + "." + extension;
+      return new File([file], name, { type: file.type });
+    });
+    useFiles(named);
+  });
+
+  // Send with a progress bar (bytes sent); the server's answer replaces the page as a
+  // normal form submission would: a redirect to the result, or the form with its error.
+  var progressBox = document.getElementById("upload-progress");
+  var progressBar = document.getElementById("upload-progress-bar");
+  var progressText = document.getElementById("upload-progress-text");
+
+  function resetButton() {
+    button.disabled = false;
+    button.textContent = gettext("Estimate ages");
+  }
+
+  form.addEventListener("submit", function (event) {
     button.disabled = true;
     button.textContent = gettext("Uploading…");
+    if (!window.XMLHttpRequest || !window.FormData) { return; } // the browser sends it
+    event.preventDefault();
+    var request = new XMLHttpRequest();
+    request.open("POST", form.action || window.location.href);
+    request.responseType = "text";
+    progressBox.hidden = false;
+    request.upload.addEventListener("progress", function (sent) {
+      if (!sent.lengthComputable) { return; }
+      progressBar.max = sent.total;
+      progressBar.value = sent.loaded;
+      progressText.textContent = sent.loaded >= sent.total
+        ? gettext("Sent. Waiting for the server…")
+        : interpolate(gettext("Sending: %(sent)s of %(total)s MB"),
+          { sent: megabytes(sent.loaded), total: megabytes(sent.total) }, true);
+    });
+    request.addEventListener("load", function () {
+      var landed = request.responseURL || "";
+      if (landed && landed.split("#")[0] !== (form.action || window.location.href).split("#")[0]) {
+        window.location.href = landed; // redirected to the result or the batch
+        return;
+      }
+      document.open();
+      document.write(request.responseText);
+      document.close();
+    });
+    request.addEventListener("error", function () {
+      progressBox.hidden = true;
+      resetButton();
+      chosen.textContent = gettext("The photo could not be sent. Check your connection and try again.");
+    });
+    request.send(new FormData(form));
   });
 
   // --- Camera: only where the browser offers getUserMedia on a secure page. ---------------
@@ -116,33 +227,7 @@
   });
 
   function useFile(file) {
-    if (typeof DataTransfer === "function") {
-      try {
-        var transfer = new DataTransfer();
-        transfer.items.add(file);
-        input.files = transfer.files;
-        showChoice();
-        return true;
-      } catch (error) { /* older browsers: send it below as the form would */ }
-    }
-    var data = new FormData(form);
-    data.delete(input.name);
-    data.append(input.name, file, file.name);
-    button.disabled = true;
-    button.textContent = gettext("Uploading…");
-    fetch(form.action || window.location.href, { method: "POST", body: data, credentials: "same-origin" })
-      .then(function (response) {
-        if (response.redirected) { window.location.href = response.url; return null; }
-        return response.text().then(function (html) {
-          document.open(); document.write(html); document.close();
-        });
-      })
-      .catch(function () {
-        button.disabled = false;
-        button.textContent = gettext("Estimate ages");
-        say(gettext("The photo could not be sent. Check your connection and try again."));
-      });
-    return false;
+    return useFiles([file]);
   }
 
   takeButton.addEventListener("click", function () {
@@ -169,6 +254,8 @@
         say(gettext("Photo taken. Press “Estimate ages” to upload it, or take another."));
         openButton.textContent = gettext("Take another photo");
         button.focus();
+      } else {
+        say(gettext("This browser cannot attach the photo. Choose a photo file instead."));
       }
     }, "image/jpeg", 0.92);
   });

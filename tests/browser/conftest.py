@@ -156,11 +156,15 @@ def csp_watched_context(
             refusals.append(text)
 
     created.on("console", watch)
+    # An uncaught error in one of the site's scripts fails the test as well.
+    errors: list[str] = []
+    created.on("weberror", lambda error: errors.append(str(error.error)))
     try:
         yield created
     finally:
         created.close()
     assert not refusals, f"the Content-Security-Policy refused: {refusals}"
+    assert not errors, f"a page's script failed: {errors}"
 
 
 @pytest.fixture

@@ -119,9 +119,13 @@ def test_several_files_open_a_batch_page_that_updates_itself(
     page.goto(live_server.url + "/")
     page.set_input_files("#upload-form input[type=file]", paths)
     assert "2 photos" in page.inner_text("#chosen-file")
+    assert page.locator("#previews img").count() == 2  # a preview of each before sending
     page.click("#upload-button")
     page.wait_for_url(re.compile(r"/batch/[0-9a-f-]{36}/$"))
-    assert page.locator("#batch-list .history-item").count() == 2
+    assert page.locator("#batch-list .batch-card").count() == 2
+    # A real progress bar: none of the two finished yet.
+    assert page.locator("#batch-progress").get_attribute("max") == "2"
+    assert page.eval_on_selector("#batch-progress", "bar => bar.value") == 0
     # The worker is simulated: finish both photos, and the page picks it up by itself.
     for prediction in Prediction.objects.all():
         prediction.status = Prediction.Status.SUCCEEDED
@@ -136,5 +140,48 @@ def test_several_files_open_a_batch_page_that_updates_itself(
         timeout_ms=20_000,
     )
     assert "2 of 2 photos finished" in page.inner_text("#batch-summary")
-    assert "33" in page.inner_text("#batch-list")
+    assert page.eval_on_selector("#batch-progress", "bar => bar.value") == 2
+    # Each card carries the same headline as the result page (no interval stored here).
+    assert page.locator("#batch-list .headlines li").all_inner_texts() == ["1 about 33"] * 2
     shots.take(page, "22-batch-page-phone")
+
+
+PASTE_A_PHOTO = """async () => {
+  const canvas = document.createElement("canvas");
+  canvas.width = 160; canvas.height = 120;
+  const context = canvas.getContext("2d");
+  context.fillStyle = "#5a7"; context.fillRect(0, 0, 160, 120);
+  const blob = await new Promise((done) => canvas.toBlob(done, "image/png"));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([blob], "image.png", { type: "image/png" }));
+  document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true }));
+}"""
+
+
+def test_a_pasted_photo_is_previewed_and_uploaded_with_a_progress_bar(
+    live_server, phone_page, enqueued, shots
+):
+    page = phone_page
+    page.goto(live_server.url + "/")
+    page.evaluate(PASTE_A_PHOTO)  # what Ctrl+V of a copied image does
+    assert page.inner_text("#chosen-file") == "Chosen: pasted-1.png"
+    assert page.locator("#previews img").count() == 1
+    shots.take(page, "23-pasted-photo-phone")
+    # Enter or Space on the focused drop zone opens the file picker (the input is clicked;
+    # whether chromium then shows its dialog to a headless page is up to chromium).
+    page.evaluate(
+        "() => { window.pickerClicks = 0;"
+        " document.querySelector('#upload-form input[type=file]').addEventListener('click',"
+        " (event) => { event.preventDefault(); window.pickerClicks += 1; }); }"
+    )
+    page.focus("#drop-zone")
+    page.keyboard.press("Enter")
+    page.keyboard.press(" ")
+    assert page.evaluate("window.pickerClicks") == 2
+    page.click("#upload-button")
+    page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
+    prediction = Prediction.objects.get()
+    assert prediction.original_name == "pasted-1.png" and enqueued == [str(prediction.pk)]
+    # While it waits: a spinner, and how many photos are ahead of it.
+    page.wait_for_selector("#status .spinner")
+    assert "Waiting in the queue" in page.inner_text("#status")

@@ -23,7 +23,8 @@ def test_upload_page_has_a_labelled_file_picker_and_drop_zone(client):
     assert page.status_code == 200
     html = page.content.decode()
     assert 'type="file"' in html and 'id="drop-zone"' in html
-    assert '<label for="id_image">' in html
+    picker = '<label for="id_image" class="picker-button" id="picker-label">Choose photos</label>'
+    assert picker in html
     assert "csrfmiddlewaretoken" in html
 
 
@@ -74,8 +75,18 @@ def test_history_shows_ages_and_no_face(client, enqueued):
     Face.objects.create(
         prediction=with_face, index=0, left=0, top=0, right=5, bottom=5, age=41.6, age_std=3
     )
+    Face.objects.create(
+        prediction=with_face,
+        index=1,
+        **{"left": 9, "top": 0, "right": 15, "bottom": 5, "age": 7.4, "age_std": 2},
+        age_low=5,
+        age_high=11,
+    )
     html = client.get("/history/").content.decode()
-    assert "1 face: 42" in html
+    # One headline per face, as on the result page: the estimate and the 80% interval.
+    assert "2 faces:" in html
+    assert "about 42</li>" in html  # a face stored before intervals existed
+    assert "about 7, likely 5-11</li>" in html
     assert "no face found" in html
 
 
