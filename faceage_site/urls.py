@@ -10,11 +10,15 @@ from drf_spectacular.views import (
 
 from faceage_site import health
 from predictor import account_views
+from training import staff
 
 urlpatterns = [
     path("", include("predictor.urls")),
     path("api/v1/", include("predictor.api.urls")),
     path("training/", include("training.urls")),
+    path("staff/", staff.console, name="staff-console"),
+    path("staff/models/<str:name>/promote/", staff.promote, name="staff-promote"),
+    path("staff/roll-back/", staff.roll_back, name="staff-roll-back"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file of its own (?script), so
     # the page needs no inline script (Content-Security-Policy, settings.py).

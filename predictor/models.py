@@ -16,6 +16,14 @@ from faceage_site.i18n import BUNDLED_DESCRIPTION, SHIPPED_DESCRIPTION
 from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL
 
 
+class PromotionNeedsReason(Exception):
+    """A version the promotion gate found worse somewhere is promoted only with a reason."""
+
+    def __init__(self, regressions: list[dict]) -> None:
+        super().__init__("a written reason is needed to promote despite regressions")
+        self.regressions = regressions
+
+
 class ModelVersion(models.Model):
     """One age network that can serve predictions. Exactly one is active."""
 
@@ -144,6 +152,30 @@ class ModelVersion(models.Model):
         when it was trained (``training.gate``): ``[{"benchmark", "metric", "candidate",
         "active"}]``, empty when none or never judged."""
         return list((self.metrics or {}).get("gate", {}).get("regressions", []))
+
+    def promote(self, reason: str = "") -> None:
+        """Make this the active version, as a staff member asks (the admin's action, the
+        staff console). One the promotion gate found worse than the active model on some
+        benchmark needs a written ``reason``, stored and shown on its page; without one this
+        raises PromotionNeedsReason and nothing changes."""
+        reason = reason.strip()
+        if self.gate_regressions and not self.is_active:
+            if not reason:
+                raise PromotionNeedsReason(self.gate_regressions)
+            self.promotion_override = reason
+            self.save(update_fields=["promotion_override"])
+        self.activate()
+
+    @classmethod
+    def rollback_target(cls) -> ModelVersion | None:
+        """The version that was active before the active one (the latest activated other)."""
+        current = cls.objects.filter(is_active=True).values_list("pk", flat=True).first()
+        return (
+            cls.objects.exclude(pk=current)
+            .filter(activated_at__isnull=False)
+            .order_by("-activated_at")
+            .first()
+        )
 
     def activate(self) -> None:
         """Make this the one active version, atomically (a shadow run of it ends)."""

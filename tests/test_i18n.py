@@ -261,6 +261,15 @@ def visits_for(route: str, name: str | None, w: World) -> list[Visit] | None:
         "training/runs/<int:run_id>/cancel/": [
             Visit(STAFF, "/training/runs/999999/cancel/", "post", (404,))
         ],
+        "staff/": [
+            Visit(STAFF, "/staff/"),
+            Visit(USER, "/staff/", statuses=(302,), login_redirect=True),
+        ],
+        # Promoting the active version again changes nothing; rolling back swaps twice.
+        "staff/models/<str:name>/promote/": [
+            Visit(STAFF, f"/staff/models/{v}/promote/", "post", (302,))
+        ],
+        "staff/roll-back/": [Visit(STAFF, "/staff/roll-back/", "post", (302,))],
         "accounts/token/": [
             Visit(USER, "/accounts/token/"),
             Visit(ANONYMOUS, "/accounts/token/", statuses=(302,), login_redirect=True),

@@ -32,6 +32,20 @@ class DatasetAdmin(admin.ModelAdmin):
     readonly_fields = ["status", "content_hash", "report", "error", "imported_at", "splits"]
     actions = ["train_new_model", "reimport"]
 
+    def get_changelist_form(self, request, **kwargs):
+        """The list's benchmark checkboxes are named after their dataset, for screen readers
+        (a bare checkbox in a table cell has no label)."""
+        base = super().get_changelist_form(request, **kwargs)
+
+        class NamedCheckboxes(base):
+            def __init__(self, *args, **kw):
+                super().__init__(*args, **kw)
+                self.fields["is_benchmark"].widget.attrs["aria-label"] = _(
+                    "%(name)s is a benchmark"
+                ) % {"name": self.instance.name}
+
+        return NamedCheckboxes
+
     @admin.display(description=gettext_lazy("Faces"))
     def item_count(self, obj):
         return obj.items.count()

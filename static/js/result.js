@@ -232,8 +232,6 @@
     link.style.top = percent(box[1], height);
     link.style.width = percent(box[2] - box[0], width);
     link.style.height = percent(box[3] - box[1], height);
-    link.setAttribute("aria-label", interpolate(gettext("Face %(number)s: %(headline)s"),
-      { number: number, headline: headline(face) }, true));
     var tag = document.createElement("span");
     tag.className = "face-label";
     var digits = document.createElement("span");
@@ -243,8 +241,15 @@
     age.className = "face-label-age";
     age.textContent = String(Math.round(face.age));
     tag.appendChild(digits);
+    tag.appendChild(document.createTextNode(" "));
     tag.appendChild(age);
     link.appendChild(tag);
+    // Its name starts with what it shows (the number and the age), then says the rest.
+    var words = document.createElement("span");
+    words.className = "visually-hidden";
+    words.textContent = " " + interpolate(gettext("Face %(number)s: %(headline)s"),
+      { number: number, headline: headline(face) }, true);
+    link.appendChild(words);
     link.addEventListener("click", function () {
       var item = document.getElementById("face-" + number);
       if (item) { window.setTimeout(function () { item.focus({ preventScroll: true }); }, 0); }
