@@ -216,9 +216,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+# The site's own log-in page (staff-only views send people to the admin's, as Django does).
+LOGIN_URL = "login"
 # Where a login without ?next= lands (Django's default, /accounts/profile/, does not exist).
 LOGIN_REDIRECT_URL = "predictor:history"
+
+# Email (password resets): printed on the console unless an SMTP server is configured.
+FACEAGE_EMAIL_HOST = env_str("FACEAGE_EMAIL_HOST")
+if FACEAGE_EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = FACEAGE_EMAIL_HOST
+    EMAIL_PORT = env_int("FACEAGE_EMAIL_PORT", 587, minimum=1)
+    EMAIL_HOST_USER = env_str("FACEAGE_EMAIL_USER")
+    EMAIL_HOST_PASSWORD = env_str("FACEAGE_EMAIL_PASSWORD")
+    EMAIL_USE_TLS = env_bool("FACEAGE_EMAIL_USE_TLS", True)
+    EMAIL_TIMEOUT = 20
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("FACEAGE_EMAIL_FROM", "faceage <noreply@localhost>")
 # English and Simplified Chinese. The language comes from the switcher (set_language
 # stores it in a cookie) or else the browser's Accept-Language; URLs carry no language
 # prefix, so API URLs stay stable.

@@ -1,9 +1,13 @@
-"""The API token page: a logged-in person creates, sees once, replaces and revokes their own
-token, without a shell (``manage.py drf_create_token`` stays for administrators)."""
+"""Accounts without a shell: sign-up, and the API token page, where a logged-in person
+creates, sees once, replaces and revokes their own token (``manage.py drf_create_token`` stays
+for administrators). Log-in, log-out and the password pages are Django's own views with this
+site's templates (faceage_site/urls.py)."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -11,6 +15,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
+
+from predictor.forms import SignUpForm
 
 
 @never_cache
@@ -33,3 +39,21 @@ def api_token(request: HttpRequest) -> HttpResponse:
         token = Token.objects.create(user=request.user)
         new_key = token.key
     return render(request, "registration/api_token.html", {"token": token, "new_key": new_key})
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    """Create an account and log in with it; photos uploaded before in this browser move to
+    it, as they do at log-in (predictor.signals)."""
+    if request.user.is_authenticated:
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(
+            request, _("Welcome, %(name)s: your account is ready.") % {"name": user.username}
+        )
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    return render(request, "registration/signup.html", {"form": form}, status=200)

@@ -1,4 +1,6 @@
 from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
 from django.utils.translation import gettext_lazy as _
 
 
@@ -51,3 +53,25 @@ class AgeLabelForm(forms.Form):
     consent = forms.BooleanField(
         label=_("Let faceage use this face to improve its model"), required=False
     )
+
+
+class SignUpForm(UserCreationForm):
+    """A new account: a user name, an email address (for password resets) and a password
+    checked by AUTH_PASSWORD_VALIDATORS."""
+
+    email = forms.EmailField(
+        label=_("Email address"),
+        help_text=_("Only for resetting your password. We send nothing else."),
+    )
+
+    class Meta(UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username", "email")
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].strip()
+        if get_user_model().objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError(
+                _("An account already uses this address. Log in, or reset its password.")
+            )
+        return email

@@ -270,6 +270,24 @@ def visits_for(route: str, name: str | None, w: World) -> list[Visit] | None:
             Visit(STAFF, f"/staff/models/{v}/promote/", "post", (302,))
         ],
         "staff/roll-back/": [Visit(STAFF, "/staff/roll-back/", "post", (302,))],
+        "accounts/signup/": [
+            Visit(ANONYMOUS, "/accounts/signup/"),
+            Visit(USER, "/accounts/signup/", statuses=(302,)),  # has one: to the history
+        ],
+        "accounts/password/change/": [
+            Visit(USER, "/accounts/password/change/"),
+            Visit(ANONYMOUS, "/accounts/password/change/", statuses=(302,), login_redirect=True),
+        ],
+        "accounts/password/change/done/": [Visit(USER, "/accounts/password/change/done/")],
+        "accounts/password/reset/": [Visit(ANONYMOUS, "/accounts/password/reset/")],
+        "accounts/password/reset/sent/": [Visit(ANONYMOUS, "/accounts/password/reset/sent/")],
+        # A made-up link: the page that says it expired.
+        "accounts/password/reset/<uidb64>/<token>/": [
+            Visit(ANONYMOUS, "/accounts/password/reset/MQ/bad-token/")
+        ],
+        "accounts/password/reset/complete/": [
+            Visit(ANONYMOUS, "/accounts/password/reset/complete/")
+        ],
         "accounts/token/": [
             Visit(USER, "/accounts/token/"),
             Visit(ANONYMOUS, "/accounts/token/", statuses=(302,), login_redirect=True),
