@@ -23,6 +23,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from predictor.models import AgeLabel
 from predictor.vision.bundled_models import CHIP_SIZE
@@ -130,8 +131,13 @@ def freeze_for_run(run: TrainingRun, datasets: Sequence[Dataset]) -> None:
             frozen[key] = consented_label_ids()
         snapshot(dataset, frozen[key])
         run.append_log(
-            f"feedback {dataset.name}: {dataset.items.count()} consented faces of "
-            f"{len(frozen[key])} in the run's snapshot"
+            gettext_noop(
+                "people's labels %(name)s: %(kept)s consented faces of %(frozen)s in the run's "
+                "snapshot"
+            ),
+            name=dataset.name,
+            kept=dataset.items.count(),
+            frozen=len(frozen[key]),
         )
     if frozen != (run.feedback_snapshot or {}):
         TrainingRun.objects.filter(pk=run.pk).update(feedback_snapshot=frozen)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
@@ -231,6 +233,20 @@ class TrainingRun(models.Model):
         verbose_name=gettext_lazy("baseline metrics"),
     )
     log = models.TextField(blank=True, verbose_name=gettext_lazy("log"))
+    log_entries = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=gettext_lazy("The log's lines as message templates and their values"),
+        verbose_name=gettext_lazy("log entries"),
+    )
+    # The stage's own count (chips cut so far, of how many), beside the overall progress.
+    stage_done = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("stage done"))
+    stage_total = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("stage total"))
+    # Training loss every few steps: [global step, loss, MAE], so that the curve moves
+    # before the first epoch ends (at most STEP_LOSS_POINTS points, thinned as it grows).
+    step_losses = models.JSONField(
+        default=list, blank=True, verbose_name=gettext_lazy("loss by step")
+    )
     error = models.TextField(blank=True, verbose_name=gettext_lazy("error"))
     cancel_requested = models.BooleanField(
         default=False, verbose_name=gettext_lazy("cancel requested")
@@ -294,11 +310,39 @@ class TrainingRun(models.Model):
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL
 
-    def append_log(self, line: str) -> None:
-        stamp = timezone.now().strftime("%H:%M:%S")
-        TrainingRun.objects.filter(pk=self.pk).update(
-            log=models.functions.Concat(models.F("log"), models.Value(f"[{stamp}] {line}\n"))
-        )
+    def append_log(self, template: str, **params: object) -> None:
+        """Add a line to the log: ``template`` (English, marked with gettext_noop where it is
+        written) and its ``params``. ``log`` keeps the English line; ``log_entries`` keeps the
+        template and parameters, so that the run's page shows each line in the reader's
+        language (``translated_log``)."""
+        now = timezone.now()
+        line = template % params if params else template
+        entry = {"at": now.isoformat(), "template": template, "params": params}
+        with transaction.atomic():
+            row = TrainingRun.objects.select_for_update().filter(pk=self.pk)
+            entries = row.values_list("log_entries", flat=True).first() or []
+            row.update(
+                log=models.functions.Concat(
+                    models.F("log"), models.Value(f"[{now:%H:%M:%S}] {line}\n")
+                ),
+                log_entries=[*entries, entry],
+            )
+
+    def translated_log(self) -> list[str]:
+        """The log in the active language, a line each (older runs: the English text)."""
+        if not self.log_entries:
+            return self.log.splitlines()
+        lines = []
+        for entry in self.log_entries:
+            at = timezone.localtime(datetime.fromisoformat(entry["at"]))
+            template = gettext(entry["template"])
+            params = entry.get("params") or {}
+            try:
+                text = template % params if params else template
+            except (KeyError, ValueError, TypeError):  # a translation that lost a placeholder
+                text = entry["template"] % params if params else entry["template"]
+            lines.append(f"[{at:%H:%M:%S}] {text}")
+        return lines
 
 
 class RunDataset(models.Model):

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from faceage_site import i18n
 from predictor.models import ModelVersion
@@ -25,6 +26,8 @@ from training.pipeline.chips import ChipSource
 
 logger = logging.getLogger(__name__)
 Status = TrainingRun.Status
+# How many (step, loss, MAE) points a run keeps for its loss-by-step chart.
+STEP_LOSS_POINTS = 400
 
 
 def run_is_abandoned(run: TrainingRun, now=None) -> bool:
@@ -57,7 +60,11 @@ def claim_run(run_id: int) -> TrainingRun | None:
         run.started_at = run.started_at or timezone.now()
         run.save(update_fields=["status", "attempts", "claimed_by", "heartbeat_at", "started_at"])
     if resumed:
-        run.append_log(f"resumed by {run.claimed_by} (attempt {run.attempts})")
+        run.append_log(
+            gettext_noop("resumed by %(worker)s (attempt %(attempt)s)"),
+            worker=run.claimed_by,
+            attempt=run.attempts,
+        )
     return run
 
 
@@ -192,7 +199,7 @@ def benchmark_splits(run: TrainingRun, progress=None) -> list[tuple[str, dict]]:
 
     splits = []
     for benchmark in Dataset.objects.filter(is_benchmark=True, status=Dataset.Status.READY):
-        run.append_log(f"benchmark {benchmark.name}: preparing its chips")
+        run.append_log(gettext_noop("benchmark %(name)s: preparing its chips"), name=benchmark.name)
         cache_dir, manifest = prepare_chips(benchmark, progress=progress)
         test = load_split(cache_dir, manifest, "test")
         if len(test["ages"]):
@@ -216,17 +223,24 @@ def judge_on_benchmarks(
         lambda split: evaluate_network(active, split),
     )
     for name, result in results.items():
+        if "accuracy" in result["candidate"]:
+            template = gettext_noop(
+                "benchmark %(name)s: age-group accuracy %(candidate)s (the active model: "
+                "%(active)s)"
+            )
+            key, digits = "accuracy", 3
+        else:
+            template = gettext_noop(
+                "benchmark %(name)s: MAE %(candidate)s (the active model: %(active)s)"
+            )
+            key, digits = "mae", 3
         run.append_log(
-            f"benchmark {name}: {_headline(result['candidate'])} "
-            f"(active: {_headline(result['active'])})"
+            template,
+            name=name,
+            candidate=f"{result['candidate'][key]:.{digits}f}",
+            active=f"{result['active'][key]:.{digits}f}",
         )
     return results, regressions
-
-
-def _headline(metrics: dict) -> str:
-    if metrics.get("accuracy") is not None:
-        return f"age-group accuracy {metrics['accuracy']:.3f}"
-    return f"MAE {metrics['mae']:.3f}"
 
 
 class _RunReporter:
@@ -236,24 +250,33 @@ class _RunReporter:
         self.run = run
         self.also = also
         self.last_write = 0.0
+        self.losses: list[list[float]] = list(run.step_losses or [])  # a resumed run's too
 
     def stage(self, stage: str, progress: float = 0.0) -> None:
         TrainingRun.objects.filter(pk=self.run.pk).update(
-            stage=stage, progress=progress, heartbeat_at=timezone.now()
+            stage=stage, progress=progress, stage_done=0, stage_total=0, heartbeat_at=timezone.now()
         )
         self.run.append_log(stage)
 
     def preparing(self, done: int, total: int) -> None:
+        """Chips cut so far, of how many: the stage's own count, shown beside its name."""
         if time.monotonic() - self.last_write > 2 or done == total:
             self.last_write = time.monotonic()
             TrainingRun.objects.filter(pk=self.run.pk).update(
-                stage=i18n.STAGE_PREPARING_COUNT % {"done": done, "total": total},
+                stage=i18n.STAGE_PREPARING,
+                stage_done=done,
+                stage_total=total,
                 heartbeat_at=timezone.now(),
             )
 
     def training(self, info: dict) -> None:
         if self.also is not None:
             self.also(info)
+        step = (info["epoch"] - 1) * info["steps_per_epoch"] + info["step"]
+        if not self.losses or step > self.losses[-1][0]:
+            self.losses.append([step, round(info["loss"], 4), round(info["mae"], 3)])
+            if len(self.losses) > STEP_LOSS_POINTS:  # thin out: every other point, the last kept
+                self.losses = self.losses[-1::-2][::-1]
         if time.monotonic() - self.last_write < 2:
             return
         self.last_write = time.monotonic()
@@ -263,17 +286,25 @@ class _RunReporter:
             steps_per_epoch=info["steps_per_epoch"],
             progress=info["progress"],
             eta_seconds=info["eta_seconds"],
+            step_losses=self.losses,
             heartbeat_at=timezone.now(),
         )
 
     def epoch_done(self, metrics: dict) -> None:
         run = TrainingRun.objects.get(pk=self.run.pk)
         run.history = [*run.history, metrics]
+        run.step_losses = self.losses  # every point so far, however recent the last write
         run.heartbeat_at = timezone.now()
-        run.save(update_fields=["history", "heartbeat_at"])
+        run.save(update_fields=["history", "step_losses", "heartbeat_at"])
         self.run.append_log(
-            f"epoch {metrics['epoch']}: loss {metrics['loss']:.3f}, MAE {metrics['mae']:.2f}, "
-            f"val MAE {metrics['val_mae']:.2f}"
+            gettext_noop(
+                "epoch %(epoch)s done: loss %(loss)s, training MAE %(mae)s, validation MAE "
+                "%(val_mae)s"
+            ),
+            epoch=metrics["epoch"],
+            loss=f"{metrics['loss']:.3f}",
+            mae=f"{metrics['mae']:.2f}",
+            val_mae=f"{metrics['val_mae']:.2f}",
         )
 
     def cancelled(self) -> bool:
@@ -305,7 +336,18 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         cache_dir, manifest = prepare_chips(
             source, progress=terminal_progress or reporter.preparing
         )
-        run.append_log(f"chips of {source.name}: {manifest['counts']} ({manifest['how']})")
+        counts, how = manifest["counts"], manifest["how"]
+        run.append_log(
+            gettext_noop(
+                "%(name)s: %(train)s training, %(val)s validation and %(test)s test faces "
+                "(the detector found %(detected)s, the dataset's box gave %(dataset_box)s, the "
+                "whole image %(whole_image)s; %(skipped)s skipped)"
+            ),
+            name=source.name,
+            **{split: counts.get(split, 0) for split in ("train", "val", "test")},
+            **{way: how.get(way, 0) for way in ("detected", "dataset_box", "whole_image")},
+            skipped=how.get("skipped", 0),
+        )
         train, val = (load_split(cache_dir, manifest, s) for s in ("train", "val"))
         if source.pk == dataset.pk:
             test = load_split(cache_dir, manifest, "test")
@@ -319,9 +361,9 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     train, val = mix_splits(trains, weights), concatenate_splits(vals)
     if len(trains) > 1:
         run.append_log(
-            "training on "
-            + ", ".join(f"{s.name} (weight {w:g})" for s, w in mix)
-            + f": {len(train['ages'])} faces an epoch"
+            gettext_noop("training on %(datasets)s: %(faces)s faces an epoch"),
+            datasets=", ".join(f"{s.name} (weight {w:g})" for s, w in mix),
+            faces=len(train["ages"]),
         )
     benchmarks_to_judge = benchmark_splits(run, terminal_progress or reporter.preparing)
     if run.max_train_images and len(train["ages"]) > run.max_train_images:
@@ -330,7 +372,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
 
     reporter.stage(i18n.STAGE_TRAINING)
     init, start_model, start_name = starting_point(run)
-    run.append_log(f"starting from {start_name}")
+    run.append_log(gettext_noop("starting from %(name)s"), name=start_name)
     config = FitConfig(
         start_model=start_model,
         epochs=run.epochs,
@@ -365,12 +407,20 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     temperature, calibration = calibrate(result.network, val, test)
     if "after" in calibration:
         run.append_log(
-            f"calibration: temperature {temperature:.3f}, 80% interval coverage on test "
-            f"{calibration['before']['coverage_80']:.3f} -> "
-            f"{calibration['after']['coverage_80']:.3f}"
+            gettext_noop(
+                "calibration: temperature %(temperature)s; the 80%% interval held the true age "
+                "for %(before)s of the test faces before and %(after)s after"
+            ),
+            temperature=f"{temperature:.3f}",
+            before=f"{calibration['before']['coverage_80']:.1%}",
+            after=f"{calibration['after']['coverage_80']:.1%}",
         )
     else:
-        run.append_log(f"calibration: temperature {temperature:.3f} ({calibration['fitted_on']})")
+        run.append_log(
+            gettext_noop("calibration: temperature %(temperature)s, fitted on %(fitted_on)s"),
+            temperature=f"{temperature:.3f}",
+            fitted_on=str(calibration["fitted_on"]),
+        )
     baseline_version = ModelVersion.active()
     baseline_network = serving_network(baseline_version)
     baseline = evaluate_network(baseline_network, test)
@@ -420,26 +470,42 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         model_version=version, test_metrics=metrics, baseline_metrics=baseline
     )
     run.append_log(
-        f"test MAE {metrics['mae']:.3f} "
-        f"(active model {baseline_version.name}: {baseline['mae']:.3f})"
+        gettext_noop("test MAE %(mae)s (the active model %(active)s: %(active_mae)s)"),
+        mae=f"{metrics['mae']:.3f}",
+        active=baseline_version.name,
+        active_mae=f"{baseline['mae']:.3f}",
     )
     if run.auto_promote:
         if metrics["mae"] >= baseline["mae"]:
-            run.append_log(f"not promoted: it does not beat {baseline_version.name} on this split")
+            run.append_log(
+                gettext_noop("not promoted: it does not beat %(active)s on this split"),
+                active=baseline_version.name,
+            )
         elif regressions:
             run.append_log(
-                "not promoted: worse than the active model on "
-                + "; ".join(str(regression) for regression in regressions)
+                gettext_noop("not promoted: worse than the active model on %(regressions)s"),
+                regressions="; ".join(str(regression) for regression in regressions),
             )
         else:
             version.activate()
             run.append_log(
-                f"promoted {version.name}: it beats the active model on the same split and "
-                f"is no worse on {len(benchmarks)} benchmark(s)"
+                gettext_noop(
+                    "promoted %(name)s: it beats the active model on the same split and is no "
+                    "worse on %(count)s benchmark(s)"
+                ),
+                name=version.name,
+                count=len(benchmarks),
             )
     _finish(run, Status.SUCCEEDED)
     run.refresh_from_db()
     return run
+
+
+_FINISHED = {
+    Status.SUCCEEDED: gettext_noop("finished: succeeded"),
+    Status.FAILED: gettext_noop("finished: failed"),
+    Status.CANCELLED: gettext_noop("finished: cancelled"),
+}
 
 
 def _finish(run: TrainingRun, status: str, error: str = "") -> None:
@@ -449,7 +515,7 @@ def _finish(run: TrainingRun, status: str, error: str = "") -> None:
         finished_at=timezone.now(),
         progress=1.0 if status == Status.SUCCEEDED else run.progress,
     )
-    run.append_log(f"finished: {status}")
+    run.append_log(_FINISHED[status])
 
 
 def fail_run(run_id: int, reason: str) -> None:

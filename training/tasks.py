@@ -7,6 +7,7 @@ import logging
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.utils.translation import gettext_noop
 
 from faceage_site import i18n
 from training.models import Dataset, TrainingRun
@@ -94,6 +95,8 @@ def sweep_stale_runs() -> dict[str, int]:
             pk=run.pk, status=TrainingRun.Status.RUNNING, claimed_by=run.claimed_by
         ).update(status=TrainingRun.Status.QUEUED, claimed_by="", sends=0)
         if moved:
-            run.append_log("its worker stopped; queued again to resume from the last checkpoint")
+            run.append_log(
+                gettext_noop("its worker stopped; queued again to resume from the last checkpoint")
+            )
             counts["recovered"] += enqueue_run(run.pk)
     return counts

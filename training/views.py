@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -14,13 +15,26 @@ from predictor import charts
 from training.models import TrainingRun
 
 
+def stage_text(run: TrainingRun) -> str:
+    """The stage in the reader's language, with its own count where it has one: "preparing
+    chips: 5,200 of 18,454"."""
+    name = i18n.translate_reason(run.stage)
+    if run.stage_total:
+        return _("%(stage)s: %(done)s of %(total)s") % {
+            "stage": name,
+            "done": f"{run.stage_done:,}",
+            "total": f"{run.stage_total:,}",
+        }
+    return name
+
+
 def progress_payload(run: TrainingRun) -> dict:
     return {
         "id": run.pk,
         "status": run.status,
         "stage": run.stage,
         "status_display": run.get_status_display(),
-        "stage_display": i18n.translate_reason(run.stage),
+        "stage_display": stage_text(run),
         "epoch": run.epoch,
         "epochs": run.epochs,
         "step": run.step,
@@ -29,7 +43,15 @@ def progress_payload(run: TrainingRun) -> dict:
         "eta_seconds": run.eta_seconds,
         "history": run.history,
         "error": i18n.translate_reason(run.error),
-        "log_tail": run.log.splitlines()[-15:],
+        "stage_done": run.stage_done,
+        "stage_total": run.stage_total,
+        "heartbeat_seconds": (
+            max(0, round((timezone.now() - run.heartbeat_at).total_seconds()))
+            if run.heartbeat_at and not run.is_terminal
+            else None
+        ),
+        "step_losses": run.step_losses,
+        "log_tail": run.translated_log()[-15:],
         "model_version": run.model_version.name if run.model_version else None,
     }
 
@@ -40,7 +62,8 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(
         TrainingRun.objects.select_related("dataset", "model_version"), pk=run_id
     )
-    return render(request, "training/run_detail.html", {"run": run})
+    context = {"run": run, "stage": stage_text(run), "log_lines": run.translated_log()}
+    return render(request, "training/run_detail.html", context)
 
 
 @staff_member_required

@@ -15,7 +15,46 @@
   var log = document.getElementById("run-log");
   var error = document.getElementById("run-error");
   var result = document.getElementById("run-result");
+  var heartbeat = document.getElementById("run-heartbeat");
+  var lossFigure = document.getElementById("step-loss-figure");
+  var lossChart = document.getElementById("step-loss-chart");
+  var SVG = "http://www.w3.org/2000/svg";
   var epochsSeen = -1;
+
+  function svgNode(name, attributes, text) {
+    var node = document.createElementNS(SVG, name);
+    Object.keys(attributes).forEach(function (key) { node.setAttribute(key, attributes[key]); });
+    if (text !== undefined) { node.textContent = text; }
+    return node;
+  }
+
+  // The training loss every few steps, [step, loss, MAE]: a line, with its first and last
+  // values and the step axis labelled.
+  function drawStepLosses(points) {
+    if (!lossChart || points.length < 2) { return; }
+    lossFigure.hidden = false;
+    var W = 480, H = 140, left = 44, right = 10, top = 10, bottom = 26;
+    var steps = points.map(function (p) { return p[0]; });
+    var losses = points.map(function (p) { return p[1]; });
+    var x0 = steps[0], x1 = steps[steps.length - 1] || 1;
+    var lo = Math.min.apply(null, losses), hi = Math.max.apply(null, losses);
+    if (hi === lo) { hi = lo + 1; }
+    function x(step) { return left + (W - left - right) * (step - x0) / Math.max(1, x1 - x0); }
+    function y(loss) { return top + (H - top - bottom) * (1 - (loss - lo) / (hi - lo)); }
+    lossChart.textContent = "";
+    lossChart.appendChild(svgNode("line", { x1: left, x2: W - right, y1: H - bottom, y2: H - bottom, class: "axis" }));
+    lossChart.appendChild(svgNode("line", { x1: left, x2: left, y1: top, y2: H - bottom, class: "axis" }));
+    lossChart.appendChild(svgNode("text", { x: left - 4, y: y(hi) + 4, class: "tick", "text-anchor": "end" }, hi.toFixed(2)));
+    lossChart.appendChild(svgNode("text", { x: left - 4, y: y(lo) + 4, class: "tick", "text-anchor": "end" }, lo.toFixed(2)));
+    lossChart.appendChild(svgNode("text", { x: left, y: H - 8, class: "tick" }, String(x0)));
+    lossChart.appendChild(svgNode("text", { x: W - right, y: H - 8, class: "tick", "text-anchor": "end" },
+      interpolate(gettext("step %(step)s"), { step: x1 }, true)));
+    var d = points.map(function (p, i) { return (i ? "L" : "M") + x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1); }).join("");
+    lossChart.appendChild(svgNode("path", { d: d, class: "loss-line" }));
+    lossChart.setAttribute("aria-label", interpolate(
+      gettext("Training loss by step: %(first)s at step %(from)s, %(last)s at step %(to)s"),
+      { first: losses[0].toFixed(3), from: x0, last: losses[losses.length - 1].toFixed(3), to: x1 }, true));
+  }
   var terminal = ["succeeded", "failed", "cancelled"];
 
   function eta(seconds) {
@@ -40,6 +79,10 @@
       true
     ) + (run.status === "running" ? eta(run.eta_seconds) : "");
     log.textContent = run.log_tail.join("\n");
+    heartbeat.textContent = run.heartbeat_seconds === null || finished ? "" : interpolate(
+      gettext("The worker last reported %(seconds)s s ago."), { seconds: run.heartbeat_seconds }, true
+    );
+    drawStepLosses(run.step_losses || []);
     error.textContent = run.error;
     if (run.history.length !== epochsSeen) {
       epochsSeen = run.history.length;

@@ -6,11 +6,14 @@ axe-core's ``axe.min.js`` comes from the npm registry (``make test`` installs it
 the DevTools protocol, which the Content-Security-Policy does not govern, so the pages are
 checked exactly as served. A violation of impact "serious" or "critical" fails the test; the
 count per page, of every impact, is written to ``$FACEAGE_ARTIFACTS_DIR/axe-report.json``.
+The site's own pages must also fit a 390 px screen in both languages (no sideways scrolling),
+and each is saved as a screenshot, ``walk-<page>-<language>-<width>-<role>.png``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -67,6 +70,11 @@ def pages_to_check(walk) -> list[tuple[str, str]]:
     return list(seen)
 
 
+def own_page(path: str) -> bool:
+    """A page of this site's own templates (not the admin's, nor the API documentation's)."""
+    return not path.startswith(("/admin/", "/api/"))
+
+
 def session_cookie(role: str, walk) -> list[dict]:
     if role == ANONYMOUS:
         return []
@@ -75,13 +83,16 @@ def session_cookie(role: str, walk) -> list[dict]:
     return [{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies["sessionid"].value}]
 
 
-def test_every_page_has_no_serious_or_critical_violation(browser, live_server, axe_source, request):
+def test_every_page_has_no_serious_or_critical_violation(
+    browser, live_server, axe_source, request, shots
+):
     walk = request.getfixturevalue("world")  # the i18n walk's users, rows and files
     pages = pages_to_check(walk)
     assert len(pages) > 40, pages
     report: dict[str, dict] = {}
     blocking: list[str] = []
     not_pages: set[str] = set()
+    too_wide: list[str] = []
     for language in LANGUAGES:
         for role in (ANONYMOUS, USER, STAFF):
             paths = [path for who, path in pages if who == role]
@@ -111,6 +122,15 @@ def test_every_page_has_no_serious_or_critical_violation(browser, live_server, a
                             continue
                         page.wait_for_timeout(300)  # scripts that fill the page (result, ReDoc)
                         found = page.evaluate(RUN_AXE)
+                        if own_page(path):
+                            if width == "390":
+                                overflow = page.evaluate(
+                                    "document.documentElement.scrollWidth - window.innerWidth"
+                                )
+                                if overflow > 1:
+                                    too_wide.append(f"{key}: {overflow} px wider than the phone")
+                            name = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "home"
+                            shots.take(page, f"walk-{name}-{language}-{width}-{role}")
                         report[key] = {
                             impact: sum(v["count"] for v in found if v["impact"] == impact)
                             for impact in ("minor", "moderate", "serious", "critical")

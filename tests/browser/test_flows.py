@@ -336,6 +336,10 @@ def test_admin_starts_a_training_run_and_watches_its_progress(
     assert status == "succeeded", (status, page.inner_text("#run-error"), log)
     assert seen[-1] == pytest.approx(1.0), seen
     print(f"progress values seen on the run page: {seen}")
+    # The log reads as sentences (no Python dict), and the loss was drawn step by step.
+    assert "{" not in log and "finished: succeeded" in log, log
+    assert re.search(r"browser-tiny: \d+ training, \d+ validation and \d+ test faces", log), log
+    assert page.locator("#step-loss-chart path.loss-line").count() == 1
     # The page names the new model version (the run's result).
     result = page.inner_text("#run-result")
     assert re.fullmatch(r"Result: browser-tiny-run\d+", result.strip()), page.inner_text("#run")

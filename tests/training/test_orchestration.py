@@ -172,7 +172,7 @@ def test_the_row_keeps_an_epoch_checkpointed_just_before_a_crash(dataset, monkey
         return SimpleNamespace(cancelled=True, history=[first, second, third])
 
     split = {"ages": np.array([30]), "chips": np.zeros((1, 64, 64, 3), np.uint8)}
-    monkeypatch.setattr(runner, "prepare_chips", lambda *a, **k: (None, {"counts": {}, "how": ""}))
+    monkeypatch.setattr(runner, "prepare_chips", lambda *a, **k: (None, {"counts": {}, "how": {}}))
     monkeypatch.setattr(tfrecords, "load_split", lambda *a: split)
     monkeypatch.setattr(fit_module, "fit", resumed_fit)
     runner.execute_run(run)

@@ -1,0 +1,88 @@
+"""A training run's page moves from its first minute: the chip stage's own count, a
+heartbeat, the loss every few steps before the first epoch ends, and a log in sentences
+that reads in the reader's language."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django.utils.translation import override
+
+from training import runner
+from training.models import Dataset, TrainingRun
+from training.views import progress_payload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def run():
+    dataset = Dataset.objects.create(name="utk", kind=Dataset.Kind.UTKFACE, status="ready")
+    return TrainingRun.objects.create(dataset=dataset, status=TrainingRun.Status.RUNNING)
+
+
+def test_chip_cutting_shows_its_own_count_and_a_heartbeat(run):
+    reporter = runner._RunReporter(run)
+    reporter.stage(runner.i18n.STAGE_PREPARING)
+    reporter.preparing(5200, 18454)
+    run.refresh_from_db()
+    payload = progress_payload(run)
+    assert payload["stage_display"] == "preparing chips: 5,200 of 18,454"
+    assert payload["progress"] == 0.0  # the overall bar has not moved: the stage's count has
+    assert 0 <= payload["heartbeat_seconds"] <= 5
+    with override("zh-hans"):
+        assert progress_payload(run)["stage_display"] == "正在准备人脸切片：5,200 / 18,454"
+    TrainingRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=40)
+    )
+    run.refresh_from_db()
+    assert 39 <= progress_payload(run)["heartbeat_seconds"] <= 45
+
+
+def test_the_loss_is_kept_every_few_steps_before_the_first_epoch_ends(run, monkeypatch):
+    monkeypatch.setattr(runner, "STEP_LOSS_POINTS", 8)
+    reporter = runner._RunReporter(run)
+    reporter.last_write = -1e9
+    info = {"epoch": 1, "steps_per_epoch": 100, "progress": 0.0, "eta_seconds": 10.0}
+    for step in range(10, 110, 10):  # ten reports inside epoch 1
+        reporter.last_write = -1e9  # write each one (the reporter writes every 2 s)
+        reporter.training({**info, "step": step, "loss": 5.0 - step / 100, "mae": 9.0})
+    run.refresh_from_db()
+    steps = [point[0] for point in run.step_losses]
+    # Past 8 points the curve is thinned to every other point, the latest always kept.
+    assert len(steps) <= 8 and steps[-1] == 100 and steps == sorted(steps)
+    assert run.step_losses[-1][1] == pytest.approx(4.0)
+    assert progress_payload(run)["step_losses"] == run.step_losses
+
+
+def test_the_log_is_sentences_in_the_readers_language(run):
+    run.append_log(
+        runner.gettext_noop(
+            "%(name)s: %(train)s training, %(val)s validation and %(test)s test faces "
+            "(the detector found %(detected)s, the dataset's box gave %(dataset_box)s, the "
+            "whole image %(whole_image)s; %(skipped)s skipped)"
+        ),
+        name="utk",
+        train=80,
+        val=10,
+        test=10,
+        detected=95,
+        dataset_box=0,
+        whole_image=3,
+        skipped=2,
+    )
+    run.append_log(runner._FINISHED[TrainingRun.Status.SUCCEEDED])
+    run.refresh_from_db()
+    assert "utk: 80 training, 10 validation and 10 test faces" in run.log
+    assert "{" not in run.log  # no Python dict
+    english = run.translated_log()
+    assert english[1].endswith("finished: succeeded")
+    with override("zh-hans"):
+        chinese = run.translated_log()
+    assert "训练" in chinese[0] and "80" in chinese[0] and "完成" in chinese[1]
+    # A run logged before entries existed still shows its text.
+    TrainingRun.objects.filter(pk=run.pk).update(log_entries=[])
+    run.refresh_from_db()
+    assert run.translated_log() == run.log.splitlines()
