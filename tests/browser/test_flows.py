@@ -7,12 +7,15 @@ in the same browser session. Screenshots of every step go to the artifacts folde
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import json
 import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -173,10 +176,25 @@ def test_history_lists_the_prediction_and_deletes_it(stack, session_context, sho
     items = page.locator(".history-item")
     assert items.count() == 1, page.inner_text("main")
     assert ".jpg" in items.first.inner_text()
+    # The same headline as the result page.
+    assert re.search(r"about \d+, likely \d+-\d+", items.first.inner_text())
     shots.take(page, "05-history")
+    # Both downloads, from the links on the page: a row per face, an object per photo.
+    with page.expect_download() as csv_file:
+        page.locator("#history-export").get_by_role("link", name="CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(csv_file.value.path()).read_text("utf-8"))))
+    assert len(rows) == 1 and rows[0]["file_name"].endswith(".jpg") and rows[0]["model_version"]
+    assert int(rows[0]["age_low"]) <= round(float(rows[0]["age"])) <= int(rows[0]["age_high"])
+    with page.expect_download() as json_file:
+        page.locator("#history-export").get_by_role("link", name="JSON").click()
+    exported = json.loads(Path(json_file.value.path()).read_text("utf-8"))
+    photos = exported["photos"]
+    assert len(photos) == 1 and len(photos[0]["faces"]) == 1
 
     items.first.get_by_role("button", name="Delete").click()
     page.wait_for_selector(".empty")
+    assert dialogs and "cannot be undone" in dialogs[-1]  # it asked first
+    assert "and its results." in page.inner_text(".messages")  # and it says what it did
     assert page.locator(".history-item").count() == 0
     assert "No predictions yet" in page.inner_text(".empty")
     shots.take(page, "06-history-empty")
