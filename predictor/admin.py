@@ -34,6 +34,10 @@ class FaceInline(admin.StackedInline):
     readonly_fields = fields
     can_delete = False
 
+    @admin.display(description=gettext_lazy("marked by the owner"), boolean=True)
+    def drawn_by_user(self, face: Face) -> bool:
+        return face.drawn_by_user
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
@@ -88,6 +92,7 @@ class PredictionAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = [
         "id",
+        "drawn_boxes",  # checked where people send them (predictor/drawn_boxes.py), not here
         "owner",
         "anonymous_owner",
         "image",

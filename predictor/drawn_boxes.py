@@ -20,6 +20,7 @@ from predictor.vision.image_loading import ImageRejected
 # needs some face to find its landmarks in.
 MAX_DRAWN_BOXES = 20
 MIN_DRAWN_SIDE = 12
+MAX_BOXES_TEXT = 4096  # characters of the JSON text
 
 CODE = "invalid_boxes"
 NOT_A_LIST = gettext_noop(
@@ -49,9 +50,11 @@ def parse_boxes(raw: str | None) -> list[list[int]]:
     numbers."""
     if raw is None or not str(raw).strip():
         return []
+    if len(str(raw)) > MAX_BOXES_TEXT:  # 20 boxes fit in well under 2 KB
+        raise BoxesRejected(NOT_A_LIST)
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BoxesRejected(NOT_A_LIST) from None
     if not isinstance(value, list):
         raise BoxesRejected(NOT_A_LIST)

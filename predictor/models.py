@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from datetime import timedelta
 
@@ -447,11 +448,6 @@ class Face(models.Model):
     )
     detection_score = models.FloatField(default=0.0, verbose_name=gettext_lazy("detection score"))
     detector = models.CharField(max_length=20, blank=True, verbose_name=gettext_lazy("detector"))
-    drawn_by_user = models.BooleanField(
-        default=False,
-        help_text=gettext_lazy("The owner marked this face; the detector had not found it"),
-        verbose_name=gettext_lazy("marked by the owner"),
-    )
     # The 80% interval: 10th and 90th percentiles (whole years) of the calibrated age
     # distribution (see predictor.vision.uncertainty). Null for faces stored before it.
     age_low = models.PositiveSmallIntegerField(
@@ -492,13 +488,21 @@ class Face(models.Model):
     def box(self) -> list[int]:
         return [self.left, self.top, self.right, self.bottom]
 
+    # Face.detector of a face its owner marked ("Missed someone?"; AgeEstimator.drawn_face).
+    DRAWN = "drawn"
+
+    @property
+    def drawn_by_user(self) -> bool:
+        """The owner marked this face; the detector had not found it."""
+        return self.detector == self.DRAWN
+
     @property
     def headline(self) -> str:
         """The one answer a person reads, the same on every page: "about 28, likely 24-34".
 
         The range is the 80% interval, the only uncertainty shown to people (the API keeps
         ``age_std`` too); static/js/result.js writes the same words."""
-        age = round(self.age)
+        age = math.floor(self.age + 0.5)  # half up, as JavaScript's Math.round
         if self.age_low is None or self.age_high is None:
             return gettext("about %(age)s") % {"age": age}
         return gettext("about %(age)s, likely %(low)s-%(high)s") % {

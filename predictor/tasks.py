@@ -306,7 +306,6 @@ _FACE_RESULT_FIELDS = [
     "age_std",
     "detection_score",
     "detector",
-    "drawn_by_user",
     "age_low",
     "age_high",
     "distribution",
@@ -315,8 +314,6 @@ _FACE_RESULT_FIELDS = [
 
 
 def store_faces(prediction: Prediction, estimates) -> None:
-    from predictor.vision.estimator import DRAWN  # TensorFlow: workers only
-
     me = prediction.claimed_by
     with transaction.atomic():
         # Only the claim holder may finish the row; a sweeper or a newer claim wins.
@@ -337,7 +334,6 @@ def store_faces(prediction: Prediction, estimates) -> None:
             face.left, face.top, face.right, face.bottom = estimate.box
             face.age, face.age_std = estimate.age, estimate.age_std
             face.detection_score, face.detector = estimate.detection_score, estimate.detector
-            face.drawn_by_user = estimate.detector == DRAWN
             face.age_low, face.age_high = estimate.age_low, estimate.age_high
             face.distribution = list(estimate.distribution)
             face.chip_jpeg = estimate.chip_jpeg

@@ -116,7 +116,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "history", "test_metrics", "baseline_metrics", "log", "error", "attempts", "claimed_by",
         "heartbeat_at", "model_version", "created_at", "enqueued_at", "sends", "started_at",
         "finished_at",
-        "cancel_requested", "created_by",
+        "cancel_requested", "created_by", "log_entries", "stage_done", "stage_total",
+        "step_losses",
     ]  # fmt: skip
     actions = ["cancel"]
 

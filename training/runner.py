@@ -7,6 +7,7 @@ TensorFlow, so only workers and management commands load it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -273,7 +274,8 @@ class _RunReporter:
         if self.also is not None:
             self.also(info)
         step = (info["epoch"] - 1) * info["steps_per_epoch"] + info["step"]
-        if not self.losses or step > self.losses[-1][0]:
+        finite = math.isfinite(info["loss"]) and math.isfinite(info["mae"])
+        if finite and (not self.losses or step > self.losses[-1][0]):
             self.losses.append([step, round(info["loss"], 4), round(info["mae"], 3)])
             if len(self.losses) > STEP_LOSS_POINTS:  # thin out: every other point, the last kept
                 self.losses = self.losses[-1::-2][::-1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -77,7 +78,12 @@ def with_bar_heights(rows: list[dict]) -> list[dict]:
     return rows
 
 
+# Staff who may change model versions, as the admin's Promote and Roll back actions require.
+MAY_CHANGE_MODELS = permission_required("predictor.change_modelversion", raise_exception=True)
+
+
 @staff_member_required
+@MAY_CHANGE_MODELS
 @require_GET
 def console(request: HttpRequest) -> HttpResponse:
     active = ModelVersion.active()
@@ -100,6 +106,7 @@ def console(request: HttpRequest) -> HttpResponse:
 
 
 @staff_member_required
+@MAY_CHANGE_MODELS
 @require_POST
 def promote(request: HttpRequest, name: str) -> HttpResponse:
     version = get_object_or_404(ModelVersion, name=name)
@@ -120,6 +127,7 @@ def promote(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @staff_member_required
+@MAY_CHANGE_MODELS
 @require_POST
 def roll_back(request: HttpRequest) -> HttpResponse:
     previous = ModelVersion.rollback_target()

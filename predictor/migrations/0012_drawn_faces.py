@@ -11,11 +11,6 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
-            model_name='face',
-            name='drawn_by_user',
-            field=models.BooleanField(default=False, help_text='The owner marked this face; the detector had not found it', verbose_name='marked by the owner'),
-        ),
-        migrations.AddField(
             model_name='prediction',
             name='drawn_boxes',
             field=models.JSONField(blank=True, default=list, help_text='Faces the owner marked on the photo: [left, top, right, bottom]', verbose_name='faces marked by the owner'),

@@ -13,7 +13,7 @@ from predictor.vision.centerface import CenterFaceDetector, default_face_detecto
 from predictor.vision.face_detection import FaceBox, FaceDetector
 from predictor.vision.uncertainty import AgeIntervals, chip_jpeg, describe
 
-# FaceBox.detector for a face the person marked ("Missed someone?").
+# FaceBox.detector for a face the person marked ("Missed someone?"; Face.DRAWN).
 DRAWN = "drawn"
 
 

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.django_db
         "[[1, 2, 3, 1e400]]",
         "[1, 2, 3, 4]",
         json.dumps([[0, 0, 20, 20]] * (MAX_DRAWN_BOXES + 1)),
+        "[" * 100_000,  # nesting deep enough to exhaust the parser's recursion
     ],
 )
 def test_malformed_boxes_are_refused_with_a_reason(raw):

@@ -49,10 +49,12 @@ def test_the_loss_is_kept_every_few_steps_before_the_first_epoch_ends(run, monke
     for step in range(10, 110, 10):  # ten reports inside epoch 1
         reporter.last_write = -1e9  # write each one (the reporter writes every 2 s)
         reporter.training({**info, "step": step, "loss": 5.0 - step / 100, "mae": 9.0})
+        if step == 50:  # a diverging step: not a number, never stored (JSON has no NaN)
+            reporter.training({**info, "step": 55, "loss": float("nan"), "mae": 9.0})
     run.refresh_from_db()
     steps = [point[0] for point in run.step_losses]
     # Past 8 points the curve is thinned to every other point, the latest always kept.
-    assert len(steps) <= 8 and steps[-1] == 100 and steps == sorted(steps)
+    assert len(steps) <= 8 and steps[-1] == 100 and steps == sorted(steps) and 55 not in steps
     assert run.step_losses[-1][1] == pytest.approx(4.0)
     assert progress_payload(run)["step_losses"] == run.step_losses
 

@@ -52,11 +52,19 @@ def candidates():
     return good, worse
 
 
-def test_only_staff_see_the_console(client, user):
+def test_only_staff_who_may_change_models_see_the_console(client, user, django_user_model):
     assert client.get("/staff/").status_code == 302
     client.force_login(user)
     response = client.get("/staff/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    # Staff without the permission the admin's Promote needs: refused, and no header link.
+    helper = django_user_model.objects.create_user(
+        "helper", password="x-long-pass-4", is_staff=True
+    )
+    client.force_login(helper)
+    assert client.get("/staff/").status_code == 403
+    assert client.post("/staff/roll-back/").status_code == 403
+    assert 'href="/staff/"' not in client.get("/").content.decode()
 
 
 def test_the_console_shows_the_active_model_the_candidates_and_the_runs(staff_client, candidates):
