@@ -10,6 +10,7 @@ photo. The worker aligns and rates each one after the detector's faces
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 
 from django.utils.translation import gettext_noop
@@ -34,6 +35,11 @@ TOO_SMALL = gettext_noop(
 OUTSIDE = gettext_noop(
     "Box %(number)s lies outside the photo, which is %(width)s x %(height)s pixels."
 )
+ALREADY_A_FACE = gettext_noop(
+    "That region is face %(number)s already. Mark a face that has no number on the photo."
+)
+# Two boxes whose overlap (intersection over union) reaches this are the same face.
+SAME_FACE_IOU = 0.4
 
 
 class BoxesRejected(ImageRejected):
@@ -72,14 +78,53 @@ def parse_boxes(raw: str | None) -> list[list[int]]:
     return boxes
 
 
-def fit_boxes(
-    boxes: Sequence[Sequence[int]], width: int, height: int, scale: float = 1.0
-) -> list[list[int]]:
-    """``boxes`` checked against a ``width`` x ``height`` upright photo, then scaled by
-    ``scale`` (the stored copy's size over the upload's) and clipped to the stored copy.
+def overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``[left, top, right, bottom]`` boxes (0 when apart)."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
 
-    A box must overlap the photo and be at least MIN_DRAWN_SIDE pixels each way once clipped
-    to it; the message names the first box that is not (numbered from 1)."""
+
+def _centre_inside(box: Sequence[float], other: Sequence[float]) -> bool:
+    x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return other[0] <= x <= other[2] and other[1] <= y <= other[3]
+
+
+def same_face(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two boxes mark the same face: they overlap by SAME_FACE_IOU or more, or each
+    one's centre lies inside the other (a loose box drawn round a tight one)."""
+    if overlap(a, b) >= SAME_FACE_IOU:
+        return True
+    return _centre_inside(a, b) and _centre_inside(b, a)
+
+
+def first_same_face(box: Sequence[float], others: Sequence[Sequence[float]]) -> int | None:
+    """The position in ``others`` of the first box that is the same face as ``box``."""
+    for position, other in enumerate(others):
+        if same_face(box, other):
+            return position
+    return None
+
+
+def fit_boxes(
+    boxes: Sequence[Sequence[int]],
+    width: int,
+    height: int,
+    stored_size: tuple[int, int] | None = None,
+) -> list[list[int]]:
+    """``boxes`` checked against a ``width`` x ``height`` upright photo, then scaled to the
+    stored copy (``stored_size``, its width and height; the same size when None), each axis
+    by its own ratio, and clipped to it.
+
+    A box must overlap the photo and, once clipped and scaled, be at least MIN_DRAWN_SIDE
+    stored pixels each way; the message names the first box that is not (numbered from 1)
+    and the least size in the photo's own pixels."""
+    stored_width, stored_height = stored_size or (width, height)
+    scale_x, scale_y = stored_width / width, stored_height / height
     fitted = []
     for number, (left, top, right, bottom) in enumerate(boxes, start=1):
         left, right = sorted((left, right))
@@ -88,15 +133,14 @@ def fit_boxes(
         right, bottom = min(width, right), min(height, bottom)
         if right <= left or bottom <= top:
             raise BoxesRejected(OUTSIDE, number=number, width=width, height=height)
-        if min(right - left, bottom - top) < MIN_DRAWN_SIDE:
-            raise BoxesRejected(TOO_SMALL, number=number, side=MIN_DRAWN_SIDE)
-        stored_width, stored_height = round(width * scale), round(height * scale)
-        fitted.append(
-            [
-                min(stored_width - 1, int(left * scale)),
-                min(stored_height - 1, int(top * scale)),
-                max(1, min(stored_width, round(right * scale))),
-                max(1, min(stored_height, round(bottom * scale))),
-            ]
-        )
+        scaled = [
+            min(stored_width - 1, int(left * scale_x)),
+            min(stored_height - 1, int(top * scale_y)),
+            max(1, min(stored_width, round(right * scale_x))),
+            max(1, min(stored_height, round(bottom * scale_y))),
+        ]
+        if min(scaled[2] - scaled[0], scaled[3] - scaled[1]) < MIN_DRAWN_SIDE:
+            least = math.ceil(MIN_DRAWN_SIDE / min(scale_x, scale_y, 1.0))
+            raise BoxesRejected(TOO_SMALL, number=number, side=least)
+        fitted.append(scaled)
     return fitted

@@ -17,6 +17,10 @@ from faceage_site.i18n import BUNDLED_DESCRIPTION, SHIPPED_DESCRIPTION
 from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL
 
 
+class NothingToRollBackTo(Exception):
+    """No version was active before this one."""
+
+
 class PromotionNeedsReason(Exception):
     """A version the promotion gate found worse somewhere is promoted only with a reason."""
 
@@ -177,6 +181,22 @@ class ModelVersion(models.Model):
             .order_by("-activated_at")
             .first()
         )
+
+    @classmethod
+    def roll_back_from(cls, name: str) -> ModelVersion | None:
+        """Make the version that was active before ``name`` active again, if ``name`` is
+        still the active one; None when it is not (nothing changes). The caller names the
+        version it saw active, so a second click, or a second person doing the same, finds
+        the roll-back done and does not flip it back. Raises NothingToRollBackTo."""
+        with transaction.atomic():
+            active = cls.objects.select_for_update().filter(is_active=True).first()
+            if active is None or active.name != name:
+                return None
+            previous = cls.rollback_target()
+            if previous is None:
+                raise NothingToRollBackTo(name)
+            previous.activate()
+            return previous
 
     def activate(self) -> None:
         """Make this the one active version, atomically (a shadow run of it ends)."""
@@ -355,6 +375,14 @@ class Prediction(models.Model):
         help_text=gettext_lazy("Faces the owner marked on the photo: [left, top, right, bottom]"),
         verbose_name=gettext_lazy("faces marked by the owner"),
     )
+    # Boxes marked on a finished photo that wait for the worker: it rates just these, with
+    # the photo's own model version, and adds them after its faces (predictor.tasks).
+    pending_boxes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=gettext_lazy("Marked faces not yet estimated: [left, top, right, bottom]"),
+        verbose_name=gettext_lazy("marked faces waiting"),
+    )
     model_version = models.ForeignKey(
         ModelVersion,
         null=True,
@@ -398,6 +426,8 @@ class Prediction(models.Model):
             models.Index(fields=["owner", "-created_at"]),
             # The fair queue counts each owner's recently started photos (predictor.tasks).
             models.Index(fields=["started_at"]),
+            # A queued photo's place in the queue (the API's queue_position).
+            models.Index(fields=["status", "created_at"]),
         ]
 
     def __str__(self) -> str:

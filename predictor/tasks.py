@@ -19,11 +19,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, F, Window
+from django.db.models import Count, Exists, F, OuterRef, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from faceage_site import i18n
+from predictor.drawn_boxes import first_same_face, overlap, same_face
 from predictor.models import Face, ModelVersion, Prediction, ShadowEstimate
 from predictor.resending import resend_due
 from predictor.worker_identity import claimant_is_gone, worker_identity
@@ -45,11 +46,20 @@ def claim_is_abandoned(prediction: Prediction, now=None) -> bool:
 
 
 def fail(prediction_id, reason: str, only_if_claimed_by: str | None = None) -> bool:
-    """Move a prediction to `failed` with a reason a person can read."""
+    """Move a prediction to `failed` with a reason a person can read.
+
+    A photo that has faces already (one that ran again to add a face its owner marked, or
+    that an administrator queued again) keeps them: it goes back to `succeeded`, and the
+    reason says why the new work was not done."""
     rows = Prediction.objects.filter(pk=prediction_id).exclude(status__in=Prediction.TERMINAL)
     if only_if_claimed_by is not None:
         rows = rows.filter(claimed_by=only_if_claimed_by)
-    return bool(rows.update(status=Status.FAILED, error=reason, finished_at=timezone.now()))
+    has_faces = Exists(Face.objects.filter(prediction_id=OuterRef("pk")))
+    now = timezone.now()
+    kept = rows.filter(has_faces).update(
+        status=Status.SUCCEEDED, error=reason, pending_boxes=[], finished_at=now
+    )
+    return bool(kept or rows.update(status=Status.FAILED, error=reason, finished_at=now))
 
 
 def claim(prediction_id) -> Prediction | None:
@@ -71,7 +81,9 @@ def claim(prediction_id) -> Prediction | None:
         prediction.attempts += 1
         prediction.claimed_by = me
         prediction.started_at = timezone.now()
-        prediction.model_version = ModelVersion.active()
+        if not (prediction.pending_boxes and prediction.model_version_id):
+            # A face marked on a finished photo is rated by the model that rated the others.
+            prediction.model_version = ModelVersion.active()
         prediction.save(
             update_fields=["status", "attempts", "claimed_by", "started_at", "model_version"]
         )
@@ -144,10 +156,10 @@ def claim_waiting(first: Prediction, limit: int) -> list[Prediction]:
     sweeper moves every row of the batch back to the queue. Only never-tried rows are
     batched, and a retried prediction runs alone, so a photo that crashes the worker
     cannot use up the attempts of the photos around it."""
-    if limit <= 0 or first.attempts > 1 or not is_light(first):
+    if limit <= 0 or first.attempts > 1 or not is_light(first) or first.pending_boxes:
         return []
     candidates = in_fair_order(
-        Prediction.objects.filter(status=Status.QUEUED, attempts=0)
+        Prediction.objects.filter(status=Status.QUEUED, attempts=0, pending_boxes=[])
         .alias(pixels=F("width") * F("height"))
         .filter(pixels__lte=settings.FACEAGE_BATCH_MAX_PIXELS)
         .exclude(pk=first.pk),
@@ -214,10 +226,7 @@ def run_predictions(predictions: list[Prediction], progress: dict | None = None)
         if rgb is None:
             continue
         try:
-            boxes = estimator.detector.detect(rgb)
-            # Faces the owner marked ("Missed someone?") come after the detector's, so a
-            # face keeps its number when a marked one is added later.
-            boxes += [estimator.drawn_face(rgb, drawn) for drawn in prediction.drawn_boxes]
+            boxes = faces_to_rate(estimator, rgb, prediction)
         except SoftTimeLimitExceeded:
             raise
         except Exception:  # one bad photo must not take the rest of the batch with it
@@ -231,7 +240,33 @@ def run_predictions(predictions: list[Prediction], progress: dict | None = None)
     results = estimator.estimate_many_boxes([(rgb, boxes) for _, rgb, boxes in loaded])
     for (prediction, _, _), estimates in zip(loaded, results, strict=True):
         store_faces(prediction, estimates)
-    run_in_shadow(loaded, estimator)
+    # The shadow compares whole photos; a face added to a finished one is left out of it.
+    run_in_shadow([item for item in loaded if not item[0].pending_boxes], estimator)
+
+
+def faces_to_rate(estimator, rgb, prediction: Prediction) -> list:
+    """The boxes of the faces this run rates.
+
+    A new photo: the detector's faces, then the ones its owner marked ("Missed someone?"),
+    so a face keeps its number when a marked one is added later. A finished photo with a
+    face marked on it (``pending_boxes``): only that face, after the faces it has. A marked
+    box that turns out to be a face already there (the detector finds the same face inside
+    it) adds nothing."""
+    if prediction.pending_boxes:
+        boxes = []
+        marked = prediction.pending_boxes
+        taken = [face.box for face in Face.objects.filter(prediction_id=prediction.pk)]
+    else:
+        boxes = estimator.detector.detect(rgb)
+        marked = prediction.drawn_boxes
+        taken = [[box.left, box.top, box.right, box.bottom] for box in boxes]
+    for drawn in marked:
+        box = estimator.drawn_face(rgb, drawn)
+        edges = [box.left, box.top, box.right, box.bottom]
+        if first_same_face(edges, taken) is None:
+            boxes.append(box)
+            taken.append(edges)
+    return boxes
 
 
 def run_in_shadow(loaded: list, active_estimator) -> None:
@@ -314,6 +349,12 @@ _FACE_RESULT_FIELDS = [
 
 
 def store_faces(prediction: Prediction, estimates) -> None:
+    """Store a claimed prediction's faces and mark it `succeeded`, if it is still ours.
+
+    A face marked on a finished photo (``pending_boxes``) is added after its faces. A photo
+    that already has faces and runs again whole (queued again by an administrator) keeps
+    each face's row, and with it its real-age label, for the new face that is the same
+    person (``match_faces``), never for whoever now has the same number."""
     me = prediction.claimed_by
     with transaction.atomic():
         # Only the claim holder may finish the row; a sweeper or a newer claim wins.
@@ -324,25 +365,84 @@ def store_faces(prediction: Prediction, estimates) -> None:
         )
         if not still_ours:
             return
-        # Rows are updated in place, face by face, so a face's real-age label stays with it
-        # when the photo runs again (a marked face added, or a retry after a lost worker).
-        existing = {face.index: face for face in Face.objects.filter(prediction_id=prediction.pk)}
-        Face.objects.filter(prediction_id=prediction.pk, index__gte=len(estimates)).delete()
-        created, updated = [], []
-        for index, estimate in enumerate(estimates):
-            face = existing.get(index) or Face(prediction_id=prediction.pk, index=index)
-            face.left, face.top, face.right, face.bottom = estimate.box
-            face.age, face.age_std = estimate.age, estimate.age_std
-            face.detection_score, face.detector = estimate.detection_score, estimate.detector
-            face.age_low, face.age_high = estimate.age_low, estimate.age_high
-            face.distribution = list(estimate.distribution)
-            face.chip_jpeg = estimate.chip_jpeg
-            (updated if face.pk else created).append(face)
-        Face.objects.bulk_create(created)
-        Face.objects.bulk_update(updated, _FACE_RESULT_FIELDS)
-        Prediction.objects.filter(pk=prediction.pk).update(
-            status=Status.SUCCEEDED, error="", finished_at=timezone.now()
+        existing = list(
+            Face.objects.filter(prediction_id=prediction.pk)
+            .select_related("label")
+            .order_by("index")
         )
+        if prediction.pending_boxes:
+            start = existing[-1].index + 1 if existing else 0
+            Face.objects.bulk_create(
+                [
+                    _fill_face(Face(prediction_id=prediction.pk, index=start + offset), estimate)
+                    for offset, estimate in enumerate(estimates)
+                ]
+            )
+        else:
+            _replace_faces(prediction, existing, estimates)
+        Prediction.objects.filter(pk=prediction.pk).update(
+            status=Status.SUCCEEDED, error="", pending_boxes=[], finished_at=timezone.now()
+        )
+
+
+def _fill_face(face: Face, estimate) -> Face:
+    face.left, face.top, face.right, face.bottom = estimate.box
+    face.age, face.age_std = estimate.age, estimate.age_std
+    face.detection_score, face.detector = estimate.detection_score, estimate.detector
+    face.age_low, face.age_high = estimate.age_low, estimate.age_high
+    face.distribution = list(estimate.distribution)
+    face.chip_jpeg = estimate.chip_jpeg
+    return face
+
+
+def match_faces(old_boxes: list, new_boxes: list) -> dict[int, int]:
+    """Which old face each new face is: {new position: old position}, for pairs that are
+    the same face (``same_face``), the largest overlaps first, each face used once."""
+    pairs = sorted(
+        (
+            (overlap(new, old), n, o)
+            for n, new in enumerate(new_boxes)
+            for o, old in enumerate(old_boxes)
+            if same_face(new, old)
+        ),
+        reverse=True,
+    )
+    matched: dict[int, int] = {}
+    used: set[int] = set()
+    for _, n, o in pairs:
+        if n not in matched and o not in used:
+            matched[n] = o
+            used.add(o)
+    return matched
+
+
+def _replace_faces(prediction: Prediction, existing: list[Face], estimates) -> None:
+    """The photo's faces become ``estimates``, numbered in their order. A face row that is
+    the same person as a new face is updated in place; one that matches none is deleted,
+    unless its owner gave it a real age: that face keeps its label and old estimate, after
+    the new faces."""
+    matched = match_faces([face.box for face in existing], [e.box for e in estimates])
+    reused = set(matched.values())
+    labelled = [
+        face for o, face in enumerate(existing) if o not in reused and hasattr(face, "label")
+    ]
+    gone = [face.pk for o, face in enumerate(existing) if o not in reused and face not in labelled]
+    Face.objects.filter(pk__in=gone).delete()
+    kept = [existing[o] for o in reused] + labelled
+    if kept:  # out of the way of the new numbers first (one face per index)
+        top = max(face.index for face in existing) + len(estimates) + 1
+        Face.objects.filter(pk__in=[face.pk for face in kept]).update(index=F("index") + top)
+    created, updated = [], []
+    for n, estimate in enumerate(estimates):
+        face = existing[matched[n]] if n in matched else Face(prediction_id=prediction.pk)
+        face.index = n
+        _fill_face(face, estimate)
+        (updated if face.pk else created).append(face)
+    for offset, face in enumerate(labelled):
+        face.index = len(estimates) + offset
+        updated.append(face)
+    Face.objects.bulk_update(updated, [*_FACE_RESULT_FIELDS, "index"])
+    Face.objects.bulk_create(created)
 
 
 @shared_task(

@@ -93,8 +93,7 @@ def _unsaved_prediction(
     with _decoding:
         upright = load_photo(data, photo_limits())
         photo = fit_within(upright, settings.FACEAGE_MAX_WORKING_SIDE)
-        scale = photo.width / upright.width
-        boxes = fit_boxes(drawn_boxes, upright.width, upright.height, scale)
+        boxes = fit_boxes(drawn_boxes, upright.width, upright.height, photo.size)
         del upright
         stored, thumbnail = encode_for_storage(photo), thumbnail_bytes(photo)
         width, height = photo.size

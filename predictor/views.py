@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -16,10 +18,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from faceage_site.i18n import rejection_message
-from predictor.drawn_boxes import MAX_DRAWN_BOXES, BoxesRejected, fit_boxes, parse_boxes
+from predictor.drawn_boxes import (
+    ALREADY_A_FACE,
+    MAX_DRAWN_BOXES,
+    BoxesRejected,
+    first_same_face,
+    fit_boxes,
+    parse_boxes,
+)
 from predictor.forms import AgeLabelForm, UploadForm
 from predictor.models import AgeLabel, Batch, ModelVersion, Prediction
-from predictor.throttling import UploadRateThrottle
+from predictor.throttling import UploadRateThrottle, too_many_requests
 from predictor.uploads import (
     BatchRejected,
     collect_batch_files,
@@ -96,23 +105,13 @@ def _upload_page(request: HttpRequest, form: UploadForm, status: int) -> HttpRes
 
 
 def _too_many_uploads(request: HttpRequest, throttle: UploadRateThrottle) -> HttpResponse:
-    wait = max(1, round(throttle.wait() or 1))
-    response = render(
-        request,
-        "error.html",
-        {
-            "status": 429,
-            "message": ngettext(
-                "Too many uploads. Please wait %(wait)d second and try again.",
-                "Too many uploads. Please wait %(wait)d seconds and try again.",
-                wait,
-            )
-            % {"wait": wait},
-        },
-        status=429,
+    wait = max(1, math.ceil(throttle.wait() or 1))
+    message = ngettext(
+        "Too many uploads. Please wait %(wait)d second and try again.",
+        "Too many uploads. Please wait %(wait)d seconds and try again.",
+        wait,
     )
-    response["Retry-After"] = str(wait)
-    return response
+    return too_many_requests(request, wait, message)
 
 
 def _upload_batch(request: HttpRequest, form: UploadForm, files, throttle) -> HttpResponse:
@@ -194,10 +193,16 @@ def label_face(request: HttpRequest, prediction_id, index: int) -> HttpResponse:
 @require_POST
 def draw_face(request: HttpRequest, prediction_id) -> HttpResponse:
     """ "Missed someone?": the owner marks a region of a finished photo as a face. The box
-    (``box``: JSON ``[left, top, right, bottom]`` in pixels of the stored photo) is added to
-    the photo's marked faces and the photo runs again; its other faces keep their numbers
-    and their labels (``predictor.tasks.store_faces``)."""
+    (``box``: JSON ``[left, top, right, bottom]`` in pixels of the stored photo) waits in
+    ``pending_boxes`` and the photo is queued again, but the worker rates only the marked
+    face, with the photo's own model version, and adds it after the others
+    (``predictor.tasks.run_predictions``): the faces already there keep their numbers,
+    estimates and labels. Each marked face counts as an upload against the upload rate."""
     prediction = _own_prediction(request, prediction_id)
+    # Each marked face is a worker run: it counts as an upload (FACEAGE_UPLOAD_RATE).
+    throttle = UploadRateThrottle()
+    if not throttle.allow_request(request, None):
+        return _too_many_uploads(request, throttle)
     back = redirect("predictor:result", prediction_id=prediction.pk)
     try:
         boxes = parse_boxes(request.POST.get("box", ""))
@@ -219,20 +224,26 @@ def draw_face(request: HttpRequest, prediction_id) -> HttpResponse:
                 % {"limit": MAX_DRAWN_BOXES},
             )
             return back
+        faces = list(row.faces.order_by("index"))
+        found = first_same_face(box, [face.box for face in faces])
+        if found is not None:
+            messages.error(request, _(ALREADY_A_FACE) % {"number": faces[found].index + 1})
+            return back
         row.drawn_boxes = [*row.drawn_boxes, box]
+        row.pending_boxes = [box]
         row.status = Prediction.Status.QUEUED
         row.attempts, row.sends, row.claimed_by, row.error = 0, 0, "", ""
-        row.started_at = row.finished_at = None
+        row.started_at = None
         row.save(
             update_fields=[
                 "drawn_boxes",
+                "pending_boxes",
                 "status",
                 "attempts",
                 "sends",
                 "claimed_by",
                 "error",
                 "started_at",
-                "finished_at",
             ]
         )
         transaction.on_commit(lambda: enqueue_prediction(row.pk))

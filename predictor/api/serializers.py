@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from django.urls import reverse
 from django.utils.translation import gettext, gettext_lazy
 from drf_spectacular.utils import extend_schema_field
@@ -183,9 +185,25 @@ class PredictionSerializer(serializers.ModelSerializer):
     def get_queue_position(self, obj: Prediction) -> int | None:
         if obj.status != Prediction.Status.QUEUED:
             return None
-        return Prediction.objects.filter(
-            status=Prediction.Status.QUEUED, created_at__lt=obj.created_at
-        ).count()
+        return bisect_left(self._queued_times(obj), obj.created_at)
+
+    def _queued_times(self, obj: Prediction) -> list:
+        """When each queued photo up to the newest one answered here was queued, oldest
+        first: one query for a whole list (a batch of 20 photos asks once, not 20 times),
+        over the (status, created_at) index."""
+        shown = self.parent.instance if self.parent is not None else None
+        key = f"_queued_times_{id(shown)}"
+        if key not in self.context:
+            queued = [p.created_at for p in shown or () if p.status == Prediction.Status.QUEUED]
+            queued.append(obj.created_at)
+            self.context[key] = list(
+                Prediction.objects.filter(
+                    status=Prediction.Status.QUEUED, created_at__lte=max(queued)
+                )
+                .order_by("created_at")
+                .values_list("created_at", flat=True)
+            )
+        return self.context[key]
 
     def to_representation(self, instance: Prediction) -> dict:
         data = super().to_representation(instance)

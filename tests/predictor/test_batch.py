@@ -424,3 +424,31 @@ def test_a_damaged_compressed_member_is_skipped_with_a_reason(api_client, enqueu
     body = response.json()
     assert [p["name"] for p in body["predictions"]] == ["good.jpg"]
     assert [(e["name"], e["code"]) for e in body["errors"]] == [("bad.jpg", "bad_archive_member")]
+
+
+def test_queue_positions_of_a_batch_are_right_and_asked_for_once(api_client, enqueued):
+    """Each queued photo says how many photos (anyone's) were queued before it, and a batch
+    of any size asks the database for that once, not once per photo."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    someone_else = api_client.post(URL, {"image": jpeg("x.jpg")}, format="multipart").json()
+
+    def batch_of(count: int) -> tuple[list, int]:
+        files = [jpeg(f"{n}.jpg") for n in range(count)]
+        body = api_client.post(URL, {"image": files}, format="multipart").json()
+        with CaptureQueriesContext(connection) as queries:
+            answer = api_client.get(body["batch"]["url"]).json()
+        return [p["queue_position"] for p in answer["predictions"]], len(queries)
+
+    positions, small = batch_of(2)
+    assert positions == [1, 2]  # someone else's photo is ahead of both
+    positions, large = batch_of(6)
+    assert positions == [3, 4, 5, 6, 7, 8]
+    assert large == small
+    # A photo that is running or done has no place in the queue.
+    Prediction.objects.filter(pk=someone_else["id"]).update(status=Prediction.Status.RUNNING)
+    detail = api_client.get(someone_else["url"]).json()
+    assert detail["queue_position"] is None
+    oldest_queued = Prediction.objects.filter(status="queued").order_by("created_at")[0]
+    assert api_client.get(f"{URL}{oldest_queued.pk}/").json()["queue_position"] == 0
