@@ -400,6 +400,11 @@ CELERY_BEAT_SCHEDULE = {
 
 # Upload rate limit per user (or client address), e.g. "120/minute"; empty disables it.
 FACEAGE_UPLOAD_RATE = env_str("FACEAGE_UPLOAD_RATE", "120/minute")
+# Account pages that create rows or send email, per client address; and the emails any one
+# address receives, however many requests ask (predictor.accounts). Empty disables a limit.
+FACEAGE_SIGNUP_RATE = env_str("FACEAGE_SIGNUP_RATE", "10/hour")
+FACEAGE_PASSWORD_RESET_RATE = env_str("FACEAGE_PASSWORD_RESET_RATE", "10/hour")
+FACEAGE_EMAILS_PER_ADDRESS = env_str("FACEAGE_EMAILS_PER_ADDRESS", "3/hour")
 # How many reverse proxies in front of the web process append to X-Forwarded-For. The client
 # address is the entry that many places from the end; with 0 the header is ignored and the
 # socket address is used, since any client can send the header with a fresh value each time

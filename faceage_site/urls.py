@@ -10,6 +10,8 @@ from drf_spectacular.views import (
 
 from faceage_site import health
 from predictor import account_views
+from predictor.accounts import LimitedPasswordResetForm
+from predictor.throttling import limit_posts
 from training import staff
 
 urlpatterns = [
@@ -28,6 +30,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/token/", account_views.api_token, name="api-token"),
     path("accounts/signup/", account_views.signup, name="signup"),
+    path("accounts/email/confirm/<str:token>/", account_views.confirm_email, name="confirm-email"),
     # Django's password views with this site's templates (the admin keeps its own).
     path(
         "accounts/password/change/",
@@ -44,11 +47,14 @@ urlpatterns = [
     ),
     path(
         "accounts/password/reset/",
-        auth_views.PasswordResetView.as_view(
-            template_name="accounts/password_reset.html",
-            email_template_name="accounts/password_reset_email.txt",
-            subject_template_name="accounts/password_reset_subject.txt",
-            success_url=reverse_lazy("password-reset-sent"),
+        limit_posts("password-reset", "FACEAGE_PASSWORD_RESET_RATE")(
+            auth_views.PasswordResetView.as_view(
+                form_class=LimitedPasswordResetForm,
+                template_name="accounts/password_reset.html",
+                email_template_name="accounts/password_reset_email.txt",
+                subject_template_name="accounts/password_reset_subject.txt",
+                success_url=reverse_lazy("password-reset-sent"),
+            )
         ),
         name="password-reset",
     ),

@@ -7,4 +7,4 @@ class PredictorConfig(AppConfig):
     verbose_name = gettext_lazy("Age predictions")
 
     def ready(self) -> None:
-        from predictor import signals  # noqa: F401  (connects the receivers)
+        from predictor import accounts, signals  # noqa: F401  (connects the receivers)

@@ -57,21 +57,19 @@ class AgeLabelForm(forms.Form):
 
 class SignUpForm(UserCreationForm):
     """A new account: a user name, an email address (for password resets) and a password
-    checked by AUTH_PASSWORD_VALIDATORS."""
+    checked by AUTH_PASSWORD_VALIDATORS. The address is only stored once its owner confirms
+    it (predictor.accounts), and whether another account has it is never said here."""
 
     email = forms.EmailField(
         label=_("Email address"),
-        help_text=_("Only for resetting your password. We send nothing else."),
+        help_text=_(
+            "Only for resetting your password. We send a link to confirm it, and nothing else."
+        ),
     )
 
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
-        fields = ("username", "email")
+        fields = ("username",)
 
     def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip()
-        if get_user_model().objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError(
-                _("An account already uses this address. Log in, or reset its password.")
-            )
-        return email
+        return self.cleaned_data["email"].strip()

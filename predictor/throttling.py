@@ -1,6 +1,10 @@
-"""Upload rate limits, shared by the form and the API (429 with Retry-After)."""
+"""Rate limits: uploads, shared by the form and the API, and the account pages that send
+email or create rows (429 with Retry-After)."""
 
 from __future__ import annotations
+
+import math
+from functools import wraps
 
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
@@ -65,3 +69,62 @@ class UploadRateThrottle(SimpleRateThrottle):
         self.history[:0] = [self.now] * extra
         self.cache.set(self.key, self.history, self.duration)
         return True
+
+
+class AddressRateThrottle(SimpleRateThrottle):
+    """At most ``rate`` requests of one kind (``scope``) per client address (or per
+    ``ident``), for the account pages that cost an email or a row (sign-up, password reset):
+    their abuse is many requests from one place, whoever is logged in. An empty rate turns
+    the limit off."""
+
+    def __init__(self, scope: str, rate: str, ident: str | None = None) -> None:
+        self.scope = scope
+        self.rate = rate or None
+        self.ident = ident  # counted by this instead of the client address
+        super().__init__()
+
+    def get_rate(self) -> str | None:
+        return self.rate
+
+    def get_cache_key(self, request, view) -> str | None:
+        ident = self.ident if self.ident is not None else client_address(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+def limit_posts(scope: str, setting: str):
+    """Decorate a view so its POSTs are limited to ``settings.<setting>`` (such as "10/hour")
+    per client address; one over it gets the site's 429 page with ``Retry-After``."""
+
+    def decorate(view):
+        @wraps(view)
+        def limited(request, *args, **kwargs):
+            if request.method == "POST":
+                throttle = AddressRateThrottle(scope, getattr(settings, setting))
+                if not throttle.allow_request(request, None):
+                    return too_many_requests(request, throttle.wait())
+            return view(request, *args, **kwargs)
+
+        return limited
+
+    return decorate
+
+
+def too_many_requests(request, wait: float | None, message: str | None = None):
+    """The site's 429 page, saying how long to wait, with ``Retry-After``."""
+    from django.shortcuts import render
+    from django.utils.translation import ngettext
+
+    seconds = max(1, math.ceil(wait or 1))
+    text = message or ngettext(
+        "Too many attempts. Please wait %(wait)d second and try again.",
+        "Too many attempts. Please wait %(wait)d seconds and try again.",
+        seconds,
+    )
+    response = render(
+        request,
+        "error.html",
+        {"status": 429, "message": text % {"wait": seconds}},
+        status=429,
+    )
+    response["Retry-After"] = str(seconds)
+    return response

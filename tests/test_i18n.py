@@ -28,6 +28,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from PIL import Image
 
+from predictor.accounts import confirmation_token
 from predictor.models import AgeLabel, Batch, Face, ModelVersion, Prediction
 from tests import images
 from training.models import Dataset, DatasetItem, TrainingRun
@@ -194,6 +195,7 @@ def world(django_user_model, enqueued, django_capture_on_commit_callbacks) -> Wo
         *ModelVersion.objects.values_list("name", flat=True),
         dataset.name,
         "fairface-val",
+        "a@example.org",  # the address a confirmation link is for
     }
     return world
 
@@ -273,6 +275,11 @@ def visits_for(route: str, name: str | None, w: World) -> list[Visit] | None:
         "accounts/signup/": [
             Visit(ANONYMOUS, "/accounts/signup/"),
             Visit(USER, "/accounts/signup/", statuses=(302,)),  # has one: to the history
+        ],
+        # A made-up link (the 400 page that says so), and a real one (the page with a button).
+        "accounts/email/confirm/<str:token>/": [
+            Visit(ANONYMOUS, "/accounts/email/confirm/made-up/", statuses=(400,)),
+            Visit(USER, f"/accounts/email/confirm/{confirmation_token(w.user, 'a@example.org')}/"),
         ],
         "accounts/password/change/": [
             Visit(USER, "/accounts/password/change/"),

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 PASSWORD = "a-fine-long-password-42"
 
 
-def sign_up(client, **overrides):
+def sign_up(client, environ=None, **overrides):
     data = {
         "username": "newcomer",
         "email": "new@example.org",
@@ -20,7 +20,7 @@ def sign_up(client, **overrides):
         "password2": PASSWORD,
         **overrides,
     }
-    return client.post("/accounts/signup/", data)
+    return client.post("/accounts/signup/", data, **(environ or {}))
 
 
 def test_sign_up_logs_in_and_lands_on_the_history(client):
@@ -28,21 +28,82 @@ def test_sign_up_logs_in_and_lands_on_the_history(client):
     response = sign_up(client)
     assert response.status_code == 302 and response["Location"] == "/history/"
     user = get_user_model().objects.get(username="newcomer")
-    assert user.email == "new@example.org" and user.check_password(PASSWORD)
+    assert user.check_password(PASSWORD)
     page = client.get("/history/").content.decode()
     assert "Welcome, newcomer: your account is ready." in page
+    assert "We sent a link to new@example.org" in page
     assert "Log out newcomer" in page
+
+    # The address is the account's only once its owner opens the link mailed to it.
+    assert user.email == ""
+    (message,) = mail.outbox
+    assert message.to == ["new@example.org"] and "Confirm" in message.subject
+    link = confirmation_link(message)
+    page = client.get(link)  # a mail scanner that fetches the link confirms nothing
+    assert page.status_code == 200 and "new@example.org" in page.content.decode()
+    user.refresh_from_db()
+    assert user.email == ""
+    response = client.post(link, follow=True)
+    assert "new@example.org is confirmed" in response.content.decode()
+    user.refresh_from_db()
+    assert user.email == "new@example.org"
+    # A damaged link is a 400 that says what to do.
+    damaged = client.get(link[:-3] + "xx/")
+    assert damaged.status_code == 400 and "damaged" in damaged.content.decode()
+
+
+def confirmation_link(message) -> str:
+    return re.search(r"http://testserver(/accounts/email/confirm/\S+/)", message.body).group(1)
+
+
+def test_sign_up_says_nothing_about_an_address_in_use_and_mails_its_owner(client, user):
+    user.email = "alice@example.org"
+    user.save()
+    response = sign_up(client, email="ALICE@example.org")
+    # The same answer as for a new address: the account is made, the page says a link went.
+    assert response.status_code == 302 and response["Location"] == "/history/"
+    assert "We sent a link to ALICE@example.org" in client.get("/history/").content.decode()
+    newcomer = get_user_model().objects.get(username="newcomer")
+    assert newcomer.email == ""
+    # The address's owner is told, and no link that could give it to the new account is sent.
+    (message,) = mail.outbox
+    assert message.to == ["ALICE@example.org"]
+    assert "It already belongs to your account alice" in message.body
+    assert "/accounts/email/confirm/" not in message.body
+    # A password reset for the address reaches alice's account only.
+    mail.outbox.clear()
+    client.post("/accounts/password/reset/", {"email": "alice@example.org"})
+    (reset,) = mail.outbox
+    assert "account alice " in reset.body
+
+
+def test_the_first_to_confirm_an_address_keeps_it(client):
+    sign_up(client, username="first")
+    client.logout()
+    sign_up(client, username="second")
+    first_link, second_link = (confirmation_link(message) for message in mail.outbox)
+    client.post(second_link)
+    answer = client.post(first_link, follow=True).content.decode()
+    assert "belongs to another account already" in answer
+    emails = dict(get_user_model().objects.values_list("username", "email"))
+    assert emails == {"first": "", "second": "new@example.org"}
+
+
+def test_an_unconfirmed_address_gets_no_reset_email(client):
+    sign_up(client)
+    client.logout()
+    mail.outbox.clear()
+    response = client.post("/accounts/password/reset/", {"email": "new@example.org"})
+    assert response.status_code == 302 and not mail.outbox
 
 
 def test_sign_up_errors_stand_next_to_their_fields(client, user):
-    user.email = "taken@example.org"
-    user.save()
-    response = sign_up(client, email="TAKEN@example.org", password2="something-else-1")
+    response = sign_up(client, email="not an address", password2="something-else-1")
     assert response.status_code == 200
     html = response.content.decode()
     # Each error sits in its own field's block, above the input it is about.
     email_block = html[html.index('<label for="id_email">') : html.index('id="id_email"')]
-    assert "An account already uses this address" in email_block
+    assert "Enter a valid email address" in email_block
     password_block = html[
         html.index('<label for="id_password2">') : html.index('id="id_password2"')
     ]
@@ -84,3 +145,57 @@ def test_a_forgotten_password_is_reset_by_email(client, user):
     mail.outbox.clear()
     response = client.post("/accounts/password/reset/", {"email": "nobody@example.org"})
     assert response.status_code == 302 and not mail.outbox
+
+
+def test_sign_up_and_password_reset_are_limited_per_address(client, settings):
+    settings.FACEAGE_SIGNUP_RATE = "2/hour"
+    settings.FACEAGE_PASSWORD_RESET_RATE = "2/hour"
+    for number in range(2):
+        assert sign_up(client, username=f"n{number}").status_code == 302
+        client.logout()
+    refused = sign_up(client, username="n2")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert "Too many attempts" in refused.content.decode()
+    assert not get_user_model().objects.filter(username="n2").exists()
+    # Another address is not held up by this one; reading the page never counts.
+    assert sign_up(client, {"REMOTE_ADDR": "10.0.0.9"}, username="n3").status_code == 302
+    assert client.get("/accounts/signup/").status_code in (200, 302)
+
+    for _ in range(2):
+        assert (
+            client.post("/accounts/password/reset/", {"email": "x@example.org"}).status_code == 302
+        )
+    assert client.post("/accounts/password/reset/", {"email": "x@example.org"}).status_code == 429
+
+
+def test_one_address_gets_a_few_emails_however_many_ask(client, user, settings):
+    settings.FACEAGE_EMAILS_PER_ADDRESS = "2/hour"
+    user.email = "alice@example.org"
+    user.save()
+    for number in range(4):  # from four places, so the per-address page limit is not hit
+        response = client.post(
+            "/accounts/password/reset/",
+            {"email": "alice@example.org"},
+            REMOTE_ADDR=f"10.0.1.{number}",
+        )
+        assert response.status_code == 302  # the same answer each time
+    assert len(mail.outbox) == 2
+
+
+def test_a_new_password_revokes_the_api_token(client, user):
+    from rest_framework.authtoken.models import Token
+
+    Token.objects.create(user=user)
+    client.force_login(user)  # logging in saves last_login: the token stays
+    assert Token.objects.filter(user=user).exists()
+    client.post(
+        "/accounts/password/change/",
+        {"old_password": "correct-horse-9", "new_password1": PASSWORD, "new_password2": PASSWORD},
+    )
+    assert not Token.objects.filter(user=user).exists()
+    # The same when an administrator (or a reset) sets it.
+    Token.objects.create(user=user)
+    user.refresh_from_db()
+    user.set_password("another-long-password-7")
+    user.save()
+    assert not Token.objects.filter(user=user).exists()
