@@ -8,7 +8,14 @@ from django.utils.translation import gettext_lazy, ngettext
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
-from predictor.models import AgeLabel, Face, ModelVersion, Prediction, PromotionNeedsReason
+from predictor.models import (
+    AgeLabel,
+    Face,
+    ModelVersion,
+    NothingToRollBackTo,
+    Prediction,
+    PromotionNeedsReason,
+)
 
 
 class FaceInline(admin.StackedInline):
@@ -216,16 +223,32 @@ class ModelVersionAdmin(admin.ModelAdmin):
         )  # fmt: skip
 
     @admin.action(
-        description=gettext_lazy("Roll back: reactivate the version that was active before")
+        description=gettext_lazy(
+            "Roll back: select the active version to make the one active before it active again"
+        )
     )
     def roll_back(self, request, queryset):
-        previous = ModelVersion.rollback_target()
-        if previous is None:
+        chosen = list(queryset)
+        if len(chosen) != 1:
+            self.message_user(
+                request, _("Select just the active version to roll back from."), messages.ERROR
+            )
+            return
+        try:
+            previous = ModelVersion.roll_back_from(chosen[0].name)
+        except NothingToRollBackTo:
             self.message_user(
                 request, _("No earlier active version to roll back to."), messages.ERROR
             )
             return
-        previous.activate()
+        if previous is None:
+            self.message_user(
+                request,
+                _("%(name)s is not the active version, so nothing was rolled back.")
+                % {"name": chosen[0].name},
+                messages.WARNING,
+            )
+            return
         self.message_user(
             request,
             _("Rolled back: %(name)s is active again.") % {"name": previous.name},

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from predictor.models import ModelVersion, PromotionNeedsReason
+from predictor.models import ModelVersion, NothingToRollBackTo, PromotionNeedsReason
 from training.models import TrainingRun
 
 CANDIDATES_SHOWN = 6
@@ -130,11 +130,25 @@ def promote(request: HttpRequest, name: str) -> HttpResponse:
 @MAY_CHANGE_MODELS
 @require_POST
 def roll_back(request: HttpRequest) -> HttpResponse:
-    previous = ModelVersion.rollback_target()
-    if previous is None:
+    """Make the version active before ``from`` (the active one the page showed) active
+    again. When ``from`` is no longer active, a second click or someone else did it first,
+    and nothing changes."""
+    seen = request.POST.get("from", "")
+    try:
+        previous = ModelVersion.roll_back_from(seen)
+    except NothingToRollBackTo:
         messages.error(request, _("No earlier active version to roll back to."))
+        return redirect("staff-console")
+    if previous is None:
+        messages.info(
+            request,
+            _(
+                "Nothing changed: %(name)s is the active version now. "
+                "Look again before rolling back."
+            )
+            % {"name": ModelVersion.active().name},
+        )
     else:
-        previous.activate()
         messages.success(
             request, _("Rolled back: %(name)s is active again.") % {"name": previous.name}
         )

@@ -88,8 +88,15 @@ def test_promote_and_roll_back(staff_client, candidates):
     response = staff_client.post(f"/staff/models/{good.name}/promote/", follow=True)
     assert "good-run is now active." in response.content.decode()
     assert ModelVersion.active() == good
-    response = staff_client.post("/staff/roll-back/", follow=True)
+    page = staff_client.get("/staff/").content.decode()
+    assert f'name="from" value="{good.name}"' in page  # the active version the page shows
+    response = staff_client.post("/staff/roll-back/", {"from": good.name}, follow=True)
     assert f"Rolled back: {before.name} is active again." in response.content.decode()
+    assert ModelVersion.active() == before
+    # The same click again (a double click, or a second person with the same page) finds
+    # it done, and does not flip back.
+    again = staff_client.post("/staff/roll-back/", {"from": good.name}, follow=True)
+    assert f"Nothing changed: {before.name} is the active version now" in again.content.decode()
     assert ModelVersion.active() == before
 
 
@@ -107,5 +114,23 @@ def test_a_candidate_with_a_regression_needs_a_written_reason(staff_client, cand
 
 def test_nothing_to_roll_back_to_says_so(staff_client):
     ModelVersion.objects.exclude(is_active=True).update(activated_at=None)
-    response = staff_client.post("/staff/roll-back/", follow=True)
+    active = ModelVersion.active().name
+    response = staff_client.post("/staff/roll-back/", {"from": active}, follow=True)
     assert "No earlier active version to roll back to." in response.content.decode()
+
+
+def test_the_admins_roll_back_names_the_version_it_leaves(admin_client, candidates):
+    good, _ = candidates
+    before = ModelVersion.active()
+    good.promote()
+
+    def roll_back(version):
+        return admin_client.post(
+            "/admin/predictor/modelversion/",
+            {"action": "roll_back", "_selected_action": [str(version.pk)]},
+            follow=True,
+        ).content.decode()
+
+    assert f"Rolled back: {before.name} is active again." in roll_back(good)
+    assert "is not the active version, so nothing was rolled back" in roll_back(good)
+    assert ModelVersion.active() == before
