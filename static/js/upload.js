@@ -143,10 +143,24 @@
         : interpolate(gettext("Sending: %(sent)s of %(total)s MB"),
           { sent: megabytes(sent.loaded), total: megabytes(sent.total) }, true);
     });
+    function giveUp(text) {
+      progressBox.hidden = true;
+      resetButton();
+      chosen.textContent = text;
+    }
     request.addEventListener("load", function () {
       var landed = request.responseURL || "";
       if (landed && landed.split("#")[0] !== (form.action || window.location.href).split("#")[0]) {
         window.location.href = landed; // redirected to the result or the batch
+        return;
+      }
+      var type = request.getResponseHeader("Content-Type") || "";
+      if (type.indexOf("text/html") === -1 || !request.responseText.trim()) {
+        // Not one of this site's pages: a proxy's bare refusal, say, with no body.
+        giveUp(request.status === 413
+          ? gettext("The upload is too large for the server. Choose a smaller photo, or fewer photos at once.")
+          : interpolate(gettext("The server could not take the upload (error %(status)s). Try again in a moment."),
+            { status: request.status }, true));
         return;
       }
       document.open();
@@ -154,9 +168,14 @@
       document.close();
     });
     request.addEventListener("error", function () {
-      progressBox.hidden = true;
-      resetButton();
-      chosen.textContent = gettext("The photo could not be sent. Check your connection and try again.");
+      giveUp(gettext("The photo could not be sent. Check your connection and try again."));
+    });
+    request.addEventListener("abort", function () {
+      giveUp(gettext("Sending was stopped. Choose the photo again to send it."));
+    });
+    request.timeout = 15 * 60 * 1000; // a slow phone link may take minutes for a batch
+    request.addEventListener("timeout", function () {
+      giveUp(gettext("Sending took too long and was stopped. Check your connection, or send fewer photos at once."));
     });
     request.send(new FormData(form));
   });

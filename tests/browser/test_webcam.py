@@ -185,3 +185,30 @@ def test_a_pasted_photo_is_previewed_and_uploaded_with_a_progress_bar(
     # While it waits: a spinner, and how many photos are ahead of it.
     page.wait_for_selector("#status .spinner")
     assert "Waiting in the queue" in page.inner_text("#status")
+
+
+def test_a_bare_refusal_of_the_upload_is_explained_and_the_page_stays(
+    live_server, phone_page, enqueued
+):
+    """A proxy in front of the site may refuse a large upload with a 413 and no body; the
+    page says what to do, instead of turning blank, and the photo can be sent again."""
+    page = phone_page
+    page.goto(live_server.url + "/")
+    refusals = []
+
+    def refuse(route):
+        if route.request.method == "POST":
+            refusals.append(route.request.url)
+            route.fulfill(status=413, body="", headers={"Content-Type": "text/plain"})
+        else:
+            route.continue_()
+
+    page.route(live_server.url + "/", refuse)
+    page.evaluate(PASTE_A_PHOTO)
+    page.click("#upload-button")
+    page.wait_for_function(
+        "document.querySelector('#chosen-file').textContent.includes('too large')"
+    )
+    assert refusals and page.is_enabled("#upload-button")
+    assert page.is_hidden("#upload-progress") and page.locator("#drop-zone").count() == 1
+    assert not enqueued

@@ -352,3 +352,12 @@ def test_the_upload_form_is_rate_limited_too(client, enqueued, settings):
     limited = client.post("/", {"image": jpeg()})
     assert limited.status_code == 429 and int(limited["Retry-After"]) > 0
     assert "Too many uploads" in limited.content.decode()
+
+
+def test_the_api_answers_json_only_and_says_so_to_an_html_only_client(api_client):
+    refused = api_client.get("/api/v1/models/", HTTP_ACCEPT="text/html")
+    assert refused.status_code == 406 and refused["Content-Type"] == "application/json"
+    assert refused.json()["error"]["code"] == "not_acceptable"
+    # A browser's usual Accept (HTML first, anything else after) gets the JSON.
+    answer = api_client.get("/api/v1/models/", HTTP_ACCEPT="text/html,*/*;q=0.8")
+    assert answer.status_code == 200 and answer["Content-Type"] == "application/json"
