@@ -29,6 +29,9 @@ GAVE_UP_LARGE = gettext_noop(
 TOO_SLOW = gettext_noop(
     "Estimating the ages took longer than %(seconds)s seconds and was stopped. Try a smaller photo."
 )
+MARKED_ALREADY_THERE = gettext_noop(
+    "The face you marked is face %(number)s, which was found already; nothing was added."
+)
 TRAINING_GAVE_UP = gettext_noop("The training worker stopped unexpectedly %(attempts)s times.")
 TRAINING_TOO_SLOW = gettext_noop("Training took longer than %(seconds)s s.")
 TRAINING_FAILED = gettext_noop("Training failed: %(error)s")
@@ -58,6 +61,7 @@ STORED_REASONS = (
     GAVE_UP,
     GAVE_UP_LARGE,
     TOO_SLOW,
+    MARKED_ALREADY_THERE,
     TRAINING_GAVE_UP,
     TRAINING_TOO_SLOW,
     TRAINING_FAILED,

@@ -16,7 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from rest_framework.authtoken.models import Token
 
-from predictor.accounts import owner_of, read_confirmation, send_address_check
+from predictor.accounts import claim_address, read_confirmation, send_address_check
 from predictor.forms import SignUpForm
 from predictor.throttling import limit_posts
 
@@ -82,17 +82,16 @@ def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "accounts/confirm_email.html", {"invalid": True}, status=400)
     user, address = found
     if request.method == "POST":
-        if owner_of(address, exclude_pk=user.pk) is not None:
-            messages.error(
-                request,
-                _("%(email)s belongs to another account already; it was not added to this one.")
-                % {"email": address},
-            )
-        else:
-            type(user).objects.filter(pk=user.pk).update(email=address)
+        if claim_address(user, address):
             messages.success(
                 request,
                 _("%(email)s is confirmed: a password reset can reach you there.")
+                % {"email": address},
+            )
+        else:
+            messages.error(
+                request,
+                _("%(email)s belongs to another account already; it was not added to this one.")
                 % {"email": address},
             )
         return redirect(settings.LOGIN_REDIRECT_URL if request.user.is_authenticated else "login")

@@ -5,8 +5,9 @@ the link mailed to it (``confirmation_link``, signed, valid CONFIRM_DAYS days), 
 password reset only ever mails a confirmed address. One address confirms one account. Sign-up
 answers the same whether or not the address is in use: when it is, the email goes to the
 address's owner instead, saying that someone tried, which account is theirs, and how to reset
-its password. No more than FACEAGE_EMAILS_PER_ADDRESS emails go to one address, however many
-requests ask for them (``email_allowed``).
+its password. No more than FACEAGE_EMAILS_PER_ADDRESS emails of each kind go to one address,
+however many requests ask for them (``email_allowed``). Addresses stored before confirmation
+existed, or set by an administrator, count as confirmed.
 
 A new password (changed, reset, or set by an administrator) revokes the account's API token
 (``revoke_token_on_new_password``): whoever held the old password may have taken the token.
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import PasswordResetForm
 from django.core import signing
+from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db.models.signals import pre_save
 from django.dispatch import receiver
@@ -36,12 +39,14 @@ CONFIRM_DAYS = 3
 _SALT = "faceage.accounts.confirm-email"
 
 
-def email_allowed(address: str) -> bool:
-    """Whether one more email may go to ``address`` (FACEAGE_EMAILS_PER_ADDRESS, such as
-    "3/hour"; empty: no limit). Past the limit nothing is sent and the page says the same as
+def email_allowed(address: str, kind: str) -> bool:
+    """Whether one more email of ``kind`` ("signup": a confirmation or a notice; "reset")
+    may go to ``address`` (FACEAGE_EMAILS_PER_ADDRESS of each kind, such as "3/hour"; empty:
+    no limit). Each kind has its own budget, so sign-ups with someone's address cannot use up
+    their password resets. Past the limit nothing is sent and the page says the same as
     ever, so the limit gives nothing away either."""
     digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
-    throttle = AddressRateThrottle("email", settings.FACEAGE_EMAILS_PER_ADDRESS, digest)
+    throttle = AddressRateThrottle(f"email-{kind}", settings.FACEAGE_EMAILS_PER_ADDRESS, digest)
     allowed = throttle.allow_request(None, None)
     if not allowed:
         logger.warning("email to an address held back: over FACEAGE_EMAILS_PER_ADDRESS")
@@ -73,17 +78,42 @@ def read_confirmation(token: str) -> tuple[object, str] | None:
     return user, payload["email"]
 
 
+def claim_address(user, address: str) -> bool:
+    """Store ``address`` as ``user``'s, unless another account has it: False then. Two
+    confirmations of one address at once take turns (a cache lock, shared by every web
+    process through Redis), so only the first gets it."""
+    key = "faceage:confirm-email:" + hashlib.sha256(address.lower().encode()).hexdigest()[:32]
+    for _ in range(50):  # a confirmation takes milliseconds: wait up to about 5 s
+        if cache.add(key, 1, timeout=30):
+            break
+        time.sleep(0.1)
+    else:
+        return False
+    try:
+        if owner_of(address, exclude_pk=user.pk) is not None:
+            return False
+        type(user).objects.filter(pk=user.pk).update(email=address)
+        return True
+    finally:
+        cache.delete(key)
+
+
 def _mail(request: HttpRequest, address: str, name: str, context: dict) -> None:
+    """Send one email; a mail server that fails is logged, never the person's error (the
+    account is made by then, and the page must not say more than it does for anyone)."""
     context = {"site": request.get_host(), "protocol": request.scheme, **context}
     subject = render_to_string(f"accounts/{name}_subject.txt", context, request).strip()
     body = render_to_string(f"accounts/{name}_email.txt", context, request)
-    send_mail(" ".join(subject.splitlines()), body, None, [address])
+    try:
+        send_mail(" ".join(subject.splitlines()), body, None, [address])
+    except Exception:
+        logger.exception("the %s email could not be sent", name)
 
 
 def send_address_check(request: HttpRequest, user, address: str) -> None:
     """Mail ``address``: a link that confirms it for ``user``, or, when another account has
     it already, a notice to that account's owner. Within email_allowed's limit."""
-    if not address or not email_allowed(address):
+    if not address or not email_allowed(address, "signup"):
         return
     holder = owner_of(address, exclude_pk=user.pk)
     if holder is not None:
@@ -116,7 +146,9 @@ class LimitedPasswordResetForm(PasswordResetForm):
         to_email,
         html_email_template_name=None,
     ) -> None:
-        if email_allowed(to_email):
+        if not email_allowed(to_email, "reset"):
+            return
+        try:
             super().send_mail(
                 subject_template_name,
                 email_template_name,
@@ -125,11 +157,18 @@ class LimitedPasswordResetForm(PasswordResetForm):
                 to_email,
                 html_email_template_name,
             )
+        except Exception:  # the page reads the same for every address, mail server or not
+            logger.exception("a password reset email could not be sent")
 
 
 @receiver(pre_save, sender=settings.AUTH_USER_MODEL)
 def revoke_token_on_new_password(sender, instance, update_fields=None, **kwargs) -> None:
-    if instance.pk is None or (update_fields is not None and "password" not in update_fields):
+    # set_password leaves the new raw password in _password until the save; Django's own
+    # re-hash at log-in (a newer hasher, more iterations) clears it first: the password is
+    # the same then, and the token stays.
+    if instance.pk is None or getattr(instance, "_password", None) is None:
+        return
+    if update_fields is not None and "password" not in update_fields:
         return
     from rest_framework.authtoken.models import Token
 

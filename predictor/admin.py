@@ -100,6 +100,7 @@ class PredictionAdmin(admin.ModelAdmin):
     readonly_fields = [
         "id",
         "drawn_boxes",  # checked where people send them (predictor/drawn_boxes.py), not here
+        "pending_boxes",
         "owner",
         "anonymous_owner",
         "image",
@@ -125,8 +126,15 @@ class PredictionAdmin(admin.ModelAdmin):
 
         count = 0
         for prediction in queryset:
+            # A whole run again (faces matched to their rows by position in the photo), not
+            # the marked-face run a pending box would make it.
             Prediction.objects.filter(pk=prediction.pk).update(
-                status=Prediction.Status.QUEUED, error="", attempts=0, claimed_by="", sends=0
+                status=Prediction.Status.QUEUED,
+                error="",
+                attempts=0,
+                claimed_by="",
+                sends=0,
+                pending_boxes=[],
             )
             count += enqueue_prediction(prediction.pk)
         self.message_user(

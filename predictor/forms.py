@@ -53,6 +53,9 @@ class AgeLabelForm(forms.Form):
     consent = forms.BooleanField(
         label=_("Let faceage use this face to improve its model"), required=False
     )
+    # The face the page showed (its row's id), so a label never lands on whoever has the
+    # number after the photo ran again.
+    face = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
 
 class SignUpForm(UserCreationForm):

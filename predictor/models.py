@@ -11,10 +11,19 @@ from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext, gettext_lazy, gettext_noop
 
 from faceage_site.i18n import BUNDLED_DESCRIPTION, SHIPPED_DESCRIPTION
 from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL
+
+FACES_CHANGED = gettext_noop(
+    "This photo is being worked on, or its faces changed since the page was shown. "
+    "Look at it again, then give the age."
+)
+
+
+class PhotoNotFinished(Exception):
+    """A label for a face of a photo that is not `succeeded` now, or a face that is gone."""
 
 
 class NothingToRollBackTo(Exception):
@@ -588,9 +597,19 @@ class AgeLabel(models.Model):
     @classmethod
     def give(cls, face: Face, user, age: int, consent: bool) -> AgeLabel:
         """Store (or change) ``face``'s real age; ``consent`` as now chosen. Two requests at
-        once (a double click on Save) end with one label, the later one's."""
+        once (a double click on Save) end with one label, the later one's. Raises
+        PhotoNotFinished while the photo runs (again), or when the face is gone."""
         now = timezone.now()
         with transaction.atomic():
+            # The photo's row is locked as the worker locks it to store faces, so a label is
+            # never given to a face that a run is replacing.
+            finished = (
+                Prediction.objects.select_for_update()
+                .filter(pk=face.prediction_id, status=Prediction.Status.SUCCEEDED)
+                .exists()
+            )
+            if not finished or not Face.objects.filter(pk=face.pk).exists():
+                raise PhotoNotFinished(face.prediction_id)
             label = cls.objects.select_for_update().filter(face=face).first()
             if label is None:
                 try:

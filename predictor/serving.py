@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _loaded: dict[str, object] = {"version_id": None, "estimator": None}
 _shadow: dict[str, object] = {"version_id": None, "estimator": None}
+_earlier: dict[str, object] = {"version_id": None, "estimator": None}
 
 
 def load_network(version: ModelVersion) -> AgeNetwork:
@@ -79,16 +80,30 @@ def estimator_for(version: ModelVersion) -> AgeEstimator:
 def shadow_estimator_for(version: ModelVersion, active: AgeEstimator) -> AgeEstimator:
     """The estimator of the candidate run in shadow: its own network beside the active one
     (loaded once per process), sharing the active estimator's detector and aligner."""
+    return _beside(_shadow, version, active, "to run in shadow")
+
+
+def earlier_estimator_for(version: ModelVersion) -> AgeEstimator:
+    """The estimator of an earlier version, for a face marked on a photo it rated: beside
+    the active network (one earlier version per process), so marking faces on old photos
+    never unloads the network that serves new ones."""
+    active = estimator_for(ModelVersion.active())
+    if version.pk == _loaded["version_id"]:
+        return active
+    return _beside(_earlier, version, active, "for a face marked on a photo it rated")
+
+
+def _beside(slot: dict, version: ModelVersion, active: AgeEstimator, why: str) -> AgeEstimator:
     with _lock:
-        current = _shadow["estimator"]
-        if _shadow["version_id"] == version.pk and current is not None:
+        current = slot["estimator"]
+        if slot["version_id"] == version.pk and current is not None:
             current.network.temperature = version.temperature  # type: ignore[union-attr]
             return current  # type: ignore[return-value]
-        logger.info("loading model version %s (%s) to run in shadow", version.pk, version.name)
+        logger.info("loading model version %s (%s) %s", version.pk, version.name, why)
         network = load_network(version)
         network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE
         estimator = active.with_network(network)
-        _shadow.update(version_id=version.pk, estimator=estimator)
+        slot.update(version_id=version.pk, estimator=estimator)
         return estimator
 
 

@@ -13,13 +13,14 @@ import logging
 import os
 import threading
 from datetime import timedelta
+from typing import NamedTuple
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, Exists, F, OuterRef, Window
+from django.db.models import Count, Exists, F, OuterRef, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -54,9 +55,13 @@ def fail(prediction_id, reason: str, only_if_claimed_by: str | None = None) -> b
     rows = Prediction.objects.filter(pk=prediction_id).exclude(status__in=Prediction.TERMINAL)
     if only_if_claimed_by is not None:
         rows = rows.filter(claimed_by=only_if_claimed_by)
-    has_faces = Exists(Face.objects.filter(prediction_id=OuterRef("pk")))
+    # A face marked on a finished photo (pending_boxes) adds to a photo that succeeded, with
+    # or without faces; an administrator's re-run of one with faces too.
+    finished_before = Q(Exists(Face.objects.filter(prediction_id=OuterRef("pk")))) | ~Q(
+        pending_boxes=[]
+    )
     now = timezone.now()
-    kept = rows.filter(has_faces).update(
+    kept = rows.filter(finished_before).update(
         status=Status.SUCCEEDED, error=reason, pending_boxes=[], finished_at=now
     )
     return bool(kept or rows.update(status=Status.FAILED, error=reason, finished_at=now))
@@ -72,10 +77,7 @@ def claim(prediction_id) -> Prediction | None:
         if prediction.status == Status.RUNNING and not claim_is_abandoned(prediction):
             return None  # another live worker has it: this message is a duplicate
         if prediction.attempts >= settings.FACEAGE_PREDICTION_MAX_ATTEMPTS:
-            prediction.status = Status.FAILED
-            prediction.error = i18n.GAVE_UP_LARGE % {"attempts": prediction.attempts}
-            prediction.finished_at = timezone.now()
-            prediction.save(update_fields=["status", "error", "finished_at"])
+            fail(prediction.pk, i18n.GAVE_UP_LARGE % {"attempts": prediction.attempts})
             return None
         prediction.status = Status.RUNNING
         prediction.attempts += 1
@@ -167,7 +169,7 @@ def claim_waiting(first: Prediction, limit: int) -> list[Prediction]:
     )
     taken = []
     for pk in candidates:
-        won = Prediction.objects.filter(pk=pk, status=Status.QUEUED).update(
+        won = Prediction.objects.filter(pk=pk, status=Status.QUEUED, pending_boxes=[]).update(
             status=Status.RUNNING,
             attempts=F("attempts") + 1,
             claimed_by=first.claimed_by,
@@ -215,10 +217,15 @@ def run_predictions(predictions: list[Prediction], progress: dict | None = None)
     All predictions were claimed together, for the same model version. ``progress["photo"]``
     names the photo being decoded and detected (None once all are), so that a time limit
     that strikes is charged to that photo alone."""
-    from predictor.serving import estimator_for  # TensorFlow: workers only, loaded lazily
+    # TensorFlow: workers only, loaded lazily
+    from predictor.serving import earlier_estimator_for, estimator_for
 
     progress = {} if progress is None else progress
-    estimator = estimator_for(predictions[0].model_version)
+    version = predictions[0].model_version
+    if predictions[0].pending_boxes and not version.is_active:
+        estimator = earlier_estimator_for(version)  # beside the active one, not instead
+    else:
+        estimator = estimator_for(version)
     loaded = []
     for prediction in predictions:
         progress["photo"] = prediction
@@ -226,25 +233,34 @@ def run_predictions(predictions: list[Prediction], progress: dict | None = None)
         if rgb is None:
             continue
         try:
-            boxes = faces_to_rate(estimator, rgb, prediction)
+            boxes, marks = faces_to_rate(estimator, rgb, prediction)
         except SoftTimeLimitExceeded:
             raise
         except Exception:  # one bad photo must not take the rest of the batch with it
             logger.exception("prediction %s: face detection failed", prediction.pk)
             fail(prediction.pk, SERVER_ERROR, prediction.claimed_by)
             continue
-        loaded.append((prediction, rgb, boxes))
+        loaded.append((prediction, rgb, boxes, marks))
     progress["photo"] = None
     if not loaded:
         return
-    results = estimator.estimate_many_boxes([(rgb, boxes) for _, rgb, boxes in loaded])
-    for (prediction, _, _), estimates in zip(loaded, results, strict=True):
-        store_faces(prediction, estimates)
+    results = estimator.estimate_many_boxes([(rgb, boxes) for _, rgb, boxes, _ in loaded])
+    for (prediction, _, _, marks), estimates in zip(loaded, results, strict=True):
+        store_faces(prediction, estimates, marks)
     # The shadow compares whole photos; a face added to a finished one is left out of it.
-    run_in_shadow([item for item in loaded if not item[0].pending_boxes], estimator)
+    run_in_shadow([item[:3] for item in loaded if not item[0].pending_boxes], estimator)
 
 
-def faces_to_rate(estimator, rgb, prediction: Prediction) -> list:
+class MarkedFaces(NamedTuple):
+    """What became of the faces marked on a finished photo (``pending_boxes``): the marks
+    that gave a face, and the numbers of faces already there that other marks turned out
+    to be."""
+
+    added: list
+    already_there: list[int]
+
+
+def faces_to_rate(estimator, rgb, prediction: Prediction) -> tuple[list, MarkedFaces]:
     """The boxes of the faces this run rates.
 
     A new photo: the detector's faces, then the ones its owner marked ("Missed someone?"),
@@ -252,21 +268,30 @@ def faces_to_rate(estimator, rgb, prediction: Prediction) -> list:
     face marked on it (``pending_boxes``): only that face, after the faces it has. A marked
     box that turns out to be a face already there (the detector finds the same face inside
     it) adds nothing."""
+    marks = MarkedFaces([], [])
     if prediction.pending_boxes:
         boxes = []
         marked = prediction.pending_boxes
-        taken = [face.box for face in Face.objects.filter(prediction_id=prediction.pk)]
+        existing = list(Face.objects.filter(prediction_id=prediction.pk).order_by("index"))
+        taken = [face.box for face in existing]
+        numbers = [face.index + 1 for face in existing]
     else:
         boxes = estimator.detector.detect(rgb)
         marked = prediction.drawn_boxes
         taken = [[box.left, box.top, box.right, box.bottom] for box in boxes]
+        numbers = list(range(1, len(taken) + 1))
     for drawn in marked:
         box = estimator.drawn_face(rgb, drawn)
         edges = [box.left, box.top, box.right, box.bottom]
-        if first_same_face(edges, taken) is None:
+        same = first_same_face(edges, taken)
+        if same is None:
             boxes.append(box)
             taken.append(edges)
-    return boxes
+            numbers.append(len(numbers) + 1)
+            marks.added.append(list(drawn))
+        else:
+            marks.already_there.append(numbers[same])
+    return boxes, marks
 
 
 def run_in_shadow(loaded: list, active_estimator) -> None:
@@ -348,7 +373,7 @@ _FACE_RESULT_FIELDS = [
 ]
 
 
-def store_faces(prediction: Prediction, estimates) -> None:
+def store_faces(prediction: Prediction, estimates, marks: MarkedFaces | None = None) -> None:
     """Store a claimed prediction's faces and mark it `succeeded`, if it is still ours.
 
     A face marked on a finished photo (``pending_boxes``) is added after its faces. A photo
@@ -370,6 +395,7 @@ def store_faces(prediction: Prediction, estimates) -> None:
             .select_related("label")
             .order_by("index")
         )
+        changes: dict = {"status": Status.SUCCEEDED, "error": "", "pending_boxes": []}
         if prediction.pending_boxes:
             start = existing[-1].index + 1 if existing else 0
             Face.objects.bulk_create(
@@ -378,11 +404,15 @@ def store_faces(prediction: Prediction, estimates) -> None:
                     for offset, estimate in enumerate(estimates)
                 ]
             )
+            marks = marks or MarkedFaces([], [])
+            # A mark is kept as the photo's once it gave a face; one that was a face there
+            # already says which, so the owner is not left wondering.
+            changes["drawn_boxes"] = [*prediction.drawn_boxes, *marks.added]
+            if marks.already_there and not marks.added:
+                changes["error"] = i18n.MARKED_ALREADY_THERE % {"number": marks.already_there[0]}
         else:
             _replace_faces(prediction, existing, estimates)
-        Prediction.objects.filter(pk=prediction.pk).update(
-            status=Status.SUCCEEDED, error="", pending_boxes=[], finished_at=timezone.now()
-        )
+        Prediction.objects.filter(pk=prediction.pk).update(finished_at=timezone.now(), **changes)
 
 
 def _fill_face(face: Face, estimate) -> Face:

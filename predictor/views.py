@@ -27,7 +27,14 @@ from predictor.drawn_boxes import (
     parse_boxes,
 )
 from predictor.forms import AgeLabelForm, UploadForm
-from predictor.models import AgeLabel, Batch, ModelVersion, Prediction
+from predictor.models import (
+    FACES_CHANGED,
+    AgeLabel,
+    Batch,
+    ModelVersion,
+    PhotoNotFinished,
+    Prediction,
+)
 from predictor.throttling import UploadRateThrottle, too_many_requests
 from predictor.uploads import (
     BatchRejected,
@@ -179,7 +186,17 @@ def label_face(request: HttpRequest, prediction_id, index: int) -> HttpResponse:
             for error in errors:
                 messages.error(request, error)
         return back
-    label = AgeLabel.give(face, request.user, **form.cleaned_data)
+    # The page names the face it showed: after the photo ran again, number 2 may be
+    # someone else, and the label must not land on them.
+    shown = form.cleaned_data.pop("face")
+    if shown is not None and shown != face.pk:
+        messages.error(request, _(FACES_CHANGED))
+        return back
+    try:
+        label = AgeLabel.give(face, request.user, **form.cleaned_data)
+    except PhotoNotFinished:
+        messages.error(request, _(FACES_CHANGED))
+        return back
     if label.consent:
         text = _("Thank you: face %(number)s is %(age)s, and may be used to improve the model.")
     else:
@@ -229,14 +246,12 @@ def draw_face(request: HttpRequest, prediction_id) -> HttpResponse:
         if found is not None:
             messages.error(request, _(ALREADY_A_FACE) % {"number": faces[found].index + 1})
             return back
-        row.drawn_boxes = [*row.drawn_boxes, box]
-        row.pending_boxes = [box]
+        row.pending_boxes = [box]  # into drawn_boxes once it gives a face (store_faces)
         row.status = Prediction.Status.QUEUED
         row.attempts, row.sends, row.claimed_by, row.error = 0, 0, "", ""
         row.started_at = None
         row.save(
             update_fields=[
-                "drawn_boxes",
                 "pending_boxes",
                 "status",
                 "attempts",

@@ -29,6 +29,13 @@ class UnusableImage(exceptions.APIException):
         self.error_code = code
 
 
+class Conflict(exceptions.APIException):
+    """The request fits, but not the resource's state now (a photo that runs again)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "not_finished"
+
+
 def _first_validation_error(detail, field: str | None = None) -> tuple[str | None, str, str]:
     """Walk DRF's nested ValidationError detail to its first message."""
     if isinstance(detail, dict):

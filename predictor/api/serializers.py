@@ -185,17 +185,21 @@ class PredictionSerializer(serializers.ModelSerializer):
     def get_queue_position(self, obj: Prediction) -> int | None:
         if obj.status != Prediction.Status.QUEUED:
             return None
+        if self.parent is None:  # one photo: a count over the (status, created_at) index
+            return Prediction.objects.filter(
+                status=Prediction.Status.QUEUED, created_at__lt=obj.created_at
+            ).count()
         return bisect_left(self._queued_times(obj), obj.created_at)
 
     def _queued_times(self, obj: Prediction) -> list:
-        """When each queued photo up to the newest one answered here was queued, oldest
+        """When each queued photo up to the newest one listed here was queued, oldest
         first: one query for a whole list (a batch of 20 photos asks once, not 20 times),
         over the (status, created_at) index."""
         shown = self.parent.instance if self.parent is not None else None
         key = f"_queued_times_{id(shown)}"
         if key not in self.context:
             queued = [p.created_at for p in shown or () if p.status == Prediction.Status.QUEUED]
-            queued.append(obj.created_at)
+            queued.append(obj.created_at)  # (the list may be a manager, not the rows)
             self.context[key] = list(
                 Prediction.objects.filter(
                     status=Prediction.Status.QUEUED, created_at__lte=max(queued)

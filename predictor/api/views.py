@@ -24,7 +24,7 @@ from rest_framework.response import Response
 
 from faceage_site.i18n import rejection_message
 from predictor.api.batches import create_batch_response, is_batch_request
-from predictor.api.errors import UnusableImage
+from predictor.api.errors import Conflict, UnusableImage
 from predictor.api.serializers import (
     AgeLabelSerializer,
     ErrorSerializer,
@@ -35,7 +35,14 @@ from predictor.api.serializers import (
     distribution_requested,
 )
 from predictor.drawn_boxes import BoxesRejected, parse_boxes
-from predictor.models import AgeLabel, Batch, ModelVersion, Prediction
+from predictor.models import (
+    FACES_CHANGED,
+    AgeLabel,
+    Batch,
+    ModelVersion,
+    PhotoNotFinished,
+    Prediction,
+)
 from predictor.throttling import UploadRateThrottle
 from predictor.uploads import create_prediction
 from predictor.vision.image_loading import ImageRejected
@@ -48,6 +55,9 @@ _errors = {
     404: OpenApiResponse(ErrorSerializer, description="Not found (or not yours)"),
     413: OpenApiResponse(ErrorSerializer, description="File or image too large"),
     403: OpenApiResponse(ErrorSerializer, description="Staff only"),
+    409: OpenApiResponse(
+        ErrorSerializer, description="The photo is running (again): label it once it has finished"
+    ),
     401: OpenApiResponse(
         ErrorSerializer,
         description="An anonymous change without the site's CSRF cookie and token: send a token",
@@ -237,7 +247,8 @@ class PredictionViewSet(
             '`{"age": 34, "consent": true}`. Every label counts towards the model\'s live '
             "accuracy; only with `consent: true` may the face be used to train a model. Send "
             "`consent: false` to withdraw it, or DELETE to remove the label. Faces are "
-            "numbered from 0 in the order of `faces`."
+            "numbered from 0 in the order of `faces`. While the photo runs (again, after a "
+            "face was marked on it, say) a label is refused with a 409 `not_finished`."
         ),
         request=AgeLabelSerializer,
         responses={
@@ -245,6 +256,7 @@ class PredictionViewSet(
             400: _errors[400],
             401: _errors[401],
             404: _errors[404],
+            409: _errors[409],
         },
     )
     @extend_schema(
@@ -286,7 +298,10 @@ class PredictionViewSet(
             return Response(status=status.HTTP_204_NO_CONTENT)
         given = AgeLabelSerializer(data=request.data)
         given.is_valid(raise_exception=True)
-        label = AgeLabel.give(face, request.user, **given.validated_data)
+        try:
+            label = AgeLabel.give(face, request.user, **given.validated_data)
+        except PhotoNotFinished:
+            raise Conflict(gettext(FACES_CHANGED)) from None
         return Response(AgeLabelSerializer(label).data)
 
     @extend_schema(

@@ -154,9 +154,8 @@
         window.location.href = landed; // redirected to the result or the batch
         return;
       }
-      var type = request.getResponseHeader("Content-Type") || "";
-      if (type.indexOf("text/html") === -1 || !request.responseText.trim()) {
-        // Not one of this site's pages: a proxy's bare refusal, say, with no body.
+      if (request.responseText.indexOf("<meta name=\"application-name\" content=\"faceage\">") === -1) {
+        // Not one of this site's pages: a proxy's refusal (nginx's own 413 page, or none).
         giveUp(request.status === 413
           ? gettext("The upload is too large for the server. Choose a smaller photo, or fewer photos at once.")
           : interpolate(gettext("The server could not take the upload (error %(status)s). Try again in a moment."),

@@ -199,3 +199,48 @@ def test_a_new_password_revokes_the_api_token(client, user):
     user.set_password("another-long-password-7")
     user.save()
     assert not Token.objects.filter(user=user).exists()
+
+
+def test_a_rehash_at_log_in_is_not_a_new_password(user):
+    """Django re-hashes a password at log-in when its hasher is strengthened (each feature
+    release raises the iterations); the password is the same, so the token stays."""
+    from rest_framework.authtoken.models import Token
+
+    Token.objects.create(user=user)
+    from django.contrib.auth.hashers import make_password
+
+    # What check_password's setter does: a new hash of the same password, _password None.
+    user.password = make_password("correct-horse-9")
+    user.save(update_fields=["password"])
+    assert Token.objects.filter(user=user).exists()
+    user.set_password("correct-horse-9")  # the same text, but set: a new password
+    user.save(update_fields=["password"])
+    assert not Token.objects.filter(user=user).exists()
+
+
+def test_sign_ups_with_an_address_cannot_use_up_its_password_resets(client, user, settings):
+    settings.FACEAGE_EMAILS_PER_ADDRESS = "2/hour"
+    user.email = "alice@example.org"
+    user.save()
+    for number in range(3):  # someone signs up with alice's address, again and again
+        sign_up(
+            client,
+            {"REMOTE_ADDR": f"10.0.2.{number}"},
+            username=f"squatter{number}",
+            email="alice@example.org",
+        )
+        client.logout()
+    assert len(mail.outbox) == 2  # the notices stop at the limit
+    mail.outbox.clear()
+    client.post("/accounts/password/reset/", {"email": "alice@example.org"})
+    assert len(mail.outbox) == 1 and "account alice " in mail.outbox[0].body
+
+
+def test_a_mail_server_that_fails_does_not_fail_the_sign_up(client, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("connection refused")
+
+    monkeypatch.setattr("predictor.accounts.send_mail", refuse)
+    response = sign_up(client)
+    assert response.status_code == 302 and response["Location"] == "/history/"
+    assert get_user_model().objects.filter(username="newcomer").exists()

@@ -4,10 +4,12 @@ page, aligned and rated by the real worker after the detector's faces."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.core.files.base import ContentFile
 from django.urls import reverse
+from django.utils import timezone
 from PIL import Image
 
 from predictor import tasks
@@ -162,13 +164,14 @@ def test_marking_a_face_on_the_result_page_keeps_the_other_faces_and_their_label
     assert response.status_code == 302
     prediction.refresh_from_db()
     assert prediction.status == Prediction.Status.QUEUED and prediction.attempts == 0
-    assert prediction.drawn_boxes == prediction.pending_boxes == [[700, 100, 820, 220]]
+    assert prediction.pending_boxes == [[700, 100, 820, 220]] and prediction.drawn_boxes == []
     assert enqueued == [str(prediction.pk)]
 
     tasks.predict.run(str(prediction.pk))
     prediction.refresh_from_db()
     assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error
     assert prediction.pending_boxes == [] and prediction.model_version == rated_by
+    assert prediction.drawn_boxes == [[700, 100, 820, 220]]  # the photo's marks, once rated
     faces = list(prediction.faces.order_by("index"))
     assert [face.drawn_by_user for face in faces] == [False, True]
     # The face already there is untouched: same row, label, box and estimate.
@@ -309,4 +312,107 @@ def test_each_marked_face_counts_against_the_upload_rate(client, user, enqueued,
     refused = client.post(draw, {"box": "[[150, 10, 250, 100]]"})
     assert refused.status_code == 429 and "Too many uploads" in refused.content.decode()
     prediction.refresh_from_db()
-    assert prediction.drawn_boxes == [[10, 10, 100, 100]]
+    assert prediction.pending_boxes == [[10, 10, 100, 100]]  # the first mark, not the second
+
+
+def blank_photo_with_no_face(user) -> Prediction:
+    prediction = Prediction(owner=user, width=300, height=200)
+    photo = images.encode(Image.new("RGB", (300, 200), "grey"))
+    prediction.image.save("p.jpg", ContentFile(photo), save=False)
+    prediction.save()
+    tasks.predict.run(str(prediction.pk))
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.SUCCEEDED and not prediction.faces.exists()
+    return prediction
+
+
+def mark(client, prediction, box, capture):
+    with capture(execute=True):
+        return client.post(
+            reverse("predictor:draw-face", args=[prediction.pk]), {"box": json.dumps([box])}
+        )
+
+
+def test_a_mark_on_a_photo_with_no_face_that_fails_leaves_it_finished(
+    client, user, enqueued, django_capture_on_commit_callbacks
+):
+    """The main use of "Missed someone?" is a photo where nothing was found: if the marked
+    face cannot be rated, the photo is still finished, can be marked again, and says why."""
+    prediction = blank_photo_with_no_face(user)
+    client.force_login(user)
+    mark(client, prediction, [20, 20, 120, 120], django_capture_on_commit_callbacks)
+    prediction.image.storage.delete(prediction.image.name)
+    tasks.predict.run(str(prediction.pk))
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.SUCCEEDED
+    assert "missing from storage" in prediction.error
+    # The mark gave no face: it is not counted as one of the photo's marks.
+    assert prediction.pending_boxes == [] and prediction.drawn_boxes == []
+    assert mark(client, prediction, [20, 20, 120, 120], django_capture_on_commit_callbacks)[
+        "Location"
+    ].endswith(f"/p/{prediction.pk}/")
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.QUEUED
+
+
+def test_a_mark_whose_worker_keeps_dying_ends_finished_too(
+    client, user, enqueued, settings, django_capture_on_commit_callbacks
+):
+    prediction = blank_photo_with_no_face(user)
+    client.force_login(user)
+    mark(client, prediction, [20, 20, 120, 120], django_capture_on_commit_callbacks)
+    # Its worker died holding it on the last attempt; the redelivered message finds it.
+    Prediction.objects.filter(pk=prediction.pk).update(
+        status=Prediction.Status.RUNNING,
+        attempts=settings.FACEAGE_PREDICTION_MAX_ATTEMPTS,
+        claimed_by="gone-host:1",
+        started_at=timezone.now() - timedelta(days=1),  # long past its deadline
+    )
+    assert tasks.claim(prediction.pk) is None
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.SUCCEEDED
+    assert "stopped unexpectedly" in prediction.error and prediction.pending_boxes == []
+
+
+def test_a_mark_that_is_a_face_there_already_says_so(
+    client, user, enqueued, django_capture_on_commit_callbacks
+):
+    prediction = two_face_photo_run_once(user)
+    left = prediction.faces.get(index=0)
+    client.force_login(user)
+    # A large box whose centre lies beside face 1 (so the page's own check lets it
+    # through) but that holds face 1's centre: the detector finds face 1 in it again.
+    loose = [left.left + 50, left.top + 50, left.right + 200, left.bottom + 200]
+    mark(client, prediction, loose, django_capture_on_commit_callbacks)
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.QUEUED
+    tasks.predict.run(str(prediction.pk))
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.SUCCEEDED
+    assert prediction.faces.count() == 2 and prediction.drawn_boxes == []
+    assert "The face you marked is face 1, which was found already" in prediction.error
+
+
+def test_a_label_waits_for_the_photo_and_never_lands_on_someone_else(
+    client, api_client, user, enqueued
+):
+    prediction = two_face_photo_run_once(user)
+    left, right = prediction.faces.order_by("index")
+    client.force_login(user)
+    url = reverse("predictor:label", args=[prediction.pk, 1])
+    # A page shown before the faces changed names the face it showed: refused.
+    page = client.post(url, {"age": 40, "face": left.pk}, follow=True).content.decode()
+    assert "its faces changed since the page was shown" in page
+    assert not AgeLabel.objects.exists()
+    # While the photo runs (again), no label: on the page, and a 409 in the API.
+    Prediction.objects.filter(pk=prediction.pk).update(status=Prediction.Status.RUNNING)
+    client.post(url, {"age": 40, "face": right.pk})
+    api_client.force_authenticate(user)
+    refused = api_client.post(
+        f"/api/v1/predictions/{prediction.pk}/faces/1/label/", {"age": 40}, format="json"
+    )
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_finished"
+    assert not AgeLabel.objects.exists()
+    Prediction.objects.filter(pk=prediction.pk).update(status=Prediction.Status.SUCCEEDED)
+    client.post(url, {"age": 40, "face": right.pk})
+    assert AgeLabel.objects.get().face_id == right.pk
