@@ -171,6 +171,11 @@ def test_marking_a_face_on_the_result_page_keeps_the_other_faces_and_their_label
     prediction.refresh_from_db()
     assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error
     assert prediction.pending_boxes == [] and prediction.model_version == rated_by
+    # The earlier network ran beside the active one: the worker still holds the active one.
+    from predictor import serving
+
+    assert serving._loaded["version_id"] == ModelVersion.active().pk != rated_by.pk
+    assert serving._earlier["version_id"] == rated_by.pk
     assert prediction.drawn_boxes == [[700, 100, 820, 220]]  # the photo's marks, once rated
     faces = list(prediction.faces.order_by("index"))
     assert [face.drawn_by_user for face in faces] == [False, True]
