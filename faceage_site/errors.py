@@ -1,11 +1,21 @@
-"""Error pages: JSON in the error shape under /api/, HTML elsewhere."""
+"""Error pages: JSON in the error shape under /api/, HTML elsewhere; and the shape itself
+(``error_body``), which the API's errors (predictor.api.errors) use too."""
 
 from django.core.exceptions import TooManyFilesSent
+from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext
 from django.utils.translation import gettext_noop as _
 
-from predictor.api.errors import json_error
+
+def error_body(code: str, message: str, field: str | None = None) -> dict:
+    """The one error shape, for the API and for every JSON error the site answers."""
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+def json_error(code: str, message: str, status_code: int, field: str | None = None):
+    return JsonResponse(error_body(code, message, field), status=status_code)
+
 
 _MESSAGES = {
     400: ("bad_request", _("The request could not be understood.")),

@@ -16,7 +16,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.exceptions import Throttled
 from rest_framework.response import Response
 
-from predictor.api.errors import error_body
+from faceage_site.errors import error_body
 from predictor.api.serializers import ErrorSerializer, PredictionSerializer
 from predictor.models import Batch, Prediction
 from predictor.throttling import UploadRateThrottle

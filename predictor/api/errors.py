@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
+from faceage_site.errors import error_body
+
 logger = logging.getLogger(__name__)
-
-
-def error_body(code: str, message: str, field: str | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "field": field}}
 
 
 class UnusableImage(exceptions.APIException):
@@ -69,7 +67,3 @@ def error_handler(exc, context):
         body = error_body(code, str(getattr(exc, "detail", exc)), None)
     response.data = body
     return response
-
-
-def json_error(code: str, message: str, status_code: int, field: str | None = None):
-    return JsonResponse(error_body(code, message, field), status=status_code)

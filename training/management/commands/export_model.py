@@ -1,4 +1,7 @@
-"""``manage.py export_model NAME``: build a model version's SavedModel and TFLite downloads."""
+"""``manage.py export_model NAME``: build a model version's SavedModel and TFLite downloads.
+
+It lives in the training app because ``--evaluate-on`` measures the version on an imported
+dataset: training imports predictor, never the reverse (pyproject.toml, import-linter)."""
 
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{fmt:>10}: {archive} ({archive.stat().st_size / 1e6:.1f} MB)")
 
     def _evaluate(self, version: ModelVersion, dataset_name: str) -> None:
-        # training imports predictor, never the reverse: only this command reaches over.
+        # TensorFlow and dlib: loaded only when a dataset is measured.
         from training.models import Dataset
         from training.pipeline.tfrecords import load_split
         from training.progress_bar import ProgressBar
