@@ -14,6 +14,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from faceage_site.embedded_redis import EmbeddedRedis
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -118,7 +122,7 @@ class LocalStack:
         self.concurrency = concurrency
         self.web: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
-        self.embedded_redis = None  # set by local_stack()
+        self.embedded_redis: EmbeddedRedis | None = None  # set by local_stack()
         self.worker_log = workdir / "worker.log"
 
     def manage(self, *args: str) -> None:

@@ -173,7 +173,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "db.sqlite3",
+            "NAME": str(VAR_DIR / "db.sqlite3"),
             # Web, worker and beat write from separate processes: wait for the
             # lock instead of failing with "database is locked".
             # WAL: readers (pages, API polls) no longer block the writers (uploads,

@@ -5,10 +5,13 @@ pages are Django's own views with this site's templates (faceage_site/urls.py)."
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -28,7 +31,8 @@ def api_token(request: HttpRequest) -> HttpResponse:
     """GET: whether a token exists (never the key itself). POST ``create``: a new token,
     replacing any earlier one, whose key is shown on this one answer only. POST ``revoke``:
     the token stops working at once."""
-    token = Token.objects.filter(user=request.user).first()
+    user = cast(User, request.user)  # logged in (login_required)
+    token = Token.objects.filter(user=user).first()
     new_key = None
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
@@ -38,7 +42,7 @@ def api_token(request: HttpRequest) -> HttpResponse:
             return redirect("api-token")
         if token is not None:
             token.delete()  # a new key: the old one stops working
-        token = Token.objects.create(user=request.user)
+        token = Token.objects.create(user=user)
         new_key = token.key
     return render(request, "registration/api_token.html", {"token": token, "new_key": new_key})
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -31,7 +32,7 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from predictor.throttling import AddressRateThrottle
+from predictor.throttling import AddressRateThrottle, admits
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def email_allowed(address: str, kind: str) -> bool:
     ever, so the limit gives nothing away either."""
     digest = hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
     throttle = AddressRateThrottle(f"email-{kind}", settings.FACEAGE_EMAILS_PER_ADDRESS, digest)
-    allowed = throttle.allow_request(None, None)
+    allowed = admits(throttle, None)  # counted by the address, not by a request
     if not allowed:
         logger.warning("email to an address held back: over FACEAGE_EMAILS_PER_ADDRESS")
     return allowed
@@ -65,7 +66,7 @@ def confirmation_token(user, address: str) -> str:
     return signing.dumps({"user": user.pk, "email": address}, salt=_SALT, compress=True)
 
 
-def read_confirmation(token: str) -> tuple[object, str] | None:
+def read_confirmation(token: str) -> tuple[Any, str] | None:
     """The account and address a confirmation link is for, or None when the link is
     damaged, older than CONFIRM_DAYS, or its account is gone or disabled."""
     try:

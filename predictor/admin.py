@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.shortcuts import render
@@ -38,7 +39,7 @@ class FaceInline(admin.StackedInline):
         "detector",
         "drawn_by_user",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]  # names only, no field groups
     can_delete = False
 
     @admin.display(description=gettext_lazy("marked by the owner"), boolean=True)
@@ -288,7 +289,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
                     "title": _("Promote despite regressions?"),
                     "version": version,
                     "regressions": refused.regressions,
-                    "selected_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                    "selected_name": helpers.ACTION_CHECKBOX_NAME,
                     "reason": reason,
                     "error": _("Write a reason.") if "apply" in request.POST else "",
                 },

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
@@ -57,7 +58,7 @@ def model_card(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_GET
-def model_download(request: HttpRequest, name: str, fmt: str) -> HttpResponse:
+def model_download(request: HttpRequest, name: str, fmt: str) -> HttpResponseBase:
     """The zip of a version's SavedModel or TFLite export, or a page saying it is being built."""
     if fmt not in FORMATS:
         raise Http404(_("Unknown export format."))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
@@ -129,9 +129,7 @@ class ModelVersion(models.Model):
     def active(cls) -> ModelVersion:
         """The version that serves new predictions (registering the bundled one if none is)."""
         version = cls.objects.filter(is_active=True).first()
-        if version is None:
-            version = cls.ensure_default()
-        return version
+        return version if version is not None else cls.ensure_default()
 
     @classmethod
     def ensure_default(cls) -> ModelVersion:
@@ -457,7 +455,7 @@ class Prediction(models.Model):
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL
 
-    def claim_deadline(self) -> timezone.datetime | None:
+    def claim_deadline(self) -> datetime | None:
         if self.started_at is None:
             return None
         grace = timedelta(seconds=settings.FACEAGE_INFERENCE_TIME_LIMIT + 30)

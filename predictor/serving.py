@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -21,9 +22,9 @@ from predictor.vision.estimator import AgeEstimator
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_loaded: dict[str, object] = {"version_id": None, "estimator": None}
-_shadow: dict[str, object] = {"version_id": None, "estimator": None}
-_earlier: dict[str, object] = {"version_id": None, "estimator": None}
+_loaded: dict[str, Any] = {"version_id": None, "estimator": None}
+_shadow: dict[str, Any] = {"version_id": None, "estimator": None}
+_earlier: dict[str, Any] = {"version_id": None, "estimator": None}
 
 
 def load_network(version: ModelVersion) -> AgeNetwork:
@@ -60,19 +61,15 @@ def estimator_for(version: ModelVersion) -> AgeEstimator:
         current = _loaded["estimator"]
         if _loaded["version_id"] == version.pk and current is not None:
             # The temperature may have been (re)fitted since the weights were loaded.
-            current.network.temperature = version.temperature  # type: ignore[union-attr]
-            current.network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE  # type: ignore[union-attr]
-            return current  # type: ignore[return-value]
+            current.network.temperature = version.temperature
+            current.network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE
+            return current
         logger.info("loading model version %s (%s)", version.pk, version.name)
         network = load_network(version)
         # Serving averages each face's distribution with its mirror image's (the exported
         # network is the plain one; its card says so).
         network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE
-        estimator = (
-            current.with_network(network)  # type: ignore[union-attr]
-            if current is not None
-            else AgeEstimator(network)
-        )
+        estimator = current.with_network(network) if current is not None else AgeEstimator(network)
         _loaded.update(version_id=version.pk, estimator=estimator)
         return estimator
 
@@ -97,8 +94,8 @@ def _beside(slot: dict, version: ModelVersion, active: AgeEstimator, why: str) -
     with _lock:
         current = slot["estimator"]
         if slot["version_id"] == version.pk and current is not None:
-            current.network.temperature = version.temperature  # type: ignore[union-attr]
-            return current  # type: ignore[return-value]
+            current.network.temperature = version.temperature
+            return current
         logger.info("loading model version %s (%s) %s", version.pk, version.name, why)
         network = load_network(version)
         network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE

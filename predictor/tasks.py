@@ -221,7 +221,7 @@ def run_predictions(predictions: list[Prediction], progress: dict | None = None)
     from predictor.serving import earlier_estimator_for, estimator_for
 
     progress = {} if progress is None else progress
-    version = predictions[0].model_version
+    version = predictions[0].model_version or ModelVersion.active()  # set by the claim
     if predictions[0].pending_boxes and not version.is_active:
         estimator = earlier_estimator_for(version)  # beside the active one, not instead
     else:
@@ -462,7 +462,8 @@ def _replace_faces(prediction: Prediction, existing: list[Face], estimates) -> N
     if kept:  # out of the way of the new numbers first (one face per index)
         top = max(face.index for face in existing) + len(estimates) + 1
         Face.objects.filter(pk__in=[face.pk for face in kept]).update(index=F("index") + top)
-    created, updated = [], []
+    created: list[Face] = []
+    updated: list[Face] = []
     for n, estimate in enumerate(estimates):
         face = existing[matched[n]] if n in matched else Face(prediction_id=prediction.pk)
         face.index = n

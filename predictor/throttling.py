@@ -27,10 +27,19 @@ def client_address(request) -> str:
     return addresses[-min(proxies, len(addresses))].strip()
 
 
+def admits(throttle: SimpleRateThrottle, request) -> bool:
+    """Whether ``throttle`` lets ``request`` through (and counts it). DRF's throttles serve
+    plain Django views here too: they read only ``request.user`` and its META, which a
+    Django request has; there is no DRF view."""
+    return throttle.allow_request(request, None)  # type: ignore[arg-type]
+
+
 class UploadRateThrottle(SimpleRateThrottle):
     """``FACEAGE_UPLOAD_RATE`` uploads per user, or per client address when anonymous."""
 
     scope = "uploads"
+    duration: int  # set from the rate by SimpleRateThrottle.__init__
+    num_requests: int
 
     def get_rate(self) -> str | None:
         # Read at request time (not import time) so the setting can change in tests.
@@ -100,7 +109,7 @@ def limit_posts(scope: str, setting: str):
         def limited(request, *args, **kwargs):
             if request.method == "POST":
                 throttle = AddressRateThrottle(scope, getattr(settings, setting))
-                if not throttle.allow_request(request, None):
+                if not admits(throttle, request):
                     return too_many_requests(request, throttle.wait())
             return view(request, *args, **kwargs)
 

@@ -274,7 +274,8 @@ def _archive_files(upload: UploadedFile, into: BatchFiles) -> None:
         )
     upload.seek(0)
     try:
-        archive = zipfile.ZipFile(upload.file if hasattr(upload, "file") else upload)
+        source = upload.file if hasattr(upload, "file") else upload
+        archive = zipfile.ZipFile(source)  # type: ignore[arg-type]  # an open binary file
         members = [
             info
             for info in archive.infolist()

@@ -35,7 +35,7 @@ from predictor.models import (
     PhotoNotFinished,
     Prediction,
 )
-from predictor.throttling import UploadRateThrottle, too_many_requests
+from predictor.throttling import UploadRateThrottle, admits, too_many_requests
 from predictor.uploads import (
     BatchRejected,
     collect_batch_files,
@@ -64,7 +64,7 @@ def _api_token_user(request: HttpRequest) -> None:
     from rest_framework.exceptions import AuthenticationFailed
 
     try:
-        found = TokenAuthentication().authenticate(request)
+        found = TokenAuthentication().authenticate(request)  # type: ignore[arg-type]  # reads META
     except AuthenticationFailed:
         return
     if found is not None:
@@ -76,7 +76,7 @@ def upload(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST":
         throttle = UploadRateThrottle()
-        if not throttle.allow_request(request, None):
+        if not admits(throttle, request):
             return _too_many_uploads(request, throttle)
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
@@ -184,7 +184,7 @@ def label_face(request: HttpRequest, prediction_id, index: int) -> HttpResponse:
     if not form.is_valid():
         for errors in form.errors.values():
             for error in errors:
-                messages.error(request, error)
+                messages.error(request, str(error))
         return back
     # The page names the face it showed: after the photo ran again, number 2 may be
     # someone else, and the label must not land on them.
@@ -218,7 +218,7 @@ def draw_face(request: HttpRequest, prediction_id) -> HttpResponse:
     prediction = _own_prediction(request, prediction_id)
     # Each marked face is a worker run: it counts as an upload (FACEAGE_UPLOAD_RATE).
     throttle = UploadRateThrottle()
-    if not throttle.allow_request(request, None):
+    if not admits(throttle, request):
         return _too_many_uploads(request, throttle)
     back = redirect("predictor:result", prediction_id=prediction.pk)
     try:

@@ -37,7 +37,7 @@ class DatasetAdmin(admin.ModelAdmin):
         (a bare checkbox in a table cell has no label)."""
         base = super().get_changelist_form(request, **kwargs)
 
-        class NamedCheckboxes(base):
+        class NamedCheckboxes(base):  # type: ignore[misc,valid-type]  # the admin's own form
             def __init__(self, *args, **kw):
                 super().__init__(*args, **kw)
                 self.fields["is_benchmark"].widget.attrs["aria-label"] = _(

@@ -40,7 +40,7 @@ class TrainingRunForm(forms.ModelForm):
             raise forms.ValidationError(str(error)) from error
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         own = cleaned.get("dataset")
         if own is not None and any(
             d.pk == own.pk for d, _w in cleaned.get("further_datasets") or []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
@@ -66,9 +67,9 @@ def regressions(benchmark: str, candidate: dict, active: dict) -> list[Regressio
 
 
 def benchmark_results(
-    benchmarks: list[tuple[str, dict]],
-    evaluate_candidate: Callable[[dict], dict],
-    evaluate_active: Callable[[dict], dict],
+    benchmarks: list[tuple[str, Any]],
+    evaluate_candidate: Callable[[Any], dict],
+    evaluate_active: Callable[[Any], dict],
 ) -> tuple[dict, list[Regression]]:
     """Evaluate both models on each ``(name, test split)`` of ``benchmarks``.
 

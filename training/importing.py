@@ -32,9 +32,9 @@ def confined_source(source: str | Path) -> Path:
     resolved = Path(os.path.abspath(Path(source).expanduser()))
     roots = [Path(os.path.abspath(root)) for root in settings.FACEAGE_IMPORT_ROOTS]
     if not any(resolved.is_relative_to(root) for root in roots):
-        roots = ", ".join(str(root) for root in settings.FACEAGE_IMPORT_ROOTS)
+        allowed = ", ".join(str(root) for root in settings.FACEAGE_IMPORT_ROOTS)
         raise DatasetError(
-            f"Datasets are imported only from under {roots} (FACEAGE_IMPORT_ROOTS); "
+            f"Datasets are imported only from under {allowed} (FACEAGE_IMPORT_ROOTS); "
             "put the data there, or a link to it."
         )
     return resolved

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models.functions import Concat
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
@@ -322,9 +323,7 @@ class TrainingRun(models.Model):
             row = TrainingRun.objects.select_for_update().filter(pk=self.pk)
             entries = row.values_list("log_entries", flat=True).first() or []
             row.update(
-                log=models.functions.Concat(
-                    models.F("log"), models.Value(f"[{now:%H:%M:%S}] {line}\n")
-                ),
+                log=Concat(models.F("log"), models.Value(f"[{now:%H:%M:%S}] {line}\n")),
                 log_entries=[*entries, entry],
             )
 

@@ -331,9 +331,9 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     mix = training_datasets(run)
     from training.feedback import freeze_for_run
 
-    benchmarks = Dataset.objects.filter(is_benchmark=True, status=Dataset.Status.READY)
+    benchmark_sets = Dataset.objects.filter(is_benchmark=True, status=Dataset.Status.READY)
     # People's labels: the consented faces at the run's first start (kept with the run).
-    freeze_for_run(run, [source for source, _ in mix] + list(benchmarks))
+    freeze_for_run(run, [source for source, _ in mix] + list(benchmark_sets))
     for source, weight in mix:
         cache_dir, manifest = prepare_chips(
             source, progress=terminal_progress or reporter.preparing
@@ -503,7 +503,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     return run
 
 
-_FINISHED = {
+_FINISHED: dict[str, str] = {
     Status.SUCCEEDED: gettext_noop("finished: succeeded"),
     Status.FAILED: gettext_noop("finished: failed"),
     Status.CANCELLED: gettext_noop("finished: cancelled"),

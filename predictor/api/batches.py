@@ -8,6 +8,8 @@ in predictor.uploads and docs/api.md ("Batches").
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.db.models import Count
 from django.urls import reverse
 from django.utils.translation import ngettext
@@ -97,7 +99,7 @@ class BatchSerializer(serializers.ModelSerializer):
         )
 
     def _counts(self, obj: Batch) -> dict:
-        cache = self.context.setdefault("_counts", {})
+        cache = cast(dict, self.context).setdefault("_counts", {})  # this answer's own dict
         if obj.pk not in cache:
             cache[obj.pk] = batch_counts(obj)
         return cache[obj.pk]
@@ -128,7 +130,7 @@ class BatchSerializer(serializers.ModelSerializer):
             .prefetch_related("faces", "faces__label")
             .select_related("model_version")
         )
-        return PredictionSerializer(predictions, many=True, context=self.context).data
+        return list(PredictionSerializer(predictions, many=True, context=self.context).data)
 
 
 @extend_schema_view(

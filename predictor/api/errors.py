@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 class UnusableImage(exceptions.APIException):
     """An upload that was received but cannot be used (bad format, too small...)."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, code: str, message: str, field: str = "image", http_status: int = 400):
         super().__init__(detail=message, code=code)

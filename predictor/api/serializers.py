@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
+from typing import cast
 
 from django.urls import reverse
 from django.utils.translation import gettext, gettext_lazy
@@ -59,7 +60,7 @@ class FaceSerializer(serializers.ModelSerializer):
         help_text="true: a face its owner marked by hand (the `boxes` field, or 'Missed "
         "someone?'), which the detector had not found",
     )
-    label = serializers.SerializerMethodField(
+    label = serializers.SerializerMethodField(  # type: ignore[assignment]  # a declared field
         help_text="The real age its owner gave, and whether it may be used for training "
         "(null when none was given; see POST …/faces/{index}/label)"
     )
@@ -145,7 +146,9 @@ class AgeLabelSerializer(serializers.ModelSerializer):
 
 
 class PredictionSerializer(serializers.ModelSerializer):
-    model_version = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    model_version = serializers.SlugRelatedField(  # type: ignore[var-annotated]
+        slug_field="name", read_only=True
+    )
     faces = FaceSerializer(many=True, read_only=True)
     url = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
@@ -197,17 +200,18 @@ class PredictionSerializer(serializers.ModelSerializer):
         over the (status, created_at) index."""
         shown = self.parent.instance if self.parent is not None else None
         key = f"_queued_times_{id(shown)}"
-        if key not in self.context:
+        context = cast(dict, self.context)  # the request's own dict: a cache for this answer
+        if key not in context:
             queued = [p.created_at for p in shown or () if p.status == Prediction.Status.QUEUED]
             queued.append(obj.created_at)  # (the list may be a manager, not the rows)
-            self.context[key] = list(
+            context[key] = list(
                 Prediction.objects.filter(
                     status=Prediction.Status.QUEUED, created_at__lte=max(queued)
                 )
                 .order_by("created_at")
                 .values_list("created_at", flat=True)
             )
-        return self.context[key]
+        return context[key]
 
     def to_representation(self, instance: Prediction) -> dict:
         data = super().to_representation(instance)

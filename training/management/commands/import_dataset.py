@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
 from training.datasets import DatasetError
@@ -30,6 +32,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, name, source, kind, seed, benchmark=False, **options):
 
+        path: Path | str
         if kind == Dataset.Kind.FEEDBACK:
             path = ""  # people's labels: a snapshot of the consented faces, no files
         else:
@@ -39,7 +42,7 @@ class Command(BaseCommand):
                 path = confined_source(source)
             except DatasetError as error:
                 raise CommandError(str(error)) from error
-            if not path.exists():
+            if not Path(path).exists():
                 raise CommandError(f"{path} does not exist")
         dataset, created = Dataset.objects.get_or_create(
             name=name, defaults={"kind": kind, "source": str(path), "split_seed": seed}
