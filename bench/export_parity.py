@@ -35,15 +35,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from predictor.export import (
+    from predictor.vision.age_network import AgeNetwork
+    from predictor.vision.alignment import FaceAligner
+    from predictor.vision.face_detection import FaceBox
+    from training.export.build import (
         random_check_chips,
         savedmodel_runner,
         tflite_runner,
         write_exports,
     )
-    from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.alignment import FaceAligner
-    from predictor.vision.face_detection import FaceBox
 
     files = sorted(require_dataset("utkface").glob("*.jpg"))
     sample = random.Random(args.seed).sample(files, args.faces)

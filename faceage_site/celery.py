@@ -8,6 +8,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faceage_site.settings")
 
 app = Celery("faceage")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
-# Task modules other than tasks.py (predictor/export_tasks.py: model downloads).
-app.autodiscover_tasks(related_name="export_tasks")
+app.autodiscover_tasks()  # each app's tasks.py (training.tasks also loads training.export.tasks)

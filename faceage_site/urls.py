@@ -18,6 +18,8 @@ urlpatterns = [
     path("", include("predictor.urls")),
     path("api/v1/", include("predictor.api.urls")),
     path("training/", include("training.urls")),
+    # A model's card and downloads (training.export), beside its page (/models/<name>/).
+    path("models/", include("training.export.urls")),
     path("staff/", staff.console, name="staff-console"),
     path("staff/models/<str:name>/promote/", staff.promote, name="staff-promote"),
     path("staff/roll-back/", staff.roll_back, name="staff-roll-back"),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from predictor import export_views, history_export, views
+from predictor import history_export, views
 
 app_name = "predictor"
 
@@ -24,10 +24,4 @@ urlpatterns = [
         name="withdraw-consent",
     ),
     path("models/<str:name>/", views.model_detail, name="model"),
-    path("models/<str:name>/card.md", export_views.model_card, name="model-card"),
-    path(
-        "models/<str:name>/download/<str:fmt>/",
-        export_views.model_download,
-        name="model-download",
-    ),
 ]

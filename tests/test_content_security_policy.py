@@ -44,10 +44,10 @@ def script_sources(policy: str) -> list[str]:
 
 
 def test_every_page_has_the_policy_and_nothing_inline_that_it_would_refuse(request, monkeypatch):
-    import predictor.export_views
+    import training.export.views
 
     walk = request.getfixturevalue("world")  # the i18n walk's users, rows and files
-    monkeypatch.setattr(predictor.export_views, "request_export", lambda version: "queued")
+    monkeypatch.setattr(training.export.views, "request_export", lambda version: "queued")
     problems: list[str] = []
     pages = 0
     for route, name in url_patterns():

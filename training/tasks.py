@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils.translation import gettext_noop
 
 from faceage_site import i18n
+from training.export.tasks import build_model_export  # noqa: F401  (registers the task)
 from training.models import Dataset, TrainingRun
 
 logger = logging.getLogger(__name__)

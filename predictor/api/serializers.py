@@ -280,7 +280,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
     def get_card_url(self, obj: ModelVersion) -> str:
-        return self._absolute(reverse("predictor:model-card", args=[obj.name]))
+        return self._absolute(reverse("export:model-card", args=[obj.name]))
 
     @extend_schema_field(
         {
@@ -290,7 +290,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     )
     def get_download_urls(self, obj: ModelVersion) -> dict[str, str]:
         return {
-            fmt: self._absolute(reverse("predictor:model-download", args=[obj.name, fmt]))
+            fmt: self._absolute(reverse("export:model-download", args=[obj.name, fmt]))
             for fmt in ("savedmodel", "tflite")
         }
 

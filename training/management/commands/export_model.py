@@ -13,7 +13,8 @@ from predictor.models import ModelVersion
 class Command(BaseCommand):
     help = (
         "Build the SavedModel and TFLite downloads (with the model card) of a model version "
-        "under MEDIA_ROOT/exports, checking both against the served model."
+        "in the exports storage (MEDIA_ROOT/exports by default), checking both against the "
+        "served model."
     )
 
     def add_arguments(self, parser):
@@ -30,7 +31,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, name: str, force: bool, evaluate_on: str | None, **options):
-        from predictor.export import FORMATS, ExportError, build_exports
+        from training.export import FORMATS, ExportError
+        from training.export.build import build_exports
 
         if name == ModelVersion.BUNDLED_NAME:
             ModelVersion.ensure_bundled()
@@ -41,12 +43,16 @@ class Command(BaseCommand):
         if evaluate_on:
             self._evaluate(version, evaluate_on)
         try:
-            paths = build_exports(version, force=force)
+            files = build_exports(version, force=force)
         except ExportError as error:
             raise CommandError(f"exporting {name} failed: {error}") from error
         for fmt in FORMATS:
-            archive = paths.archive(fmt)
-            self.stdout.write(f"{fmt:>10}: {archive} ({archive.stat().st_size / 1e6:.1f} MB)")
+            stored = files.stored_name(fmt)
+            try:
+                where = files.storage.path(stored)
+            except NotImplementedError:  # a storage without local paths
+                where = stored
+            self.stdout.write(f"{fmt:>10}: {where} ({files.size(fmt) / 1e6:.1f} MB)")
 
     def _evaluate(self, version: ModelVersion, dataset_name: str) -> None:
         # TensorFlow and dlib: loaded only when a dataset is measured.

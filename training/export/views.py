@@ -3,45 +3,46 @@
 The model card and the downloads are public: faceage is a public product, the bundled
 weights are CC0, and a card is most useful to people deciding whether to use a model.
 (A fine-tuned version's card names the terms of its training data.) The web process only
-serves files a worker built (predictor.export_tasks); it never imports TensorFlow.
+serves files a worker built (training.export.tasks); it never imports TensorFlow.
 """
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
 
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from predictor.export import FORMATS, export_paths, model_card_markdown
-from predictor.export_tasks import BUILD_LOCK_SECONDS, request_export
 from predictor.models import ModelVersion
+from training.export import FORMATS
+from training.export.card import model_card_markdown
+from training.export.files import ExportFiles, export_files
+from training.export.tasks import BUILD_LOCK_SECONDS, request_export
 
 PENDING_RETRY_SECONDS = 15
 
 
 def export_status(version: ModelVersion) -> dict:
     """``{"state": "ready" | "failed" | "missing", "error": str}`` for a version's exports."""
-    paths = export_paths(version)
-    if paths.ready():
+    files = export_files(version)
+    if files.ready():
         return {"state": "ready", "error": ""}
-    error = paths.error()
+    error = files.error()
     if error:
         return {"state": "failed", "error": error}
     return {"state": "missing", "error": ""}
 
 
-def _recent_failure(version: ModelVersion) -> str:
+def _recent_failure(files: ExportFiles) -> str:
     """A build failure young enough that a new build would likely fail the same way."""
-    paths = export_paths(version)
-    try:
-        age = time.time() - paths.error_file.stat().st_mtime
-    except OSError:
+    failed_at = files.failed_at()
+    if failed_at is None or timezone.now() - failed_at >= timedelta(seconds=BUILD_LOCK_SECONDS):
         return ""
-    return paths.error() if age < BUILD_LOCK_SECONDS else ""
+    return files.error()
 
 
 @require_GET
@@ -52,7 +53,7 @@ def model_card(request: HttpRequest, name: str) -> HttpResponse:
         model_card_markdown(version), content_type="text/markdown; charset=utf-8"
     )
     response["Content-Disposition"] = (
-        f'inline; filename="{export_paths(version).stem}-MODEL_CARD.md"'
+        f'inline; filename="{export_files(version).stem}-MODEL_CARD.md"'
     )
     return response
 
@@ -63,21 +64,23 @@ def model_download(request: HttpRequest, name: str, fmt: str) -> HttpResponseBas
     if fmt not in FORMATS:
         raise Http404(_("Unknown export format."))
     version = get_object_or_404(ModelVersion, name=name)
-    paths = export_paths(version)
-    archive = paths.archive(fmt)
-    if paths.ready():
+    files = export_files(version)
+    if files.ready():
         try:
-            handle = archive.open("rb")
-        except OSError as error:  # removed between the check and the open
+            handle = files.open(fmt)
+        except (OSError, KeyError) as error:  # removed between the check and the open
             raise Http404(_("The export is missing.")) from error
         return FileResponse(
-            handle, as_attachment=True, filename=archive.name, content_type="application/zip"
+            handle,
+            as_attachment=True,
+            filename=files.download_name(fmt),
+            content_type="application/zip",
         )
-    failure = _recent_failure(version)
+    failure = _recent_failure(files)
     if failure:
         response = render(
             request,
-            "predictor/export_pending.html",
+            "training/export_pending.html",
             {
                 "version": version,
                 "format": fmt,
@@ -92,7 +95,7 @@ def model_download(request: HttpRequest, name: str, fmt: str) -> HttpResponseBas
     if request_export(version) == "unavailable":
         response = render(
             request,
-            "predictor/export_pending.html",
+            "training/export_pending.html",
             {"version": version, "format": fmt, "unavailable": True},
             status=503,
         )
@@ -100,7 +103,7 @@ def model_download(request: HttpRequest, name: str, fmt: str) -> HttpResponseBas
         return response
     response = render(
         request,
-        "predictor/export_pending.html",
+        "training/export_pending.html",
         {"version": version, "format": fmt, "retry_seconds": PENDING_RETRY_SECONDS},
         status=202,
     )

@@ -47,7 +47,7 @@ def chips(utkface_dir: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def built(network, tmp_path_factory) -> dict:
     """Both exports of the bundled model, built once for the module, and unzipped."""
-    from predictor.export import random_check_chips, write_exports
+    from training.export.build import random_check_chips, write_exports
 
     directory = tmp_path_factory.mktemp("exports")
     report = write_exports(network, directory, STEM, "# card\n", random_check_chips())
@@ -111,7 +111,8 @@ def test_downloads_hold_the_card_and_the_signature(network, built):
 
 
 def test_a_mismatching_export_is_refused(network, chips):
-    from predictor.export import ExportError, check_parity
+    from training.export import ExportError
+    from training.export.build import check_parity
 
     def off_by_a_bit(batch):
         return {"expected_age": network.predict(batch).ages + 0.02}
@@ -192,14 +193,14 @@ def test_card_lists_data_metrics_by_decade_and_gender_and_intended_use(client, t
 
 
 def test_bundled_card_uses_the_baseline_a_training_run_measured(client, bundled, trained):
-    from predictor.export import export_paths
+    from training.export.files import export_files
     from training.models import Dataset, TrainingRun
 
     card = client.get(f"/models/{bundled.name}/card.md").content.decode()
     assert "No test-split evaluation is recorded" in card
     assert "110,000" in card and "CC0" in card and "(N, 81)" in card
 
-    before = export_paths(bundled).directory
+    before = export_files(bundled).key
     TrainingRun.objects.create(
         dataset=Dataset.objects.get(name="utk-small"),
         status="succeeded",
@@ -215,7 +216,7 @@ def test_bundled_card_uses_the_baseline_a_training_run_measured(client, bundled,
     card = client.get(f"/models/{bundled.name}/card.md").content.decode()
     assert "evaluated this model as its baseline" in card
     # The card inside the downloads changed, so the exports are built again.
-    assert export_paths(bundled).directory != before
+    assert export_files(bundled).key != before
     assert "| 30-39 | 6.00 | 40 |" in card and "| female | 7.25 | 40 |" in card
 
 
@@ -227,6 +228,10 @@ def test_model_page_shows_the_card_and_the_download_links(client, trained):
     assert f'href="/models/{trained.name}/download/tflite/"' in html
     assert f'href="/models/{trained.name}/card.md"' in html
     assert "<td>12.75</td>" in html  # the card's decade table, as HTML
+    # The page's card is its own template (no Markdown parsed): code as code, no backticks.
+    card = html[html.index('<details class="model-card"') : html.index("</details>")]
+    assert "<code>serving_default</code>" in card and "`" not in card
+    assert "<h3>Training data</h3>" in card and "| " not in card
     assert "Not intended for:" in html
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;" in html
@@ -234,7 +239,7 @@ def test_model_page_shows_the_card_and_the_download_links(client, trained):
 
 
 def test_download_starts_a_build_once_and_says_it_is_being_prepared(client, bundled, monkeypatch):
-    from predictor import export_tasks
+    from training.export import tasks as export_tasks
 
     sent = []
     monkeypatch.setattr(
@@ -250,7 +255,7 @@ def test_download_starts_a_build_once_and_says_it_is_being_prepared(client, bund
 
 
 def test_download_when_the_broker_is_down_says_so(client, bundled, monkeypatch):
-    from predictor import export_tasks
+    from training.export import tasks as export_tasks
 
     def refuse(*args, **kwargs):
         raise ConnectionError("broker down")
@@ -270,13 +275,19 @@ def test_unknown_version_or_format_is_404(client, bundled):
 
 def test_task_builds_the_downloads_and_the_views_serve_them(client, bundled, media_root):
     """The Celery task, run in this process: a real build, then real downloads."""
-    from predictor.export import export_paths
-    from predictor.export_tasks import build_model_export
+    from training.export.files import export_files
+    from training.export.tasks import build_model_export
 
     build_model_export.run(bundled.pk)
-    paths = export_paths(bundled)
-    assert paths.ready()
-    assert paths.directory.is_relative_to(media_root)
+    files = export_files(bundled)
+    assert files.ready()
+    # Saved through the exports storage: by default, files under MEDIA_ROOT/exports.
+    stored = {
+        fmt: Path(files.storage.path(files.stored_name(fmt))) for fmt in ("savedmodel", "tflite")
+    }
+    assert all(
+        path.is_file() and path.is_relative_to(media_root / "exports") for path in stored.values()
+    )
 
     html = client.get(f"/models/{bundled.name}/").content.decode()
     assert "The downloads are ready." in html
@@ -297,22 +308,26 @@ def test_task_builds_the_downloads_and_the_views_serve_them(client, bundled, med
         assert f"T = {bundled.temperature:.4f}" in card
 
     # Built once: a second run finds the files and does not rebuild them.
-    mtime = paths.tflite_zip.stat().st_mtime_ns
+    mtime = stored["tflite"].stat().st_mtime_ns
     build_model_export.run(bundled.pk)
-    assert paths.tflite_zip.stat().st_mtime_ns == mtime
+    assert stored["tflite"].stat().st_mtime_ns == mtime
+    assert sorted(path.name for path in (media_root / "exports").iterdir()) == sorted(
+        [stored["savedmodel"].name, stored["tflite"].name, f"v{bundled.pk}-{files.key}.json"]
+    )
 
 
 def test_a_failed_build_is_reported_and_not_retried_at_once(
     client, bundled, monkeypatch, admin_user
 ):
-    from predictor import export, export_tasks
+    from training.export import tasks as export_tasks
+    from training.export.files import export_files
 
     def broken(version):
         raise RuntimeError("weights file unreadable")
 
     monkeypatch.setattr("predictor.serving.load_network", broken)
     export_tasks.build_model_export.run(bundled.pk)
-    assert not export.export_paths(bundled).ready()
+    assert not export_files(bundled).ready()
 
     sent = []
     monkeypatch.setattr(

@@ -1,8 +1,9 @@
 """Celery task for the `inference` queue: build a model version's downloadable exports.
 
-A new module (not predictor.tasks) so that it can grow without touching the prediction
-tasks; faceage_site.celery discovers it. TensorFlow is imported inside the task, by
-predictor.export.build_exports, never by the web process that enqueues it.
+An inference worker has the served network's code at hand, so the builds go to its queue.
+training.tasks imports this module, so every worker that loads the apps' tasks registers it.
+TensorFlow is imported inside the task, by training.export.build.build_exports, never by the
+web process that enqueues it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ long (a lost message, a dead worker) the next visit tries again."""
 
 
 def _lock_key(version: ModelVersion) -> str:
-    from predictor.export import export_key
+    from training.export.files import export_key
 
     return f"faceage:export-build:{version.pk}:{export_key(version)}"
 
@@ -54,7 +55,8 @@ def request_export(version: ModelVersion) -> str:
 )
 def build_model_export(version_id: int) -> None:
     """Build the SavedModel and TFLite downloads of a version (a no-op when already built)."""
-    from predictor.export import ExportError, build_exports
+    from training.export import ExportError
+    from training.export.build import build_exports
 
     version = ModelVersion.objects.filter(pk=version_id).first()
     if version is None:
