@@ -13,7 +13,7 @@ how each of A's photos ended. The issue (13, item 1) saw B wait 51 s at 7b800d0,
 eight such PNGs fail all eight at 63 s.
 
 To measure an older commit, run it in a `git worktree` of that commit with this script and
-`tests/e2e/stack.py` copied in: it needs only `faceage_site.processes.local_stack` besides.
+`tests/e2e/stack.py` copied in: it needs only `tests.support.stack.local_stack` besides.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main() -> int:
     parser.add_argument("--database-url")
     args = parser.parse_args()
 
-    from faceage_site.processes import local_stack
+    from tests.support.stack import local_stack
 
     root = Path(os.environ.get("FACEAGE_DATASETS_DIR", REPO_ROOT.parent / "shared" / "datasets"))
     small_files = random.Random(0).sample(sorted((root / "utkface").glob("*.jpg")), args.small)

@@ -106,7 +106,7 @@ def main() -> int:
 
     import requests
 
-    from faceage_site.processes import local_stack
+    from tests.support.stack import local_stack
 
     root = Path(os.environ.get("FACEAGE_DATASETS_DIR", REPO_ROOT.parent / "shared" / "datasets"))
     files = random.Random(args.seed).sample(

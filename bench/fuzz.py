@@ -110,8 +110,8 @@ def pool_pids(worker) -> set[int]:
 
 def fuzz_through_api(seeds, rng, inputs: int) -> int:
 
-    from faceage_site.processes import local_stack
     from predictor.vision.mutations import mutate
+    from tests.support.stack import local_stack
 
     outcomes: Counter[str] = Counter()
     by_format: Counter[str] = Counter()

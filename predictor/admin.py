@@ -123,7 +123,7 @@ class PredictionAdmin(admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Queue the selected predictions again"))
     def requeue(self, request, queryset):
-        from predictor.uploads import enqueue_prediction
+        from predictor.tasks import enqueue_prediction
 
         count = 0
         for prediction in queryset:

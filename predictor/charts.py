@@ -10,12 +10,12 @@ from django.utils.translation import gettext as _
 
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 10})
 
 
-def _svg(figure) -> str:
+def svg_text(figure) -> str:
+    """The figure as an inline SVG element (closed afterwards)."""
     buffer = io.StringIO()
     with warnings.catch_warnings():
         # Labels stay text in the SVG (the browser draws them in its own fonts), so a
@@ -25,27 +25,6 @@ def _svg(figure) -> str:
     plt.close(figure)
     text = buffer.getvalue()
     return text[text.index("<svg") :]
-
-
-def learning_curves(history: list[dict]) -> str:
-    """Train and validation loss and MAE per epoch, side by side."""
-    figure, (loss_axis, mae_axis) = plt.subplots(1, 2, figsize=(8, 3))
-    epochs = [row["epoch"] for row in history]
-    for axis, key, title in ((loss_axis, "loss", _("Loss")), (mae_axis, "mae", _("MAE (years)"))):
-        axis.plot(epochs, [row.get(key) for row in history], "o-", label=_("train"))
-        axis.plot(epochs, [row.get(f"val_{key}") for row in history], "s-", label=_("validation"))
-        axis.set_title(title)
-        axis.set_xlabel(_("epoch"))
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.2
-        axis.grid(alpha=0.3)
-    if history:
-        mae_axis.legend()
-    else:  # empty axes with ticks around zero would read as data
-        for axis in (loss_axis, mae_axis):
-            axis.set_xticks([])
-            axis.set_yticks([])
-            axis.text(0.5, 0.5, _("no finished epoch yet"), ha="center", transform=axis.transAxes)
-    return _svg(figure)
 
 
 def error_by_decade(
@@ -69,7 +48,7 @@ def error_by_decade(
     axis.set_ylabel(_("MAE (years)"))
     axis.set_xlabel(_("true age"))
     axis.grid(axis="y", alpha=0.3)
-    return _svg(figure)
+    return svg_text(figure)
 
 
 def predicted_vs_true(points: list[list[float]]) -> str:
@@ -82,4 +61,4 @@ def predicted_vs_true(points: list[list[float]]) -> str:
     axis.set_ylim(0, 100)
     axis.set_xlabel(_("true age"))
     axis.set_ylabel(_("predicted age"))
-    return _svg(figure)
+    return svg_text(figure)

@@ -28,6 +28,7 @@ from faceage_site import i18n
 from predictor.drawn_boxes import first_same_face, overlap, same_face
 from predictor.models import Face, ModelVersion, Prediction, ShadowEstimate
 from predictor.resending import resend_due
+from predictor.vision.image_loading import PhotoLimits
 from predictor.worker_identity import claimant_is_gone, worker_identity
 
 logger = logging.getLogger(__name__)
@@ -191,9 +192,17 @@ def is_light(prediction: Prediction) -> bool:
     return prediction.width * prediction.height <= settings.FACEAGE_BATCH_MAX_PIXELS
 
 
+def stored_photo_limits() -> PhotoLimits:
+    """Limits for the server's own copy of an accepted photo, as the worker reads it back.
+
+    No byte limit: the copy is re-encoded at our quality, so a photo accepted at 7 MB can be
+    stored at over 10 MB, and refusing it there would fail a photo that got a 202. The pixel
+    limit still bounds the worker's decode, and the copy has exactly the accepted pixels."""
+    return PhotoLimits(max_bytes=None, max_pixels=settings.FACEAGE_MAX_IMAGE_PIXELS)
+
+
 def load_claimed_photo(prediction: Prediction):
     """The prediction's photo as an RGB array, or None after failing it with a reason."""
-    from predictor.uploads import stored_photo_limits
     from predictor.vision.image_loading import ImageRejected, as_array, load_photo
 
     me = prediction.claimed_by
@@ -344,8 +353,6 @@ def requeue(prediction_id, claimed_by: str, refund_attempt: bool = False) -> boo
     """Put a prediction that ``claimed_by`` holds back in the queue and send it again (the
     sweeper for a dead claimant; a batch whose time ran out on another photo, with its
     attempt refunded). False when someone else holds it by now."""
-    from predictor.uploads import enqueue_prediction
-
     changes: dict = {"status": Status.QUEUED, "claimed_by": "", "sends": 0}
     if refund_attempt:
         changes["attempts"] = F("attempts") - 1
@@ -525,8 +532,6 @@ def predict(self, prediction_id: str) -> None:
 @shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
 def sweep_stale_predictions() -> dict[str, int]:
     """Re-enqueue predictions whose message or worker was lost; fail those out of attempts."""
-    from predictor.uploads import enqueue_prediction
-
     now = timezone.now()
     counts = {"requeued": 0, "recovered": 0, "failed": 0}
     queued = Prediction.objects.filter(status=Status.QUEUED)
@@ -617,3 +622,19 @@ def _preload_active_model(done: threading.Event) -> None:
     finally:
         connections.close_all()  # this thread's own connection
         done.set()
+
+
+def enqueue_prediction(prediction_id) -> bool:
+    """Ring the doorbell. The row is the source of truth: if the broker is down,
+    the sweeper enqueues the prediction again, so an error here loses nothing."""
+    try:
+        predict.apply_async(args=[str(prediction_id)])
+    except Exception:
+        logger.warning(
+            "could not enqueue prediction %s; the sweeper will retry", prediction_id, exc_info=True
+        )
+        return False
+    Prediction.objects.filter(pk=prediction_id).update(
+        enqueued_at=timezone.now(), sends=F("sends") + 1
+    )
+    return True

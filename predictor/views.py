@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 
 from faceage_site.i18n import rejection_message
+from predictor.archives import BatchRejected, collect_batch_files, create_batch, is_archive
 from predictor.drawn_boxes import (
     ALREADY_A_FACE,
     MAX_DRAWN_BOXES,
@@ -35,15 +36,9 @@ from predictor.models import (
     PhotoNotFinished,
     Prediction,
 )
+from predictor.tasks import enqueue_prediction
 from predictor.throttling import UploadRateThrottle, admits, too_many_requests
-from predictor.uploads import (
-    BatchRejected,
-    collect_batch_files,
-    create_batch,
-    create_prediction,
-    enqueue_prediction,
-    is_archive,
-)
+from predictor.uploads import create_prediction
 from predictor.vision.image_loading import ImageRejected
 
 HISTORY_PAGE_SIZE = 12

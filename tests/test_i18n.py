@@ -532,10 +532,10 @@ def test_every_url_pattern_is_covered(world):
 
 
 def test_every_url_renders_in_both_languages(world, monkeypatch):
-    import predictor.export_views
+    import training.export.views
 
     # A download of a version not exported yet asks a worker to build it: no broker here.
-    monkeypatch.setattr(predictor.export_views, "request_export", lambda version: "queued")
+    monkeypatch.setattr(training.export.views, "request_export", lambda version: "queued")
     problems: list[str] = []
     visited = 0
     for route, name in url_patterns():
@@ -712,7 +712,7 @@ def test_the_catalogues_hold_every_string_of_the_source(tmp_path):
     wrapped for translation but never added to locale/ fails here."""
     source = Path(settings.BASE_DIR)
     copy = tmp_path / "site"
-    for folder in ("faceage_site", "predictor", "training", "templates", "static"):
+    for folder in ("faceage_site", "predictor", "training", "devstack", "templates", "static"):
         shutil.copytree(
             source / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", "*.mo")
         )

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LINT = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("faceage_site", "predictor", "training")
+PACKAGES = ("faceage_site", "predictor", "training", "devstack")
 
 pytestmark = pytest.mark.skipif(not LINT.exists(), reason="import-linter is not installed")
 
@@ -61,6 +61,11 @@ def test_the_copy_passes_as_the_tree_does(tree):
             "faceage_site/layer_probe.py",
             "from predictor import models",
             "the site package imports no app module while it loads",
+        ),
+        (
+            "training/layer_probe.py",
+            "from devstack.redis import EmbeddedRedis",
+            "the product never imports the development tooling",
         ),
     ],
 )

@@ -1,4 +1,5 @@
-"""`manage.py runstack` as a supervisor: a child that exits on its own is started again."""
+"""`manage.py runstack` as a supervisor: a child that exits on its own is started again, and a
+stop goes in stages: web, then the workers, then Redis."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from django.core.management.base import CommandError
 
-from predictor.management.commands import runstack
+from devstack.management.commands import runstack
 
 
 def supervisor(command: list[str]) -> runstack.Command:
@@ -60,3 +61,45 @@ def test_a_child_that_keeps_dying_stops_the_stack(monkeypatch):
     fake_time(monkeypatch, sleep)
     with pytest.raises(CommandError, match="exited with code 3, 6 times"):
         stack._watch()
+
+
+CHILD = r"""
+import signal, sys, time
+log, name, linger = sys.argv[1], sys.argv[2], float(sys.argv[3])
+def stop(*_):
+    with open(log, "a") as out:
+        out.write(f"{name} got SIGTERM\n")
+    time.sleep(linger)  # a graceful shutdown that takes a while
+    with open(log, "a") as out:
+        out.write(f"{name} exited\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+with open(log, "a") as out:
+    out.write(f"{name} started\n")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_a_stop_waits_for_the_web_server_before_it_stops_the_workers(tmp_path):
+    log = tmp_path / "order.log"
+    stack = runstack.Command()
+    stack.children, stack.recipes, stack.stopping, stack.redis = [], {}, False, None
+    for name, linger in (("worker", "0"), ("training-worker", "0"), ("web", "0.5")):
+        stack._spawn(name, [sys.executable, "-c", CHILD, str(log), name, linger], {})
+    deadline = time.monotonic() + 60
+    while not log.exists() or log.read_text().count("started") < 3:
+        assert time.monotonic() < deadline, "the children did not start"
+        time.sleep(0.05)
+    stack._stop_all()
+    lines = log.read_text().splitlines()[3:]
+    assert lines[:2] == ["web got SIGTERM", "web exited"]
+    assert sorted(lines[2:]) == sorted(
+        [
+            "worker got SIGTERM",
+            "worker exited",
+            "training-worker got SIGTERM",
+            "training-worker exited",
+        ]
+    )
+    assert all(process.poll() == 0 for _name, process in stack.children)

@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from faceage_site import i18n
-from predictor import charts
+from training import charts
 from training.models import TrainingRun
 
 

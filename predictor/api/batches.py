@@ -3,7 +3,7 @@
 ``POST /api/v1/predictions/`` hands a request here when it carries more than one file, an
 ``archive`` part, or a zip in ``image`` (see ``is_batch_request``); one plain photo keeps the
 single-upload response. The rules for what is skipped and what refuses the whole batch are
-in predictor.uploads and docs/api.md ("Batches").
+in predictor.archives and docs/api.md ("Batches").
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from rest_framework.response import Response
 
 from faceage_site.errors import error_body
 from predictor.api.serializers import ErrorSerializer, PredictionSerializer
+from predictor.archives import BatchRejected, collect_batch_files, create_batch, is_archive
 from predictor.models import Batch, Prediction
 from predictor.throttling import UploadRateThrottle
-from predictor.uploads import BatchRejected, collect_batch_files, create_batch, is_archive
 
 
 def batch_uploads(request) -> list:

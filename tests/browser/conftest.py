@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from faceage_site.processes import BASE_DIR, LocalStack, local_stack, stop_process_group
 from tests.datasets import require_dataset
 from tests.services import _skip_or_fail
+from tests.support.stack import BASE_DIR, LocalStack, local_stack, stop_process_group
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}

@@ -20,9 +20,9 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from faceage_site.processes import BASE_DIR
 from tests.browser.conftest import DESKTOP, PHONE, artifacts_dir, csp_watched_context
 from tests.services import _skip_or_fail
+from tests.support.stack import BASE_DIR
 from tests.test_i18n import (  # noqa: F401 (world is a fixture)
     ANONYMOUS,
     LANGUAGES,

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from faceage_site.processes import BASE_DIR, LocalStack
 from tests import images
 from tests.browser.conftest import DESKTOP, PHONE, csp_watched_context, wait_for_js
 from tests.datasets import sample_utkface, utkface_age
+from tests.support.stack import BASE_DIR, LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from datetime import datetime
 import pytest
 from PIL import Image
 
-from faceage_site.processes import local_stack
 from tests.datasets import sample_utkface
 from tests.e2e.stack import browser_session, wait_terminal
+from tests.support.stack import local_stack
 
 pytestmark = pytest.mark.integration
 

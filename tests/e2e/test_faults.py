@@ -8,9 +8,9 @@ import time
 import pytest
 import requests
 
-from faceage_site.processes import local_stack
 from tests.datasets import sample_utkface
 from tests.e2e.stack import browser_session, kill_pool_children, pool_children, wait_terminal
+from tests.support.stack import local_stack
 
 pytestmark = pytest.mark.integration
 

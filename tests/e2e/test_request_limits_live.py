@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from faceage_site.processes import local_stack
+from tests.support.stack import local_stack
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ import pytest
 import requests
 from PIL import Image
 
-from faceage_site.processes import LocalStack, local_stack
 from tests import images
 from tests.datasets import sample_utkface, utkface_age
 from tests.e2e.stack import browser_session, wait_terminal
 from tests.services import PostgresDatabase, require_redis
+from tests.support.stack import LocalStack, local_stack
 
 pytestmark = pytest.mark.integration
 

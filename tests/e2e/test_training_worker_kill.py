@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from faceage_site.processes import BASE_DIR, LocalStack, local_stack, stop_process_group
 from tests.datasets import sample_utkface
 from tests.e2e.stack import kill_pool_children
+from tests.support.stack import BASE_DIR, LocalStack, local_stack, stop_process_group
 
 pytestmark = pytest.mark.integration
 

@@ -332,7 +332,7 @@ def test_a_zip_is_unpacked_one_photo_at_a_time(rf, settings):
     from django.contrib.auth.models import AnonymousUser
     from django.contrib.sessions.backends.db import SessionStore
 
-    from predictor.uploads import BatchRejected, collect_batch_files, create_batch
+    from predictor.archives import BatchRejected, collect_batch_files, create_batch
 
     entry = 2 * 1024 * 1024
     settings.FACEAGE_MAX_UPLOAD_BYTES = entry
@@ -393,7 +393,7 @@ def test_a_web_process_decodes_only_so_many_photos_at_once(rf, monkeypatch):
     made = []
     threads = [
         threading.Thread(
-            target=lambda: made.append(uploads._unsaved_prediction(request, "p", photo))
+            target=lambda: made.append(uploads.unsaved_prediction(request, "p", photo))
         )
         for _ in range(16)
     ]

@@ -153,7 +153,7 @@ def test_admin_pages_render_for_every_model(admin_client, enqueued):
 
 
 def test_learning_curves_before_the_first_epoch_show_a_message_not_empty_axes():
-    from predictor.charts import learning_curves
+    from training.charts import learning_curves
 
     empty = learning_curves([])
     assert empty.count("no finished epoch yet") == 2

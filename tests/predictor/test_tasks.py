@@ -219,7 +219,7 @@ def test_a_recovered_prediction_starts_its_resend_interval_afresh(enqueued, sett
 
 def test_enqueue_failure_does_not_lose_the_upload(monkeypatch):
     """With the broker down the row stays queued (for the sweeper) and nothing raises."""
-    from predictor.uploads import enqueue_prediction
+    from predictor.tasks import enqueue_prediction
 
     def broker_down(*args, **kwargs):
         raise ConnectionError("redis is down")

