@@ -68,6 +68,19 @@ def chips_for(records, root: Path, split_of, workers: int, label: str) -> dict[s
     return data
 
 
+def balanced(data: dict[str, np.ndarray], cap: float, seed: int) -> dict[str, np.ndarray]:
+    """``data`` with each age group's faces repeated about sqrt(largest group / group) times
+    (at most ``cap``; the fraction by chance), so that rare groups weigh more in training
+    without a few faces being repeated dozens of times. Adds ``index``: the original row."""
+    rng = np.random.default_rng(seed)
+    groups = np.stack([data["age_low"], data["age_high"]], axis=1)
+    _groups, group_of, counts = np.unique(groups, axis=0, return_inverse=True, return_counts=True)
+    factor = np.minimum(cap, np.sqrt(counts.max() / counts))[group_of.ravel()]
+    repeats = np.floor(factor).astype(int) + (rng.random(len(factor)) < factor % 1)
+    rows = np.repeat(np.arange(len(factor)), repeats)
+    return {**{key: value[rows] for key, value in data.items()}, "index": rows}
+
+
 def take(data: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
     keep = data["split"] == split
     return {key: value[keep] for key, value in data.items() if key != "split"}
@@ -85,6 +98,14 @@ class Command(BaseCommand):
         parser.add_argument("--utkface-test", type=int, default=1500)
         parser.add_argument("--workers", type=int, default=settings.FACEAGE_PREPARE_WORKERS)
         parser.add_argument("--out", type=Path, default=MODELS_DIR)
+        parser.add_argument(
+            "--balance-groups",
+            type=float,
+            default=1.0,
+            metavar="CAP",
+            help="repeat the training faces of each age group sqrt(largest group / group) "
+            "times, at most CAP times (1: off), so rare groups (0-2, 60-69, 70+) weigh more",
+        )
 
     def handle(self, *args, **options):
         from predictor.vision.age_network import AgeNetwork
@@ -119,6 +140,8 @@ class Command(BaseCommand):
         ]
         utk = chips_for(utk_test, utkface_root, lambda r: "test", options["workers"], "utkface")
         train, val, test = take(fair, "train"), take(fair, "val"), take(fair, "test")
+        if options["balance_groups"] > 1:
+            train = balanced(train, options["balance_groups"], seed=0)
         self.stdout.write(
             f"FairFace: {len(train['ages'])} train, {len(val['ages'])} validation, "
             f"{len(test['ages'])} test; UTKFace test {len(utk['ages'])}"
@@ -152,16 +175,28 @@ class Command(BaseCommand):
         val_p = network.predict(val["chips"]).probabilities
         temperature = fit_interval_temperature(val_p, val["age_low"], val["age_high"], CLASS_AGES)
         figures = {
+            # The validation split is what choices between builds are made on.
+            "fairface_validation": group_figures(network, val),
             "fairface_test": group_figures(network, test),
             "utkface_test": age_figures(network, utk),
             "utkface_test_intervals": interval_report(
                 network.predict(utk["chips"]).probabilities, utk["ages"], CLASS_AGES, temperature
             ),
             "bundled_dlib_network": {
+                "fairface_validation": group_figures(mirrored(AgeNetwork.bundled()), val),
                 "fairface_test": group_figures(mirrored(AgeNetwork.bundled()), test),
                 "utkface_test": age_figures(mirrored(AgeNetwork.bundled()), utk),
             },
         }
+        shipped = MODELS_DIR / f"{options['name']}.keras"
+        if options["out"].resolve() != MODELS_DIR.resolve() and shipped.exists():
+            # A candidate beside the network it would replace, on the same splits.
+            before = mirrored(AgeNetwork.from_keras_file(shipped))
+            figures["shipped_before"] = {
+                "fairface_validation": group_figures(before, val),
+                "fairface_test": group_figures(before, test),
+                "utkface_test": age_figures(before, utk),
+            }
         figures["registry"] = registry_metrics(figures)
         options["out"].mkdir(parents=True, exist_ok=True)
         model_path = options["out"] / f"{options['name']}.keras"
@@ -174,7 +209,10 @@ class Command(BaseCommand):
             "training_data": {
                 "dataset": "FairFace (Kärkkäinen and Joo, WACV 2021), training photos",
                 "licence": "CC BY 4.0",
-                "train_faces": len(train["ages"]),
+                "train_faces": len(np.unique(train["index"]))
+                if "index" in train
+                else len(train["ages"]),
+                "balance_groups": options["balance_groups"],
                 "validation_faces": len(val["ages"]),
             },
             "test_data": {
@@ -194,7 +232,8 @@ class Command(BaseCommand):
             + " ".join(
                 f"--{k.replace('_', '-')} {v}"
                 for k, v in options.items()
-                if k in ("epochs", "learning_rate", "batch_size", "steps_per_epoch")
+                if k
+                in ("epochs", "learning_rate", "batch_size", "steps_per_epoch", "balance_groups")
                 and v is not None
             ),
         }
