@@ -1,0 +1,35 @@
+"""`build_bundled_model --balance-groups`: rare age groups repeated, capped, rows traceable."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.management.commands.build_bundled_model import balanced
+
+
+def split(groups: dict[tuple[int, int], int]) -> dict[str, np.ndarray]:
+    low = np.concatenate([np.full(n, g[0]) for g, n in groups.items()])
+    high = np.concatenate([np.full(n, g[1]) for g, n in groups.items()])
+    return {"chips": np.arange(len(low)), "ages": low, "age_low": low, "age_high": high}
+
+
+def count(data: dict[str, np.ndarray], low: int) -> int:
+    return int((data["age_low"] == low).sum())
+
+
+def test_rare_groups_are_repeated_by_the_square_root_and_capped():
+    data = split({(20, 29): 400, (0, 2): 100, (70, 100): 4})
+    out = balanced(data, cap=4.0, seed=0)
+    assert count(out, 20) == 400  # the largest group is left as it is
+    assert count(out, 0) == 200  # sqrt(400 / 100) = 2 times
+    assert count(out, 70) == 16  # sqrt(100) = 10, capped at 4
+    # Every row is a copy of an original row, and every original row is kept.
+    np.testing.assert_array_equal(out["chips"], data["chips"][out["index"]])
+    assert set(out["index"].tolist()) == set(range(len(data["chips"])))
+
+
+def test_a_cap_of_one_changes_nothing_but_the_index():
+    data = split({(20, 29): 50, (70, 100): 5})
+    out = balanced(data, cap=1.0, seed=0)
+    np.testing.assert_array_equal(out["index"], np.arange(55))
+    np.testing.assert_array_equal(out["age_high"], data["age_high"])
