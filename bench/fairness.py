@@ -13,7 +13,8 @@ how each of A's photos ended. The issue (13, item 1) saw B wait 51 s at 7b800d0,
 eight such PNGs fail all eight at 63 s.
 
 To measure an older commit, run it in a `git worktree` of that commit with this script and
-`tests/e2e/stack.py` copied in: it needs only `tests.support.stack.local_stack` besides.
+`tests/e2e/stack.py` copied in, and import `local_stack` from where that commit has it
+(`faceage_site.processes` before `tests/support/stack.py` existed).
 """
 
 from __future__ import annotations

@@ -81,20 +81,38 @@ while True:
 """
 
 
-def test_a_stop_waits_for_the_web_server_before_it_stops_the_workers(tmp_path):
+class FakeRedis:
+    """Records when the stack stops its Redis, in the same log as the children."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def stop(self):
+        with open(self.log, "a") as out:
+            out.write("redis stopped\n")
+
+
+def test_a_stop_waits_for_the_web_server_then_the_workers_then_redis(tmp_path):
     log = tmp_path / "order.log"
     stack = runstack.Command()
-    stack.children, stack.recipes, stack.stopping, stack.redis = [], {}, False, None
-    for name, linger in (("worker", "0"), ("training-worker", "0"), ("web", "0.5")):
-        stack._spawn(name, [sys.executable, "-c", CHILD, str(log), name, linger], {})
-    deadline = time.monotonic() + 60
-    while not log.exists() or log.read_text().count("started") < 3:
-        assert time.monotonic() < deadline, "the children did not start"
-        time.sleep(0.05)
-    stack._stop_all()
+    stack.children, stack.recipes, stack.stopping = [], {}, False
+    stack.redis = FakeRedis(log)
+    try:
+        for name, linger in (("worker", "0"), ("training-worker", "0"), ("web", "0.5")):
+            stack._spawn(name, [sys.executable, "-c", CHILD, str(log), name, linger], {})
+        deadline = time.monotonic() + 60
+        while not log.exists() or log.read_text().count("started") < 3:
+            assert time.monotonic() < deadline, "the children did not start"
+            time.sleep(0.05)
+        stack._stop_all()
+    finally:
+        for _name, process in stack.children:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     lines = log.read_text().splitlines()[3:]
     assert lines[:2] == ["web got SIGTERM", "web exited"]
-    assert sorted(lines[2:]) == sorted(
+    assert sorted(lines[2:6]) == sorted(
         [
             "worker got SIGTERM",
             "worker exited",
@@ -102,4 +120,5 @@ def test_a_stop_waits_for_the_web_server_before_it_stops_the_workers(tmp_path):
             "training-worker exited",
         ]
     )
+    assert lines[6:] == ["redis stopped"]
     assert all(process.poll() == 0 for _name, process in stack.children)

@@ -4,6 +4,7 @@ stops it, and no process it started is left."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -38,6 +39,14 @@ def started_from(marker: str) -> list[psutil.Process]:
         if marker in text:
             found.append(process)
     return found
+
+
+def command_line(process: psutil.Process) -> str:
+    """The process's command line ("" once it has exited: a short-lived helper, say)."""
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return ""
 
 
 def wait_until_up(base_url: str, runstack: subprocess.Popen, log: Path) -> None:
@@ -80,7 +89,7 @@ def test_make_run_serves_a_photo_and_ctrl_c_leaves_no_process():
     try:
         wait_until_up(base_url, runstack, log)
         started = started_from(str(workdir))
-        names = " ".join(" ".join(p.cmdline()) for p in started)
+        names = " ".join(command_line(p) for p in started)
         assert "redis-server" in names and "gunicorn" in names and "celery" in names
         assert names.count("--queues") >= 3  # inference, training, maintenance
 
@@ -98,7 +107,7 @@ def test_make_run_serves_a_photo_and_ctrl_c_leaves_no_process():
         runstack.send_signal(signal.SIGINT)  # Ctrl-C
         assert runstack.wait(timeout=120) == 0, log.read_text()[-3000:]
         assert "Stopped." in log.read_text()
-        left = [(p.pid, " ".join(p.cmdline())) for p in started_from(str(workdir))]
+        left = [(p.pid, command_line(p)) for p in started_from(str(workdir))]
         assert left == [], f"processes left after Ctrl-C: {left}"
         assert all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in started)
     finally:
@@ -106,5 +115,6 @@ def test_make_run_serves_a_photo_and_ctrl_c_leaves_no_process():
             os.killpg(runstack.pid, signal.SIGKILL)
             runstack.wait()
         for process in started_from(str(workdir)):
-            process.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
         shutil.rmtree(workdir, ignore_errors=True)

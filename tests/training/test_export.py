@@ -413,3 +413,63 @@ def test_the_web_process_serves_cards_and_downloads_without_tensorflow(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"statuses": [200, 200, 503, 200], "heavy": []}
+
+
+def fake_build(monkeypatch):
+    """build_exports without TensorFlow: two small zips where write_exports puts them."""
+    from training.export import build
+
+    def write(network, directory, stem, card, chips):
+        for fmt in ("savedmodel", "tflite"):
+            (directory / f"{stem}-{fmt}.zip").write_bytes(b"PK zip of " + fmt.encode())
+        return {"parity": {}, "bytes": {}}
+
+    monkeypatch.setattr(build, "write_exports", write)
+    monkeypatch.setattr("predictor.serving.load_network", lambda version: object())
+    return build
+
+
+def test_a_storage_that_fails_while_publishing_leaves_no_half_export(
+    client, bundled, media_root, monkeypatch
+):
+    from training.export import ExportError
+    from training.export.files import export_files
+
+    build = fake_build(monkeypatch)
+    storage = export_files(bundled).storage
+    real_save, calls = storage.save, []
+
+    def full_disk(name, content, **kwargs):
+        calls.append(name)
+        if len(calls) == 2:  # the second zip
+            raise OSError(28, "No space left on device")
+        return real_save(name, content, **kwargs)
+
+    monkeypatch.setattr(type(storage), "save", lambda self, *a, **kw: full_disk(*a, **kw))
+    with pytest.raises(ExportError, match="No space left on device"):
+        build.build_exports(bundled)
+    files = export_files(bundled)
+    assert not files.ready()
+    assert "No space left on device" in files.error()  # the page and the back-off see it
+    left = sorted(path.name for path in (media_root / "exports").iterdir())
+    assert left == [f"v{bundled.pk}-{files.key}.failed"]  # the first zip was removed again
+
+
+def test_an_export_whose_zip_went_missing_is_built_again(client, bundled, monkeypatch):
+    from training.export import tasks as export_tasks
+    from training.export.files import export_files
+
+    build = fake_build(monkeypatch)
+    files = build.build_exports(bundled)
+    assert files.ready()
+    assert client.get(f"/models/{bundled.name}/download/tflite/").status_code == 200
+    files.storage.delete(files.stored_name("tflite"))  # lost behind our back
+
+    sent = []
+    monkeypatch.setattr(
+        export_tasks.build_model_export, "apply_async", lambda args, **kw: sent.append(args)
+    )
+    assert not export_files(bundled).ready()
+    response = client.get(f"/models/{bundled.name}/download/tflite/")
+    assert response.status_code == 202  # being built again, not a dead 404
+    assert sent == [[bundled.pk]]

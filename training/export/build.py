@@ -277,16 +277,18 @@ def build_exports(version: ModelVersion, force: bool = False) -> ExportFiles:
         try:
             network = load_network(version)
             report = write_exports(network, Path(scratch), files.stem, card, random_check_chips())
+            if force:
+                files.remove()
+            # Saving through the storage can fail too (a full disk, an object store down):
+            # publish removes what it saved, and the failure is recorded like any other.
+            if not files.publish(Path(scratch), report):
+                logger.info("exports of %s were published by another build first", version.name)
         except Exception as error:
             reason = f"{error.__class__.__name__}: {error}"
             files.record_failure(reason)
             if isinstance(error, ExportError):
                 raise
             raise ExportError(reason) from error
-        if force:
-            files.remove()
-        if not files.publish(Path(scratch), report):
-            logger.info("exports of %s were published by another build first", version.name)
     files.remove_stale()
     logger.info("exported %s: %s", version.name, report)
     return files

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
+from django.utils import timezone
 
 from training.export import EXPORT_FORMAT_VERSION, FORMATS, file_stem
 from training.export.card import evaluation
@@ -100,7 +101,14 @@ class ExportFiles:
         return manifest
 
     def ready(self) -> bool:
-        return self.manifest() is not None
+        """Built: the manifest is there, and so is each zip it names."""
+        manifest = self.manifest()
+        if manifest is None:
+            return False
+        try:
+            return all(self.storage.exists(name) for name in manifest["files"].values())
+        except OSError:
+            return False
 
     def stored_name(self, fmt: str) -> str:
         """The stored name of a built format's zip; KeyError when not built."""
@@ -127,9 +135,10 @@ class ExportFiles:
         try:
             if not self.storage.exists(self.error_name):
                 return None
-            return self.storage.get_modified_time(self.error_name)
+            when = self.storage.get_modified_time(self.error_name)
         except (OSError, NotImplementedError):
             return None
+        return timezone.make_aware(when) if timezone.is_naive(when) else when
 
     # --- Writing (workers and the export command) -------------------------------------
 
@@ -144,13 +153,18 @@ class ExportFiles:
         if self.ready():
             return False
         stored: dict[str, str] = {}
-        for fmt in FORMATS:
-            with (folder / self.download_name(fmt)).open("rb") as handle:
-                stored[fmt] = self.storage.save(self.archive_name(fmt), File(handle))
-        manifest = {"files": stored, **report}
-        saved = self.storage.save(
-            self.manifest_name, ContentFile(json.dumps(manifest, indent=1).encode())
-        )
+        try:
+            for fmt in FORMATS:
+                with (folder / self.download_name(fmt)).open("rb") as handle:
+                    stored[fmt] = self.storage.save(self.archive_name(fmt), File(handle))
+            manifest = {"files": stored, **report}
+            saved = self.storage.save(
+                self.manifest_name, ContentFile(json.dumps(manifest, indent=1).encode())
+            )
+        except Exception:
+            for name in stored.values():  # nothing half-published stays behind
+                self.storage.delete(name)
+            raise
         if saved != self.manifest_name:  # another build's manifest got there first
             for name in (saved, *stored.values()):
                 self.storage.delete(name)
@@ -162,7 +176,8 @@ class ExportFiles:
         """Remove this key's files (a forced rebuild)."""
         manifest = self.manifest()
         names = list((manifest or {}).get("files", {}).values())
-        for name in [*names, self.manifest_name, self.error_name]:
+        # The manifest first: from then on no one reads the exports as built.
+        for name in [self.manifest_name, *names, self.error_name]:
             self.storage.delete(name)
 
     def remove_stale(self) -> list[str]:
@@ -177,7 +192,8 @@ class ExportFiles:
             if name.startswith(self.version_prefix)
             and not name.startswith(self.base[len(FOLDER) + 1 :])
         ]
-        for name in stale:
+        # Manifests first, so that no one reads a stale key as built while its zips go.
+        for name in sorted(stale, key=lambda name: not name.endswith(".json")):
             self.storage.delete(f"{FOLDER}/{name}")
         return stale
 

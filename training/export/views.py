@@ -65,11 +65,13 @@ def model_download(request: HttpRequest, name: str, fmt: str) -> HttpResponseBas
         raise Http404(_("Unknown export format."))
     version = get_object_or_404(ModelVersion, name=name)
     files = export_files(version)
+    handle = None
     if files.ready():
         try:
             handle = files.open(fmt)
-        except (OSError, KeyError) as error:  # removed between the check and the open
-            raise Http404(_("The export is missing.")) from error
+        except (OSError, KeyError):  # removed since the check: built again below
+            handle = None
+    if handle is not None:
         return FileResponse(
             handle,
             as_attachment=True,

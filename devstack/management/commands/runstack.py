@@ -154,15 +154,19 @@ class Command(BaseCommand):
     def _stop_stage(self, stage: list[tuple[str, subprocess.Popen]], timeout: float) -> None:
         # SIGTERM to each leader alone: a Celery worker then shuts down warmly (its pool child
         # finishes the task in hand); gunicorn stops accepting and drains its requests.
-        for _name, process in stage:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+        running = [(name, process) for name, process in stage if process.poll() is None]
+        for _name, process in running:
+            process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for name, process in stage:
+        for name, process in running:
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.stderr.write(f"{name} did not stop in time; killing it")
                 stop_process_group(process, signal.SIGKILL)
-            # Whatever it left behind (a pool child that outlived its leader) goes too.
-            kill_process_group(process.pid)
+            else:
+                # Whatever it left behind (a pool child that outlived its leader) goes too,
+                # at once: the group id is not reused while a member lives.
+                kill_process_group(process.pid)
+        # A child that had died before the stop was reaped by the watcher's poll, and its
+        # leftovers were killed when it was started again; its id may be someone else's now.
