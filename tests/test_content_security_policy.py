@@ -47,7 +47,7 @@ def test_every_page_has_the_policy_and_nothing_inline_that_it_would_refuse(reque
     import training.export.views
 
     walk = request.getfixturevalue("world")  # the i18n walk's users, rows and files
-    monkeypatch.setattr(training.export.views, "request_export", lambda version: "queued")
+    monkeypatch.setattr(training.export.views, "request_export", lambda version, key=None: "queued")
     problems: list[str] = []
     pages = 0
     for route, name in url_patterns():

@@ -535,7 +535,7 @@ def test_every_url_renders_in_both_languages(world, monkeypatch):
     import training.export.views
 
     # A download of a version not exported yet asks a worker to build it: no broker here.
-    monkeypatch.setattr(training.export.views, "request_export", lambda version: "queued")
+    monkeypatch.setattr(training.export.views, "request_export", lambda version, key=None: "queued")
     problems: list[str] = []
     visited = 0
     for route, name in url_patterns():

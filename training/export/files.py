@@ -100,15 +100,19 @@ class ExportFiles:
             return None
         return manifest
 
-    def ready(self) -> bool:
-        """Built: the manifest is there, and so is each zip it names."""
+    def built(self) -> dict[str, Any] | None:
+        """The manifest, when the exports are built: it is there, and so is each zip it names."""
         manifest = self.manifest()
         if manifest is None:
-            return False
+            return None
         try:
-            return all(self.storage.exists(name) for name in manifest["files"].values())
+            present = all(self.storage.exists(name) for name in manifest["files"].values())
         except OSError:
-            return False
+            return None
+        return manifest if present else None
+
+    def ready(self) -> bool:
+        return self.built() is not None
 
     def stored_name(self, fmt: str) -> str:
         """The stored name of a built format's zip; KeyError when not built."""
@@ -116,9 +120,6 @@ class ExportFiles:
         if manifest is None:
             raise KeyError(fmt)
         return manifest["files"][fmt]
-
-    def open(self, fmt: str) -> File:
-        return self.storage.open(self.stored_name(fmt), "rb")
 
     def size(self, fmt: str) -> int:
         return self.storage.size(self.stored_name(fmt))

@@ -22,19 +22,22 @@ BUILD_LOCK_SECONDS = 15 * 60
 long (a lost message, a dead worker) the next visit tries again."""
 
 
-def _lock_key(version: ModelVersion) -> str:
-    from training.export.files import export_key
+def _lock_key(version: ModelVersion, export_key: str | None = None) -> str:
+    if export_key is None:
+        from training.export.files import export_key as key_of
 
-    return f"faceage:export-build:{version.pk}:{export_key(version)}"
+        export_key = key_of(version)
+    return f"faceage:export-build:{version.pk}:{export_key}"
 
 
-def request_export(version: ModelVersion) -> str:
-    """Enqueue a build of ``version``'s exports unless one was requested recently.
+def request_export(version: ModelVersion, export_key: str | None = None) -> str:
+    """Enqueue a build of ``version``'s exports unless one was requested recently
+    (``export_key``: the version's, when the caller has it already).
 
     Returns ``"queued"`` (a message was sent), ``"pending"`` (one was sent recently) or
     ``"unavailable"`` (the broker is down: logged, not raised; the next visit tries again).
     """
-    key = _lock_key(version)
+    key = _lock_key(version, export_key)
     if not cache.add(key, "queued", timeout=BUILD_LOCK_SECONDS):
         return "pending"
     try:
@@ -61,10 +64,11 @@ def build_model_export(version_id: int) -> None:
     version = ModelVersion.objects.filter(pk=version_id).first()
     if version is None:
         return
+    lock = _lock_key(version)  # the one request_export took
     try:
         build_exports(version)
     except ExportError:
         # build_exports wrote the reason where the model page shows it.
         logger.exception("export of %s failed", version.name)
     finally:
-        cache.delete(_lock_key(version))
+        cache.delete(lock)

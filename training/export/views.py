@@ -65,19 +65,19 @@ def model_download(request: HttpRequest, name: str, fmt: str) -> HttpResponseBas
         raise Http404(_("Unknown export format."))
     version = get_object_or_404(ModelVersion, name=name)
     files = export_files(version)
-    handle = None
-    if files.ready():
+    manifest = files.built()
+    if manifest is not None:
         try:
-            handle = files.open(fmt)
-        except (OSError, KeyError):  # removed since the check: built again below
-            handle = None
-    if handle is not None:
-        return FileResponse(
-            handle,
-            as_attachment=True,
-            filename=files.download_name(fmt),
-            content_type="application/zip",
-        )
+            handle = files.storage.open(manifest["files"][fmt], "rb")
+        except OSError:
+            pass  # removed since the check: built again below
+        else:
+            return FileResponse(
+                handle,
+                as_attachment=True,
+                filename=files.download_name(fmt),
+                content_type="application/zip",
+            )
     failure = _recent_failure(files)
     if failure:
         response = render(
@@ -94,7 +94,7 @@ def model_download(request: HttpRequest, name: str, fmt: str) -> HttpResponseBas
         )
         response["Retry-After"] = str(BUILD_LOCK_SECONDS)
         return response
-    if request_export(version) == "unavailable":
+    if request_export(version, files.key) == "unavailable":
         response = render(
             request,
             "training/export_pending.html",

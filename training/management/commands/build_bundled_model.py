@@ -182,21 +182,22 @@ class Command(BaseCommand):
             "utkface_test_intervals": interval_report(
                 network.predict(utk["chips"]).probabilities, utk["ages"], CLASS_AGES, temperature
             ),
-            "bundled_dlib_network": {
-                "fairface_validation": group_figures(mirrored(AgeNetwork.bundled()), val),
-                "fairface_test": group_figures(mirrored(AgeNetwork.bundled()), test),
-                "utkface_test": age_figures(mirrored(AgeNetwork.bundled()), utk),
-            },
         }
+
+        def reference(other) -> dict:
+            """Another network served as workers serve it, on the same three splits."""
+            other = mirrored(other)
+            return {
+                "fairface_validation": group_figures(other, val),
+                "fairface_test": group_figures(other, test),
+                "utkface_test": age_figures(other, utk),
+            }
+
+        figures["bundled_dlib_network"] = reference(AgeNetwork.bundled())
         shipped = MODELS_DIR / f"{options['name']}.keras"
         if options["out"].resolve() != MODELS_DIR.resolve() and shipped.exists():
-            # A candidate beside the network it would replace, on the same splits.
-            before = mirrored(AgeNetwork.from_keras_file(shipped))
-            figures["shipped_before"] = {
-                "fairface_validation": group_figures(before, val),
-                "fairface_test": group_figures(before, test),
-                "utkface_test": age_figures(before, utk),
-            }
+            # A candidate beside the network it would replace.
+            figures["shipped_before"] = reference(AgeNetwork.from_keras_file(shipped))
         figures["registry"] = registry_metrics(figures)
         options["out"].mkdir(parents=True, exist_ok=True)
         model_path = options["out"] / f"{options['name']}.keras"
