@@ -147,8 +147,16 @@ def test_a_missed_face_is_marked_by_hand_and_estimated(stack, context, shots, tm
     marked = json.loads(page.input_value("#draw-box"))
     assert len(marked) == 1 and marked[0] == pytest.approx([680, 120, 820, 280], abs=3), marked
     shots.take(page, "21-missed-someone-drawn")
-    page.click("#draw-submit")
-    page.wait_for_selector(".messages li.success")
+    # The page the form lands on says what happens. Read it from that response: a quick
+    # worker reloads the page (and the one-time message with it) before a selector could.
+    with page.expect_response(
+        lambda response: (
+            response.request.method == "GET"
+            and re.search(r"/p/[0-9a-f-]{36}/$", response.url) is not None
+        )
+    ) as landed:
+        page.click("#draw-submit")
+    assert "Estimating the face you marked" in landed.value.text()
     page.wait_for_selector("#photo-frame .face-box.drawn", timeout=300_000)
     page.wait_for_load_state("load")
     page.wait_for_selector("#face-list .face-item >> nth=1", timeout=60_000)
