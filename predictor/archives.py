@@ -18,7 +18,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils.translation import gettext
 
-from faceage_site.i18n import rejection_message
+from predictor.messages import rejection_message
 from predictor.models import Batch, Prediction
 from predictor.tasks import enqueue_prediction
 from predictor.uploads import owner_fields, read_upload, unsaved_prediction

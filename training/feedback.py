@@ -27,6 +27,7 @@ from django.utils.translation import gettext_noop
 
 from predictor.models import AgeLabel
 from predictor.vision.bundled_models import CHIP_SIZE
+from training import messages
 from training.datasets.records import FaceRecord
 from training.datasets.splits import assign_splits
 from training.models import Dataset, DatasetItem, TrainingRun
@@ -84,7 +85,9 @@ def snapshot(dataset: Dataset, label_ids: Sequence[int] | None = None) -> Datase
         )
         Dataset.objects.filter(pk=dataset.pk).update(
             status=Dataset.Status.READY if records else Dataset.Status.FAILED,
-            error="" if records else "No one has consented to training with a labelled face yet.",
+            error_code="" if records else messages.NO_CONSENTED_FACES,
+            error_params={},
+            finished_at=timezone.now(),
             content_hash=digest.hexdigest(),
             report={"kept": len(records), "dropped": {}, "problems": []},
             imported_at=timezone.now(),

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from training import messages
 from training.datasets import DatasetError, read_dataset
 from training.datasets.splits import assign_splits
 from training.models import Dataset, DatasetItem
@@ -40,6 +41,16 @@ def confined_source(source: str | Path) -> Path:
     return resolved
 
 
+def _failed(dataset: Dataset, code: str, params: dict) -> None:
+    """Record why the import failed (a code of ``training.messages`` and its values)."""
+    Dataset.objects.filter(pk=dataset.pk).update(
+        status=Dataset.Status.FAILED,
+        error_code=code,
+        error_params=params,
+        finished_at=timezone.now(),
+    )
+
+
 def import_dataset(dataset: Dataset, progress=None) -> Dataset:
     """Read ``dataset.source`` with the reader for ``dataset.kind`` and store its items.
 
@@ -52,18 +63,17 @@ def import_dataset(dataset: Dataset, progress=None) -> Dataset:
 
         dataset = snapshot(dataset)
         if dataset.status != Dataset.Status.READY:
-            raise DatasetError(dataset.error)
+            raise DatasetError(dataset.error_message)
         return dataset
     try:
         source = confined_source(dataset.source)
         records, report = read_dataset(dataset.kind, source)
     except (DatasetError, OSError) as error:
-        Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.FAILED, error=str(error))
+        _failed(dataset, messages.IMPORT_FAILED, {"error": str(error)})
         raise DatasetError(str(error)) from error
     if not records:
-        message = f"No usable faces found in {source}."
-        Dataset.objects.filter(pk=dataset.pk).update(status=Dataset.Status.FAILED, error=message)
-        raise DatasetError(message)
+        _failed(dataset, messages.NO_FACES, {"source": str(source)})
+        raise DatasetError(f"No usable faces found in {source}.")
     splits = assign_splits(records, seed=dataset.split_seed)
     digest = hashlib.sha256()
     for record in sorted(records, key=lambda r: r.path):
@@ -94,7 +104,9 @@ def import_dataset(dataset: Dataset, progress=None) -> Dataset:
     with transaction.atomic():
         Dataset.objects.filter(pk=dataset.pk).update(
             status=Dataset.Status.READY,
-            error="",
+            error_code="",
+            error_params={},
+            finished_at=timezone.now(),
             content_hash=digest.hexdigest(),
             report={
                 "kept": report.kept,

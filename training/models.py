@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models, transaction
@@ -11,10 +11,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
 
+from jobs.models import Job
 from predictor.models import ModelVersion
+from training import messages
+from training.messages import EXPORT_MESSAGES, IMPORT_MESSAGES, RUN_MESSAGES, Stage
 
 
-class Dataset(models.Model):
+class Dataset(Job):
     class Kind(models.TextChoices):
         IMDB_WIKI = "imdb_wiki", gettext_lazy("IMDB-WIKI (.mat + crops)")
         UTKFACE = "utkface", gettext_lazy("UTKFace folder")
@@ -23,8 +26,10 @@ class Dataset(models.Model):
         FEEDBACK = "feedback", gettext_lazy("People's labels (faces given with consent)")
 
     class Status(models.TextChoices):
-        IMPORTING = "importing", gettext_lazy("Importing")
-        READY = "ready", gettext_lazy("Ready")
+        # A dataset is the job of its import: the values are the job states (jobs.models).
+        QUEUED = "queued", gettext_lazy("Waiting to import")
+        IMPORTING = "running", gettext_lazy("Importing")
+        READY = "succeeded", gettext_lazy("Ready")
         FAILED = "failed", gettext_lazy("Failed")
 
     name = models.CharField(max_length=100, unique=True, verbose_name=gettext_lazy("name"))
@@ -41,7 +46,8 @@ class Dataset(models.Model):
     status = models.CharField(
         max_length=10,
         choices=Status.choices,
-        default=Status.IMPORTING,
+        default=Status.QUEUED,
+        db_index=True,
         verbose_name=gettext_lazy("status"),
     )
     split_seed = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("split seed"))
@@ -65,8 +71,6 @@ class Dataset(models.Model):
         help_text=gettext_lazy("Kept and dropped, by reason"),
         verbose_name=gettext_lazy("report"),
     )
-    error = models.TextField(blank=True, verbose_name=gettext_lazy("error"))
-    created_at = models.DateTimeField(default=timezone.now, verbose_name=gettext_lazy("created at"))
     imported_at = models.DateTimeField(
         null=True, blank=True, verbose_name=gettext_lazy("imported at")
     )
@@ -78,6 +82,14 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    # -- its import, as a job (jobs.lifecycle) ----------------------------------------------
+    MESSAGES = IMPORT_MESSAGES
+    GAVE_UP = messages.IMPORT_GAVE_UP
+
+    def heartbeat_timeout(self) -> timedelta:
+        """An import does not beat: its claim holds for the task's hard time limit."""
+        return timedelta(seconds=settings.FACEAGE_IMPORT_TIME_LIMIT + 60)
 
     def split_counts(self) -> dict[str, int]:
         rows = self.items.values("split").annotate(count=models.Count("id"))
@@ -141,7 +153,7 @@ class DatasetItem(models.Model):
         return f"{self.path} ({self.age}, {self.get_split_display()})"
 
 
-class TrainingRun(models.Model):
+class TrainingRun(Job):
     class Status(models.TextChoices):
         QUEUED = "queued", gettext_lazy("Queued")
         RUNNING = "running", gettext_lazy("Running")
@@ -202,9 +214,10 @@ class TrainingRun(models.Model):
         verbose_name=gettext_lazy("status"),
     )
     stage = models.CharField(
-        max_length=40,
+        max_length=20,
         blank=True,
-        help_text=gettext_lazy("preparing, training, evaluating"),
+        choices=Stage.choices,
+        default=Stage.NONE,
         verbose_name=gettext_lazy("stage"),
     )
     epoch = models.PositiveSmallIntegerField(default=0, verbose_name=gettext_lazy("epoch"))
@@ -248,16 +261,8 @@ class TrainingRun(models.Model):
     step_losses = models.JSONField(
         default=list, blank=True, verbose_name=gettext_lazy("loss by step")
     )
-    error = models.TextField(blank=True, verbose_name=gettext_lazy("error"))
     cancel_requested = models.BooleanField(
         default=False, verbose_name=gettext_lazy("cancel requested")
-    )
-    attempts = models.PositiveSmallIntegerField(default=0, verbose_name=gettext_lazy("attempts"))
-    claimed_by = models.CharField(
-        max_length=200, blank=True, verbose_name=gettext_lazy("claimed by")
-    )
-    heartbeat_at = models.DateTimeField(
-        null=True, blank=True, verbose_name=gettext_lazy("heartbeat at")
     )
     model_version = models.OneToOneField(
         ModelVersion,
@@ -267,22 +272,6 @@ class TrainingRun(models.Model):
         related_name="training_run",
         verbose_name=gettext_lazy("model version"),
     )
-    created_at = models.DateTimeField(default=timezone.now, verbose_name=gettext_lazy("created at"))
-    enqueued_at = models.DateTimeField(
-        null=True, blank=True, verbose_name=gettext_lazy("enqueued at")
-    )
-    sends = models.PositiveIntegerField(
-        default=0,
-        help_text=gettext_lazy("queue messages sent since it was last queued"),
-        verbose_name=gettext_lazy("messages sent"),
-    )
-    started_at = models.DateTimeField(
-        null=True, blank=True, verbose_name=gettext_lazy("started at")
-    )
-    finished_at = models.DateTimeField(
-        null=True, blank=True, verbose_name=gettext_lazy("finished at")
-    )
-
     feedback_snapshot = models.JSONField(
         default=dict,
         blank=True,
@@ -307,9 +296,17 @@ class TrainingRun(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("training:run", args=[self.pk])
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in self.TERMINAL
+    # -- as a job (jobs.lifecycle) -----------------------------------------------------------
+    MESSAGES = RUN_MESSAGES
+    GAVE_UP = messages.GAVE_UP
+
+    @classmethod
+    def max_attempts(cls) -> int:
+        return settings.FACEAGE_TRAINING_MAX_ATTEMPTS
+
+    def heartbeat_timeout(self) -> timedelta:
+        """A run beats at every progress report; one silent this long lost its worker."""
+        return timedelta(seconds=settings.FACEAGE_TRAINING_HEARTBEAT_TIMEOUT)
 
     def append_log(self, template: str, **params: object) -> None:
         """Add a line to the log: ``template`` (English, marked with gettext_noop where it is
@@ -370,3 +367,40 @@ class RunDataset(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset.name}:{self.weight:g}"
+
+
+class ModelExport(Job):
+    """The build of a version's downloads (SavedModel and TFLite zips), as a job: one row per
+    version and export key (``training.export.files.export_key``: the weights and the card's
+    metrics), so a version whose card changed is built again. The files themselves live in
+    ``STORAGES["exports"]``; a row that succeeded whose files went missing is built again."""
+
+    version = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.CASCADE,
+        related_name="exports",
+        verbose_name=gettext_lazy("model version"),
+    )
+    key = models.CharField(max_length=32, verbose_name=gettext_lazy("export key"))
+
+    MESSAGES = EXPORT_MESSAGES
+    GAVE_UP = messages.EXPORT_GAVE_UP
+
+    class Meta:
+        verbose_name = gettext_lazy("model export")
+        verbose_name_plural = gettext_lazy("model exports")
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "key"], name="one_export_per_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version.name} ({self.key}, {self.get_status_display()})"
+
+    def heartbeat_timeout(self) -> timedelta:
+        """A build does not beat: its claim holds for the task's hard time limit."""
+        return timedelta(seconds=EXPORT_TIME_LIMIT + 60)
+
+
+# The export build task's hard time limit, in seconds (training.export.tasks).
+EXPORT_TIME_LIMIT = 660

@@ -9,19 +9,19 @@ from __future__ import annotations
 import logging
 import math
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
-from faceage_site import i18n
+from jobs import lifecycle
+from predictor.messages import FINE_TUNED
 from predictor.models import ModelVersion
-from predictor.worker_identity import claimant_is_gone, worker_identity
+from training import messages
+from training.messages import STAGE_LOG, Stage
 from training.models import Dataset, TrainingRun
 from training.pipeline.chips import ChipSource
 
@@ -31,36 +31,11 @@ Status = TrainingRun.Status
 STEP_LOSS_POINTS = 400
 
 
-def run_is_abandoned(run: TrainingRun, now=None) -> bool:
-    """A running run whose worker died (same host) or stopped beating its heart."""
-    now = now or timezone.now()
-    stale = timedelta(seconds=settings.FACEAGE_TRAINING_HEARTBEAT_TIMEOUT)
-    if run.heartbeat_at is not None and now - run.heartbeat_at > stale:
-        return True
-    return bool(run.claimed_by) and claimant_is_gone(run.claimed_by)
-
-
 def claim_run(run_id: int) -> TrainingRun | None:
-    """Take a queued run (or one whose worker died) for this process; None if not ours."""
-    with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.is_terminal:
-            return None
-        if run.status == Status.RUNNING and not run_is_abandoned(run):
-            return None  # a live worker has it: this message is a redelivery
-        if run.attempts >= settings.FACEAGE_TRAINING_MAX_ATTEMPTS:
-            run.status, run.finished_at = Status.FAILED, timezone.now()
-            run.error = i18n.TRAINING_GAVE_UP % {"attempts": run.attempts}
-            run.save(update_fields=["status", "finished_at", "error"])
-            return None
-        resumed = run.attempts > 0
-        run.status = Status.RUNNING
-        run.attempts += 1
-        run.claimed_by = worker_identity()
-        run.heartbeat_at = timezone.now()
-        run.started_at = run.started_at or timezone.now()
-        run.save(update_fields=["status", "attempts", "claimed_by", "heartbeat_at", "started_at"])
-    if resumed:
+    """Take a queued run (or one whose worker died) for this process; None if not ours
+    (``jobs.lifecycle.claim``). A run that had started before resumes from its checkpoint."""
+    run = lifecycle.claim(TrainingRun, run_id)
+    if run is not None and run.attempts > 1:
         run.append_log(
             gettext_noop("resumed by %(worker)s (attempt %(attempt)s)"),
             worker=run.claimed_by,
@@ -253,18 +228,18 @@ class _RunReporter:
         self.last_write = 0.0
         self.losses: list[list[float]] = list(run.step_losses or [])  # a resumed run's too
 
-    def stage(self, stage: str, progress: float = 0.0) -> None:
+    def stage(self, stage: Stage, progress: float = 0.0) -> None:
         TrainingRun.objects.filter(pk=self.run.pk).update(
             stage=stage, progress=progress, stage_done=0, stage_total=0, heartbeat_at=timezone.now()
         )
-        self.run.append_log(stage)
+        self.run.append_log(STAGE_LOG[stage])
 
     def preparing(self, done: int, total: int) -> None:
         """Chips cut so far, of how many: the stage's own count, shown beside its name."""
         if time.monotonic() - self.last_write > 2 or done == total:
             self.last_write = time.monotonic()
             TrainingRun.objects.filter(pk=self.run.pk).update(
-                stage=i18n.STAGE_PREPARING,
+                stage=Stage.PREPARING,
                 stage_done=done,
                 stage_total=total,
                 heartbeat_at=timezone.now(),
@@ -325,7 +300,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
 
     reporter = _RunReporter(run, on_training)
     dataset = run.dataset
-    reporter.stage(i18n.STAGE_PREPARING)
+    reporter.stage(Stage.PREPARING)
     trains, vals, weights = [], [], []
     test: dict = {}
     mix = training_datasets(run)
@@ -372,7 +347,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         keep = np.random.default_rng(0).permutation(len(train["ages"]))[: run.max_train_images]
         train = {key: value[keep] for key, value in train.items()}
 
-    reporter.stage(i18n.STAGE_TRAINING)
+    reporter.stage(Stage.TRAINING)
     init, start_model, start_name = starting_point(run)
     run.append_log(gettext_noop("starting from %(name)s"), name=start_name)
     config = FitConfig(
@@ -398,10 +373,10 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     # before its on_epoch row update left that epoch out of the row, and a resume skips it.
     TrainingRun.objects.filter(pk=run.pk).update(history=result.history)
     if result.cancelled:
-        _finish(run, Status.CANCELLED, error=i18n.TRAINING_CANCELLED)
+        _finish(run, Status.CANCELLED, error_code=messages.CANCELLED)
         return run
 
-    reporter.stage(i18n.STAGE_EVALUATING, progress=1.0)
+    reporter.stage(Stage.EVALUATING, progress=1.0)
     # Measured, calibrated and judged as it will be served (mirrored inference included).
     result.network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE
     metrics = evaluate_network(result.network, test)
@@ -443,8 +418,8 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         framework=ModelVersion.FRAMEWORK_KERAS,
         artifact=artifact,
         temperature=temperature,
-        description=i18n.FINE_TUNED_DESCRIPTION
-        % {"init": start_name, "dataset": dataset.name, "run": run.pk},
+        description_code=FINE_TUNED,
+        description_params={"init": start_name, "dataset": dataset.name, "run": run.pk},
         metrics={
             "dataset": dataset.name,
             "split": "test",
@@ -510,17 +485,17 @@ _FINISHED: dict[str, str] = {
 }
 
 
-def _finish(run: TrainingRun, status: str, error: str = "") -> None:
+def _finish(run: TrainingRun, status: str, error_code: str = "") -> None:
     TrainingRun.objects.filter(pk=run.pk).update(
         status=status,
-        error=error,
+        error_code=error_code,
+        error_params={},
         finished_at=timezone.now(),
         progress=1.0 if status == Status.SUCCEEDED else run.progress,
     )
     run.append_log(_FINISHED[status])
 
 
-def fail_run(run_id: int, reason: str) -> None:
-    TrainingRun.objects.filter(pk=run_id).exclude(status__in=TrainingRun.TERMINAL).update(
-        status=Status.FAILED, error=reason, finished_at=timezone.now()
-    )
+def fail_run(run_id: int, code: str, params: dict | None = None) -> None:
+    """Fail a run that is not finished with a code of ``training.messages`` and its values."""
+    lifecycle.fail(TrainingRun, run_id, code, params)

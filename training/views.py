@@ -10,15 +10,15 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from faceage_site import i18n
 from training import charts
+from training import messages as run_messages
 from training.models import TrainingRun
 
 
 def stage_text(run: TrainingRun) -> str:
     """The stage in the reader's language, with its own count where it has one: "preparing
     chips: 5,200 of 18,454"."""
-    name = i18n.translate_reason(run.stage)
+    name = run.get_stage_display() if run.stage else ""
     if run.stage_total:
         return _("%(stage)s: %(done)s of %(total)s") % {
             "stage": name,
@@ -42,7 +42,8 @@ def progress_payload(run: TrainingRun) -> dict:
         "progress": run.progress,
         "eta_seconds": run.eta_seconds,
         "history": run.history,
-        "error": i18n.translate_reason(run.error),
+        "error": run.error_message,
+        "error_code": run.error_code,
         "stage_done": run.stage_done,
         "stage_total": run.stage_total,
         "heartbeat_seconds": (
@@ -87,7 +88,10 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun, pk=run_id)
     if run.status == TrainingRun.Status.QUEUED:
         TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-            status=TrainingRun.Status.CANCELLED, error=i18n.TRAINING_CANCELLED_EARLY
+            status=TrainingRun.Status.CANCELLED,
+            error_code=run_messages.CANCELLED_EARLY,
+            error_params={},
+            finished_at=timezone.now(),
         )
     elif not run.is_terminal:
         TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)

@@ -8,7 +8,6 @@ from django.utils.translation import gettext, gettext_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from faceage_site.i18n import translate_reason
 from predictor.models import AgeLabel, Face, ModelVersion, Prediction
 
 _YES = {"1", "true"}
@@ -152,6 +151,12 @@ class PredictionSerializer(serializers.ModelSerializer):
     faces = FaceSerializer(many=True, read_only=True)
     url = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField(
+        help_text="Why the photo failed, or a note on one that succeeded (a face you marked "
+        "that was found already): {code, message}, the message in the client's language "
+        "(Accept-Language). null when there is nothing to say. The codes are listed in "
+        "docs/api.md."
+    )
     queue_position = serializers.SerializerMethodField(
         help_text="While queued: how many photos, anyone's, were queued before this one and "
         "still wait (an upper bound: the queue takes turns between people). null otherwise."
@@ -213,11 +218,17 @@ class PredictionSerializer(serializers.ModelSerializer):
             )
         return context[key]
 
-    def to_representation(self, instance: Prediction) -> dict:
-        data = super().to_representation(instance)
-        # Workers store the reason in English; answer in the client's language.
-        data["error"] = translate_reason(data.get("error") or "")
-        return data
+    @extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "required": ["code", "message"],
+        }
+    )
+    def get_error(self, obj: Prediction) -> dict | None:
+        # Workers store a code and its values; the message is rendered for this client.
+        return obj.error_payload()
 
 
 class PredictionCreatedSerializer(serializers.Serializer):

@@ -22,7 +22,6 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
-from faceage_site.i18n import rejection_message
 from predictor.api.batches import create_batch_response, is_batch_request
 from predictor.api.errors import Conflict, UnusableImage
 from predictor.api.serializers import (
@@ -35,6 +34,7 @@ from predictor.api.serializers import (
     distribution_requested,
 )
 from predictor.drawn_boxes import BoxesRejected, parse_boxes
+from predictor.messages import rejection_message
 from predictor.models import (
     FACES_CHANGED,
     AgeLabel,

@@ -7,13 +7,23 @@ from django.utils import timezone
 
 NAME = "faceage-v2"
 OLD_DEFAULT = "dlib-age-v1"
+# The description as this migration first stored it (0014 turns it into a code).
+DESCRIPTION = (
+    "The default network: the CC0 dlib age network fine-tuned by this project on FairFace's "
+    "training photos (CC BY 4.0), with age groups as interval labels."
+)
 
 
 def register(apps, schema_editor):
     from predictor.models import shipped_version_fields
 
     ModelVersion = apps.get_model("predictor", "ModelVersion")
-    version, _ = ModelVersion.objects.get_or_create(name=NAME, defaults=shipped_version_fields(NAME))
+    fields = shipped_version_fields(NAME)
+    # Only the fields this migration's model has: the current code may know more.
+    known = {field.name for field in ModelVersion._meta.get_fields()}
+    fields = {name: value for name, value in fields.items() if name in known}
+    fields.setdefault("description", DESCRIPTION)
+    version, _ = ModelVersion.objects.get_or_create(name=NAME, defaults=fields)
     active = ModelVersion.objects.filter(is_active=True).first()
     if active is None or active.name == OLD_DEFAULT:
         ModelVersion.objects.filter(is_active=True).update(is_active=False)

@@ -15,8 +15,6 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import pgettext_lazy
 
-from faceage_site.i18n import translate_reason
-
 register = template.Library()
 
 
@@ -29,12 +27,6 @@ def relative_time(value: datetime.datetime | None) -> str:
     return format_html(
         '<time datetime="{}" title="{}">{}</time>', local.isoformat(), exact, naturaltime(value)
     )
-
-
-@register.filter
-def translated_reason(text: str) -> str:
-    """A failure reason stored in English by a worker, in the reader's language."""
-    return translate_reason(text)
 
 
 _GENDER_NAMES = {

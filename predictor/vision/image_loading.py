@@ -26,7 +26,7 @@ STORAGE_JPEG_QUALITY = 92
 
 def gettext_noop(message: str) -> str:
     """Mark a message for ``makemessages`` without importing Django; the web process
-    translates it when it shows it (see ``faceage_site.i18n``)."""
+    translates it when it shows it (see ``predictor.messages``)."""
     return message
 
 
@@ -54,18 +54,22 @@ NOT_AN_IMAGE = gettext_noop(
 )
 CORRUPT_IMAGE = gettext_noop("The image file is damaged or incomplete, so it cannot be read.")
 
-# Every message an ImageRejected can carry (the templates, before values are filled in).
-REJECTION_MESSAGES = (
-    EMPTY_FILE,
-    FILE_TOO_LARGE,
-    TOO_MANY_PIXELS,
-    ANIMATED_IMAGE,
-    CORRUPT_IMAGE_RETRY,
-    IMAGE_TOO_SMALL,
-    DECLARES_TOO_MANY_PIXELS,
-    NOT_AN_IMAGE,
-    CORRUPT_IMAGE,
-)
+# Every message an ImageRejected can carry, by its own key (two codes have two wordings):
+# a worker that fails a photo for one of them stores the key and the values
+# (``predictor.messages``), and the page renders it in its reader's language.
+REJECTIONS = {
+    "empty_file": EMPTY_FILE,
+    "file_too_large": FILE_TOO_LARGE,
+    "too_many_pixels": TOO_MANY_PIXELS,
+    "animated_image": ANIMATED_IMAGE,
+    "corrupt_image_retry": CORRUPT_IMAGE_RETRY,
+    "image_too_small": IMAGE_TOO_SMALL,
+    "declares_too_many_pixels": DECLARES_TOO_MANY_PIXELS,
+    "not_an_image": NOT_AN_IMAGE,
+    "corrupt_image": CORRUPT_IMAGE,
+}
+REJECTION_MESSAGES = tuple(REJECTIONS.values())
+_KEY_OF = {template: key for key, template in REJECTIONS.items()}
 
 
 class ImageRejected(ValueError):
@@ -81,6 +85,8 @@ class ImageRejected(ValueError):
         self.code = code
         self.template = template
         self.params = params
+        # The template's own key in REJECTIONS (what a worker stores); the code otherwise.
+        self.key = _KEY_OF.get(template, code)
         self.message = message
 
 

@@ -38,7 +38,7 @@
   function showFaces(list, prediction) {
     list.textContent = "";
     if (prediction.status === "failed") {
-      list.appendChild(line(prediction.error || "", "error"));
+      list.appendChild(line(prediction.error ? prediction.error.message : "", "error"));
     } else if (prediction.status === "succeeded") {
       var faces = prediction.faces || [];
       if (!faces.length) { list.appendChild(line(gettext("no face found"), "no-face")); }

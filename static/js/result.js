@@ -290,7 +290,7 @@
         ? gettext("No face was found in this photo. Try a photo where faces are larger, well lit and facing the camera.")
         : interpolate(ngettext("Found %(count)s face.", "Found %(count)s faces.", n), { count: n }, true);
       // A face marked later that could not be rated says why; the others stand.
-      if (prediction.error) { statusLine.textContent += " " + prediction.error; }
+      if (prediction.error) { statusLine.textContent += " " + prediction.error.message; }
       drawFaces(prediction.faces);
       // The labels, the "Missed someone?" tools and the explanation are drawn by the server
       // once the photo is finished: a page opened while it waited loads again (once).
@@ -299,7 +299,7 @@
     }
     if (prediction.status === "failed") {
       statusLine.textContent = interpolate(
-        gettext("This photo could not be processed: %(reason)s"), { reason: prediction.error }, true
+        gettext("This photo could not be processed: %(reason)s"), { reason: prediction.error ? prediction.error.message : "" }, true
       );
       return true;
     }

@@ -53,12 +53,14 @@ def read_run(stack: LocalStack, run_id: int) -> dict:
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as connection:
         connection.row_factory = sqlite3.Row
         row = connection.execute(
-            "SELECT status, attempts, epoch, history, log, error, claimed_by, model_version_id"
+            "SELECT status, attempts, epoch, history, log, error_code, error_params, claimed_by,"
+            " model_version_id"
             " FROM training_trainingrun WHERE id = ?",
             (run_id,),
         ).fetchone()
     run = dict(row)
     run["history"] = json.loads(run["history"])
+    run["error"] = (run.pop("error_code"), json.loads(run.pop("error_params")))
     return run
 
 
@@ -250,5 +252,5 @@ def test_a_run_whose_worker_dies_once_too_often_fails_with_a_reason(tmp_path):
             stop_process_group(worker, signal.SIGKILL)
         assert run["status"] == "failed", run
         assert run["attempts"] == 1, run
-        assert run["error"] == "The training worker stopped unexpectedly 1 times.", run
+        assert run["error"] == ("gave_up", {"attempts": 1}), run
         assert run["model_version_id"] is None

@@ -169,7 +169,7 @@ def test_marking_a_face_on_the_result_page_keeps_the_other_faces_and_their_label
 
     tasks.predict.run(str(prediction.pk))
     prediction.refresh_from_db()
-    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error
+    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
     assert prediction.pending_boxes == [] and prediction.model_version == rated_by
     # The earlier network ran beside the active one: the worker still holds the active one.
     from predictor import serving
@@ -241,7 +241,7 @@ def two_face_photo_run_once(user) -> Prediction:
     prediction.save()
     tasks.predict.run(str(prediction.pk))
     prediction.refresh_from_db()
-    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error
+    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
     assert prediction.faces.count() == 2
     return prediction
 
@@ -270,7 +270,7 @@ def test_a_photo_run_again_whole_keeps_each_label_with_its_person(user, enqueued
     )
     tasks.predict.run(str(prediction.pk))
     prediction.refresh_from_db()
-    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error
+    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
     faces = list(prediction.faces.order_by("index"))
     # The detector's order again (left to right), each in its own row; the labelled face
     # nothing matched is kept after them; the unlabelled one is gone.
@@ -296,11 +296,12 @@ def test_a_marked_face_that_cannot_be_rated_leaves_the_photo_and_its_faces(
     tasks.predict.run(str(prediction.pk))
     prediction.refresh_from_db()
     assert prediction.status == Prediction.Status.SUCCEEDED
-    assert "missing from storage" in prediction.error and prediction.pending_boxes == []
+    assert "missing from storage" in prediction.error_message and prediction.pending_boxes == []
     assert list(prediction.faces.order_by("index").values_list("pk", "age")) == before
     page = client.get(reverse("api:prediction-detail", args=[prediction.pk])).json()
     assert page["status"] == "succeeded" and len(page["faces"]) == 2
-    assert "missing from storage" in page["error"]
+    assert page["error"]["code"] == "photo_missing"
+    assert "missing from storage" in page["error"]["message"]
 
 
 def test_each_marked_face_counts_against_the_upload_rate(client, user, enqueued, settings):
@@ -350,7 +351,7 @@ def test_a_mark_on_a_photo_with_no_face_that_fails_leaves_it_finished(
     tasks.predict.run(str(prediction.pk))
     prediction.refresh_from_db()
     assert prediction.status == Prediction.Status.SUCCEEDED
-    assert "missing from storage" in prediction.error
+    assert "missing from storage" in prediction.error_message
     # The mark gave no face: it is not counted as one of the photo's marks.
     assert prediction.pending_boxes == [] and prediction.drawn_boxes == []
     assert mark(client, prediction, [20, 20, 120, 120], django_capture_on_commit_callbacks)[
@@ -376,7 +377,7 @@ def test_a_mark_whose_worker_keeps_dying_ends_finished_too(
     assert tasks.claim(prediction.pk) is None
     prediction.refresh_from_db()
     assert prediction.status == Prediction.Status.SUCCEEDED
-    assert "stopped unexpectedly" in prediction.error and prediction.pending_boxes == []
+    assert "stopped unexpectedly" in prediction.error_message and prediction.pending_boxes == []
 
 
 def test_a_mark_that_is_a_face_there_already_says_so(
@@ -395,7 +396,7 @@ def test_a_mark_that_is_a_face_there_already_says_so(
     prediction.refresh_from_db()
     assert prediction.status == Prediction.Status.SUCCEEDED
     assert prediction.faces.count() == 2 and prediction.drawn_boxes == []
-    assert "The face you marked is face 1, which was found already" in prediction.error
+    assert "The face you marked is face 1, which was found already" in prediction.error_message
 
 
 def test_a_label_waits_for_the_photo_and_never_lands_on_someone_else(

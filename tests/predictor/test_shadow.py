@@ -67,7 +67,7 @@ def test_the_worker_stores_the_candidates_ages_apart_and_shows_only_the_active_o
     Prediction.objects.filter(pk=prediction.pk).update(owner=user)
     tasks.predict.run(str(prediction.pk))
     prediction.refresh_from_db()
-    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error
+    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
     assert prediction.model_version.name == ModelVersion.DEFAULT_NAME
     faces = list(prediction.faces.order_by("index"))
     shadows = {s.face_id: s for s in ShadowEstimate.objects.filter(model_version=candidate)}

@@ -10,9 +10,9 @@ import pytest
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
+from jobs.workers import worker_identity
 from predictor import tasks
 from predictor.models import Prediction
-from predictor.worker_identity import worker_identity
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +77,7 @@ def test_claim_gives_up_after_max_attempts(settings):
     assert tasks.claim(prediction.pk) is None
     prediction.refresh_from_db()
     assert prediction.status == Status.FAILED
-    assert "gave up" in prediction.error and prediction.finished_at
+    assert "gave up" in prediction.error_message and prediction.finished_at
 
 
 def test_terminal_and_unknown_predictions_are_not_claimed():
@@ -98,7 +98,7 @@ def test_a_damaged_stored_file_fails_with_a_reason():
     tasks.predict.run(str(prediction.pk))
     prediction.refresh_from_db()
     assert prediction.status == Status.FAILED
-    assert "damaged" in prediction.error
+    assert "damaged" in prediction.error_message
     assert prediction.finished_at is not None
 
 
@@ -126,7 +126,7 @@ def test_the_stored_copy_of_an_accepted_photo_is_not_refused_by_the_upload_limit
     rgb = tasks.load_claimed_photo(claimed)
     assert rgb is not None and rgb.shape == (300, 400, 3)
     claimed.refresh_from_db()
-    assert claimed.status == Status.RUNNING and claimed.error == ""
+    assert claimed.status == Status.RUNNING and claimed.error_message == ""
 
 
 def test_a_missing_stored_file_fails_with_a_reason():
@@ -135,7 +135,7 @@ def test_a_missing_stored_file_fails_with_a_reason():
     tasks.predict.run(str(prediction.pk))
     prediction.refresh_from_db()
     assert prediction.status == Status.FAILED
-    assert "missing" in prediction.error
+    assert "missing" in prediction.error_message
 
 
 def test_sweeper_requeues_lost_messages_and_recovers_dead_workers(enqueued, settings):
@@ -159,7 +159,7 @@ def test_sweeper_requeues_lost_messages_and_recovers_dead_workers(enqueued, sett
     orphan.refresh_from_db()
     assert orphan.status == Status.QUEUED and orphan.claimed_by == ""
     exhausted.refresh_from_db()
-    assert exhausted.status == Status.FAILED and exhausted.error
+    assert exhausted.status == Status.FAILED and exhausted.error_message
     for untouched in (fresh, alive):
         before = untouched.status
         untouched.refresh_from_db()
@@ -233,14 +233,19 @@ def test_enqueue_failure_does_not_lose_the_upload(monkeypatch):
 
 def test_the_admin_requeue_action_starts_a_prediction_afresh(admin_client, enqueued):
     stuck = make_prediction(
-        status=Status.FAILED, error="gave up", attempts=3, sends=7, enqueued_at=timezone.now()
+        status=Status.FAILED,
+        error_code="gave_up",
+        error_params={"attempts": 3},
+        attempts=3,
+        sends=7,
+        enqueued_at=timezone.now(),
     )
     response = admin_client.post(
         "/admin/predictor/prediction/", {"action": "requeue", "_selected_action": [stuck.pk]}
     )
     assert response.status_code == 302
     stuck.refresh_from_db()
-    assert (stuck.status, stuck.error, stuck.attempts) == (Status.QUEUED, "", 0)
+    assert (stuck.status, stuck.error_code, stuck.attempts) == (Status.QUEUED, "", 0)
     assert stuck.sends == 1  # its new message is the first: the sweeper's short interval again
     assert enqueued == [str(stuck.pk)]
 

@@ -391,7 +391,7 @@ def test_the_worker_stores_interval_distribution_and_crop_with_the_real_network(
     prediction.save()
     tasks.predict.run(str(prediction.pk))
     prediction.refresh_from_db()
-    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error
+    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
     face = prediction.faces.get()
     # Whole years: year y stands for [y - 0.5, y + 0.5) (the bundled 0.25-year class is 0).
     assert face.age_low - 0.5 <= face.age < face.age_high + 0.5
@@ -437,11 +437,11 @@ def test_a_training_run_fits_and_stores_its_temperature(monkeypatch, tmp_path, s
         lambda *args, **kwargs: fit_module.FitResult(network=Network(1.0), best_val_mae=5.0),
     )
     monkeypatch.setattr(runner, "serving_network", lambda version: _FakeNetwork(1.0))
-    dataset = Dataset.objects.create(name="d", kind="utkface", source="/tmp", status="ready")
+    dataset = Dataset.objects.create(name="d", kind="utkface", source="/tmp", status="succeeded")
     run = TrainingRun.objects.create(dataset=dataset, epochs=1, status="running")
     runner.execute_run(run)
     run.refresh_from_db()
-    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error_message
     version = run.model_version
     calibration = version.metrics["calibration"]
     assert version.temperature > 1.0 and calibration["temperature"] == pytest.approx(

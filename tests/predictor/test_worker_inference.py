@@ -33,7 +33,7 @@ def test_a_photo_is_estimated_once_even_when_delivered_twice(two_face_photo):
     tasks.predict.run(str(prediction.pk))
     tasks.predict.run(str(prediction.pk))  # a redelivered message
     prediction.refresh_from_db()
-    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error
+    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
     assert prediction.attempts == 1
     assert prediction.faces.count() == 2
     for face, expected in zip(prediction.faces.order_by("left"), expected_boxes, strict=True):
@@ -129,7 +129,7 @@ def test_a_bad_photo_fails_alone_and_a_retried_prediction_is_not_batched(setting
     for prediction in (first, broken, last):
         prediction.refresh_from_db()
     assert (first.status, broken.status, last.status) == ("succeeded", "failed", "succeeded")
-    assert "damaged" in broken.error
+    assert "damaged" in broken.error_message
     # A prediction that is being retried (a worker died holding it) runs alone.
     retried = stored_prediction(good)
     Prediction.objects.filter(pk=retried.pk).update(attempts=1)
@@ -225,7 +225,7 @@ def test_a_time_limit_fails_only_the_photo_it_strikes(monkeypatch, settings, enq
     monkeypatch.setattr(tasks, "load_claimed_photo", load)
     tasks.predict.run(str(first.pk))
     rows = {p.pk: p for p in Prediction.objects.all()}
-    assert rows[slow.pk].status == "failed" and "longer than" in rows[slow.pk].error
+    assert rows[slow.pk].status == "failed" and "longer than" in rows[slow.pk].error_message
     for pk in (first.pk, third.pk):
         assert (rows[pk].status, rows[pk].attempts, rows[pk].claimed_by) == ("queued", 0, "")
     assert sorted(enqueued) == sorted(str(pk) for pk in (first.pk, third.pk))

@@ -167,7 +167,7 @@ def test_people_s_labels_train_a_model_that_the_gate_judges(
         "--max-steps-per-epoch", "2",
     )  # fmt: skip
     run = TrainingRun.objects.get()
-    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error_message
     assert len(run.feedback_snapshot[str(Dataset.objects.get(name="fb").pk)]) == 64
     judged = run.model_version.metrics["benchmarks"]["fb"]
     assert judged["candidate"]["count"] == judged["active"]["count"] > 0

@@ -72,9 +72,9 @@ def rigged(monkeypatch, tmp_path, settings):
     )
     # The active model: off by a year everywhere, children included.
     monkeypatch.setattr(serving, "load_network", lambda version: PixelNetwork(noise=1.0))
-    own = Dataset.objects.create(name="adults", kind="utkface", source="/x", status="ready")
+    own = Dataset.objects.create(name="adults", kind="utkface", source="/x", status="succeeded")
     Dataset.objects.create(
-        name="family", kind="csv", source="/y", status="ready", is_benchmark=True
+        name="family", kind="csv", source="/y", status="succeeded", is_benchmark=True
     )
     return TrainingRun.objects.create(dataset=own, epochs=1, status="running", auto_promote=True)
 
@@ -82,7 +82,7 @@ def rigged(monkeypatch, tmp_path, settings):
 def test_a_candidate_that_regresses_on_a_benchmark_is_not_promoted(rigged):
     runner.execute_run(rigged)
     rigged.refresh_from_db()
-    assert rigged.status == TrainingRun.Status.SUCCEEDED, rigged.error
+    assert rigged.status == TrainingRun.Status.SUCCEEDED, rigged.error_message
     version = rigged.model_version
     assert version.metrics["mae"] < 1.0  # it does beat the active model on its own split
     assert not version.is_active

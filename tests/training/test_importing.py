@@ -56,7 +56,7 @@ def test_a_bad_source_fails_with_a_message(tmp_path):
     with pytest.raises(DatasetError):
         import_dataset(dataset)
     dataset.refresh_from_db()
-    assert dataset.status == Dataset.Status.FAILED and str(bad) in dataset.error
+    assert dataset.status == Dataset.Status.FAILED and str(bad) in dataset.error_message
 
 
 def test_wiki_sample_import_command_keeps_exactly_the_clean_rows(wiki_sample_dir, capsys):
@@ -119,7 +119,7 @@ def test_a_stored_source_outside_the_roots_fails_without_reading_it(confined):
         import_dataset(dataset)
     dataset.refresh_from_db()
     assert dataset.status == Dataset.Status.FAILED
-    assert "root:" not in dataset.error and "only from under" in dataset.error
+    assert "root:" not in dataset.error_message and "only from under" in dataset.error_message
 
 
 def test_the_import_command_refuses_a_source_outside_the_roots(confined):

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def datasets():
     return [
-        Dataset.objects.create(name=name, kind="utkface", source=f"/{name}", status="ready")
+        Dataset.objects.create(name=name, kind="utkface", source=f"/{name}", status="succeeded")
         for name in ("utk", "ff", "wiki")
     ]
 
@@ -46,7 +46,7 @@ def test_parse_mix_reads_names_and_weights(datasets):
     ]:
         with pytest.raises(MixError, match=message):
             parse_mix(bad)
-    Dataset.objects.filter(name="wiki").update(status="importing")
+    Dataset.objects.filter(name="wiki").update(status="running")
     with pytest.raises(MixError, match="No ready dataset"):
         parse_mix(["wiki"])
 

@@ -18,7 +18,7 @@ Status = TrainingRun.Status
 
 @pytest.fixture
 def dataset():
-    return Dataset.objects.create(name="d", kind="utkface", source="/tmp", status="ready")
+    return Dataset.objects.create(name="d", kind="utkface", source="/tmp", status="succeeded")
 
 
 def dead_pid() -> int:

@@ -12,6 +12,7 @@ from django.utils.translation import override
 
 from training import runner
 from training.models import Dataset, TrainingRun
+from training.messages import Stage
 from training.views import progress_payload
 
 pytestmark = pytest.mark.django_db
@@ -19,13 +20,13 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def run():
-    dataset = Dataset.objects.create(name="utk", kind=Dataset.Kind.UTKFACE, status="ready")
+    dataset = Dataset.objects.create(name="utk", kind=Dataset.Kind.UTKFACE, status="succeeded")
     return TrainingRun.objects.create(dataset=dataset, status=TrainingRun.Status.RUNNING)
 
 
 def test_chip_cutting_shows_its_own_count_and_a_heartbeat(run):
     reporter = runner._RunReporter(run)
-    reporter.stage(runner.i18n.STAGE_PREPARING)
+    reporter.stage(Stage.PREPARING)
     reporter.preparing(5200, 18454)
     run.refresh_from_db()
     payload = progress_payload(run)

@@ -68,7 +68,7 @@ def test_only_staff_who_may_change_models_see_the_console(client, user, django_u
 
 
 def test_the_console_shows_the_active_model_the_candidates_and_the_runs(staff_client, candidates):
-    dataset = Dataset.objects.create(name="utk", kind=Dataset.Kind.UTKFACE, status="ready")
+    dataset = Dataset.objects.create(name="utk", kind=Dataset.Kind.UTKFACE, status="succeeded")
     TrainingRun.objects.create(dataset=dataset, status=TrainingRun.Status.RUNNING, progress=0.4)
     html = staff_client.get("/staff/").content.decode()
     assert "faceage-v2" in html and "good-run" in html and "worse-run" in html

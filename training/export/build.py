@@ -263,7 +263,8 @@ def build_exports(version: ModelVersion, force: bool = False) -> ExportFiles:
     """Build (or find already built) the exports of ``version`` and publish them.
 
     Older exports of the same version (stale card metrics) are removed after a build. On
-    failure the reason is saved for the model page to show, and :class:`ExportError` is raised.
+    failure :class:`ExportError` is raised with the reason (the build task stores it on the
+    export's job row, for the model page to show).
     """
     from predictor.serving import load_network
 
@@ -285,7 +286,6 @@ def build_exports(version: ModelVersion, force: bool = False) -> ExportFiles:
                 logger.info("exports of %s were published by another build first", version.name)
         except Exception as error:
             reason = f"{error.__class__.__name__}: {error}"
-            files.record_failure(reason)
             if isinstance(error, ExportError):
                 raise
             raise ExportError(reason) from error

@@ -5,8 +5,10 @@ Names in that storage, for version ``pk`` with export key ``key``:
 * ``exports/v{pk}-{key}-{stem}-savedmodel.zip`` and ``...-tflite.zip``: the downloads;
 * ``exports/v{pk}-{key}.json``: the manifest, saved last. The exports are ready when it
   exists; it names the stored zips (a storage may rename a file it is given) and holds the
-  build's parity report;
-* ``exports/v{pk}-{key}.failed``: a failed build's reason, for the model page.
+  build's parity report.
+
+Whether a build is queued, running or failed (and why) is the export's job row
+(``training.models.ModelExport``), not a file.
 
 The key changes with the weights and with the card's metrics, so a version whose card
 changed is built again, and the older files are removed once the new ones are published.
@@ -17,14 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
-from django.utils import timezone
 
 from training.export import EXPORT_FORMAT_VERSION, FORMATS, file_stem
 from training.export.card import evaluation
@@ -73,10 +73,6 @@ class ExportFiles:
     def manifest_name(self) -> str:
         return f"{self.base}.json"
 
-    @property
-    def error_name(self) -> str:
-        return f"{self.base}.failed"
-
     def archive_name(self, fmt: str) -> str:
         """The name a format's zip is saved under (the manifest has the name it got)."""
         if fmt not in FORMATS:
@@ -124,28 +120,7 @@ class ExportFiles:
     def size(self, fmt: str) -> int:
         return self.storage.size(self.stored_name(fmt))
 
-    def error(self) -> str:
-        try:
-            with self.storage.open(self.error_name, "rb") as handle:
-                return handle.read().decode("utf-8", "replace").strip()
-        except OSError:
-            return ""
-
-    def failed_at(self) -> datetime | None:
-        """When the last build failed (None: it did not, or the storage cannot tell)."""
-        try:
-            if not self.storage.exists(self.error_name):
-                return None
-            when = self.storage.get_modified_time(self.error_name)
-        except (OSError, NotImplementedError):
-            return None
-        return timezone.make_aware(when) if timezone.is_naive(when) else when
-
     # --- Writing (workers and the export command) -------------------------------------
-
-    def record_failure(self, reason: str) -> None:
-        self.storage.delete(self.error_name)
-        self.storage.save(self.error_name, ContentFile(reason.encode("utf-8")))
 
     def publish(self, folder: Path, report: dict[str, Any]) -> bool:
         """Save the zips that :func:`training.export.build.write_exports` left in ``folder``,
@@ -170,7 +145,6 @@ class ExportFiles:
             for name in (saved, *stored.values()):
                 self.storage.delete(name)
             return False
-        self.storage.delete(self.error_name)
         return True
 
     def remove(self) -> None:
@@ -178,7 +152,7 @@ class ExportFiles:
         manifest = self.manifest()
         names = list((manifest or {}).get("files", {}).values())
         # The manifest first: from then on no one reads the exports as built.
-        for name in [self.manifest_name, *names, self.error_name]:
+        for name in [self.manifest_name, *names]:
             self.storage.delete(name)
 
     def remove_stale(self) -> list[str]:

@@ -1,74 +1,119 @@
-"""Celery task for the `inference` queue: build a model version's downloadable exports.
+"""Building a model version's downloadable exports, as a job (``jobs.lifecycle``).
 
-An inference worker has the served network's code at hand, so the builds go to its queue.
-training.tasks imports this module, so every worker that loads the apps' tasks registers it.
-TensorFlow is imported inside the task, by training.export.build.build_exports, never by the
-web process that enqueues it.
+Each build is a ``ModelExport`` row for the version and its export key; the row says whether a
+build is queued, running, done or failed (and why), and the sweeper finishes one whose message
+or worker was lost. The build task runs on the `inference` queue: an inference worker has the
+served network's code at hand. training.tasks imports this module, so every worker that loads
+the apps' tasks registers it. TensorFlow is imported inside the task, by
+training.export.build.build_exports, never by the web process that enqueues it.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
-from django.core.cache import cache
+from django.utils import timezone
 
+from jobs import lifecycle
+from jobs.models import JobStatus
 from predictor.models import ModelVersion
+from training import messages
+from training.models import EXPORT_TIME_LIMIT, ModelExport
 
 logger = logging.getLogger(__name__)
 
-BUILD_LOCK_SECONDS = 15 * 60
-"""While a build is queued or running, visits do not enqueue another one; after this
-long (a lost message, a dead worker) the next visit tries again."""
+RETRY_FAILED_AFTER_SECONDS = 15 * 60
+"""A failed build is not tried again on a visit for this long: the next one would most
+likely fail the same way. After it, the next visit builds again."""
 
 
-def _lock_key(version: ModelVersion, export_key: str | None = None) -> str:
+def export_row(version: ModelVersion, export_key: str | None = None) -> ModelExport:
+    """The job row of ``version``'s exports for its current key (created queued)."""
     if export_key is None:
         from training.export.files import export_key as key_of
 
         export_key = key_of(version)
-    return f"faceage:export-build:{version.pk}:{export_key}"
+    row, _ = ModelExport.objects.get_or_create(version=version, key=export_key)
+    return row
+
+
+def recent_failure(row: ModelExport) -> bool:
+    """Whether ``row`` failed recently enough that a new build would likely fail the same way."""
+    return (
+        row.status == JobStatus.FAILED
+        and row.finished_at is not None
+        and timezone.now() - row.finished_at < timedelta(seconds=RETRY_FAILED_AFTER_SECONDS)
+    )
+
+
+def enqueue_export(export_id: int) -> bool:
+    """Ring the doorbell for an export row; on a broker failure the sweeper sends it later."""
+    version_id = (
+        ModelExport.objects.filter(pk=export_id).values_list("version_id", flat=True).first()
+    )
+    if version_id is None:
+        return False
+    return lifecycle.enqueue(
+        ModelExport,
+        export_id,
+        lambda: build_model_export.apply_async(args=[version_id], queue="inference"),
+    )
 
 
 def request_export(version: ModelVersion, export_key: str | None = None) -> str:
-    """Enqueue a build of ``version``'s exports unless one was requested recently
-    (``export_key``: the version's, when the caller has it already).
+    """Have ``version``'s exports built, unless a build is under way (``export_key``: the
+    version's, when the caller has it already). The caller found them not built.
 
-    Returns ``"queued"`` (a message was sent), ``"pending"`` (one was sent recently) or
-    ``"unavailable"`` (the broker is down: logged, not raised; the next visit tries again).
+    Returns ``"queued"`` (a message was sent), ``"pending"`` (a build is queued or running)
+    or ``"unavailable"`` (the broker is down: logged, not raised; the row stays queued and the
+    sweeper sends it when the broker is back).
     """
-    key = _lock_key(version, export_key)
-    if not cache.add(key, "queued", timeout=BUILD_LOCK_SECONDS):
-        return "pending"
-    try:
-        build_model_export.apply_async(args=[version.pk], queue="inference")
-    except Exception as error:
-        logger.warning("could not enqueue the export of %s: %s", version.name, error)
-        cache.delete(key)
-        return "unavailable"
-    return "queued"
+    row = export_row(version, export_key)
+    if row.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+        if row.sends > 0:
+            return "pending"  # (a lost message is sent again by the sweeper)
+        # Never sent (the broker was down): this visit tries. Two visits at once may both
+        # send; the claim makes the second message a no-op.
+    else:
+        # Built before and the files went missing since, or failed long enough ago: again.
+        # Only the visit whose update moves the row sends the message.
+        if recent_failure(row):
+            return "pending"
+        moved = ModelExport.objects.filter(pk=row.pk, status=row.status).update(
+            **lifecycle.fresh_state()
+        )
+        if not moved:
+            return "pending"
+    return "queued" if enqueue_export(row.pk) else "unavailable"
 
 
 @shared_task(
     acks_late=True,
     reject_on_worker_lost=True,
-    soft_time_limit=600,
-    time_limit=660,
+    soft_time_limit=EXPORT_TIME_LIMIT - 60,
+    time_limit=EXPORT_TIME_LIMIT,
     ignore_result=True,
 )
 def build_model_export(version_id: int) -> None:
-    """Build the SavedModel and TFLite downloads of a version (a no-op when already built)."""
+    """Build the SavedModel and TFLite downloads of a version, as its export row's job (a
+    no-op when that row is done, or running in a live worker)."""
     from training.export import ExportError
     from training.export.build import build_exports
 
     version = ModelVersion.objects.filter(pk=version_id).first()
     if version is None:
         return
-    lock = _lock_key(version)  # the one request_export took
+    row = lifecycle.claim(ModelExport, export_row(version).pk)
+    if row is None:
+        return
     try:
         build_exports(version)
-    except ExportError:
-        # build_exports wrote the reason where the model page shows it.
+    except ExportError as error:
         logger.exception("export of %s failed", version.name)
-    finally:
-        cache.delete(lock)
+        lifecycle.fail(ModelExport, row.pk, messages.EXPORT_FAILED, {"error": str(error)})
+        return
+    ModelExport.objects.filter(pk=row.pk, claimed_by=row.claimed_by).update(
+        status=JobStatus.SUCCEEDED, finished_at=timezone.now(), error_code="", error_params={}
+    )

@@ -8,20 +8,23 @@ serves files a worker built (training.export.tasks); it never imports TensorFlow
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
+from jobs.models import JobStatus
 from predictor.models import ModelVersion
 from training.export import FORMATS
 from training.export.card import model_card_markdown
-from training.export.files import ExportFiles, export_files
-from training.export.tasks import BUILD_LOCK_SECONDS, request_export
+from training.export.files import export_files
+from training.export.tasks import (
+    RETRY_FAILED_AFTER_SECONDS,
+    export_row,
+    recent_failure,
+    request_export,
+)
 
 PENDING_RETRY_SECONDS = 15
 
@@ -31,18 +34,10 @@ def export_status(version: ModelVersion) -> dict:
     files = export_files(version)
     if files.ready():
         return {"state": "ready", "error": ""}
-    error = files.error()
-    if error:
-        return {"state": "failed", "error": error}
+    row = export_row(version, files.key)
+    if row.status == JobStatus.FAILED:
+        return {"state": "failed", "error": row.error_message}
     return {"state": "missing", "error": ""}
-
-
-def _recent_failure(files: ExportFiles) -> str:
-    """A build failure young enough that a new build would likely fail the same way."""
-    failed_at = files.failed_at()
-    if failed_at is None or timezone.now() - failed_at >= timedelta(seconds=BUILD_LOCK_SECONDS):
-        return ""
-    return files.error()
 
 
 @require_GET
@@ -78,8 +73,9 @@ def model_download(request: HttpRequest, name: str, fmt: str) -> HttpResponseBas
                 filename=files.download_name(fmt),
                 content_type="application/zip",
             )
-    failure = _recent_failure(files)
-    if failure:
+    row = export_row(version, files.key)
+    if recent_failure(row):
+        failure = row.error_message
         response = render(
             request,
             "training/export_pending.html",
@@ -92,7 +88,7 @@ def model_download(request: HttpRequest, name: str, fmt: str) -> HttpResponseBas
             },
             status=503,
         )
-        response["Retry-After"] = str(BUILD_LOCK_SECONDS)
+        response["Retry-After"] = str(RETRY_FAILED_AFTER_SECONDS)
         return response
     if request_export(version, files.key) == "unavailable":
         response = render(

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from jobs import lifecycle
 from training.datasets import DatasetError
 from training.importing import confined_source, import_dataset
 from training.models import Dataset
@@ -51,8 +52,15 @@ class Command(BaseCommand):
             raise CommandError(f"a dataset named {name!r} already exists with another source")
         if benchmark and not dataset.is_benchmark:
             Dataset.objects.filter(pk=dataset.pk).update(is_benchmark=True)
+        # The import is a job like the worker's: claimed by this process, so the sweeper
+        # leaves it alone while it runs and finishes it in a worker if this process dies.
+        if dataset.status != Dataset.Status.IMPORTING or dataset.is_abandoned():
+            Dataset.objects.filter(pk=dataset.pk).update(**lifecycle.fresh_state())
+        claimed = lifecycle.claim(Dataset, dataset.pk)
+        if claimed is None:
+            raise CommandError(f"{name} is being imported by another process")
         try:
-            dataset = import_dataset(dataset, progress=ProgressBar("storing", self.stderr))
+            dataset = import_dataset(claimed, progress=ProgressBar("storing", self.stderr))
         except DatasetError as error:
             raise CommandError(str(error)) from error
         report = dataset.report
