@@ -23,10 +23,11 @@ message is only a doorbell that says "a row may be waiting".
   sentence (``jobs.messages``). With ``only_if_claimed_by``, a worker fails only a row it still
   holds, so a sweeper or a newer claim wins.
 - **requeue** gives a row that a dead worker held back to the queue and sends it again.
-- **sweep** (Celery beat, every minute, one task per kind) sends again the queued rows whose
-  message is due (``jobs.resending``: the interval doubles with each message), and for each
-  running row whose holder is gone (``Job.is_abandoned``: its process no longer exists on this
-  host, or it stayed silent past its deadline) requeues it or, out of attempts, fails it.
+- **sweep** (Celery beat, every ``FACEAGE_SWEEP_INTERVAL_SECONDS``, one task per kind) sends
+  again the queued rows whose message is due (``jobs.resending``: the interval doubles with
+  each message), and for each running row whose holder is gone (``Job.is_abandoned``: its
+  process no longer exists on this host, or it stayed silent past its deadline) requeues it
+  or, out of attempts, fails it.
 
 A worker killed at any point therefore leaves a row that the next claim or the sweeper
 finishes: every job ends in a terminal state. Tasks are ``acks_late`` with
