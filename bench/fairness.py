@@ -127,7 +127,8 @@ def main() -> int:
         a_seconds = time.perf_counter() - started
 
     a_outcomes = Counter(
-        body["status"] + (f": {body['error'][:60]}" if body["error"] else "") for body in a_bodies
+        body["status"] + (f": {body['error']['message'][:60]}" if body["error"] else "")
+        for body in a_bodies
     )
     ordered = sorted(b_latencies)
     print(f"user A: batch upload answered in {upload_seconds:.1f} s; all {len(a_urls)} "

@@ -23,7 +23,7 @@ message is only a doorbell that says "a row may be waiting".
   sentence (``jobs.messages``). With ``only_if_claimed_by``, a worker fails only a row it still
   holds, so a sweeper or a newer claim wins.
 - **requeue** gives a row that a dead worker held back to the queue and sends it again.
-- **sweep** (Celery beat, every ``FACEAGE_SWEEP_INTERVAL_SECONDS``, one task per kind) sends
+- **sweep** (Celery beat, every ``FACEAGE_SWEEP_INTERVAL_SECONDS``, a task per app) sends
   again the queued rows whose message is due (``jobs.resending``: the interval doubles with
   each message), and for each running row whose holder is gone (``Job.is_abandoned``: its
   process no longer exists on this host, or it stayed silent past its deadline) requeues it
@@ -147,11 +147,17 @@ def give_up(model: type[Job], pk: Any, attempts: int, at_claim: bool = False) ->
 
 
 def requeue(
-    model: type[Job], pk: Any, claimed_by: str, send: Send, refund_attempt: bool = False
+    model: type[J],
+    pk: Any,
+    claimed_by: str,
+    send: Send,
+    refund_attempt: bool = False,
+    before_send: Callable[[J], None] | None = None,
 ) -> bool:
     """Put a row that ``claimed_by`` holds back in the queue and send it again (a dead
     holder; or a batch whose time ran out on another row, with the attempt refunded). False
-    when someone else holds it by now."""
+    when someone else holds it by now. ``before_send(row)`` runs once the row is back in the
+    queue (the training log's line)."""
     changes: dict = {"status": JobStatus.QUEUED, "claimed_by": "", "sends": 0}
     if refund_attempt:
         changes["attempts"] = F("attempts") - 1
@@ -159,6 +165,8 @@ def requeue(
         pk=pk, status=JobStatus.RUNNING, claimed_by=claimed_by
     ).update(**changes)
     if moved:
+        if before_send is not None:
+            before_send(model._default_manager.get(pk=pk))
         send(pk)
     return bool(moved)
 
@@ -171,7 +179,8 @@ def sweep(model: type[J], send: Send, on_requeued: Callable[[J], None] | None = 
     manager = model._default_manager
     counts = {"requeued": 0, "recovered": 0, "failed": 0}
     counts["requeued"] = resend_due(manager.filter(status=JobStatus.QUEUED), send, now)
-    for row in manager.filter(status=JobStatus.RUNNING).iterator(chunk_size=200):
+    # Read whole before any row changes (few run at once; SQLite may skip rows otherwise).
+    for row in list(manager.filter(status=JobStatus.RUNNING)):
         if not row.is_abandoned(now):
             continue
         if row.attempts >= model.max_attempts():
@@ -179,14 +188,8 @@ def sweep(model: type[J], send: Send, on_requeued: Callable[[J], None] | None = 
                 model, row.pk, model.GAVE_UP, {"attempts": row.attempts}, row.claimed_by
             )
             continue
-        if (
-            on_requeued is not None
-            and manager.filter(
-                pk=row.pk, status=JobStatus.RUNNING, claimed_by=row.claimed_by
-            ).exists()
-        ):
-            on_requeued(row)
-        counts["recovered"] += requeue(model, row.pk, row.claimed_by, send)
+        if requeue(model, row.pk, row.claimed_by, send, before_send=on_requeued):
+            counts["recovered"] += 1
     if any(counts.values()):
         logger.info("sweeper (%s): %s", model._meta.label, counts)
     return counts

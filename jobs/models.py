@@ -124,10 +124,12 @@ class Job(models.Model):
             return True
         return bool(self.claimed_by) and claimant_is_gone(self.claimed_by)
 
-    @property
-    def error_message(self) -> str:
+    def _error_message(self) -> str:
         """The stored reason in the reader's language ("" when there is none)."""
         return render(self.MESSAGES, self.error_code, self.error_params)
+
+    _error_message.short_description = gettext_lazy("error")  # type: ignore[attr-defined]
+    error_message = property(_error_message)
 
     def error_payload(self) -> dict | None:
         """``{"code", "message"}`` for API clients, or None."""

@@ -1,7 +1,7 @@
 """Which worker process holds a job, and whether that process is gone.
 
-A job row records ``host:pid`` when a worker claims it. Inference and training both
-use this to tell a redelivered message for a live job (ignore it) from one whose
+A job row records ``host:pid`` when a worker claims it (``jobs.lifecycle.claim``): every
+kind of job uses this to tell a redelivered message for a live job (ignore it) from one whose
 worker died (take it over).
 """
 

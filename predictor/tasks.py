@@ -20,8 +20,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, F, Value, Window
-from django.db.models.functions import Coalesce, RowNumber
+from django.db.models import Count, F, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from jobs import lifecycle
@@ -47,13 +47,15 @@ def claim(prediction_id) -> Prediction | None:
     """Atomically take a prediction for this process, or return None if it is not ours to run
     (``jobs.lifecycle.claim``)."""
 
-    def choose_version(prediction: Prediction) -> list[str]:
+    def prepare(prediction: Prediction) -> list[str]:
         if not (prediction.pending_boxes and prediction.model_version_id):
             # A face marked on a finished photo is rated by the model that rated the others.
             prediction.model_version = ModelVersion.active()
-        return ["model_version"]
+        # A photo's start is its latest claim: the fair queue counts recent starts.
+        prediction.started_at = prediction.heartbeat_at
+        return ["model_version", "started_at"]
 
-    return lifecycle.claim(Prediction, prediction_id, choose_version)
+    return lifecycle.claim(Prediction, prediction_id, prepare)
 
 
 # How far back the photos an owner has had started count against their next one.
@@ -139,7 +141,7 @@ def claim_waiting(first: Prediction, limit: int) -> list[Prediction]:
             attempts=F("attempts") + 1,
             claimed_by=first.claimed_by,
             heartbeat_at=now,
-            started_at=Coalesce("started_at", Value(now)),
+            started_at=now,
             model_version=first.model_version,
         )
         if won:

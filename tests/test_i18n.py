@@ -31,7 +31,7 @@ from PIL import Image
 from predictor.accounts import confirmation_token
 from predictor.models import AgeLabel, Batch, Face, ModelVersion, Prediction
 from tests import images
-from training.models import Dataset, DatasetItem, TrainingRun
+from training.models import Dataset, DatasetItem, ModelExport, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -71,6 +71,7 @@ class World:
     run: TrainingRun
     token_user_pk: int
     batch: Batch
+    export_pk: int = 0
     data_values: set[str] = field(default_factory=set)
 
     def model_object_pk(self, app: str, model: str):
@@ -86,6 +87,7 @@ class World:
             ("training", "dataset"): self.dataset.pk,
             ("training", "datasetitem"): self.item.pk,
             ("training", "trainingrun"): self.run.pk,
+            ("training", "modelexport"): self.export_pk,
         }
         assert (app, model) in objects, (
             f"admin model {app}.{model} has no test object: add one to World.model_object_pk"
@@ -187,6 +189,9 @@ def world(django_user_model, enqueued, django_capture_on_commit_callbacks) -> Wo
         batch=batch,
     )
     world.group_pk = Group.objects.create(name="reviewers").pk
+    world.export_pk = ModelExport.objects.create(
+        version=version, key="0123456789abcdef", status="succeeded", attempts=1
+    ).pk
     # Values that come from the data, not from the site's strings.
     world.data_values = {
         "me.jpg",
@@ -196,6 +201,7 @@ def world(django_user_model, enqueued, django_capture_on_commit_callbacks) -> Wo
         dataset.name,
         "fairface-val",
         "a@example.org",  # the address a confirmation link is for
+        "0123456789abcdef",  # an export's key
     }
     return world
 
@@ -714,7 +720,13 @@ def test_the_catalogues_hold_every_string_of_the_source(tmp_path):
     source = Path(settings.BASE_DIR)
     copy = tmp_path / "site"
     for folder in (
-        "faceage_site", "jobs", "predictor", "training", "devstack", "templates", "static"
+        "faceage_site",
+        "jobs",
+        "predictor",
+        "training",
+        "devstack",
+        "templates",
+        "static",
     ):
         shutil.copytree(
             source / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", "*.mo")

@@ -142,7 +142,37 @@ def test_an_export_whose_worker_died_is_built_again(sent):
     counts = sweep_stale_imports_and_exports.run()
     assert counts["exports"]["recovered"] == 1
     row.refresh_from_db()
-    assert row.status == JobStatus.QUEUED and sent == [("export", version.pk)]
+    assert row.status == JobStatus.QUEUED and sent == [("export", version.pk, row.pk)]
+
+
+def test_a_build_queued_for_an_out_of_date_key_ends_cancelled(monkeypatch):
+    """New weights or card metrics since it was queued: the row ends, the current key's is
+    built by the next request (no row is left queued for the sweeper to send for ever)."""
+    from training.export import tasks as export_tasks
+
+    monkeypatch.setattr(
+        "training.export.build.build_exports",
+        lambda version: pytest.fail("an out-of-date key must not be built"),
+    )
+    version = ModelVersion.ensure_bundled()
+    stale = ModelExport.objects.create(version=version, key="an-old-key")
+    export_tasks.build_model_export.run(version.pk, stale.pk)
+    stale.refresh_from_db()
+    assert stale.status == JobStatus.CANCELLED and stale.finished_at is not None
+
+
+def test_a_build_that_fails_outside_the_export_step_records_why(monkeypatch):
+    from training.export import tasks as export_tasks
+
+    def broken(version):
+        raise OSError("card template missing")
+
+    monkeypatch.setattr("training.export.build.build_exports", broken)
+    version = ModelVersion.ensure_bundled()
+    export_tasks.build_model_export.run(version.pk)
+    row = ModelExport.objects.get(version=version)
+    assert row.status == JobStatus.FAILED and row.error_code == "export_failed"
+    assert row.error_message == "The export could not be built: OSError: card template missing"
 
 
 def test_a_run_claimed_then_failed_stores_a_code_and_renders_it_per_language():
@@ -202,3 +232,10 @@ def test_old_sentences_become_codes_without_a_regex(text, expected):
     from predictor.messages import PREDICTION_MESSAGES as templates
 
     assert code_of(text, templates, "unknown") == expected
+
+
+def test_a_model_page_only_looks_at_the_export_it_never_queues_one(client):
+    """Builds start when someone asks for a download, not when a page (or a crawler) looks."""
+    version = ModelVersion.ensure_bundled()
+    assert client.get(f"/models/{version.name}/").status_code == 200
+    assert not ModelExport.objects.exists()

@@ -99,6 +99,8 @@ def import_dataset(dataset: Dataset, progress=None) -> Dataset:
             unique_fields=["dataset", "path"],
             update_fields=["race"],
         )
+        # A sign of life for the sweeper (jobs.lifecycle): this import is still going.
+        Dataset.objects.filter(pk=dataset.pk).update(heartbeat_at=timezone.now())
         if progress is not None:
             progress(min(start + BATCH, len(records)), len(records))
     with transaction.atomic():

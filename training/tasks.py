@@ -82,8 +82,14 @@ def enqueue_import(dataset_id: int) -> bool:
 
 def queue_import(dataset_id: int) -> bool:
     """Import a dataset (again) in the background: its row goes back to the queue, and a
-    message is sent. An import that stopped halfway finishes without duplicates."""
-    Dataset.objects.filter(pk=dataset_id).update(**lifecycle.fresh_state())
+    message is sent. An import that stopped halfway finishes without duplicates. One that a
+    live worker is running is left to it (False)."""
+    dataset = Dataset.objects.filter(pk=dataset_id).first()
+    if dataset is None or (
+        dataset.status == Dataset.Status.IMPORTING and not dataset.is_abandoned()
+    ):
+        return False
+    Dataset.objects.filter(pk=dataset_id, status=dataset.status).update(**lifecycle.fresh_state())
     return enqueue_import(dataset_id)
 
 

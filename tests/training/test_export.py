@@ -241,6 +241,7 @@ def test_model_page_shows_the_card_and_the_download_links(client, trained):
 
 def test_download_starts_a_build_once_and_says_it_is_being_prepared(client, bundled, monkeypatch):
     from training.export import tasks as export_tasks
+    from training.models import ModelExport
 
     sent = []
     monkeypatch.setattr(
@@ -252,7 +253,8 @@ def test_download_starts_a_build_once_and_says_it_is_being_prepared(client, bund
     assert "being built" in first.content.decode()
     second = client.get(f"/models/{bundled.name}/download/savedmodel/")
     assert second.status_code == 202
-    assert sent == [([bundled.pk], {"queue": "inference"})]  # one build for both formats
+    row = ModelExport.objects.get(version=bundled)  # the build's job row
+    assert sent == [([bundled.pk, row.pk], {"queue": "inference"})]  # one build for both formats
 
 
 def test_download_when_the_broker_is_down_says_so(client, bundled, monkeypatch):
@@ -466,6 +468,7 @@ def test_a_storage_that_fails_while_publishing_leaves_no_half_export(
 def test_an_export_whose_zip_went_missing_is_built_again(client, bundled, monkeypatch):
     from training.export import tasks as export_tasks
     from training.export.files import export_files
+    from training.models import ModelExport
 
     build = fake_build(monkeypatch)
     files = build.build_exports(bundled)
@@ -480,4 +483,5 @@ def test_an_export_whose_zip_went_missing_is_built_again(client, bundled, monkey
     assert not export_files(bundled).ready()
     response = client.get(f"/models/{bundled.name}/download/tflite/")
     assert response.status_code == 202  # being built again, not a dead 404
-    assert sent == [[bundled.pk]]
+    row = ModelExport.objects.get(version=bundled)
+    assert sent == [[bundled.pk, row.pk]] and row.status == "queued"

@@ -11,8 +11,8 @@ from django.utils import timezone
 from django.utils.translation import override
 
 from training import runner
-from training.models import Dataset, TrainingRun
 from training.messages import Stage
+from training.models import Dataset, TrainingRun
 from training.views import progress_payload
 
 pytestmark = pytest.mark.django_db

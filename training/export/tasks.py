@@ -29,20 +29,45 @@ RETRY_FAILED_AFTER_SECONDS = 15 * 60
 likely fail the same way. After it, the next visit builds again."""
 
 
-def export_row(version: ModelVersion, export_key: str | None = None) -> ModelExport:
-    """The job row of ``version``'s exports for its current key (created queued)."""
+def _key(version: ModelVersion, export_key: str | None) -> str:
     if export_key is None:
         from training.export.files import export_key as key_of
 
         export_key = key_of(version)
-    row, _ = ModelExport.objects.get_or_create(version=version, key=export_key)
+    return export_key
+
+
+def export_row(version: ModelVersion, export_key: str | None = None) -> ModelExport:
+    """The job row of ``version``'s exports for its current key (created queued: only a
+    request for the downloads, or a build, calls this)."""
+    row, _ = ModelExport.objects.get_or_create(version=version, key=_key(version, export_key))
     return row
 
 
-def recent_failure(row: ModelExport) -> bool:
+def find_export_row(version: ModelVersion, export_key: str | None = None) -> ModelExport | None:
+    """The job row for ``version``'s current key if there is one (pages only look)."""
+    return ModelExport.objects.filter(version=version, key=_key(version, export_key)).first()
+
+
+def record_outcome(version: ModelVersion, error: str | None) -> None:
+    """Record a build made outside the queue (``manage.py export_model``) on the row for the
+    version's key, so that the model page shows its outcome too."""
+    row = export_row(version)
+    changes: dict = {"finished_at": timezone.now(), "claimed_by": ""}
+    if error is None:
+        changes.update(status=JobStatus.SUCCEEDED, error_code="", error_params={})
+    else:
+        changes.update(status=JobStatus.FAILED, error_code=messages.EXPORT_FAILED)
+        changes["error_params"] = {"error": error}
+    # A build a worker holds right now is left to finish.
+    ModelExport.objects.filter(pk=row.pk).exclude(status=JobStatus.RUNNING).update(**changes)
+
+
+def recent_failure(row: ModelExport | None) -> bool:
     """Whether ``row`` failed recently enough that a new build would likely fail the same way."""
     return (
-        row.status == JobStatus.FAILED
+        row is not None
+        and row.status == JobStatus.FAILED
         and row.finished_at is not None
         and timezone.now() - row.finished_at < timedelta(seconds=RETRY_FAILED_AFTER_SECONDS)
     )
@@ -58,7 +83,7 @@ def enqueue_export(export_id: int) -> bool:
     return lifecycle.enqueue(
         ModelExport,
         export_id,
-        lambda: build_model_export.apply_async(args=[version_id], queue="inference"),
+        lambda: build_model_export.apply_async(args=[version_id, export_id], queue="inference"),
     )
 
 
@@ -96,23 +121,36 @@ def request_export(version: ModelVersion, export_key: str | None = None) -> str:
     time_limit=EXPORT_TIME_LIMIT,
     ignore_result=True,
 )
-def build_model_export(version_id: int) -> None:
-    """Build the SavedModel and TFLite downloads of a version, as its export row's job (a
-    no-op when that row is done, or running in a live worker)."""
+def build_model_export(version_id: int, export_id: int | None = None) -> None:
+    """Build the SavedModel and TFLite downloads of a version, as the job of export row
+    ``export_id`` (the row for its current key when None): a no-op when that row is done, or
+    running in a live worker. A row whose key is out of date (new weights or card metrics
+    since it was queued) ends ``cancelled``: the next request builds the current key."""
     from training.export import ExportError
     from training.export.build import build_exports
 
     version = ModelVersion.objects.filter(pk=version_id).first()
-    if version is None:
+    if version is None:  # deleted since: its export rows went with it
         return
-    row = lifecycle.claim(ModelExport, export_row(version).pk)
+    current = export_row(version)
+    if export_id is not None and export_id != current.pk:
+        ModelExport.objects.filter(pk=export_id, status=JobStatus.QUEUED).update(
+            status=JobStatus.CANCELLED, finished_at=timezone.now()
+        )
+        return
+    row = lifecycle.claim(ModelExport, current.pk)
     if row is None:
         return
     try:
         build_exports(version)
-    except ExportError as error:
+    except Exception as error:
         logger.exception("export of %s failed", version.name)
-        lifecycle.fail(ModelExport, row.pk, messages.EXPORT_FAILED, {"error": str(error)})
+        reason = str(error)
+        if not isinstance(error, ExportError):  # (build_exports wraps its own failures)
+            reason = f"{type(error).__name__}: {error}"
+        lifecycle.fail(
+            ModelExport, row.pk, messages.EXPORT_FAILED, {"error": reason}, row.claimed_by
+        )
         return
     ModelExport.objects.filter(pk=row.pk, claimed_by=row.claimed_by).update(
         status=JobStatus.SUCCEEDED, finished_at=timezone.now(), error_code="", error_params={}

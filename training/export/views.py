@@ -21,7 +21,7 @@ from training.export.card import model_card_markdown
 from training.export.files import export_files
 from training.export.tasks import (
     RETRY_FAILED_AFTER_SECONDS,
-    export_row,
+    find_export_row,
     recent_failure,
     request_export,
 )
@@ -34,8 +34,8 @@ def export_status(version: ModelVersion) -> dict:
     files = export_files(version)
     if files.ready():
         return {"state": "ready", "error": ""}
-    row = export_row(version, files.key)
-    if row.status == JobStatus.FAILED:
+    row = find_export_row(version, files.key)
+    if row is not None and row.status == JobStatus.FAILED:
         return {"state": "failed", "error": row.error_message}
     return {"state": "missing", "error": ""}
 
@@ -73,8 +73,8 @@ def model_download(request: HttpRequest, name: str, fmt: str) -> HttpResponseBas
                 filename=files.download_name(fmt),
                 content_type="application/zip",
             )
-    row = export_row(version, files.key)
-    if recent_failure(row):
+    row = find_export_row(version, files.key)
+    if row is not None and recent_failure(row):
         failure = row.error_message
         response = render(
             request,

@@ -50,20 +50,28 @@ def to_codes(apps, schema_editor):
         )
 
 
+def sentence(templates, code, params):
+    """Back to an English sentence (codes added after this migration: their values)."""
+    params = params or {}
+    template = templates.get(code)
+    try:
+        return template % params if template else str(params.get("error") or params or code)
+    except (KeyError, ValueError, TypeError):
+        return code
+
+
 def to_sentences(apps, schema_editor):
     TrainingRun = apps.get_model("training", "TrainingRun")
     for row in TrainingRun.objects.exclude(error_code=""):
-        template = RUN_TEMPLATES.get(row.error_code, "%(error)s")
-        params = row.error_params or {}
         TrainingRun.objects.filter(pk=row.pk).update(
-            error=template % params if params else template
+            error=sentence(RUN_TEMPLATES, row.error_code, row.error_params)
         )
     TrainingRun.objects.filter(stage="preparing").update(stage="preparing chips")
     Dataset = apps.get_model("training", "Dataset")
     for row in Dataset.objects.exclude(error_code=""):
-        template = IMPORT_TEMPLATES.get(row.error_code, "%(error)s")
-        params = row.error_params or {}
-        Dataset.objects.filter(pk=row.pk).update(error=template % params if params else template)
+        Dataset.objects.filter(pk=row.pk).update(
+            error=sentence(IMPORT_TEMPLATES, row.error_code, row.error_params)
+        )
     back = {"queued": "importing", "running": "importing", "succeeded": "ready"}
     for new, old in back.items():
         Dataset.objects.filter(status=new).update(status=old)
@@ -157,11 +165,6 @@ class Migration(migrations.Migration):
             name='heartbeat_at',
             field=models.DateTimeField(blank=True, help_text='The last sign of life of the worker that holds it', null=True, verbose_name='heartbeat at'),
         ),
-        migrations.AlterField(
-            model_name='trainingrun',
-            name='stage',
-            field=models.CharField(blank=True, choices=[('', 'not started'), ('preparing', 'preparing chips'), ('training', 'training'), ('evaluating', 'evaluating')], default='', max_length=20, verbose_name='stage'),
-        ),
         migrations.CreateModel(
             name='ModelExport',
             fields=[
@@ -188,6 +191,12 @@ class Migration(migrations.Migration):
             },
         ),
             migrations.RunPython(to_codes, to_sentences),
+        # After the stages became codes: an old one ("preparing chips 5200/18454") is longer.
+        migrations.AlterField(
+            model_name='trainingrun',
+            name='stage',
+            field=models.CharField(blank=True, choices=[('', 'not started'), ('preparing', 'preparing chips'), ('training', 'training'), ('evaluating', 'evaluating')], default='', max_length=20, verbose_name='stage'),
+        ),
         migrations.RemoveField(
             model_name='dataset',
             name='error',

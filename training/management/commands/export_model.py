@@ -42,10 +42,14 @@ class Command(BaseCommand):
             raise CommandError(f"no model version {name!r} (known: {known})")
         if evaluate_on:
             self._evaluate(version, evaluate_on)
+        from training.export.tasks import record_outcome
+
         try:
             files = build_exports(version, force=force)
         except ExportError as error:
+            record_outcome(version, str(error))  # the model page shows it too
             raise CommandError(f"exporting {name} failed: {error}") from error
+        record_outcome(version, None)
         for fmt in FORMATS:
             stored = files.stored_name(fmt)
             try:
