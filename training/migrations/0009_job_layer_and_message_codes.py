@@ -2,85 +2,16 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-
 from django.db import migrations, models
 
 
-from jobs.legacy import code_of
-
-# What was stored as English sentences before codes (frozen here as it was).
-RUN_TEMPLATES = {
-    "gave_up": "The training worker stopped unexpectedly %(attempts)s times.",
-    "too_slow": "Training took longer than %(seconds)s s.",
-    "failed": "Training failed: %(error)s",
-    "cancelled": "Cancelled by an administrator.",
-    "cancelled_early": "Cancelled before it started.",
-}
-IMPORT_TEMPLATES = {
-    "no_faces": "No usable faces found in %(source)s.",
-    "no_consented_faces": "No one has consented to training with a labelled face yet.",
-}
-STAGES = {"preparing chips": "preparing", "training": "training", "evaluating": "evaluating"}
-STATUSES = {"importing": "queued", "ready": "succeeded", "failed": "failed"}
-
-
-def to_codes(apps, schema_editor):
-    TrainingRun = apps.get_model("training", "TrainingRun")
-    for row in TrainingRun.objects.only("pk", "error", "stage").iterator():
-        code, params = code_of(row.error, RUN_TEMPLATES, "failed")
-        if code == "failed" and "detail" in params:
-            params = {"error": params["detail"]}
-        # "preparing chips 12/500": the counts are in stage_done and stage_total already.
-        stage = ""
-        for name, value in STAGES.items():
-            if row.stage.startswith(name):
-                stage = value
-        TrainingRun.objects.filter(pk=row.pk).update(
-            error_code=code, error_params=params, stage=stage
-        )
-    Dataset = apps.get_model("training", "Dataset")
-    for row in Dataset.objects.only("pk", "error", "status").iterator():
-        code, params = code_of(row.error, IMPORT_TEMPLATES, "import_failed")
-        if code == "import_failed":
-            params = {"error": params["detail"]}
-        # An import that was under way is queued again: the sweeper sends it to a worker,
-        # and an import finishes without duplicates.
-        Dataset.objects.filter(pk=row.pk).update(
-            error_code=code, error_params=params, status=STATUSES.get(row.status, row.status)
-        )
-
-
-def sentence(templates, code, params):
-    """Back to an English sentence (codes added after this migration: their values)."""
-    params = params or {}
-    template = templates.get(code)
-    try:
-        return template % params if template else str(params.get("error") or params or code)
-    except (KeyError, ValueError, TypeError):
-        return code
-
-
-def to_sentences(apps, schema_editor):
-    TrainingRun = apps.get_model("training", "TrainingRun")
-    for row in TrainingRun.objects.exclude(error_code=""):
-        TrainingRun.objects.filter(pk=row.pk).update(
-            error=sentence(RUN_TEMPLATES, row.error_code, row.error_params)
-        )
-    TrainingRun.objects.filter(stage="preparing").update(stage="preparing chips")
-    Dataset = apps.get_model("training", "Dataset")
-    for row in Dataset.objects.exclude(error_code=""):
-        Dataset.objects.filter(pk=row.pk).update(
-            error=sentence(IMPORT_TEMPLATES, row.error_code, row.error_params)
-        )
-    back = {"queued": "importing", "running": "importing", "succeeded": "ready"}
-    for new, old in back.items():
-        Dataset.objects.filter(status=new).update(status=old)
-
-
 class Migration(migrations.Migration):
+    """The job layer's fields (jobs.models.Job), added beside the old ones; the next
+    migration moves the data, the one after removes what it replaced. Three migrations,
+    so that PostgreSQL never changes a table that has pending updates in the same
+    transaction."""
 
     dependencies = [
-        ('predictor', '0014_job_layer_and_message_codes'),
         ('training', '0008_run_progress_and_log_entries'),
     ]
 
@@ -190,19 +121,4 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('version', 'key'), name='one_export_per_key')],
             },
         ),
-            migrations.RunPython(to_codes, to_sentences),
-        # After the stages became codes: an old one ("preparing chips 5200/18454") is longer.
-        migrations.AlterField(
-            model_name='trainingrun',
-            name='stage',
-            field=models.CharField(blank=True, choices=[('', 'not started'), ('preparing', 'preparing chips'), ('training', 'training'), ('evaluating', 'evaluating')], default='', max_length=20, verbose_name='stage'),
-        ),
-        migrations.RemoveField(
-            model_name='dataset',
-            name='error',
-        ),
-        migrations.RemoveField(
-            model_name='trainingrun',
-            name='error',
-        ),
-    ]
+        ]
