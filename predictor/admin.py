@@ -116,9 +116,13 @@ class PredictionAdmin(admin.ModelAdmin):
         "created_at",
         "enqueued_at",
         "sends",
+        "heartbeat_at",
         "started_at",
         "finished_at",
+        "error_code",
+        "error_message",
     ]
+    exclude = ["error_params"]  # shown rendered, as error_message
     inlines = [FaceInline]
     actions = ["requeue"]
 

@@ -19,6 +19,17 @@ def import_roots(settings):
     settings.FACEAGE_IMPORT_ROOTS = TEST_IMPORT_ROOTS
 
 
+@pytest.fixture(autouse=True)
+def default_language(settings):
+    """Every test starts in the site's default language, whatever an earlier test (or a
+    request it made) left active in this thread: stored messages render in it."""
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture(scope="session")
 def utkface_dir() -> Path:
     return require_dataset("utkface")

@@ -22,13 +22,6 @@ from training.models import Dataset, ModelExport, TrainingRun
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def english():
-    """Messages in English, whatever an earlier test left active."""
-    with override("en"):
-        yield
-
-
 def live_claimant() -> str:
     """``host:pid`` of another process of this host that is alive (this test's parent)."""
     import os

@@ -127,6 +127,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "cancel_requested", "created_by", "log_entries", "stage_done", "stage_total",
         "step_losses",
     ]  # fmt: skip
+    exclude = ["error_params"]  # shown rendered, as error_message
     actions = ["cancel"]
 
     def get_urls(self):
