@@ -339,6 +339,7 @@ def strategies(cnn_side: int) -> list[tuple[str, Detect]]:
         ("HOG cascade, no re-check", face_detector(candidate_threshold=0.0)),
         ("HOG cascade (old default)", face_detector()),
         ("CenterFace, no padded retry", centerface(retry_padding=0.0)),
+        ("CenterFace, no mirrored pass", centerface(mirror_from_faces=0)),
         ("CenterFace (default)", centerface()),
     ]
 
@@ -347,6 +348,7 @@ def product_detectors() -> list[tuple[str, Detect]]:
     """The old and the new default, for the real-photo table."""
     return [
         ("HOG cascade (old default)", face_detector()),
+        ("CenterFace, no mirrored pass", centerface(mirror_from_faces=0)),
         ("CenterFace (default)", centerface()),
     ]
 

@@ -49,6 +49,13 @@ DEFAULT_MAX_WORK_SIDE = 1280
 DEFAULT_MIN_WORK_SIDE = 128
 DEFAULT_NMS_IOU = 0.3
 DEFAULT_RETRY_PADDING = 0.3
+# A photo with at least this many faces (a group photo) is scanned once more, mirrored, and
+# the faces of both scans are merged. Faces cut by a neighbour's frame or turned to the edge
+# are where the detector misses in group photos, and the mirrored view finds some of them:
+# tuned on 60 2x2 and 40 3x3 group photos (seeds 7 and 8, not the benchmark's), 97.1% -> 98.8%
+# and 99.2% -> 99.7% of their faces found, 2 false detections more in 100 photos, at twice
+# the detection time of those photos. A portrait (one face) is scanned once, as before.
+DEFAULT_MIRROR_FROM_FACES = 2
 
 # dlib's square face box has the same centre as CenterFace's box and a side of this many
 # times the geometric mean of CenterFace's width and height (median over 213 FairFace
@@ -130,6 +137,7 @@ class CenterFaceDetector:
         min_work_side: int = DEFAULT_MIN_WORK_SIDE,
         retry_padding: float = DEFAULT_RETRY_PADDING,
         nms_iou: float = DEFAULT_NMS_IOU,
+        mirror_from_faces: int = DEFAULT_MIRROR_FROM_FACES,
         threads: int = 1,
     ) -> None:
         """Load the model.
@@ -146,6 +154,8 @@ class CenterFaceDetector:
                 the frame (an aligned crop, a passport photo) is then found whole. 0 never
                 retries.
             nms_iou: two boxes overlapping by more than this IoU are one face.
+            mirror_from_faces: a photo in which the first scan finds at least this many
+                faces is scanned again mirrored, and the faces of both are merged (0 never).
             threads: onnxruntime's intra-op threads (one per worker process by default,
                 since the workers run one process per core).
 
@@ -160,6 +170,9 @@ class CenterFaceDetector:
         self.min_work_side = min_work_side
         self.retry_padding = float(retry_padding)
         self.nms_iou = float(nms_iou)
+        if mirror_from_faces < 0:
+            raise ValueError("mirror_from_faces must be 0 (never) or more")
+        self.mirror_from_faces = mirror_from_faces
         self._session = _session(model_path or centerface_model_path(), threads)
 
     def detect(self, rgb: np.ndarray) -> list[FaceBox]:
@@ -179,9 +192,17 @@ class CenterFaceDetector:
         """
         rgb = check_rgb_array(rgb)
         height, width = rgb.shape[:2]
-        found = self._scan(rgb, 0)
+        found = suppress_overlaps(self._scan(rgb, 0), self.nms_iou)
         if not found and self.retry_padding > 0:
             found = self._scan(rgb, round(self.retry_padding * max(height, width)))
+        elif 0 < self.mirror_from_faces <= len(found):
+            mirrored = self._scan(np.ascontiguousarray(rgb[:, ::-1]), 0)
+            found += [
+                Candidate(
+                    width - face.x1, face.y0, width - face.x0, face.y1, face.score, CENTERFACE
+                )
+                for face in mirrored
+            ]
         boxes = []
         for face in suppress_overlaps(found, self.nms_iou):
             square = dlib_style_box(face.x0, face.y0, face.x1, face.y1)
