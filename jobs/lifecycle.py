@@ -22,7 +22,11 @@ message is only a doorbell that says "a row may be waiting".
 - **fail** moves a row that is not terminal to ``failed`` with a code and its values, never a
   sentence (``jobs.messages``). With ``only_if_claimed_by``, a worker fails only a row it still
   holds, so a sweeper or a newer claim wins.
-- **requeue** gives a row that a dead worker held back to the queue and sends it again.
+- **succeed** stores a row's results with ``succeeded`` (with ``only_if_claimed_by``, only
+  while its worker still holds it).
+- **requeue** gives a row that a dead worker held back to the queue and sends it again;
+  **restart** puts a row back at the start to run again (an administrator's "import again"),
+  unless a live worker holds it.
 - **sweep** (Celery beat, every ``FACEAGE_SWEEP_INTERVAL_SECONDS``, a task per app) sends
   again the queued rows whose message is due (``jobs.resending``: the interval doubles with
   each message), and for each running row whose holder is gone (``Job.is_abandoned``: its
@@ -87,6 +91,19 @@ def fresh_state() -> dict:
     }
 
 
+def restart(model: type[Job], pk: Any) -> bool:
+    """Put row ``pk`` back at the start (``fresh_state``) to run again, unless a live worker
+    holds it now (False then, and for a row that is gone)."""
+    row = model._default_manager.filter(pk=pk).first()
+    if row is None or (row.status == JobStatus.RUNNING and not row.is_abandoned()):
+        return False
+    return bool(
+        model._default_manager.filter(pk=pk, status=row.status, claimed_by=row.claimed_by).update(
+            **fresh_state()
+        )
+    )
+
+
 def claim(model: type[J], pk: Any, prepare: Callable[[J], list[str]] | None = None) -> J | None:
     """Take row ``pk`` for this process, or None when it is not ours to run.
 
@@ -123,26 +140,35 @@ def fail(
 ) -> bool:
     """Move row ``pk`` to ``failed`` with a reason (a code of ``model.MESSAGES`` and its
     values), unless it is terminal already or, with ``only_if_claimed_by``, someone else
-    holds it now. A kind may finish differently (``fail_rows``)."""
+    holds it now. A kind may finish some rows differently (``Job.fail_rows``)."""
     rows = model._default_manager.filter(pk=pk).exclude(status__in=TERMINAL)
     if only_if_claimed_by is not None:
         rows = rows.filter(claimed_by=only_if_claimed_by)
-    failing = getattr(model, "fail_rows", None)
-    if failing is not None:
-        return bool(failing(rows, code, dict(params or {}), timezone.now()))
+    return bool(model.fail_rows(rows, code, dict(params or {}), timezone.now()))
+
+
+def succeed(
+    model: type[Job], pk: Any, only_if_claimed_by: str | None = None, **changes: Any
+) -> bool:
+    """Move row ``pk`` to ``succeeded`` with ``changes`` (its results), clearing any reason;
+    with ``only_if_claimed_by``, only while that worker still holds it."""
+    rows = model._default_manager.filter(pk=pk)
+    if only_if_claimed_by is not None:
+        rows = rows.filter(claimed_by=only_if_claimed_by)
     return bool(
         rows.update(
-            status=JobStatus.FAILED,
-            error_code=code,
-            error_params=dict(params or {}),
+            status=JobStatus.SUCCEEDED,
+            error_code="",
+            error_params={},
             finished_at=timezone.now(),
+            **changes,
         )
     )
 
 
 def give_up(model: type[Job], pk: Any, attempts: int, at_claim: bool = False) -> bool:
     """Fail a row whose attempts ran out."""
-    code = getattr(model, "GAVE_UP_AT_CLAIM", model.GAVE_UP) if at_claim else model.GAVE_UP
+    code = (model.GAVE_UP_AT_CLAIM if at_claim else None) or model.GAVE_UP
     return fail(model, pk, code, {"attempts": attempts})
 
 

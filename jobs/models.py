@@ -39,8 +39,10 @@ class Job(models.Model):
 
     # Where this kind's codes are declared: {code: English template}.
     MESSAGES: ClassVar[Mapping[str, str]] = {}
-    # The code stored when the attempts run out (with {"attempts": n}).
+    # The code stored when the attempts run out (with {"attempts": n}), and the one stored
+    # when a claim finds them out (None: the same).
     GAVE_UP: ClassVar[str] = "gave_up"
+    GAVE_UP_AT_CLAIM: ClassVar[str | None] = None
 
     status = models.CharField(
         max_length=10,
@@ -102,6 +104,14 @@ class Job(models.Model):
         """How long the holder may stay silent before its claim counts as abandoned (None:
         only a dead process on this host abandons it)."""
         return None
+
+    @classmethod
+    def fail_rows(cls, rows: models.QuerySet, code: str, params: dict, now: datetime) -> int:
+        """Fail ``rows`` (not terminal, chosen by ``jobs.lifecycle.fail``) with a reason; a
+        kind may finish some of them differently."""
+        return rows.update(
+            status=JobStatus.FAILED, error_code=code, error_params=params, finished_at=now
+        )
 
     # -- derived ---------------------------------------------------------------------------
 

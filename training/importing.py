@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from jobs import lifecycle
 from training import messages
 from training.datasets import DatasetError, read_dataset
 from training.datasets.splits import assign_splits
@@ -104,11 +105,9 @@ def import_dataset(dataset: Dataset, progress=None) -> Dataset:
         if progress is not None:
             progress(min(start + BATCH, len(records)), len(records))
     with transaction.atomic():
-        Dataset.objects.filter(pk=dataset.pk).update(
-            status=Dataset.Status.READY,
-            error_code="",
-            error_params={},
-            finished_at=timezone.now(),
+        lifecycle.succeed(
+            Dataset,
+            dataset.pk,
             content_hash=digest.hexdigest(),
             report={
                 "kept": report.kept,

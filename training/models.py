@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
 
-from jobs.models import Job
+from jobs.models import Job, JobStatus
 from predictor.models import ModelVersion
 from training import messages
 from training.messages import EXPORT_MESSAGES, IMPORT_MESSAGES, RUN_MESSAGES, Stage
@@ -154,14 +154,7 @@ class DatasetItem(models.Model):
 
 
 class TrainingRun(Job):
-    class Status(models.TextChoices):
-        QUEUED = "queued", gettext_lazy("Queued")
-        RUNNING = "running", gettext_lazy("Running")
-        SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
-        FAILED = "failed", gettext_lazy("Failed")
-        CANCELLED = "cancelled", gettext_lazy("Cancelled")
-
-    TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    Status = JobStatus  # its states are the job states, `cancelled` included
 
     class Init(models.TextChoices):
         ACTIVE = "active", gettext_lazy("Fine-tune the active model")
@@ -205,13 +198,6 @@ class TrainingRun(Job):
         default=False,
         help_text=gettext_lazy("Make the result active if it beats the active model"),
         verbose_name=gettext_lazy("auto promote"),
-    )
-    status = models.CharField(
-        max_length=10,
-        choices=Status.choices,
-        default=Status.QUEUED,
-        db_index=True,
-        verbose_name=gettext_lazy("status"),
     )
     stage = models.CharField(
         max_length=20,
@@ -369,6 +355,10 @@ class RunDataset(models.Model):
         return f"{self.dataset.name}:{self.weight:g}"
 
 
+# The export build task's hard time limit, in seconds (training.export.tasks).
+EXPORT_TIME_LIMIT = 660
+
+
 class ModelExport(Job):
     """The build of a version's downloads (SavedModel and TFLite zips), as a job: one row per
     version and export key (``training.export.files.export_key``: the weights and the card's
@@ -400,7 +390,3 @@ class ModelExport(Job):
     def heartbeat_timeout(self) -> timedelta:
         """A build does not beat: its claim holds for the task's hard time limit."""
         return timedelta(seconds=EXPORT_TIME_LIMIT + 60)
-
-
-# The export build task's hard time limit, in seconds (training.export.tasks).
-EXPORT_TIME_LIMIT = 660

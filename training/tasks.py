@@ -15,8 +15,8 @@ from django.utils.translation import gettext_noop
 
 from jobs import lifecycle
 from training import messages
-from training.export.tasks import build_model_export  # noqa: F401  (registers the task)
-from training.models import Dataset, TrainingRun
+from training.export.tasks import enqueue_export
+from training.models import Dataset, ModelExport, TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -84,13 +84,7 @@ def queue_import(dataset_id: int) -> bool:
     """Import a dataset (again) in the background: its row goes back to the queue, and a
     message is sent. An import that stopped halfway finishes without duplicates. One that a
     live worker is running is left to it (False)."""
-    dataset = Dataset.objects.filter(pk=dataset_id).first()
-    if dataset is None or (
-        dataset.status == Dataset.Status.IMPORTING and not dataset.is_abandoned()
-    ):
-        return False
-    Dataset.objects.filter(pk=dataset_id, status=dataset.status).update(**lifecycle.fresh_state())
-    return enqueue_import(dataset_id)
+    return lifecycle.restart(Dataset, dataset_id) and enqueue_import(dataset_id)
 
 
 def enqueue_run(run_id: int) -> bool:
@@ -113,10 +107,8 @@ def sweep_stale_runs() -> dict[str, int]:
 
 @shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
 def sweep_stale_imports_and_exports() -> dict[str, dict[str, int]]:
-    """The same for dataset imports and model exports."""
-    from training.export.tasks import enqueue_export
-    from training.models import ModelExport
-
+    """The same for dataset imports and model exports (the export build task is registered
+    by importing training.export.tasks here)."""
     return {
         "imports": lifecycle.sweep(Dataset, enqueue_import),
         "exports": lifecycle.sweep(ModelExport, enqueue_export),

@@ -152,6 +152,4 @@ def build_model_export(version_id: int, export_id: int | None = None) -> None:
             ModelExport, row.pk, messages.EXPORT_FAILED, {"error": reason}, row.claimed_by
         )
         return
-    ModelExport.objects.filter(pk=row.pk, claimed_by=row.claimed_by).update(
-        status=JobStatus.SUCCEEDED, finished_at=timezone.now(), error_code="", error_params={}
-    )
+    lifecycle.succeed(ModelExport, row.pk, row.claimed_by)

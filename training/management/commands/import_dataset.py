@@ -54,8 +54,7 @@ class Command(BaseCommand):
             Dataset.objects.filter(pk=dataset.pk).update(is_benchmark=True)
         # The import is a job like the worker's: claimed by this process, so the sweeper
         # leaves it alone while it runs and finishes it in a worker if this process dies.
-        if dataset.status != Dataset.Status.IMPORTING or dataset.is_abandoned():
-            Dataset.objects.filter(pk=dataset.pk).update(**lifecycle.fresh_state())
+        lifecycle.restart(Dataset, dataset.pk)
         claimed = lifecycle.claim(Dataset, dataset.pk)
         if claimed is None:
             raise CommandError(f"{name} is being imported by another process")
