@@ -189,8 +189,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("Test MAE"))
     def test_mae(self, obj):
-        mae = (obj.metrics or {}).get("mae")
-        return f"{mae:.2f}" if isinstance(mae, (int, float)) else "-"
+        mae = obj.test_mae
+        return "-" if mae is None else f"{mae:.2f}"
 
     def view_on_site(self, obj):
         return reverse("predictor:model", args=[obj.name])

@@ -178,6 +178,17 @@ class ModelVersion(models.Model):
         return version
 
     @property
+    def test_mae(self) -> float | None:
+        """Its mean error in years on a test split: the registry's figure, or, for a network
+        registered with only its calibration (the dlib network), the MAE measured on the
+        calibration's test split."""
+        metrics = self.metrics or {}
+        for mae in (metrics.get("mae"), (metrics.get("calibration") or {}).get("mae")):
+            if isinstance(mae, int | float) and not isinstance(mae, bool):
+                return float(mae)
+        return None
+
+    @property
     def gate_regressions(self) -> list[dict]:
         """Where the promotion gate found this version worse than the model that was active
         when it was trained (``training.gate``): ``[{"benchmark", "metric", "candidate",

@@ -163,7 +163,9 @@ def batch(request: HttpRequest, batch_id) -> HttpResponse:
 @require_GET
 def result(request: HttpRequest, prediction_id) -> HttpResponse:
     prediction = _own_prediction(request, prediction_id)
-    faces = prediction.faces.select_related("label") if prediction.status == "succeeded" else []
+    # Faces show once the photo is finished, and stay while a face marked on it is rated.
+    shown = prediction.status == "succeeded" or prediction.pending_boxes
+    faces = prediction.faces.select_related("label") if shown else []
     return render(request, "predictor/result.html", {"prediction": prediction, "faces": faces})
 
 

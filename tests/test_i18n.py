@@ -251,7 +251,12 @@ def visits_for(route: str, name: str | None, w: World) -> list[Visit] | None:
         "p/<uuid:prediction_id>/delete/": [
             Visit(USER, "/p/00000000-0000-0000-0000-000000000000/delete/", "post", (404,))
         ],
-        "models/<str:name>/": [Visit(ANONYMOUS, f"/models/{v}/"), Visit(STAFF, f"/models/{v}/")],
+        # The active network's page, and the dlib network's: its figures are its calibration's.
+        "models/<str:name>/": [
+            Visit(ANONYMOUS, f"/models/{v}/"),
+            Visit(STAFF, f"/models/{v}/"),
+            Visit(ANONYMOUS, f"/models/{ModelVersion.BUNDLED_NAME}/"),
+        ],
         "batch/<uuid:batch_id>/": [Visit(USER, f"/batch/{w.batch.pk}/")],
         "models/<str:name>/card.md": [Visit(ANONYMOUS, f"/models/{v}/card.md")],
         "models/<str:name>/download/<str:fmt>/": [

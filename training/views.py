@@ -28,6 +28,14 @@ def stage_text(run: TrainingRun) -> str:
     return name
 
 
+def shown_progress(run: TrainingRun) -> float:
+    """What the progress bar shows: the run's own progress once it trains, and before that
+    (cutting chips, when there are no steps yet) its stage's own count, so the bar moves."""
+    if not run.steps_per_epoch and run.stage_total and not run.is_terminal:
+        return min(1.0, run.stage_done / run.stage_total)
+    return run.progress
+
+
 def progress_payload(run: TrainingRun) -> dict:
     return {
         "id": run.pk,
@@ -40,6 +48,7 @@ def progress_payload(run: TrainingRun) -> dict:
         "step": run.step,
         "steps_per_epoch": run.steps_per_epoch,
         "progress": run.progress,
+        "shown_progress": shown_progress(run),
         "eta_seconds": run.eta_seconds,
         "history": run.history,
         "error": run.error_message,
@@ -63,7 +72,12 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(
         TrainingRun.objects.select_related("dataset", "model_version"), pk=run_id
     )
-    context = {"run": run, "stage": stage_text(run), "log_lines": run.translated_log()}
+    context = {
+        "run": run,
+        "stage": stage_text(run),
+        "shown_progress": shown_progress(run),
+        "log_lines": run.translated_log(),
+    }
     return render(request, "training/run_detail.html", context)
 
 

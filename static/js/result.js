@@ -225,7 +225,9 @@
   function faceBox(face, number) {
     var box = face.box;
     var link = document.createElement("a");
-    link.className = "face-box" + (face.drawn_by_user ? " drawn" : "");
+    // A face in the photo's right half has its label run leftwards, so it stays on the photo.
+    link.className = "face-box" + (face.drawn_by_user ? " drawn" : "") +
+      ((box[0] + box[2]) / 2 > width / 2 ? " label-left" : "");
     link.href = "#face-" + number;
     link.dataset.face = String(number);
     link.style.left = percent(box[0], width);
@@ -237,19 +239,18 @@
     var digits = document.createElement("span");
     digits.className = "face-label-number";
     digits.textContent = String(number);
+    // The same headline as the list's ("about 28, likely 24-34"); a phone shows the number only.
     var age = document.createElement("span");
     age.className = "face-label-age";
-    age.textContent = String(Math.round(face.age));
+    age.textContent = headline(face);
+    var words = document.createElement("span");
+    words.className = "visually-hidden";
+    words.textContent = gettext("Face") + " ";
+    tag.appendChild(words);
     tag.appendChild(digits);
     tag.appendChild(document.createTextNode(" "));
     tag.appendChild(age);
     link.appendChild(tag);
-    // Its name starts with what it shows (the number and the age), then says the rest.
-    var words = document.createElement("span");
-    words.className = "visually-hidden";
-    words.textContent = " " + interpolate(gettext("Face %(number)s: %(headline)s"),
-      { number: number, headline: headline(face) }, true);
-    link.appendChild(words);
     link.addEventListener("click", function () {
       var item = document.getElementById("face-" + number);
       if (item) { window.setTimeout(function () { item.focus({ preventScroll: true }); }, 0); }
@@ -280,6 +281,10 @@
         { count: prediction.queue_position }, true);
     }
     statusLine.appendChild(document.createTextNode(text));
+    // A finished photo waits again while a face marked on it is rated: its faces stay shown.
+    if (prediction.faces && prediction.faces.length && !frame.querySelector(".face-box")) {
+      drawFaces(prediction.faces);
+    }
   }
 
   function show(prediction) {

@@ -67,17 +67,19 @@
   }
 
   function update(run) {
-    bar.value = run.progress;
-    bar.textContent = Math.round(run.progress * 100) + "%";
+    // Before training has steps (cutting chips), the bar follows the stage's own count.
+    var shown = run.shown_progress === undefined ? run.progress : run.shown_progress;
+    bar.value = shown;
+    bar.textContent = Math.round(shown * 100) + "%";
     statusLine.className = "status status-" + run.status;
     var finished = terminal.indexOf(run.status) >= 0;
     statusLine.textContent = (run.status_display || run.status) +
       (run.stage && !finished ? " — " + (run.stage_display || run.stage) : "");
-    detail.textContent = interpolate(
+    detail.textContent = run.steps_per_epoch ? interpolate(
       gettext("Epoch %(epoch)s of %(epochs)s, step %(step)s of %(steps)s"),
       { epoch: run.epoch, epochs: run.epochs, step: run.step, steps: run.steps_per_epoch },
       true
-    ) + (run.status === "running" ? eta(run.eta_seconds) : "");
+    ) + (run.status === "running" ? eta(run.eta_seconds) : "") : "";
     log.textContent = run.log_tail.join("\n");
     heartbeat.textContent = run.heartbeat_seconds === null || finished ? "" : interpolate(
       gettext("The worker last reported %(seconds)s s ago."), { seconds: run.heartbeat_seconds }, true

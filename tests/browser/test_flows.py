@@ -37,7 +37,9 @@ def session_context(browser):
         yield created
 
 
-def test_upload_through_the_form_shows_boxes_and_ages(stack, session_context, shots, utkface_dir):
+def test_upload_through_the_form_shows_boxes_and_ages(
+    stack, browser, session_context, shots, utkface_dir
+):
     photo = sample_utkface(1, seed=5)[0]
     page = session_context.new_page()
     page.goto(stack.base_url + "/")
@@ -69,16 +71,17 @@ def test_upload_through_the_form_shows_boxes_and_ages(stack, session_context, sh
     page.wait_for_load_state("load")  # it reloads itself once when the faces are in
     page.wait_for_selector("#photo-frame .face-box", state="attached", timeout=60_000)
     wait_for_js(page, "document.getElementById('photo').complete")
-    # One headline per face, the same on the photo (number and age) and in the list.
+    # One headline per face, the same on the photo (its number, then the headline) and in
+    # the list.
     box = page.locator("#photo-frame .face-box").first
     assert box.locator(".face-label-number").inner_text() == "1"
-    age_on_photo = int(box.locator(".face-label-age").inner_text())
+    on_photo = box.locator(".face-label-age").inner_text()
     item = page.locator("#face-list .face-item").first
     headline = item.locator(".face-headline").inner_text()
-    match = re.fullmatch(r"Face 1: about (\d+), likely (\d+)-(\d+)", headline)
+    match = re.fullmatch(r"Face 1: (about (\d+), likely (\d+)-(\d+))", headline)
     assert match, f"headline {headline!r} is not 'Face 1: about AGE, likely LOW-HIGH'"
-    age, low, high = (int(value) for value in match.groups())
-    assert age == age_on_photo and low <= age <= high, headline
+    age, low, high = (int(value) for value in match.groups()[1:])
+    assert on_photo == match.group(1) and low <= age <= high, (on_photo, headline)
     assert "±" not in page.inner_text("main")  # one uncertainty measure: the range
     # The aligned crop the network saw, with its alt text, from the owner-checked view.
     chip = item.locator("img.face-chip")
@@ -112,7 +115,28 @@ def test_upload_through_the_form_shows_boxes_and_ages(stack, session_context, sh
     page.click("#zoom-button")
     assert page.evaluate("document.getElementById('photo').getBoundingClientRect().width") > 390
     shots.take(page, "04b-upload-result-phone-zoomed")
+    result_url = page.url
     page.close()
+    # On a touch phone, tapping a numbered marker highlights its face in the list and goes
+    # to it, and tapping a face in the list highlights its marker.
+    with csp_watched_context(
+        browser, viewport=PHONE, locale="en-GB", has_touch=True, is_mobile=True
+    ) as touch:
+        touch.add_cookies(session_context.cookies())
+        phone = touch.new_page()
+        phone.goto(result_url)
+        phone.wait_for_selector("#photo-frame .face-box", state="attached")
+        marker = phone.locator("#photo-frame .face-box").first
+        listed = phone.locator("#face-list .face-item").first
+        marker.tap()
+        wait_for_js(phone, "location.hash === '#face-1'")
+        wait_for_js(phone, "document.querySelector('#face-list .face-item').matches('.highlight')")
+        assert "highlight" in marker.get_attribute("class")
+        phone.evaluate("document.activeElement.blur()")
+        assert "highlight" not in marker.get_attribute("class")
+        listed.locator(".face-headline").tap()
+        wait_for_js(phone, "document.querySelector('#photo-frame .face-box').matches('.highlight')")
+        shots.take(phone, "04c-upload-result-phone-tapped")
     # The true age is known; a wild estimate would point at a broken pipeline.
     assert abs(age - utkface_age(photo)) < 40, (photo.name, headline)
 
@@ -414,6 +438,10 @@ def test_switching_the_language_to_chinese_and_back(stack, context, shots):
     shots.take(page, "11-language-zh-hans")
     page.set_viewport_size(PHONE)
     shots.take(page, "12-language-zh-hans-phone")
+    # In Chinese too the phone's header stays compact, and the page fits the screen.
+    header = page.locator(".site-header").bounding_box()
+    assert header["height"] <= 100, header
+    assert_fits_a_phone(page, "the Chinese upload page")
 
     with page.expect_navigation():
         page.select_option("#language-switcher", "en")

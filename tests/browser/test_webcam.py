@@ -158,6 +158,19 @@ PASTE_A_PHOTO = """async () => {
 }"""
 
 
+# Each change of the upload's progress text, with the bar's value and maximum then, kept in
+# sessionStorage: the page is gone once the upload lands on its result.
+RECORD_UPLOAD_PROGRESS = """() => {
+  const bar = document.querySelector('#upload-progress-bar');
+  const text = document.querySelector('#upload-progress-text');
+  new MutationObserver(() => {
+    const seen = JSON.parse(sessionStorage.getItem('uploadProgress') || '[]');
+    seen.push([bar.value, bar.max, text.textContent]);
+    sessionStorage.setItem('uploadProgress', JSON.stringify(seen));
+  }).observe(text, { childList: true, characterData: true, subtree: true });
+}"""
+
+
 def test_a_pasted_photo_is_previewed_and_uploaded_with_a_progress_bar(
     live_server, phone_page, enqueued, shots
 ):
@@ -178,13 +191,24 @@ def test_a_pasted_photo_is_previewed_and_uploaded_with_a_progress_bar(
     page.keyboard.press("Enter")
     page.keyboard.press(" ")
     assert page.evaluate("window.pickerClicks") == 2
+    # Two photos of someone else's wait in the queue already.
+    ahead = [Prediction.objects.create(original_name=f"ahead-{n}.jpg") for n in range(2)]
+    # What the bar shows while the photo is sent, kept where the next page can read it.
+    page.evaluate(RECORD_UPLOAD_PROGRESS)
     page.click("#upload-button")
     page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
-    prediction = Prediction.objects.get()
+    prediction = Prediction.objects.exclude(pk__in=[p.pk for p in ahead]).get()
     assert prediction.original_name == "pasted-1.png" and enqueued == [str(prediction.pk)]
+    seen = page.evaluate("JSON.parse(sessionStorage.getItem('uploadProgress') || '[]')")
+    assert seen, "the upload's progress bar never showed"
+    values = [value for value, _, _ in seen]
+    assert values == sorted(values) and seen[-1][0] == seen[-1][1] > 0  # bytes: all sent
+    assert seen[-1][2] == "Sent. Waiting for the server…"
     # While it waits: a spinner, and how many photos are ahead of it.
     page.wait_for_selector("#status .spinner")
-    assert "Waiting in the queue" in page.inner_text("#status")
+    wait_for_js(page, "document.querySelector('#status').textContent.includes('ahead')")
+    status = page.inner_text("#status")
+    assert "Waiting in the queue" in status and "2 photos are ahead of yours." in status
 
 
 def test_a_bare_refusal_of_the_upload_is_explained_and_the_page_stays(
@@ -219,8 +243,8 @@ def test_a_bare_refusal_of_the_upload_is_explained_and_the_page_stays(
     for tries in (1, 2):
         page.evaluate("document.querySelector('#chosen-file').textContent = ''")
         page.click("#upload-button")
-        page.wait_for_function(
-            "document.querySelector('#chosen-file').textContent.includes('too large')"
+        wait_for_js(
+            page, "document.querySelector('#chosen-file').textContent.includes('too large')"
         )
         assert len(refusals) == tries and page.is_enabled("#upload-button")
         assert page.is_hidden("#upload-progress") and page.locator("#drop-zone").count() == 1

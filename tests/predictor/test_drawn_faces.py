@@ -166,6 +166,9 @@ def test_marking_a_face_on_the_result_page_keeps_the_other_faces_and_their_label
     assert prediction.status == Prediction.Status.QUEUED and prediction.attempts == 0
     assert prediction.pending_boxes == [[700, 100, 820, 220]] and prediction.drawn_boxes == []
     assert enqueued == [str(prediction.pk)]
+    # While the mark waits, the result page keeps the face already found, and its label form.
+    waiting = client.get(reverse("predictor:result", args=[prediction.pk])).content.decode()
+    assert 'id="label-0"' in waiting and '<h1 id="result-title">Estimated ages</h1>' in waiting
 
     tasks.predict.run(str(prediction.pk))
     prediction.refresh_from_db()

@@ -40,6 +40,25 @@ def test_upload_redirects_to_the_result_page(client, enqueued, django_capture_on
     assert f"/api/v1/predictions/{prediction.pk}/" in result.content.decode()
 
 
+def test_a_photo_with_no_face_is_titled_so_without_the_faces_explanations(client, enqueued):
+    upload(client)
+    prediction = Prediction.objects.get()
+    Prediction.objects.filter(pk=prediction.pk).update(status=Prediction.Status.SUCCEEDED)
+    html = client.get(f"/p/{prediction.pk}/").content.decode()
+    assert '<h1 id="result-title">No face found</h1>' in html
+    assert "Estimated ages" not in html
+    # The range and the crop are explained only beside faces: hidden, with no label forms.
+    assert '<details class="explain" id="interval-note" hidden>' in html
+    assert 'id="labels"' not in html
+    # A photo with a face is titled with its ages, the explanation shown.
+    Face.objects.create(
+        prediction=prediction, index=0, age=30.0, age_std=5.0, left=1, top=1, right=50, bottom=50
+    )
+    html = client.get(f"/p/{prediction.pk}/").content.decode()
+    assert "Estimated ages" in html and "No face found" not in html.split("</h1>")[0]
+    assert '<details class="explain" id="interval-note">' in html
+
+
 def test_bad_upload_shows_the_reason_on_the_form(client):
     response = upload(client, b"not an image at all")
     assert response.status_code == 400

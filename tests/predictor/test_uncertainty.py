@@ -376,8 +376,19 @@ def test_the_bundled_version_carries_its_fitted_temperature():
 def test_bundled_model_page_shows_its_calibration_and_childrens_mae(client):
     html = client.get(f"/models/{ModelVersion.BUNDLED_NAME}/").content.decode()
     assert "37%" in html and "81%" in html  # coverage of the 80% interval, before and after
-    assert "3.64" in html  # MAE for children 0-12 on the same sample
-    assert "bench/calibration.py" in html
+    assert "3.64" in html and "6.39" in html  # MAE for children 0-12 and all ages, same sample
+    # The page neither says it has no test figures above the table of them, nor names a
+    # script people cannot run from a browser.
+    assert "No test-split metrics recorded" not in html
+    assert "bench/calibration.py" not in html
+
+
+@pytest.mark.django_db
+def test_the_admin_lists_the_bundled_networks_test_mae(admin_client):
+    listing = admin_client.get("/admin/predictor/modelversion/").content.decode()
+    assert "6.39" in listing  # calibration's test split: it showed "-"
+    bundled = ModelVersion.objects.get(name=ModelVersion.BUNDLED_NAME)
+    assert bundled.test_mae == pytest.approx(6.389)
 
 
 @pytest.mark.django_db

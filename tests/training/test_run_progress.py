@@ -31,7 +31,8 @@ def test_chip_cutting_shows_its_own_count_and_a_heartbeat(run):
     run.refresh_from_db()
     payload = progress_payload(run)
     assert payload["stage_display"] == "preparing chips: 5,200 of 18,454"
-    assert payload["progress"] == 0.0  # the overall bar has not moved: the stage's count has
+    assert payload["progress"] == 0.0  # the run's own progress has not moved...
+    assert payload["shown_progress"] == pytest.approx(5200 / 18454)  # ...the bar shows the stage's
     assert 0 <= payload["heartbeat_seconds"] <= 5
     with override("zh-hans"):
         assert progress_payload(run)["stage_display"] == "正在准备人脸切片：5,200 / 18,454"
@@ -40,6 +41,18 @@ def test_chip_cutting_shows_its_own_count_and_a_heartbeat(run):
     )
     run.refresh_from_db()
     assert 39 <= progress_payload(run)["heartbeat_seconds"] <= 45
+
+
+def test_the_run_page_shows_no_step_0_of_0_while_chips_are_cut(run, admin_client):
+    reporter = runner._RunReporter(run)
+    reporter.stage(Stage.PREPARING)
+    reporter.preparing(5200, 18454)
+    html = admin_client.get(f"/training/runs/{run.pk}/").content.decode()
+    assert "step 0 of 0" not in html and "5,200 of 18,454" in html
+    assert 'value="0.28' in html  # the bar: 5,200 of 18,454 chips
+    TrainingRun.objects.filter(pk=run.pk).update(steps_per_epoch=100, step=20, epoch=1)
+    html = admin_client.get(f"/training/runs/{run.pk}/").content.decode()
+    assert "step 20 of 100" in html
 
 
 def test_the_loss_is_kept_every_few_steps_before_the_first_epoch_ends(run, monkeypatch):
