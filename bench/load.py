@@ -5,9 +5,16 @@
     .venv/bin/python bench/load.py --shadow dlib-age-v1 --shadow-share 0.2   # a shadow run
     .venv/bin/python bench/load.py --redis-url redis://127.0.0.1:6379/12 \
         --database-url postgres://postgres@127.0.0.1:5432/faceage_load
+    .venv/bin/python bench/load.py --pipelines old,served --photos utkface,wild --clients 1,8
 
-Each client uploads a real UTKFace photo, waits for the prediction to be terminal and starts
-over. By default it waits with the API's long-poll (`GET <prediction>?wait=20`, repeated until
+Each client uploads a real photo, waits for the prediction to be terminal and starts over.
+``--photos`` picks the kinds: ``utkface`` (UTKFace's 200 px aligned crops, the default) and
+``wild`` (FairFace validation portraits, in-the-wild photos, scaled to 448 px).
+``--pipelines`` runs a fresh stack for each: ``served`` (what a fresh install serves:
+CenterFace + faceage-v2, mirrored) and ``old`` (dlib's HOG cascade + dlib-age-v1, one pass:
+the pipeline before the vision issue), so both are measured side by side in one run.
+
+By default a client waits with the API's long-poll (`GET <prediction>?wait=20`, repeated until
 terminal); `--poll-ms 100` makes it re-request every 100 ms instead, as a naive client would.
 Reported per level: completed predictions per second, p50 and p99 latency from
 upload to terminal status, errors (non-202 answers, `failed` predictions, exceptions), and the
@@ -21,6 +28,7 @@ import contextlib
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -133,67 +141,22 @@ def main() -> int:
         "--shadow", help="a model version to run in shadow (dlib-age-v1: the bundled one)"
     )
     parser.add_argument("--shadow-share", type=float, default=0.2)
+    parser.add_argument("--pipelines", default="served", help="served, old, or both: old,served")
+    parser.add_argument("--photos", default="utkface", help="utkface, wild, or both")
     args = parser.parse_args()
     global POLL_SECONDS
     POLL_SECONDS = args.poll_ms / 1000
 
-    from tests.support.stack import local_stack
-
-    root = Path(os.environ.get("FACEAGE_DATASETS_DIR", REPO_ROOT.parent / "shared" / "datasets"))
-    files = random.Random(0).sample(sorted((root / "utkface").glob("*.jpg")), 500)
+    pipelines = [name.strip() for name in args.pipelines.split(",") if name.strip()]
+    kinds = [name.strip() for name in args.photos.split(",") if name.strip()]
+    unknown = sorted({*pipelines} - set(PIPELINES)) + sorted({*kinds} - set(PHOTO_KINDS))
+    if unknown or not pipelines or not kinds:
+        parser.error(f"unknown or no pipelines/photo kinds: {unknown}")
     rows = []
-    with local_stack(
-        args.database_url,
-        args.redis_url,
-        concurrency=args.worker_processes,
-        extra_env={
-            "FACEAGE_UPLOAD_RATE": "",  # the benchmark is the only client
-            **({"FACEAGE_INFERENCE_BATCH_SIZE": str(args.batch_size)} if args.batch_size else {}),
-        },
-    ) as stack:
-        if args.shadow:
-            stack.manage(
-                "shell", "-c",
-                "from predictor.models import ModelVersion; ModelVersion.active(); "
-                "ModelVersion.ensure_bundled(); "
-                f"ModelVersion.objects.get(name={args.shadow!r}).start_shadow({args.shadow_share})",
-            )  # fmt: skip
-        # Warm-up: the network loaded, code paths hot (and a shadow network loaded too).
-        run_level(stack, files, 1, 60, stop_after=20 if args.shadow else 3)
-        if args.memory:
-            baseline = None
-            done = 0
-            samples = []
-            while done < args.memory:
-                batch, _ = run_level(stack, files, 8, 3600, stop_after=min(200, args.memory - done))
-                done += len(batch)
-                rss = worker_rss_mb(stack)
-                baseline = baseline or rss
-                samples.append((done, rss))
-                print(f"{done:5d} predictions: worker RSS {rss:.0f} MB")
-            growth = (samples[-1][1] - samples[0][1]) / samples[0][1]
-            print(f"RSS after {samples[0][0]}: {samples[0][1]:.0f} MB; after {samples[-1][0]}: "
-                  f"{samples[-1][1]:.0f} MB; growth {growth:+.1%}")  # fmt: skip
-        for clients in (int(c) for c in args.clients.split(",")):
-            web_cpu, worker_cpu = cpu_seconds(stack.web), sum(map(cpu_seconds, stack.workers))
-            results, elapsed = run_level(stack, files, clients, args.seconds)
-            web_cpu = cpu_seconds(stack.web) - web_cpu
-            worker_cpu = sum(map(cpu_seconds, stack.workers)) - worker_cpu
-            latencies = [latency for latency, _ in results]
-            errors = sum(not ok for _, ok in results)
-            rows.append(
-                [
-                    clients,
-                    len(results),
-                    f"{len(results) / elapsed:.1f}",
-                    f"{percentile(latencies, 0.5) * 1000:.0f}",
-                    f"{percentile(latencies, 0.99) * 1000:.0f}",
-                    errors,
-                    f"{worker_rss_mb(stack):.0f}",
-                    f"{web_cpu / max(1, len(results)) * 1000:.0f}",
-                    f"{worker_cpu / max(1, len(results)) * 1000:.0f}",
-                ]
-            )
+    with tempfile.TemporaryDirectory(prefix="faceage-load-") as scratch:
+        photo_files = {kind: PHOTO_KINDS[kind](Path(scratch)) for kind in kinds}
+        for pipeline in pipelines:
+            rows.extend(measure(args, pipeline, photo_files))
     backend = "external Redis" if args.redis_url else "embedded Redis"
     backend += " + PostgreSQL" if args.database_url else " + SQLite"
     waiting = f"polling every {args.poll_ms} ms" if args.poll_ms else "long-poll ?wait=20"
@@ -204,6 +167,8 @@ def main() -> int:
           f"clients {waiting}; {args.seconds:.0f} s a level")  # fmt: skip
     print_table(
         [
+            "pipeline",
+            "photos",
             "clients",
             "completed",
             "per second",
@@ -216,7 +181,121 @@ def main() -> int:
         ],
         rows,
     )
+    if "old" in pipelines and "served" in pipelines:
+        print()
+        print("served / old, completed per second at the same number of clients:")
+        rates = {(row[0], row[1], row[2]): float(row[4]) for row in rows}
+        for (pipeline, kind, clients), rate in rates.items():
+            old = rates.get(("old", kind, clients))
+            if pipeline == "served" and old:
+                print(f"  {kind}, {clients} clients: {rate / old:.2f}x")
     return 0
+
+
+def utkface_photos(scratch: Path) -> list[Path]:
+    root = Path(os.environ.get("FACEAGE_DATASETS_DIR", REPO_ROOT.parent / "shared" / "datasets"))
+    return random.Random(0).sample(sorted((root / "utkface").glob("*.jpg")), 500)
+
+
+def wild_photos(scratch: Path) -> list[Path]:
+    """FairFace validation portraits scaled to 448 x 448, as bench/worker_time.py makes them."""
+    from PIL import Image
+
+    from bench import photo_sets
+
+    folder = scratch / "wild"
+    folder.mkdir()
+    files = []
+    for path in photo_sets.fairface_val_files(photo_sets.default_fairface_dir(), 300, 0):
+        with Image.open(path) as portrait:
+            scaled = portrait.convert("RGB").resize((448, 448), Image.Resampling.BICUBIC)
+        files.append(folder / path.name)
+        scaled.save(files[-1], "JPEG", quality=92)
+    return files
+
+
+PHOTO_KINDS = {"utkface": utkface_photos, "wild": wild_photos}
+# What each pipeline changes from a fresh install's settings, and the version it serves.
+PIPELINES = {
+    "served": ({}, None),
+    "old": ({"FACEAGE_FACE_DETECTOR": "hog", "FACEAGE_MIRRORED_INFERENCE": "0"}, "dlib-age-v1"),
+}
+
+
+def measure(args, pipeline: str, photo_files: dict[str, list[Path]]) -> list[list]:
+    """Every photo kind at every client level on a fresh stack serving ``pipeline``."""
+    from tests.support.stack import local_stack
+
+    settings, version = PIPELINES[pipeline]
+    rows = []
+    with local_stack(
+        args.database_url,
+        args.redis_url,
+        concurrency=args.worker_processes,
+        extra_env={
+            "FACEAGE_UPLOAD_RATE": "",  # the benchmark is the only client
+            **({"FACEAGE_INFERENCE_BATCH_SIZE": str(args.batch_size)} if args.batch_size else {}),
+            **settings,
+        },
+    ) as stack:
+        if version:
+            stack.manage(
+                "shell", "-c",
+                "from predictor.models import ModelVersion; ModelVersion.active(); "
+                f"ModelVersion.objects.get(name={version!r}).activate()",
+            )  # fmt: skip
+        if args.shadow:
+            stack.manage(
+                "shell", "-c",
+                "from predictor.models import ModelVersion; ModelVersion.active(); "
+                "ModelVersion.ensure_bundled(); "
+                f"ModelVersion.objects.get(name={args.shadow!r}).start_shadow({args.shadow_share})",
+            )  # fmt: skip
+        for kind, files in photo_files.items():
+            # Warm-up: the network loaded, code paths hot (and a shadow network loaded too).
+            run_level(stack, files, 1, 60, stop_after=20 if args.shadow else 3)
+            if args.memory:
+                memory_check(stack, files, args.memory)
+            for clients in (int(c) for c in args.clients.split(",")):
+                rows.append([pipeline, kind, *one_level(stack, files, clients, args.seconds)])
+    return rows
+
+
+def memory_check(stack, files, predictions: int) -> None:
+    """Worker RSS every 200 predictions at 8 clients, and its growth over ``predictions``."""
+    done = 0
+    samples = []
+    while done < predictions:
+        batch, _ = run_level(stack, files, 8, 3600, stop_after=min(200, predictions - done))
+        done += len(batch)
+        rss = worker_rss_mb(stack)
+        samples.append((done, rss))
+        print(f"{done:5d} predictions: worker RSS {rss:.0f} MB")
+    growth = (samples[-1][1] - samples[0][1]) / samples[0][1]
+    print(f"RSS after {samples[0][0]}: {samples[0][1]:.0f} MB; after {samples[-1][0]}: "
+          f"{samples[-1][1]:.0f} MB; growth {growth:+.1%}")  # fmt: skip
+
+
+def one_level(stack, files, clients: int, seconds: float) -> list:
+    """One level's row: completed, per second, p50 and p99 ms, errors, worker RSS, and the
+    web's and workers' CPU ms per completed prediction."""
+    web_cpu, worker_cpu = cpu_seconds(stack.web), sum(map(cpu_seconds, stack.workers))
+    results, elapsed = run_level(stack, files, clients, seconds)
+    web_cpu = cpu_seconds(stack.web) - web_cpu
+    worker_cpu = sum(map(cpu_seconds, stack.workers)) - worker_cpu
+    latencies = [latency for latency, _ in results]
+    errors = sum(not ok for _, ok in results)
+    return [
+        clients,
+        len(results),
+        f"{len(results) / elapsed:.1f}",
+        f"{percentile(latencies, 0.5) * 1000:.0f}",
+        f"{percentile(latencies, 0.99) * 1000:.0f}",
+        errors,
+        f"{worker_rss_mb(stack):.0f}",
+        f"{web_cpu / max(1, len(results)) * 1000:.0f}",
+        f"{worker_cpu / max(1, len(results)) * 1000:.0f}",
+    ]
 
 
 if __name__ == "__main__":

@@ -355,6 +355,14 @@ FACEAGE_PREDICTION_MAX_ATTEMPTS = env_int("FACEAGE_PREDICTION_MAX_ATTEMPTS", 3, 
 # accuracy in the wild and -0.1 years of MAE on aligned crops for the bundled network, for a
 # second network pass per face (docs/benchmarks.md, "Age accuracy").
 FACEAGE_MIRRORED_INFERENCE = env_bool("FACEAGE_MIRRORED_INFERENCE", True)
+# The face detector workers serve with: "centerface" (the default: faces found 100% of FairFace
+# portraits, docs/benchmarks.md) or "hog", dlib's HOG cascade, which finds fewer and is slower
+# on portraits it misses; kept to measure the two side by side (bench/load.py --pipelines).
+FACEAGE_FACE_DETECTOR = env_str("FACEAGE_FACE_DETECTOR", "centerface").strip().lower()
+if FACEAGE_FACE_DETECTOR not in ("centerface", "hog"):
+    raise ImproperlyConfigured(
+        f"FACEAGE_FACE_DETECTOR={FACEAGE_FACE_DETECTOR!r}: use centerface or hog"
+    )
 # Only photos of at most this many pixels share a task (and its time limit) with others; a
 # larger one runs alone. 16 MP: a 12 MP phone photo costs a worker about 0.4 s
 # (docs/benchmarks.md), so a batch of 8 stays far inside the 60 s limit.

@@ -17,6 +17,7 @@ from django.core.files.storage import default_storage
 from predictor.models import ModelVersion
 from predictor.vision.age_network import AgeNetwork
 from predictor.vision.bundled_models import shipped_model_path
+from predictor.vision.centerface import face_detector
 from predictor.vision.estimator import AgeEstimator
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,11 @@ def estimator_for(version: ModelVersion) -> AgeEstimator:
         # Serving averages each face's distribution with its mirror image's (the exported
         # network is the plain one; its card says so).
         network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE
-        estimator = current.with_network(network) if current is not None else AgeEstimator(network)
+        estimator = (
+            current.with_network(network)
+            if current is not None
+            else AgeEstimator(network, face_detector(settings.FACEAGE_FACE_DETECTOR))
+        )
         _loaded.update(version_id=version.pk, estimator=estimator)
         return estimator
 

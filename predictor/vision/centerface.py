@@ -273,3 +273,15 @@ def default_face_detector():
 
         logging.getLogger(__name__).warning("%s; falling back to dlib's HOG detector", missing)
         return FaceDetector()
+
+
+def face_detector(name: str = "centerface"):
+    """The detector called ``name``: "centerface" (:func:`default_face_detector`) or "hog"
+    (dlib's HOG cascade, the pipeline before CenterFace)."""
+    if name == "hog":
+        from predictor.vision.face_detection import FaceDetector
+
+        return FaceDetector()
+    if name == "centerface":
+        return default_face_detector()
+    raise ValueError(f"unknown face detector {name!r}: centerface or hog")

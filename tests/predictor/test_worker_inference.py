@@ -233,3 +233,25 @@ def test_a_time_limit_fails_only_the_photo_it_strikes(monkeypatch, settings, enq
     tasks.predict.run(str(first.pk))
     assert Prediction.objects.get(pk=first.pk).status == "succeeded"
     assert Prediction.objects.get(pk=third.pk).status == "succeeded"
+
+
+def test_the_served_detector_is_a_setting(settings, monkeypatch, two_face_photo):
+    """FACEAGE_FACE_DETECTOR=hog serves with dlib's HOG cascade (the pipeline before
+    CenterFace, kept to measure both side by side); the default is CenterFace."""
+    from predictor import serving
+    from predictor.vision.centerface import CenterFaceDetector, face_detector
+    from predictor.vision.face_detection import FaceDetector
+
+    monkeypatch.setitem(serving._loaded, "version_id", None)
+    monkeypatch.setitem(serving._loaded, "estimator", None)
+    settings.FACEAGE_FACE_DETECTOR = "hog"
+    estimator = serving.estimator_for(ModelVersion.active())
+    assert isinstance(estimator.detector, FaceDetector)
+    prediction = stored_prediction(two_face_photo[0])
+    tasks.predict.run(str(prediction.pk))
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
+    assert {face.detector for face in prediction.faces.all()} <= {"hog", "hog-rechecked", "cnn"}
+    assert isinstance(face_detector("centerface"), CenterFaceDetector)
+    with pytest.raises(ValueError, match="centerface or hog"):
+        face_detector("yunet")
