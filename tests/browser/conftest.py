@@ -125,6 +125,30 @@ def shots() -> Shots:
     return Shots()
 
 
+# What reaches past the right edge of the window (at most 5 of each): the innermost elements,
+# and runs of text too long to wrap (a file name in a sentence overflows its element's box).
+WIDE_ELEMENTS = """() => {
+  const past = (rect) => rect.right > window.innerWidth + 1;
+  const elements = [...document.querySelectorAll("body *")]
+    .filter(e => past(e.getBoundingClientRect()))
+    .filter(e => ![...e.children].some(c => past(c.getBoundingClientRect())))
+    .slice(0, 5)
+    .map(e => `${e.tagName.toLowerCase()}.${e.className.baseVal ?? e.className}`
+              + ` ${Math.round(e.getBoundingClientRect().width)}px`);
+  const texts = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node && texts.length < 5; node = walker.nextNode()) {
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    if (past(range.getBoundingClientRect())) {
+      const where = node.parentElement.tagName.toLowerCase();
+      texts.push(`text in ${where}: ${node.textContent.slice(0, 60)}`);
+    }
+  }
+  return [...elements, ...texts];
+}"""
+
+
 def wait_for_js(page, expression: str, timeout_ms: int = 60_000) -> None:
     """Wait until ``expression`` is true in the page. Playwright's ``wait_for_function``
     compiles its predicate inside the page, which the Content-Security-Policy forbids (no

@@ -20,7 +20,13 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from tests.browser.conftest import DESKTOP, PHONE, artifacts_dir, csp_watched_context
+from tests.browser.conftest import (
+    DESKTOP,
+    PHONE,
+    WIDE_ELEMENTS,
+    artifacts_dir,
+    csp_watched_context,
+)
 from tests.services import _skip_or_fail
 from tests.support.stack import BASE_DIR
 from tests.test_i18n import (  # noqa: F401 (world is a fixture)
@@ -128,7 +134,10 @@ def test_every_page_has_no_serious_or_critical_violation(
                                     "document.documentElement.scrollWidth - window.innerWidth"
                                 )
                                 if overflow > 1:
-                                    too_wide.append(f"{key}: {overflow} px wider than the phone")
+                                    too_wide.append(
+                                        f"{key}: {overflow} px wider than the phone: "
+                                        f"{page.evaluate(WIDE_ELEMENTS)}"
+                                    )
                             name = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "home"
                             shots.take(page, f"walk-{name}-{language}-{width}-{role}")
                         report[key] = {

@@ -20,7 +20,13 @@ from pathlib import Path
 import pytest
 
 from tests import images
-from tests.browser.conftest import DESKTOP, PHONE, csp_watched_context, wait_for_js
+from tests.browser.conftest import (
+    DESKTOP,
+    PHONE,
+    WIDE_ELEMENTS,
+    csp_watched_context,
+    wait_for_js,
+)
 from tests.datasets import sample_utkface, utkface_age
 from tests.support.stack import BASE_DIR, LocalStack
 
@@ -409,14 +415,6 @@ def test_admin_starts_a_training_run_and_watches_its_progress(
 
 
 # The innermost elements sticking out past the right edge, to name the culprit.
-WIDE_ELEMENTS = """() => [...document.querySelectorAll("main *")]
-  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
-  .filter(e => ![...e.children].some(c => c.getBoundingClientRect().right > window.innerWidth + 1))
-  .slice(0, 5)
-  .map(e => `${e.tagName.toLowerCase()}.${e.className.baseVal ?? e.className}`
-            + ` ${Math.round(e.getBoundingClientRect().width)}px`)"""
-
-
 def assert_fits_a_phone(page, what: str) -> None:
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, (
