@@ -152,6 +152,8 @@ def main() -> int:
     unknown = sorted({*pipelines} - set(PIPELINES)) + sorted({*kinds} - set(PHOTO_KINDS))
     if unknown or not pipelines or not kinds:
         parser.error(f"unknown or no pipelines/photo kinds: {unknown}")
+    if args.shadow and any(PIPELINES[name][1] == args.shadow for name in pipelines):
+        parser.error(f"--shadow {args.shadow}: a pipeline serves it as the active model")
     rows = []
     with tempfile.TemporaryDirectory(prefix="faceage-load-") as scratch:
         photo_files = {kind: PHOTO_KINDS[kind](Path(scratch)) for kind in kinds}
@@ -216,8 +218,10 @@ def wild_photos(scratch: Path) -> list[Path]:
 
 PHOTO_KINDS = {"utkface": utkface_photos, "wild": wild_photos}
 # What each pipeline changes from a fresh install's settings, and the version it serves.
+# Both are set in full, so neither inherits a setting from the shell or (with --database-url)
+# the version the other activated.
 PIPELINES = {
-    "served": ({}, None),
+    "served": ({"FACEAGE_FACE_DETECTOR": "centerface", "FACEAGE_MIRRORED_INFERENCE": "1"}, None),
     "old": ({"FACEAGE_FACE_DETECTOR": "hog", "FACEAGE_MIRRORED_INFERENCE": "0"}, "dlib-age-v1"),
 }
 
@@ -238,12 +242,12 @@ def measure(args, pipeline: str, photo_files: dict[str, list[Path]]) -> list[lis
             **settings,
         },
     ) as stack:
-        if version:
-            stack.manage(
-                "shell", "-c",
-                "from predictor.models import ModelVersion; ModelVersion.active(); "
-                f"ModelVersion.objects.get(name={version!r}).activate()",
-            )  # fmt: skip
+        chosen = repr(version) if version else "ModelVersion.DEFAULT_NAME"  # faceage-v2
+        stack.manage(
+            "shell", "-c",
+            "from predictor.models import ModelVersion; ModelVersion.active(); "
+            f"ModelVersion.objects.get(name={chosen}).activate()",
+        )  # fmt: skip
         if args.shadow:
             stack.manage(
                 "shell", "-c",
@@ -255,6 +259,7 @@ def measure(args, pipeline: str, photo_files: dict[str, list[Path]]) -> list[lis
             # Warm-up: the network loaded, code paths hot (and a shadow network loaded too).
             run_level(stack, files, 1, 60, stop_after=20 if args.shadow else 3)
             if args.memory:
+                print(f"{pipeline}, {kind}:")
                 memory_check(stack, files, args.memory)
             for clients in (int(c) for c in args.clients.split(",")):
                 rows.append([pipeline, kind, *one_level(stack, files, clients, args.seconds)])

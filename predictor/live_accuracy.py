@@ -46,7 +46,7 @@ def live_accuracy(version: ModelVersion) -> dict:
         day = timezone.localtime(uploaded).date()
         by_week[(day - timedelta(days=day.weekday())).isoformat()].append(error)
         by_decade[real // 10 * 10].append(error)
-    test_mae = (version.metrics or {}).get("mae")
+    test_mae = version.test_mae
     report: dict = {
         "model_version": version.name,
         "overall": _figures(errors) if errors else {"count": 0},

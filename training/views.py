@@ -28,12 +28,12 @@ def stage_text(run: TrainingRun) -> str:
     return name
 
 
-def shown_progress(run: TrainingRun) -> float:
-    """What the progress bar shows: the run's own progress once it trains, and before that
-    (cutting chips, when there are no steps yet) its stage's own count, so the bar moves."""
-    if not run.steps_per_epoch and run.stage_total and not run.is_terminal:
-        return min(1.0, run.stage_done / run.stage_total)
-    return run.progress
+def stage_progress(run: TrainingRun) -> float | None:
+    """The stage's own share done (chips cut of how many), for a bar of its own beside the
+    run's overall one; None when the stage has no count or the run has ended."""
+    if not run.stage_total or run.is_terminal:
+        return None
+    return min(1.0, run.stage_done / run.stage_total)
 
 
 def progress_payload(run: TrainingRun) -> dict:
@@ -48,7 +48,7 @@ def progress_payload(run: TrainingRun) -> dict:
         "step": run.step,
         "steps_per_epoch": run.steps_per_epoch,
         "progress": run.progress,
-        "shown_progress": shown_progress(run),
+        "stage_progress": stage_progress(run),
         "eta_seconds": run.eta_seconds,
         "history": run.history,
         "error": run.error_message,
@@ -75,7 +75,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     context = {
         "run": run,
         "stage": stage_text(run),
-        "shown_progress": shown_progress(run),
+        "stage_progress": stage_progress(run),
         "log_lines": run.translated_log(),
     }
     return render(request, "training/run_detail.html", context)

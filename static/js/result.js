@@ -243,6 +243,8 @@
     var age = document.createElement("span");
     age.className = "face-label-age";
     age.textContent = headline(face);
+    // Its name is what it shows, after a word only screen readers hear: "Face 1 about 28,
+    // likely 24-34", also on a phone, where the headline is hidden from sight only.
     var words = document.createElement("span");
     words.className = "visually-hidden";
     words.textContent = gettext("Face") + " ";

@@ -67,12 +67,18 @@
   }
 
   function update(run) {
-    // Before training has steps (cutting chips), the bar follows the stage's own count.
-    var shown = run.shown_progress === undefined ? run.progress : run.shown_progress;
-    bar.value = shown;
-    bar.textContent = Math.round(shown * 100) + "%";
-    statusLine.className = "status status-" + run.status;
     var finished = terminal.indexOf(run.status) >= 0;
+    bar.value = run.progress;
+    bar.textContent = Math.round(run.progress * 100) + "%";
+    // A stage with its own count (chips cut of how many) has a bar of its own.
+    var stageBox = document.getElementById("run-stage");
+    var hasStage = run.stage_progress !== null && run.stage_progress !== undefined && !finished;
+    stageBox.hidden = !hasStage;
+    if (hasStage) {
+      document.getElementById("run-stage-bar").value = run.stage_progress;
+      document.getElementById("run-stage-label").textContent = run.stage_display;
+    }
+    statusLine.className = "status status-" + run.status;
     statusLine.textContent = (run.status_display || run.status) +
       (run.stage && !finished ? " — " + (run.stage_display || run.stage) : "");
     detail.textContent = run.steps_per_epoch ? interpolate(

@@ -251,6 +251,7 @@ def test_the_served_detector_is_a_setting(settings, monkeypatch, two_face_photo)
     tasks.predict.run(str(prediction.pk))
     prediction.refresh_from_db()
     assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
+    assert prediction.faces.count() == 2
     assert {face.detector for face in prediction.faces.all()} <= {"hog", "hog-rechecked", "cnn"}
     assert isinstance(face_detector("centerface"), CenterFaceDetector)
     with pytest.raises(ValueError, match="centerface or hog"):

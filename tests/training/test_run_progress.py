@@ -32,7 +32,7 @@ def test_chip_cutting_shows_its_own_count_and_a_heartbeat(run):
     payload = progress_payload(run)
     assert payload["stage_display"] == "preparing chips: 5,200 of 18,454"
     assert payload["progress"] == 0.0  # the run's own progress has not moved...
-    assert payload["shown_progress"] == pytest.approx(5200 / 18454)  # ...the bar shows the stage's
+    assert payload["stage_progress"] == pytest.approx(5200 / 18454)  # ...the stage's bar has
     assert 0 <= payload["heartbeat_seconds"] <= 5
     with override("zh-hans"):
         assert progress_payload(run)["stage_display"] == "正在准备人脸切片：5,200 / 18,454"
@@ -49,10 +49,13 @@ def test_the_run_page_shows_no_step_0_of_0_while_chips_are_cut(run, admin_client
     reporter.preparing(5200, 18454)
     html = admin_client.get(f"/training/runs/{run.pk}/").content.decode()
     assert "step 0 of 0" not in html and "5,200 of 18,454" in html
-    assert 'value="0.28' in html  # the bar: 5,200 of 18,454 chips
-    TrainingRun.objects.filter(pk=run.pk).update(steps_per_epoch=100, step=20, epoch=1)
+    # The stage's own bar, shown and labelled with its count: 5,200 of 18,454 chips.
+    assert '<div id="run-stage">' in html and 'id="run-stage-bar" max="1" value="0.28' in html
+    TrainingRun.objects.filter(pk=run.pk).update(
+        steps_per_epoch=100, step=20, epoch=1, stage=Stage.TRAINING, stage_done=0, stage_total=0
+    )
     html = admin_client.get(f"/training/runs/{run.pk}/").content.decode()
-    assert "step 20 of 100" in html
+    assert "step 20 of 100" in html and '<div id="run-stage" hidden>' in html
 
 
 def test_the_loss_is_kept_every_few_steps_before_the_first_epoch_ends(run, monkeypatch):
