@@ -200,19 +200,15 @@ def utkface_photos(scratch: Path) -> list[Path]:
 
 
 def wild_photos(scratch: Path) -> list[Path]:
-    """FairFace validation portraits scaled to 448 x 448, as bench/worker_time.py makes them."""
-    from PIL import Image
-
+    """300 FairFace validation portraits at 448 x 448 (``photo_sets.wild_448``), as files."""
     from bench import photo_sets
 
     folder = scratch / "wild"
     folder.mkdir()
-    files = []
-    for path in photo_sets.fairface_val_files(photo_sets.default_fairface_dir(), 300, 0):
-        with Image.open(path) as portrait:
-            scaled = portrait.convert("RGB").resize((448, 448), Image.Resampling.BICUBIC)
-        files.append(folder / path.name)
-        scaled.save(files[-1], "JPEG", quality=92)
+    portraits = photo_sets.fairface_val_files(photo_sets.default_fairface_dir(), 300, 0)
+    files = [folder / path.name for path in portraits]
+    for file, data in zip(files, photo_sets.wild_448(portraits), strict=True):
+        file.write_bytes(data)
     return files
 
 

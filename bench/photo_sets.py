@@ -50,6 +50,19 @@ def fairface_val_files(fairface_dir: Path, count: int, seed: int) -> list[Path]:
     return sorted(random.Random(seed).sample(files, min(count, len(files))))
 
 
+def wild_448(files: Sequence[Path]) -> list[bytes]:
+    """In-the-wild photos of 448 x 448 px: portraits scaled up and saved through JPEG like an
+    upload (bench/worker_time.py, bench/load.py --photos wild)."""
+    photos = []
+    for path in files:
+        with Image.open(path) as portrait:
+            scaled = portrait.convert("RGB").resize((448, 448), Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        scaled.save(buffer, "JPEG", quality=92)
+        photos.append(buffer.getvalue())
+    return photos
+
+
 def load_rgb(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))

@@ -42,7 +42,7 @@ def jpeg(image: Image.Image) -> bytes:
 def photos(count: int, seed: int) -> dict[str, list[bytes]]:
     files = photo_sets.fairface_val_files(photo_sets.default_fairface_dir(), 2 * count, seed)
     portraits = [Image.open(path).convert("RGB") for path in files]
-    wild = [jpeg(p.resize((448, 448), Image.Resampling.BICUBIC)) for p in portraits[:count]]
+    wild = photo_sets.wild_448(files[:count])
     phone = []
     for face, scenery in zip(portraits[:count], portraits[count:], strict=True):
         canvas = scenery.resize((4000, 3000)).filter(ImageFilter.GaussianBlur(12))

@@ -177,16 +177,19 @@ class ModelVersion(models.Model):
                 version.activate()
         return version
 
+    def test_figure(self, name: str) -> float | None:
+        """A figure on a test split (``mae``, ``mae_children_0_12``): the registry's, or, for
+        a network registered with only its calibration (the dlib network), the one measured on
+        the calibration's test split."""
+        metrics = self.metrics or {}
+        for value in (metrics.get(name), (metrics.get("calibration") or {}).get(name)):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        return None
+
     @property
     def test_mae(self) -> float | None:
-        """Its mean error in years on a test split: the registry's figure, or, for a network
-        registered with only its calibration (the dlib network), the MAE measured on the
-        calibration's test split."""
-        metrics = self.metrics or {}
-        for mae in (metrics.get("mae"), (metrics.get("calibration") or {}).get("mae")):
-            if isinstance(mae, int | float) and not isinstance(mae, bool):
-                return float(mae)
-        return None
+        return self.test_figure("mae")
 
     @property
     def gate_regressions(self) -> list[dict]:

@@ -48,8 +48,7 @@ def model_row(version: ModelVersion) -> dict:
         "dataset": metrics.get("dataset", ""),
         "mae": version.test_mae,
         "cs5": metrics.get("cs5"),
-        "children": metrics.get("mae_children_0_12")
-        or (metrics.get("calibration") or {}).get("mae_children_0_12"),
+        "children": version.test_figure("mae_children_0_12"),
         "count": metrics.get("count"),
         "decades": [(decade, _decade_mae(metrics, decade)) for decade in DECADES],
         "regressions": version.gate_regressions,
