@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from predictor.vision.image_loading import (
     ImageRejected,
     PhotoLimits,
+    as_array,
     encode_for_storage,
     load_photo,
 )
@@ -128,3 +130,15 @@ def test_storage_copy_has_no_exif_or_gps():
 def test_common_formats_load(fmt):
     loaded = load_photo(images.encode(photo(), fmt))
     assert loaded.size == (120, 90) and loaded.mode == "RGB"
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_as_array_is_a_writeable_copy_of_the_pixels(mode):
+    image = photo().convert(mode)
+    array = as_array(image)
+    assert array.shape == (90, 120, 3) and array.dtype == np.uint8
+    assert array.flags.c_contiguous and array.flags.writeable
+    expected = image.convert("RGB")
+    assert (array == np.asarray(expected)).all()
+    array[:] = 0  # dlib and the detector get their own pixels: the photo is not touched
+    assert image.convert("RGB").getpixel((0, 0)) == expected.getpixel((0, 0)) != (0, 0, 0)
