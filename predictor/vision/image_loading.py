@@ -265,7 +265,7 @@ def check_rgb_array(rgb: np.ndarray) -> np.ndarray:
 
 def as_array(image: Image.Image) -> np.ndarray:
     """An ``(H, W, 3)`` uint8 C-contiguous, writeable RGB array, as dlib wants it."""
-    # One copy of an RGB photo's pixels: convert("RGB") would make a second, 45 ms more for a
-    # 12 MP photo on this machine (docs/benchmarks.md, "Worker time per photo").
+    # One copy of an RGB photo's pixels: convert("RGB") would make a second, about 40 ms more
+    # for a 12 MP photo on this machine (bench/large_photo.py).
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     return np.array(rgb, dtype=np.uint8)
