@@ -110,12 +110,6 @@ def extract(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, floa
     return chips, descriptors, found, seconds
 
 
-def mirrored(network, chips: np.ndarray) -> np.ndarray:
-    """The served distribution: the mean of the chip's and its mirror image's."""
-    plain = network.predict(chips).probabilities
-    return (plain + network.predict(np.ascontiguousarray(chips[:, :, ::-1])).probabilities) / 2
-
-
 def fairface_train(count: int, seed: int) -> list[tuple[Path, str]]:
     root = default_fairface_dir()
     with open(root / "labels.csv", newline="") as labels:
@@ -193,10 +187,15 @@ def main(argv: list[str] | None = None) -> None:
         f"faces cut in {time.perf_counter() - started:.0f} s"
     )
     network = AgeNetwork.from_keras_file(shipped_model_path(DEFAULT_SHIPPED_MODEL))
+    network.mirrored = True  # as served: the mean of each chip's and its mirror image's
+
+    def served_p(chips: np.ndarray) -> np.ndarray:
+        return network.predict(np.ascontiguousarray(chips)).probabilities
+
     served = 1  # the index of padding 0.2 in PADDINGS
-    utk_p = {i: mirrored(network, utk_chips[:, i]) for i in range(len(PADDINGS))}
-    fair_p = {i: mirrored(network, fair_chips[:, i]) for i in range(len(PADDINGS))}
-    train_p = mirrored(network, train_chips[:, served])
+    utk_p = {i: served_p(utk_chips[:, i]) for i in range(len(PADDINGS))}
+    fair_p = {i: served_p(fair_chips[:, i]) for i in range(len(PADDINGS))}
+    train_p = served_p(train_chips[:, served])
 
     def row(name: str, utk_probabilities, fair_probabilities, cost: str) -> list[str]:
         scores = figures(utk_probabilities, utk, utk_found, fair_probabilities, fair, fair_found)
