@@ -68,14 +68,20 @@ def utkface_test(count: int, seed: int) -> list[tuple[Path, int, str, str]]:
 
 
 def fairface_val(count: int, seed: int) -> list[tuple[Path, str, str, str]]:
+    return fairface_photos("val", count, seed)
+
+
+def fairface_photos(side: str, count: int, seed: int) -> list[tuple[Path, str, str, str]]:
+    """A seeded sample of FairFace's ``side`` ("train" or "val") photos: (path, age group,
+    gender, race)."""
     root = default_fairface_dir()
     with open(root / "labels.csv", newline="") as labels:
         rows = [
             (root / r["path"], r["age_group"], r["gender"].lower(), r["race"].replace("_", " "))
             for r in csv.DictReader(labels)
         ]
-    val = [row for row in rows if row[0].parent.name == "val"]
-    return sorted(random.Random(seed).sample(val, min(count, len(val))))
+    picked = [row for row in rows if row[0].parent.name == side]
+    return sorted(random.Random(seed).sample(picked, min(count, len(picked))))
 
 
 def chips_of(paths: list[Path], detector, aligner) -> list[np.ndarray | None]:

@@ -24,9 +24,7 @@ in the FairFace group. The last column is the extra worker time per face, on one
 from __future__ import annotations
 
 import argparse
-import csv
 import multiprocessing
-import random
 import sys
 import time
 from pathlib import Path
@@ -37,8 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.accuracy import GROUPS, fairface_val, group_of, utkface_test  # noqa: E402
-from bench.photo_sets import default_fairface_dir  # noqa: E402
+from bench.accuracy import GROUPS, fairface_photos, fairface_val, group_of, utkface_test  # noqa: E402
 from bench.tables import print_table  # noqa: E402
 
 PADDINGS = (0.1, 0.2, 0.3)  # 0.2 is the product's (predictor.vision.bundled_models)
@@ -110,14 +107,6 @@ def extract(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, floa
     return chips, descriptors, found, seconds
 
 
-def fairface_train(count: int, seed: int) -> list[tuple[Path, str]]:
-    root = default_fairface_dir()
-    with open(root / "labels.csv", newline="") as labels:
-        rows = [(root / r["path"], r["age_group"]) for r in csv.DictReader(labels)]
-    train = [row for row in rows if row[0].parent.name == "train"]
-    return sorted(random.Random(seed).sample(train, min(count, len(train))))
-
-
 def head_inputs(probabilities: np.ndarray, descriptors: np.ndarray, use: str) -> np.ndarray:
     parts = []
     if "p" in use:
@@ -177,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     utk = utkface_test(args.utkface, args.seed)
     fair = fairface_val(args.fairface, args.seed)
-    train = fairface_train(args.train, args.seed + 1)
+    train = fairface_photos("train", args.train, args.seed + 1)
     utk_chips, utk_d, utk_found, _ = extract([row[0] for row in utk])
     fair_chips, fair_d, fair_found, _ = extract([row[0] for row in fair])
     train_chips, train_d, train_found, descriptor_seconds = extract([row[0] for row in train])
@@ -203,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
 
     headers = ["what is served", "UTK MAE", "children MAE", "FF acc", "FF balanced", "ms/face"]
     rows = [row(f"{DEFAULT_SHIPPED_MODEL}, mirrored (served)", utk_p[served], fair_p[served], "")]
-    train_groups = [g for (_, g), f in zip(train, train_found, strict=True) if f]
+    train_groups = [row[1] for row, f in zip(train, train_found, strict=True) if f]
     for use in ("p", "d", "p+d"):
         model = train_head(head_inputs(train_p, train_d, use), train_groups, train_p, args.seed)
         utk_head = model.predict(head_inputs(utk_p[served], utk_d, use), verbose=0)
