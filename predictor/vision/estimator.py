@@ -23,7 +23,8 @@ class FaceEstimate:
     ``age`` (the network's expected value) and ``age_std`` are in years. ``age_std``,
     ``age_low``..``age_high`` (the 80% interval, whole years) and ``distribution`` (the
     probabilities of ages 0..100) are after the network's calibration temperature
-    (:mod:`predictor.vision.uncertainty`); ``chip_jpeg`` is the aligned 64x64 crop."""
+    (:mod:`predictor.vision.uncertainty`); ``chip_jpeg`` is the aligned crop the network
+    read (64x64 for the dlib network)."""
 
     box: tuple[int, int, int, int]
     age: float
@@ -102,7 +103,8 @@ class AgeEstimator:
         Alignment stays per image; the network, much faster per face in a batch, sees the
         chips of all images together. One list per image, in the input order. (The worker
         detects faces itself, photo by photo, so that one failing photo fails alone.)"""
-        chip_groups = [self.aligner.align_many(rgb, boxes) for rgb, boxes in images if boxes]
+        size = self.network.chip_size  # the chips the network reads (64 px for dlib's)
+        chip_groups = [self.aligner.align_many(rgb, boxes, size) for rgb, boxes in images if boxes]
         if not chip_groups:
             return [[] for _ in images]
         chips = np.concatenate(chip_groups)

@@ -1,6 +1,6 @@
-"""faceage-v2, the network trained by `manage.py build_bundled_model` and shipped in the
+"""The default network, trained by `manage.py build_bundled_model` and shipped in the
 repository: registered, active on a fresh install, served, and better than the dlib network
-on real faces it never trained on."""
+on real faces it never trained on. The network it replaced stays shipped, to roll back to."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ import numpy as np
 import pytest
 
 from predictor.models import ModelVersion
-from predictor.vision.bundled_models import shipped_model_card, shipped_model_path
+from predictor.vision.bundled_models import (
+    DEFAULT_SHIPPED_MODEL,
+    shipped_model_card,
+    shipped_model_path,
+)
 from tests.datasets import require_dataset, sample_utkface, utkface_age
 
 pytestmark = pytest.mark.django_db
-NAME = "faceage-v2"
+NAME = DEFAULT_SHIPPED_MODEL
 
 
 def test_it_ships_small_with_a_card_naming_redistributable_data_only():
@@ -55,13 +59,13 @@ def networks():
     return ours, dlib
 
 
-def chips_of(paths) -> np.ndarray:
-    """Each photo's largest face, cut as training and serving cut them."""
+def chips_of(paths, chip_size: int) -> np.ndarray:
+    """Each photo's largest face, cut as training and serving cut them, at ``chip_size``."""
     from predictor.vision.alignment import FaceAligner
     from predictor.vision.centerface import CenterFaceDetector
     from training.pipeline.chips import ChipSource, cut_chip
 
-    detector, aligner = CenterFaceDetector(), FaceAligner()
+    detector, aligner = CenterFaceDetector(), FaceAligner(chip_size=chip_size)
     results = [
         cut_chip(ChipSource(path.name, 0, "", "test"), path.parent, detector, aligner)
         for path in paths
@@ -74,9 +78,8 @@ def test_it_beats_the_dlib_network_on_aligned_crops_and_children(networks):
     ours, dlib = networks
     paths = sample_utkface(160, seed=77)
     true = np.array([utkface_age(path) for path in paths])
-    chips = chips_of(paths)
     errors = {
-        name: np.abs(np.round(network.predict(chips).ages) - true)
+        name: np.abs(np.round(network.predict(chips_of(paths, network.chip_size)).ages) - true)
         for name, network in (("ours", ours), ("dlib", dlib))
     }
     assert errors["ours"].mean() < errors["dlib"].mean()
@@ -97,10 +100,10 @@ def test_it_beats_the_dlib_network_on_in_the_wild_portraits(networks):
         *(bounds.get(r["age_group"]) or map(int, r["age_group"].split("-")) for r in rows),
         strict=True,
     )
-    chips = chips_of([root / r["path"] for r in rows])
+    paths = [root / r["path"] for r in rows]
 
     def accuracy(network) -> float:
-        served = np.round(network.predict(chips).ages)
+        served = np.round(network.predict(chips_of(paths, network.chip_size)).ages)
         return float(((served >= np.array(low)) & (served <= np.array(high))).mean())
 
     assert accuracy(ours) > accuracy(dlib)

@@ -178,6 +178,7 @@ def test_chip_jpeg_is_a_64px_jpeg():
 class _FakeNetwork:
     class_ages = AGES_0_100
     num_classes = 101
+    chip_size = 64
 
     def __init__(self, temperature: float) -> None:
         self.temperature = temperature
@@ -190,8 +191,10 @@ class _FakeNetwork:
 
 
 class _FakeAligner:
-    def align_many(self, rgb, boxes):
-        return np.stack([np.full((64, 64, 3), box.left, dtype=np.uint8) for box in boxes])
+    def align_many(self, rgb, boxes, chip_size):
+        return np.stack(
+            [np.full((chip_size, chip_size, 3), box.left, dtype=np.uint8) for box in boxes]
+        )
 
 
 def test_estimator_gives_each_face_its_interval_distribution_and_crop():
@@ -439,7 +442,7 @@ def test_a_training_run_fits_and_stores_its_temperature(monkeypatch, tmp_path, s
 
     manifest = {"counts": {"train": 50, "val": 300, "test": 300}, "how": {}}
     monkeypatch.setattr(
-        runner, "prepare_chips", lambda dataset, progress=None: (tmp_path, manifest)
+        runner, "prepare_chips", lambda dataset, progress=None, chip_size=64: (tmp_path, manifest)
     )
     monkeypatch.setattr(tfrecords, "load_split", lambda cache, manifest, name: splits[name])
     monkeypatch.setattr(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -428,7 +429,9 @@ def fake_build(monkeypatch):
         return {"parity": {}, "bytes": {}}
 
     monkeypatch.setattr(build, "write_exports", write)
-    monkeypatch.setattr("predictor.serving.load_network", lambda version: object())
+    monkeypatch.setattr(
+        "predictor.serving.load_network", lambda version: SimpleNamespace(chip_size=64)
+    )
     return build
 
 

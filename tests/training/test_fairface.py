@@ -107,6 +107,16 @@ def test_chip_cache_keeps_the_groups_and_metrics_use_them(small_fairface, tmp_pa
     by_path_race = sorted(r.race for r in records)
     assert sorted(test["races"].tolist()) == by_path_race
 
+    # A network that reads larger chips gets a cache of its own, of the same faces.
+    large_dir, large = build_chip_cache(
+        sources, folder, tmp_path / "cache", workers=1, chip_size=96
+    )
+    assert large_dir != cache_dir and large["chip_size"] == 96 and manifest["chip_size"] == 64
+    large_test = load_split(large_dir, large, "test")
+    assert large_test["chips"].shape == (60, 96, 96, 3) and test["chips"].shape[1:3] == (64, 64)
+    np.testing.assert_array_equal(large_test["age_high"], test["age_high"])
+    assert build_chip_cache(sources, folder, tmp_path / "cache", chip_size=96)[0] == large_dir
+
 
 def test_the_fairness_report_gives_accuracy_per_gender_and_race():
     from training.pipeline.evaluation import group_metrics

@@ -167,3 +167,47 @@ def test_a_fit_can_start_from_a_saved_model(real_chips, tmp_path):
         build_training_model("active")
     with pytest.raises(ValueError, match="init must be"):
         build_training_model("imagenet")
+
+
+def test_a_fit_on_larger_chips_trains_a_network_of_that_size(real_chips, tmp_path):
+    """96 px chips of age groups: the network is built for 96 px from the dlib weights, and the
+    teacher prior comes from the dlib network reading the chips shrunk to the 64 px it knows."""
+    from training.pipeline.fit import resize_chips
+
+    large = resize_chips(real_chips["chips"], 96)
+    assert large.shape == (len(large), 96, 96, 3) and large.dtype == np.uint8
+    assert np.abs(resize_chips(large[:8], 64).astype(int) - real_chips["chips"][:8]).mean() < 4
+    prior = teacher_prior(build_training_model("bundled"), large[:8])
+    assert prior.shape == (8, 101) and np.allclose(prior.sum(axis=1), 1.0, atol=1e-4)
+
+    train = {k: v[:48] for k, v in real_chips.items()}
+    train["chips"] = large[:48]
+    train["age_low"] = (train["ages"] // 10) * 10
+    train["age_high"] = train["age_low"] + 9
+    val = {k: v[48:] for k, v in real_chips.items()}
+    val["chips"] = large[48:]
+    result = fit(train, val, TINY, tmp_path)
+    assert result.network.chip_size == 96 and len(result.history) == 2
+    with pytest.raises(ValueError, match="reads 96 px chips, not 64"):
+        build_training_model("active", str(tmp_path / "best.keras"), chip_size=64)
+
+
+def test_the_teacher_may_be_another_network_reading_its_own_chip_size(real_chips, tmp_path):
+    """``teacher_model``: the soft target inside a group follows that network on the same
+    faces cut at its size (``teacher_chips``), not the start's distribution."""
+    from dataclasses import replace
+
+    from training.pipeline.fit import _prior, resize_chips
+
+    teacher = AgeNetwork(build_training_model("scratch"), CLASS_AGES)
+    path = teacher.save(tmp_path / "teacher.keras")
+    split = {k: v[:8] for k, v in real_chips.items()}
+    split["age_low"], split["age_high"] = split["ages"] // 10 * 10, split["ages"] // 10 * 10 + 9
+    split["teacher_chips"] = split["chips"]
+    split["chips"] = resize_chips(split["chips"], 96)
+    config = replace(TINY, teacher_model=str(path))
+    np.testing.assert_allclose(
+        _prior(split, config), teacher_prior(teacher.model, split["teacher_chips"]), atol=1e-6
+    )
+    start = _prior(split, TINY)  # the dlib start, reading the 96 px chips shrunk to 64
+    assert np.abs(start - _prior(split, config)).max() > 0.01

@@ -23,10 +23,11 @@ class PixelNetwork:
     num_classes = 101
     temperature = 1.0
 
-    def __init__(self, child_bias: float = 0.0, noise: float = 0.0) -> None:
-        self.child_bias, self.noise = child_bias, noise
+    def __init__(self, child_bias: float = 0.0, noise: float = 0.0, chip_size: int = 64) -> None:
+        self.child_bias, self.noise, self.chip_size = child_bias, noise, chip_size
 
     def predict(self, chips):
+        assert chips.shape[1:3] == (self.chip_size, self.chip_size), "chips cut for another net"
         true = chips[:, 0, 0, 0].astype(np.float64)
         means = true + np.where(true <= 12, self.child_bias, 0.0) + self.noise
         rows = np.exp(-0.5 * ((AGES[None, :] - means[:, None]) / 2.0) ** 2)
@@ -38,9 +39,9 @@ class PixelNetwork:
         return path
 
 
-def split(ages) -> dict:
+def split(ages, chip_size: int = 64) -> dict:
     ages = np.asarray(ages, dtype=np.int32)
-    chips = np.zeros((len(ages), 64, 64, 3), dtype=np.uint8)
+    chips = np.zeros((len(ages), chip_size, chip_size, 3), dtype=np.uint8)
     chips[:, 0, 0, 0] = ages
     return {"chips": chips, "ages": ages, "genders": np.zeros(len(ages), np.int32)}
 
@@ -58,11 +59,13 @@ def rigged(monkeypatch, tmp_path, settings):
     adults = {name: split(rng.integers(20, 70, 200)) for name in ("train", "val", "test")}
     children = split(rng.integers(1, 12, 200))
 
-    def prepare(dataset, progress=None):
-        return dataset.name, {"counts": {"train": 200, "val": 200, "test": 200}, "how": {}}
+    def prepare(dataset, progress=None, chip_size=64):
+        counts = {"train": 200, "val": 200, "test": 200}
+        return dataset.name, {"counts": counts, "how": {}, "chip_size": chip_size}
 
     def load(cache, manifest, name):
-        return children if cache == "family" else adults[name]
+        faces = children if cache == "family" else adults[name]
+        return split(faces["ages"], manifest["chip_size"])  # the same faces, at the size asked
 
     candidate = PixelNetwork(child_bias=8.0)
     monkeypatch.setattr(runner, "prepare_chips", prepare)
@@ -108,6 +111,35 @@ def test_without_a_regression_the_better_candidate_is_promoted(rigged, monkeypat
     assert rigged.model_version.is_active
     assert rigged.model_version.metrics["gate"]["regressions"] == []
     assert "is no worse on 1 benchmark(s)" in rigged.log
+
+
+def test_a_candidate_and_the_active_model_are_each_judged_on_chips_cut_for_them(
+    rigged, monkeypatch
+):
+    """A run that starts from a network reading 96 px chips trains and is measured on 96 px
+    chips; the active model (64 px) is measured on 64 px chips of the same faces. (The
+    networks refuse chips of another size.)"""
+    from training.pipeline import fit as fit_module
+
+    trained_on = []
+
+    def fit(train, *args, **kwargs):
+        trained_on.append(train["chips"].shape[1])
+        return fit_module.FitResult(network=PixelNetwork(chip_size=96), best_val_mae=1)
+
+    monkeypatch.setattr(runner, "start_chip_size", lambda *args: 96)
+    monkeypatch.setattr(fit_module, "fit", fit)
+    runner.execute_run(rigged)
+    rigged.refresh_from_db()
+    assert rigged.status == TrainingRun.Status.SUCCEEDED, rigged.error_message
+    assert trained_on == [96]
+    metrics = rigged.model_version.metrics
+    assert metrics["training"]["chip_size"] == 96
+    assert metrics["mae"] < metrics["baseline"]["mae"] == pytest.approx(1.0, abs=0.3)
+    family = metrics["benchmarks"]["family"]
+    assert family["active"]["mae"] == pytest.approx(1.0, abs=0.3)
+    assert family["candidate"]["mae"] < 0.5
+    assert rigged.model_version.is_active
 
 
 def test_regressions_compare_within_the_stated_tolerance(settings):

@@ -74,7 +74,7 @@ def test_a_run_learns_from_every_dataset_but_is_tested_on_its_own(datasets, monk
     utk, ff, _ = datasets
     ages = {"utk": 30, "ff": 60}
 
-    def prepare(dataset, progress=None):
+    def prepare(dataset, progress=None, chip_size=64):
         return dataset.name, {"counts": {}, "how": {}}
 
     monkeypatch.setattr(runner, "prepare_chips", prepare)

@@ -48,7 +48,7 @@ def signature_description(network: AgeNetwork) -> dict[str, Any]:
         "signature": SIGNATURE_NAME,
         "inputs": {
             INPUT_NAME: {
-                "shape": [None, CHIP_SIZE, CHIP_SIZE, 3],
+                "shape": [None, network.chip_size, network.chip_size, 3],
                 "dtype": "uint8",
                 "layout": "NHWC",
                 "color_order": "RGB",
@@ -58,7 +58,7 @@ def signature_description(network: AgeNetwork) -> dict[str, Any]:
                 "scale": float(INPUT_SCALE),
                 "alignment": (
                     "dlib 5-point landmarks (shape_predictor_5_face_landmarks.dat), then "
-                    f"dlib.get_face_chip_details(shape, {CHIP_SIZE}, {CHIP_PADDING}) and "
+                    f"dlib.get_face_chip_details(shape, {network.chip_size}, {CHIP_PADDING}) and "
                     "dlib.extract_image_chip"
                 ),
             }
@@ -80,9 +80,10 @@ def _serving_function(network: AgeNetwork):
 
     model = network.model
     class_ages = tf.constant(network.class_ages, dtype=tf.float32)
+    size = network.chip_size
 
     @tf.function(
-        input_signature=[tf.TensorSpec((None, CHIP_SIZE, CHIP_SIZE, 3), tf.uint8, name=INPUT_NAME)],
+        input_signature=[tf.TensorSpec((None, size, size, 3), tf.uint8, name=INPUT_NAME)],
         autograph=False,  # straight-line code: nothing for AutoGraph to convert
     )
     def serve(chips):
@@ -246,13 +247,13 @@ def write_exports(
     }
 
 
-def random_check_chips(count: int = 8, seed: int = 0) -> np.ndarray:
+def random_check_chips(count: int = 8, seed: int = 0, chip_size: int = CHIP_SIZE) -> np.ndarray:
     """Chips for the build-time parity check: noise, plus flat and extreme images.
 
     Real faces are checked by the test suite; here any input exercises every layer.
     """
     rng = np.random.default_rng(seed)
-    chips = rng.integers(0, 256, (count, CHIP_SIZE, CHIP_SIZE, 3), dtype=np.uint8)
+    chips = rng.integers(0, 256, (count, chip_size, chip_size, 3), dtype=np.uint8)
     chips[0] = 0
     chips[1] = 255
     chips[2] = np.asarray(CHANNEL_MEANS, dtype=np.float32).round().astype(np.uint8)
@@ -277,7 +278,8 @@ def build_exports(version: ModelVersion, force: bool = False) -> ExportFiles:
     with tempfile.TemporaryDirectory(prefix="faceage-export-") as scratch:
         try:
             network = load_network(version)
-            report = write_exports(network, Path(scratch), files.stem, card, random_check_chips())
+            check = random_check_chips(chip_size=network.chip_size)
+            report = write_exports(network, Path(scratch), files.stem, card, check)
             if force:
                 files.remove()
             # Saving through the storage can fail too (a full disk, an object store down):

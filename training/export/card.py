@@ -81,6 +81,16 @@ def _training_data(version: ModelVersion) -> dict[str, Any]:
     return data
 
 
+def chip_size_of(version: ModelVersion) -> int:
+    """The side of the chips the version's network reads: its shipped card's or its training
+    run's (``metrics.training.chip_size``); 64 for the dlib network and older versions."""
+    if version.is_shipped:
+        from predictor.vision.bundled_models import shipped_model_card
+
+        return int(shipped_model_card(version.shipped_name).get("chip_size", CHIP_SIZE))
+    return int(((version.metrics or {}).get("training") or {}).get("chip_size", CHIP_SIZE))
+
+
 def card_context(version: ModelVersion) -> dict[str, Any]:
     """Everything the model card says, computed from the database."""
     measured = evaluation(version)
@@ -107,7 +117,7 @@ def card_context(version: ModelVersion) -> dict[str, Any]:
         "num_classes": classes[0],
         "class_ages": classes[1],
         "age_range": classes[2],
-        "chip_size": CHIP_SIZE,
+        "chip_size": chip_size_of(version),
         "chip_padding": CHIP_PADDING,
         "channel_means": [round(float(m), 3) for m in CHANNEL_MEANS],
         "input_scale": INPUT_SCALE,

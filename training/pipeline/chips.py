@@ -44,12 +44,14 @@ class ChipResult:
 _worker_state: dict = {}
 
 
-def _init_worker(root: str) -> None:
+def _init_worker(root: str, chip_size: int = CHIP_SIZE) -> None:
     # Each pool process loads the dlib models once.
     from predictor.vision.alignment import FaceAligner
     from predictor.vision.centerface import default_face_detector
 
-    _worker_state.update(root=Path(root), detector=default_face_detector(), aligner=FaceAligner())
+    _worker_state.update(
+        root=Path(root), detector=default_face_detector(), aligner=FaceAligner(chip_size=chip_size)
+    )
 
 
 def cut_chip(source: ChipSource, root: Path, detector, aligner) -> ChipResult:
@@ -76,7 +78,7 @@ def cut_chip(source: ChipSource, root: Path, detector, aligner) -> ChipResult:
     else:
         box, how = FaceBox(0, 0, width, height, 0.0, "whole"), "whole_image"
     chip = aligner.align(rgb, box)
-    if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3):
+    if chip.shape != (aligner.chip_size, aligner.chip_size, 3):
         return ChipResult(source, None, "alignment failed")
     return ChipResult(source, chip, how)
 
@@ -91,17 +93,19 @@ def cut_chips(
     root: Path,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    chip_size: int = CHIP_SIZE,
 ) -> Iterator[ChipResult]:
-    """Cut chips for every source, in order, on ``workers`` processes (both cores by default)."""
+    """Cut ``chip_size`` chips for every source, in order, on ``workers`` processes (both
+    cores by default)."""
     total = len(sources)
     if workers <= 1:
-        _init_worker(str(root))
+        _init_worker(str(root), chip_size)
         results: Iterator[ChipResult] = map(_cut_in_worker, sources)
         pool = None
     else:
         # "spawn": the parent may already hold TensorFlow, which must not be forked.
         context = multiprocessing.get_context("spawn")
-        pool = context.Pool(workers, initializer=_init_worker, initargs=(str(root),))
+        pool = context.Pool(workers, initializer=_init_worker, initargs=(str(root), chip_size))
         results = pool.imap(_cut_in_worker, sources, chunksize=16)
     try:
         for done, result in enumerate(results, start=1):

@@ -24,7 +24,7 @@ from predictor.vision.age_network import (
     build_age_network,
     load_onnx_weights,
 )
-from predictor.vision.bundled_models import AGE_CLASS_AGES
+from predictor.vision.bundled_models import AGE_CLASS_AGES, CHIP_SIZE
 
 NUM_CLASSES = 101  # ages 0..100 in whole years
 CLASS_AGES = np.arange(NUM_CLASSES, dtype=np.float32)
@@ -49,6 +49,10 @@ class FitConfig:
     # Inside an age interval (an age group), the soft target follows the starting network's
     # own distribution ("teacher") or is flat ("flat").
     interval_prior: str = "teacher"
+    # The teacher's .keras file, when it is not the start (None: the start). A teacher that
+    # reads another chip size than the run's takes the split's "teacher_chips" (the same faces
+    # cut at its size), or else the run's chips resized.
+    teacher_model: str | None = None
 
 
 @dataclass
@@ -91,20 +95,28 @@ def head_101_from_81(weights: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray,
     return new_weights, new_bias
 
 
-def build_training_model(init: str, start_model: str | None = None) -> keras.Model:
+def build_training_model(
+    init: str, start_model: str | None = None, chip_size: int | None = None
+) -> keras.Model:
     """A 101-class age model: from the bundled dlib weights (``"bundled"``), random
     (``"scratch"``), or the ``.keras`` file ``start_model`` (``"active"``: the model being
-    served, so a fine-tune builds on it rather than on the dlib network)."""
+    served, so a fine-tune builds on it rather than on the dlib network). ``chip_size``: the
+    input's side in pixels (default: the start model's, 64 for the dlib network); the dlib
+    weights fit any size, a start model's must be read at its own."""
     if init == "active":
         if not start_model:
             raise ValueError("init 'active' needs the start model's .keras file")
         model = keras.saving.load_model(start_model, compile=False)
         if int(model.output_shape[-1]) != NUM_CLASSES:
             raise ValueError(f"{start_model} has {model.output_shape[-1]} classes, not 101")
+        if chip_size is not None and int(model.input_shape[1]) != chip_size:
+            raise ValueError(
+                f"{start_model} reads {model.input_shape[1]} px chips, not {chip_size}"
+            )
         return model
     if init not in ("bundled", "scratch"):
         raise ValueError(f"init must be 'bundled', 'scratch' or 'active', not {init!r}")
-    model = build_age_network(NUM_CLASSES)
+    model = build_age_network(NUM_CLASSES, chip_size or CHIP_SIZE)
     if init == "bundled":
         bundled = build_age_network(len(AGE_CLASS_AGES))
         load_onnx_weights(bundled)
@@ -143,8 +155,23 @@ def teacher_prior(model: keras.Model, chips: np.ndarray, floor: float = 0.02) ->
     while keeping its finer ordering of ages within it."""
     from training.pipeline.calibration import split_probabilities
 
+    size = int(model.input_shape[1])
+    if chips.shape[1] != size:
+        # A start read at its own size (the dlib network at 64 px for larger chips).
+        chips = resize_chips(chips, size)
     probabilities = split_probabilities(AgeNetwork(model, CLASS_AGES), chips)
     return (1 - floor) * probabilities + floor / NUM_CLASSES
+
+
+def resize_chips(chips: np.ndarray, size: int, batch: int = 1024) -> np.ndarray:
+    """``(N, S, S, 3)`` uint8 chips resized to ``size`` (area-averaged when smaller)."""
+    out = np.empty((len(chips), size, size, 3), np.uint8)
+    for start in range(0, len(chips), batch):
+        part = tf.image.resize(
+            tf.constant(chips[start : start + batch]), (size, size), antialias=True
+        )
+        out[start : start + batch] = tf.cast(tf.round(tf.clip_by_value(part, 0, 255)), tf.uint8)
+    return out
 
 
 def _interval_parts(y_true):
@@ -207,13 +234,16 @@ class ExpectedAgeMAE(keras.metrics.MeanMetricWrapper):
 
 
 def augment(chip: tf.Tensor, label: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Mirror, shift by up to 3 px, and jitter brightness/contrast: what alignment leaves
-    variable between photos of one face. ``chip`` is (64, 64, 3) uint8."""
+    """Mirror, shift by up to 3 px of a 64 px chip (scaled for other sizes), and jitter
+    brightness/contrast: what alignment leaves variable between photos of one face.
+    ``chip`` is (S, S, 3) uint8."""
+    size = int(chip.shape[0])
+    shift = max(1, round(3 * size / 64))
     image = tf.cast(chip, tf.float32)
     seeds = tf.random.experimental.stateless_split(seed, 4)
     image = tf.image.stateless_random_flip_left_right(image, seeds[0])
-    padded = tf.pad(image, [[3, 3], [3, 3], [0, 0]], mode="REFLECT")
-    image = tf.image.stateless_random_crop(padded, (64, 64, 3), seeds[1])
+    padded = tf.pad(image, [[shift, shift], [shift, shift], [0, 0]], mode="REFLECT")
+    image = tf.image.stateless_random_crop(padded, (size, size, 3), seeds[1])
     image = tf.image.stateless_random_brightness(image, 20.0, seeds[2])
     image = tf.image.stateless_random_contrast(image, 0.8, 1.2, seeds[3])
     return tf.clip_by_value(image, 0.0, 255.0), label
@@ -300,7 +330,15 @@ def _prior(split: dict[str, np.ndarray], config: FitConfig) -> np.ndarray | None
         return None
     if not np.any(split["age_low"] != split["age_high"]):
         return None
-    return teacher_prior(build_training_model(config.init, config.start_model), split["chips"])
+    # The teacher as it was trained: the dlib network at 64 px, a model at its own size.
+    if config.teacher_model:
+        teacher = keras.saving.load_model(config.teacher_model, compile=False)
+    else:
+        teacher = build_training_model(config.init, config.start_model)
+    chips = split.get("teacher_chips")
+    if chips is None or chips.shape[1] != teacher.input_shape[1]:
+        chips = split["chips"]
+    return teacher_prior(teacher, chips)
 
 
 def fit(
@@ -330,7 +368,7 @@ def fit(
     if state is not None:
         model = keras.saving.load_model(last)  # optimizer and schedule position included
     else:
-        model = build_training_model(config.init, config.start_model)
+        model = build_training_model(config.init, config.start_model, int(train["chips"].shape[1]))
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0,
             decay_steps=max(1, config.epochs * steps - min(steps, 100)),

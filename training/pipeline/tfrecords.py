@@ -4,7 +4,8 @@ Layout of a cache folder (``<cache root>/<content hash>/``)::
 
     manifest.json            {"splits": {"train": [{"file": ..., "count": N}, ...], ...},
                               "ages": {...}, "skipped": {...}, "complete": true}
-    train-00000.tfrecord     one tf.train.Example per face: chip (64*64*3 raw bytes, RGB),
+    train-00000.tfrecord     one tf.train.Example per face: chip (S*S*3 raw bytes, RGB;
+                             S = the manifest's chip_size, 64 unless a network reads more),
     ...                      age (int64, years), gender (int64: 0 female, 1 male, -1 unknown),
                              race (bytes: the dataset's label, or empty)
 
@@ -32,9 +33,12 @@ SHARD_SIZE = 2048
 GENDER_CODES = {"female": 0, "male": 1, "": -1}
 
 
-def content_hash(sources: Sequence[ChipSource]) -> str:
-    """A stable key for what goes into the cache: every path, label and split."""
+def content_hash(sources: Sequence[ChipSource], chip_size: int = CHIP_SIZE) -> str:
+    """A stable key for what goes into the cache: the chip size, every path, label and
+    split."""
     digest = hashlib.sha256(PIPELINE_VERSION.encode())
+    if chip_size != CHIP_SIZE:  # (64 px caches keep the key they always had)
+        digest.update(f"\nchip_size {chip_size}\n".encode())
     for source in sorted(sources, key=lambda s: s.path):
         age = source.age if source.age_high is None else f"{source.age}-{source.age_high}"
         line = f"{source.path}\t{age}\t{source.gender}\t{source.race}\t{source.split}\n"
@@ -68,14 +72,16 @@ def build_chip_cache(
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
     cut: Callable[..., Iterator[ChipResult]] | None = None,
+    chip_size: int = CHIP_SIZE,
 ) -> tuple[Path, dict]:
-    """Cut, align and shard every source; return (cache folder, manifest).
+    """Cut, align and shard every source at ``chip_size`` pixels; return (cache folder,
+    manifest).
 
-    A complete cache for the same content is reused without touching an image. ``cut``
-    replaces the cutting (``cut(sources, progress)``): the feedback dataset's chips are the
-    ones the worker already cut (``training.feedback.stored_chips``).
+    A complete cache for the same content and size is reused without touching an image.
+    ``cut`` replaces the cutting (``cut(sources, progress, chip_size)``): the feedback
+    dataset's chips are the ones the worker already cut (``training.feedback.stored_chips``).
     """
-    key = content_hash(sources)
+    key = content_hash(sources, chip_size)
     cache_dir = cache_root / key
     manifest = read_manifest(cache_dir)
     if manifest is not None:
@@ -90,9 +96,9 @@ def build_chip_cache(
     skipped: list[str] = []
     try:
         results = (
-            cut(sources, progress)
+            cut(sources, progress, chip_size)
             if cut is not None
-            else cut_chips(sources, root, workers, progress)
+            else cut_chips(sources, root, workers, progress, chip_size)
         )
         for result in results:
             source = result.source
@@ -118,7 +124,7 @@ def build_chip_cache(
             writer.close()
     manifest = {
         "key": key,
-        "chip_size": CHIP_SIZE,
+        "chip_size": chip_size,
         "splits": shards,
         "counts": {split: sum(s["count"] for s in items) for split, items in shards.items()},
         "how": dict(how),
@@ -135,9 +141,10 @@ def shard_paths(cache_dir: Path, manifest: dict, split: str) -> list[str]:
     return [str(cache_dir / shard["file"]) for shard in manifest["splits"].get(split, [])]
 
 
-def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Decode one record: chip (64, 64, 3) uint8, age and age_high int32 (years; equal for
-    an exact age, the first and last year of an age group), gender int32, race (bytes)."""
+def parse_example(serialized: tf.Tensor, chip_size: int = CHIP_SIZE) -> dict[str, tf.Tensor]:
+    """Decode one record: chip (S, S, 3) uint8 (S = ``chip_size``), age and age_high int32
+    (years; equal for an exact age, the first and last year of an age group), gender int32,
+    race (bytes)."""
     features = tf.io.parse_single_example(
         serialized,
         {
@@ -148,7 +155,7 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
             "race": tf.io.FixedLenFeature([], tf.string, default_value=b""),
         },
     )
-    chip = tf.reshape(tf.io.decode_raw(features["chip"], tf.uint8), (CHIP_SIZE, CHIP_SIZE, 3))
+    chip = tf.reshape(tf.io.decode_raw(features["chip"], tf.uint8), (chip_size, chip_size, 3))
     return {
         "chip": chip,
         "age": tf.cast(features["age"], tf.int32),
@@ -159,12 +166,14 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 
 
 def load_split(cache_dir: Path, manifest: dict, split: str) -> dict[str, np.ndarray]:
-    """A whole split in memory: small enough at 64x64. ``chips`` NHWC uint8, ``ages``,
+    """A whole split in memory: small enough at 64x64 (or 96x96). ``chips`` NHWC uint8
+    at the manifest's ``chip_size``, ``ages``,
     ``age_low`` (= ``ages``) and ``age_high`` in years, ``genders``, ``races`` (strings,
     empty where the dataset has no such label)."""
+    size = int(manifest.get("chip_size", CHIP_SIZE))
     chips, ages, highs, genders, races = [], [], [], [], []
     for record in tf.data.TFRecordDataset(shard_paths(cache_dir, manifest, split)).map(
-        parse_example
+        lambda serialized: parse_example(serialized, size)
     ):
         chips.append(record["chip"].numpy())
         ages.append(int(record["age"]))
@@ -172,7 +181,7 @@ def load_split(cache_dir: Path, manifest: dict, split: str) -> dict[str, np.ndar
         genders.append(int(record["gender"]))
         races.append(record["race"].numpy().decode())
     return {
-        "chips": np.stack(chips) if chips else np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8),
+        "chips": np.stack(chips) if chips else np.zeros((0, size, size, 3), np.uint8),
         "ages": np.asarray(ages, dtype=np.int32),
         "age_low": np.asarray(ages, dtype=np.int32),
         "age_high": np.asarray(highs, dtype=np.int32),

@@ -169,3 +169,31 @@ def test_101_class_model_gets_ages_0_to_100(tmp_path: Path) -> None:
     loaded = AgeNetwork.from_keras_file(path)
     np.testing.assert_array_equal(loaded.class_ages, np.arange(101, dtype=np.float32))
     assert loaded.predict(np.zeros((2, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)).ages.shape == (2,)
+
+
+def test_a_network_may_read_larger_chips_with_the_same_weights(
+    network: AgeNetwork, chips: np.ndarray, tmp_path: Path
+) -> None:
+    """Every layer's weights fit any chip size (the head reads a global average), so the dlib
+    weights load into a 96 px network, which keeps its size through a save and a load, and
+    takes only chips of that size."""
+    large = build_age_network(81, chip_size=96)
+    large.set_weights(network.model.get_weights())
+    path = AgeNetwork(large, AGE_CLASS_AGES).save(tmp_path / "age96.keras")
+    loaded = AgeNetwork.from_keras_file(path, AGE_CLASS_AGES)
+    assert loaded.chip_size == 96 and network.chip_size == CHIP_SIZE == 64
+
+    upscaled = np.stack(
+        [
+            np.asarray(Image.fromarray(chip).resize((96, 96), Image.Resampling.BICUBIC))
+            for chip in chips
+        ]
+    )
+    ages = loaded.predict(upscaled).ages
+    assert ages.shape == (len(chips),) and np.all(np.isfinite(ages))
+    for mine, theirs in zip(loaded.model.get_weights(), network.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    with pytest.raises(ValueError, match=r"\(N, 96, 96, 3\)"):
+        loaded.predict(chips)
+    with pytest.raises(ValueError, match="at least 32"):
+        build_age_network(81, chip_size=16)

@@ -118,3 +118,22 @@ def test_rejects_a_model_that_is_not_a_shape_predictor(tmp_path):
         FaceAligner(tmp_path / "missing.dat")
     with pytest.raises(ValueError):
         FaceAligner(cnn_face_detector_path())
+
+
+def test_a_larger_chip_is_the_same_aligned_face_at_more_pixels(aligner, group_photo):
+    """A network that reads 96 px chips gets the same crop of the face as the 64 px one, at
+    a higher resolution: shrunk back to 64 px it is nearly the 64 px chip."""
+    photo, boxes = group_photo
+    large = aligner.align_many(photo, boxes, chip_size=96)
+    assert large.shape == (3, 96, 96, 3) and large.dtype == np.uint8
+    assert aligner.chip_size == 64  # the default is untouched
+    for chip, box in zip(large, boxes, strict=True):
+        small = np.asarray(Image.fromarray(chip).resize((64, 64), Image.Resampling.BOX), np.float64)
+        plain = aligner.align(photo, box).astype(np.float64)
+        assert np.abs(small - plain).mean() < 6  # grey levels out of 255 (2.6-3.2 seen)
+    # ...and not merely any face: another face's chip is far further off (44 seen).
+    other = aligner.align(photo, boxes[1]).astype(np.float64)
+    first = np.asarray(Image.fromarray(large[0]).resize((64, 64), Image.Resampling.BOX), np.float64)
+    assert np.abs(first - other).mean() > 15
+    with pytest.raises(ValueError, match="at least 16"):
+        FaceAligner(chip_size=8)

@@ -27,17 +27,32 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from predictor.vision.bundled_models import CHIP_SIZE
 from training.progress_bar import ProgressBar
 
 MODELS_DIR = Path(settings.BASE_DIR) / "predictor" / "vision" / "models"
+# The options that decide what a build trains (its card's command repeats them).
+RECIPE_OPTIONS = (
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "steps_per_epoch",
+    "balance_groups",
+    "chip_size",
+    "teacher",
+)
 
 
-def chips_for(records, root: Path, split_of, workers: int, label: str) -> dict[str, np.ndarray]:
-    """Chips and labels of ``records`` (cached by content), with a terminal progress bar."""
+def chips_for(
+    records, root: Path, split_of, workers: int, label: str, chip_size: int = CHIP_SIZE
+) -> dict[str, np.ndarray]:
+    """``chip_size`` chips and labels of ``records`` (cached by content), with a terminal
+    progress bar."""
     from training.pipeline.chips import ChipSource, cut_chips
     from training.pipeline.tfrecords import PIPELINE_VERSION
 
-    digest = hashlib.sha256(f"{PIPELINE_VERSION}\n{root}\n".encode())
+    size_key = "" if chip_size == CHIP_SIZE else f"{chip_size}\n"
+    digest = hashlib.sha256(f"{PIPELINE_VERSION}\n{root}\n{size_key}".encode())
     for record in records:
         digest.update(f"{record.path}\t{record.age}\t{record.age_high}\n".encode())
     cache = Path(settings.FACEAGE_CHIP_CACHE_DIR) / f"bundled-{label}-{digest.hexdigest()[:16]}.npz"
@@ -48,7 +63,7 @@ def chips_for(records, root: Path, split_of, workers: int, label: str) -> dict[s
     by_path = {r.path: r for r in records}
     bar = ProgressBar(f"chips ({label})")
     chips, low, high, splits = [], [], [], []
-    for result in cut_chips(sources, root, workers=workers, progress=bar):
+    for result in cut_chips(sources, root, workers=workers, progress=bar, chip_size=chip_size):
         if result.chip is None:
             continue
         record = by_path[result.source.path]
@@ -95,9 +110,24 @@ class Command(BaseCommand):
         parser.add_argument("--learning-rate", type=float, default=5e-4)
         parser.add_argument("--batch-size", type=int, default=64)
         parser.add_argument("--steps-per-epoch", type=int, default=None)
+        parser.add_argument(
+            "--chip-size",
+            type=int,
+            default=CHIP_SIZE,
+            help="side of the aligned face chip the network reads, in pixels (the dlib "
+            f"network was trained on {CHIP_SIZE}; its weights fit any size)",
+        )
         parser.add_argument("--utkface-test", type=int, default=1500)
         parser.add_argument("--workers", type=int, default=settings.FACEAGE_PREPARE_WORKERS)
         parser.add_argument("--out", type=Path, default=MODELS_DIR)
+        parser.add_argument(
+            "--teacher",
+            default=None,
+            metavar="NAME",
+            help="a network shipped in predictor/vision/models/ whose distributions shape the "
+            "soft target inside each age group (default: the dlib network the run starts from), "
+            "each reading the faces cut at its own chip size",
+        )
         parser.add_argument(
             "--balance-groups",
             type=float,
@@ -124,13 +154,6 @@ class Command(BaseCommand):
         records, _ = read_fairface(fairface_root)
         pool = [r for r in records if r.path.startswith("train/")]
         sides = assign_splits(pool, fractions=(0.9, 0.1, 0.0), seed=0)
-        fair = chips_for(
-            records,
-            fairface_root,
-            lambda r: sides.get(r.path, "test"),  # FairFace's own val photos: test
-            options["workers"],
-            "fairface",
-        )
         utk_records, _ = read_utkface(utkface_root)
         utk_sides = assign_splits(utk_records)
         utk_test = [r for r in utk_records if utk_sides[r.path] == "test"]
@@ -138,8 +161,44 @@ class Command(BaseCommand):
         utk_test = [
             utk_test[i] for i in sorted(rng.permutation(len(utk_test))[: options["utkface_test"]])
         ]
-        utk = chips_for(utk_test, utkface_root, lambda r: "test", options["workers"], "utkface")
+        at_size: dict[int, tuple[dict, dict]] = {}
+
+        def splits_at(size: int) -> tuple[dict, dict]:
+            """FairFace (train / val / test rows) and the UTKFace test faces, cut at ``size``."""
+            if size not in at_size:
+                at_size[size] = (
+                    chips_for(
+                        records,
+                        fairface_root,
+                        lambda r: sides.get(r.path, "test"),  # FairFace's own val photos: test
+                        options["workers"],
+                        "fairface",
+                        size,
+                    ),
+                    chips_for(
+                        utk_test,
+                        utkface_root,
+                        lambda r: "test",
+                        options["workers"],
+                        "utkface",
+                        size,
+                    ),
+                )
+            return at_size[size]
+
+        fair, utk = splits_at(options["chip_size"])
         train, val, test = take(fair, "train"), take(fair, "val"), take(fair, "test")
+        teacher_path = None
+        if options["teacher"]:
+            teacher_path = MODELS_DIR / f"{options['teacher']}.keras"
+            if not teacher_path.exists():
+                raise CommandError(f"no shipped network {options['teacher']!r} at {teacher_path}")
+            teacher_size = AgeNetwork.from_keras_file(teacher_path).chip_size
+            teacher_train = take(splits_at(teacher_size)[0], "train")
+            # The same photos in the same order: cutting fails for a photo at any size or none.
+            if not np.array_equal(teacher_train["age_high"], train["age_high"]):
+                raise CommandError("the teacher's chips do not line up with the training chips")
+            train["teacher_chips"] = teacher_train["chips"]
         if options["balance_groups"] > 1:
             train = balanced(train, options["balance_groups"], seed=0)
         self.stdout.write(
@@ -153,8 +212,15 @@ class Command(BaseCommand):
             learning_rate=options["learning_rate"],
             steps_per_epoch=options["steps_per_epoch"],
             patience=options["epochs"],
+            teacher_model=str(teacher_path) if teacher_path else None,
         )
-        checkpoints = Path(settings.FACEAGE_TRAINING_DIR) / f"bundled-{options['name']}"
+        # Keyed by the recipe: the same command resumes an interrupted build, another recipe
+        # (a different chip size or teacher, say) starts afresh instead of reusing its epochs.
+        recipe = {key: str(options[key]) for key in RECIPE_OPTIONS}
+        recipe_key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+        checkpoints = (
+            Path(settings.FACEAGE_TRAINING_DIR) / f"bundled-{options['name']}-{recipe_key}"
+        )
         bar = ProgressBar("training")
 
         def progress(info: dict) -> None:
@@ -185,8 +251,11 @@ class Command(BaseCommand):
         }
 
         def reference(other) -> dict:
-            """Another network served as workers serve it, on the same three splits."""
+            """Another network served as workers serve it, on the same three splits (cut at
+            the size it reads)."""
             other = mirrored(other)
+            fair_other, utk = splits_at(other.chip_size)
+            val, test = take(fair_other, "val"), take(fair_other, "test")
             return {
                 "fairface_validation": group_figures(other, val),
                 "fairface_test": group_figures(other, test),
@@ -194,10 +263,10 @@ class Command(BaseCommand):
             }
 
         figures["bundled_dlib_network"] = reference(AgeNetwork.bundled())
-        shipped = MODELS_DIR / f"{options['name']}.keras"
-        if options["out"].resolve() != MODELS_DIR.resolve() and shipped.exists():
-            # A candidate beside the network it would replace.
-            figures["shipped_before"] = reference(AgeNetwork.from_keras_file(shipped))
+        for shipped in sorted(MODELS_DIR.glob("*.keras")):
+            if shipped.resolve() != (options["out"] / f"{options['name']}.keras").resolve():
+                # A candidate beside the networks already in the repository.
+                figures[f"shipped:{shipped.stem}"] = reference(AgeNetwork.from_keras_file(shipped))
         figures["registry"] = registry_metrics(figures)
         options["out"].mkdir(parents=True, exist_ok=True)
         model_path = options["out"] / f"{options['name']}.keras"
@@ -206,7 +275,9 @@ class Command(BaseCommand):
             "name": options["name"],
             "temperature": round(temperature, 4),
             "mirrored": True,
+            "chip_size": options["chip_size"],
             "start": "dlib age network (Cydral Technology, CC0), 101-class head",
+            "teacher": options["teacher"] or "the start",
             "training_data": {
                 "dataset": "FairFace (Kärkkäinen and Joo, WACV 2021), training photos",
                 "licence": "CC BY 4.0",
@@ -233,9 +304,7 @@ class Command(BaseCommand):
             + " ".join(
                 f"--{k.replace('_', '-')} {v}"
                 for k, v in options.items()
-                if k
-                in ("epochs", "learning_rate", "batch_size", "steps_per_epoch", "balance_groups")
-                and v is not None
+                if k in RECIPE_OPTIONS and v is not None
             ),
         }
         (options["out"] / f"{options['name']}.json").write_text(

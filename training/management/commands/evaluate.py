@@ -13,9 +13,8 @@ class Command(BaseCommand):
         parser.add_argument("--split", default="test", choices=["train", "val", "test"])
 
     def handle(self, *args, model_version, dataset, split, **options):
-        from training.pipeline.tfrecords import load_split
         from training.progress_bar import ProgressBar
-        from training.runner import evaluate_version_on, prepare_chips
+        from training.runner import SizedSplit, evaluate_version_on
 
         version = ModelVersion.objects.filter(name=model_version).first()
         if version is None:
@@ -23,8 +22,9 @@ class Command(BaseCommand):
         data = Dataset.objects.filter(name=dataset, status=Dataset.Status.READY).first()
         if data is None:
             raise CommandError(f"no ready dataset {dataset!r}")
-        cache_dir, manifest = prepare_chips(data, progress=ProgressBar("chips", self.stderr))
-        metrics = evaluate_version_on(version, load_split(cache_dir, manifest, split))
+        metrics = evaluate_version_on(
+            version, SizedSplit(data, split, ProgressBar("chips", self.stderr))
+        )
         self.stdout.write(
             f"{version.name} on {data.name}/{split}: {metrics['count']} faces, "
             f"MAE {metrics['mae']:.3f}, CS@5 {metrics['cs5']:.3f}"

@@ -61,9 +61,8 @@ class Command(BaseCommand):
     def _evaluate(self, version: ModelVersion, dataset_name: str) -> None:
         # TensorFlow and dlib: loaded only when a dataset is measured.
         from training.models import Dataset
-        from training.pipeline.tfrecords import load_split
         from training.progress_bar import ProgressBar
-        from training.runner import evaluate_version_on, prepare_chips
+        from training.runner import SizedSplit, evaluate_version_on
 
         if (version.metrics or {}).get("mae") is not None:
             raise CommandError(
@@ -73,8 +72,9 @@ class Command(BaseCommand):
         dataset = Dataset.objects.filter(name=dataset_name, status=Dataset.Status.READY).first()
         if dataset is None:
             raise CommandError(f"no imported (ready) dataset {dataset_name!r}")
-        cache_dir, manifest = prepare_chips(dataset, progress=ProgressBar("chips", self.stderr))
-        metrics = evaluate_version_on(version, load_split(cache_dir, manifest, "test"))
+        metrics = evaluate_version_on(
+            version, SizedSplit(dataset, "test", ProgressBar("chips", self.stderr))
+        )
         version.metrics = {"dataset": dataset.name, "split": "test", **metrics}
         version.save(update_fields=["metrics"])
         self.stdout.write(
