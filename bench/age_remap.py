@@ -63,8 +63,9 @@ def fit(ages, low, high, balanced: bool) -> np.ndarray:
     return minimize(loss, start, method="Powell", options=options).x
 
 
-def splits():
-    """FairFace validation and test, and UTKFace test, cut as build_bundled_model cuts them."""
+def splits(chip_size: int):
+    """FairFace validation and test, and UTKFace test, cut as build_bundled_model cuts them,
+    at ``chip_size``."""
     from django.conf import settings
 
     from training.datasets.fairface import read_fairface
@@ -79,14 +80,19 @@ def splits():
     wanted = [r for r in records if sides.get(r.path, "test") != "train"]
     workers = settings.FACEAGE_PREPARE_WORKERS
     fair = chips_for(
-        wanted, root / "fairface", lambda r: sides.get(r.path, "test"), workers, "fairface-valtest"
+        wanted,
+        root / "fairface",
+        lambda r: sides.get(r.path, "test"),
+        workers,
+        "fairface-valtest",
+        chip_size,
     )
     utk_records, _ = read_utkface(root / "utkface")
     utk_sides = assign_splits(utk_records)
     utk_test = [r for r in utk_records if utk_sides[r.path] == "test"]
     order = np.random.default_rng(0).permutation(len(utk_test))[:1500]
     utk_test = [utk_test[i] for i in sorted(order)]
-    utk = chips_for(utk_test, root / "utkface", lambda r: "test", workers, "utkface")
+    utk = chips_for(utk_test, root / "utkface", lambda r: "test", workers, "utkface", chip_size)
     return take(fair, "val"), take(fair, "test"), utk
 
 
@@ -101,8 +107,8 @@ def main() -> int:
     from predictor.vision.age_network import AgeNetwork
     from predictor.vision.bundled_models import shipped_model_path
 
-    val, test, utk = splits()
     network = AgeNetwork.from_keras_file(shipped_model_path(args.name))
+    val, test, utk = splits(network.chip_size)
     network.mirrored = True
     ages = {name: network.predict(split["chips"]).ages for name, split in
             (("val", val), ("test", test), ("utk", utk))}  # fmt: skip

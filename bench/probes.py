@@ -61,6 +61,10 @@ def _init() -> None:
     )
 
 
+# The network these probes were run on (docs/benchmarks.md): it reads 64 px chips.
+PROBED = "faceage-v2"
+
+
 def _views(path: str) -> tuple[np.ndarray | None, np.ndarray | None, float]:
     """The photo's largest face: its chips at each padding ``(3, 64, 64, 3)`` and its
     descriptor ``(128,)``, or ``(None, None, 0)`` when no face is found; and the seconds the
@@ -161,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL, shipped_model_path
+    from predictor.vision.bundled_models import shipped_model_path
 
     started = time.perf_counter()
     utk = utkface_test(args.utkface, args.seed)
@@ -175,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(fair)} FairFace validation, {len(utk)} UTKFace test (seed {args.seed}); "
         f"faces cut in {time.perf_counter() - started:.0f} s"
     )
-    network = AgeNetwork.from_keras_file(shipped_model_path(DEFAULT_SHIPPED_MODEL))
+    network = AgeNetwork.from_keras_file(shipped_model_path(PROBED))
     network.mirrored = True  # as served: the mean of each chip's and its mirror image's
 
     def served_p(chips: np.ndarray) -> np.ndarray:
@@ -191,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         return [name, *scores, cost]
 
     headers = ["what is served", "UTK MAE", "children MAE", "FF acc", "FF balanced", "ms/face"]
-    rows = [row(f"{DEFAULT_SHIPPED_MODEL}, mirrored (served)", utk_p[served], fair_p[served], "")]
+    rows = [row(f"{PROBED}, mirrored (served)", utk_p[served], fair_p[served], "")]
     train_groups = [row[1] for row, f in zip(train, train_found, strict=True) if f]
     for use in ("p", "d", "p+d"):
         model = train_head(head_inputs(train_p, train_d, use), train_groups, train_p, args.seed)

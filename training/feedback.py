@@ -103,10 +103,19 @@ def cache_root(dataset: Dataset) -> Path:
 
 
 def prune_caches(dataset: Dataset, keep: Path) -> None:
-    """Delete the dataset's chip caches other than ``keep``: older snapshots' faces."""
-    root = cache_root(dataset)
+    """Delete the dataset's chip caches of ``keep``'s chip size other than ``keep``: older
+    snapshots' faces. Caches of another size (a run whose candidate and active model read
+    different sizes needs both) go when that size is next prepared; ``forget_chips`` deletes
+    them all when a face leaves."""
+    from training.pipeline.tfrecords import read_manifest
+
+    def size(folder: Path) -> int | None:
+        manifest = read_manifest(folder)
+        return None if manifest is None else int(manifest.get("chip_size", CHIP_SIZE))
+
+    root, kept_size = cache_root(dataset), size(keep)
     for folder in root.iterdir() if root.is_dir() else ():
-        if folder != keep:
+        if folder != keep and size(folder) in (kept_size, None):
             shutil.rmtree(folder, ignore_errors=True)
 
 

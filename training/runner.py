@@ -91,13 +91,17 @@ def chip_sources(dataset: Dataset) -> list[ChipSource]:
 def start_chip_size(run: TrainingRun, init: str, start_model: str | None) -> int:
     """The side of the chips a run's network reads: its start's (64 px for the dlib
     network; a shipped or fine-tuned start may read larger chips)."""
-    if init != "active" or not start_model:
-        return CHIP_SIZE
-    recorded = checkpoint_dir(run) / "start-chip-size.txt"
-    if recorded.exists():  # written with the start's copy (starting_point)
-        return int(recorded.read_text())
     import keras
 
+    folder = checkpoint_dir(run)
+    if (folder / "state.json").exists() and (folder / "last.keras").exists():
+        # A resume goes on training its own checkpoint, whatever was promoted meanwhile.
+        return int(keras.saving.load_model(folder / "last.keras", compile=False).input_shape[1])
+    if init != "active" or not start_model:
+        return CHIP_SIZE
+    recorded = folder / "start-chip-size.txt"
+    if recorded.exists():  # written with the start's copy (starting_point)
+        return int(recorded.read_text())
     return int(keras.saving.load_model(start_model, compile=False).input_shape[1])
 
 
@@ -390,6 +394,15 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
             faces=len(train["ages"]),
         )
     benchmarks_to_judge = benchmark_splits(run, terminal_progress or reporter.preparing, chip_size)
+    # The active model may read another size: the same faces are cut for it now, while the
+    # feedback just frozen is what prepare_chips reads (evaluation cuts them itself only if
+    # a model of yet another size was promoted meanwhile).
+    from training.export.card import chip_size_of
+
+    active_size = chip_size_of(ModelVersion.active())
+    if active_size != chip_size:
+        for split in [test, *(benchmark for _, benchmark in benchmarks_to_judge)]:
+            split.at(active_size)
     if run.max_train_images and len(train["ages"]) > run.max_train_images:
         keep = np.random.default_rng(0).permutation(len(train["ages"]))[: run.max_train_images]
         train = {key: value[keep] for key, value in train.items()}

@@ -211,3 +211,15 @@ def test_the_teacher_may_be_another_network_reading_its_own_chip_size(real_chips
     )
     start = _prior(split, TINY)  # the dlib start, reading the 96 px chips shrunk to 64
     assert np.abs(start - _prior(split, config)).max() > 0.01
+
+
+def test_a_resume_refuses_chips_of_another_size_than_its_checkpoint(real_chips, tmp_path):
+    from dataclasses import replace
+
+    from training.pipeline.fit import resize_chips
+
+    split = {k: v[:16] for k, v in real_chips.items()}
+    fit(split, split, replace(TINY, epochs=1, steps_per_epoch=1), tmp_path)
+    larger = {**split, "chips": resize_chips(split["chips"], 96)}
+    with pytest.raises(ValueError, match="reads 64 px chips, the training split has 96"):
+        fit(larger, larger, TINY, tmp_path)

@@ -367,6 +367,11 @@ def fit(
     state = json.loads(state_file.read_text()) if state_file.exists() and last.exists() else None
     if state is not None:
         model = keras.saving.load_model(last)  # optimizer and schedule position included
+        if int(model.input_shape[1]) != int(train["chips"].shape[1]):
+            raise ValueError(
+                f"the checkpoint in {checkpoint_dir} reads {model.input_shape[1]} px chips, "
+                f"the training split has {train['chips'].shape[1]} px chips"
+            )
     else:
         model = build_training_model(config.init, config.start_model, int(train["chips"].shape[1]))
         schedule = keras.optimizers.schedules.CosineDecay(

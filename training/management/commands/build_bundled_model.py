@@ -294,6 +294,7 @@ class Command(BaseCommand):
             },
             "training": {
                 **{k: v for k, v in config.__dict__.items()},
+                "teacher_model": options["teacher"],  # a name, not this machine's path
                 "epochs_run": len(result.history),
                 "best_epoch": result.best_epoch,
                 "history": result.history,
