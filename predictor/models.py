@@ -17,7 +17,7 @@ from jobs.messages import render
 from jobs.models import Job
 from predictor import messages
 from predictor.messages import MODEL_DESCRIPTIONS, PREDICTION_MESSAGES
-from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL
+from predictor.vision.bundled_models import CHIP_SIZE, DEFAULT_SHIPPED_MODEL
 
 FACES_CHANGED = gettext_noop(
     "This photo is being worked on, or its faces changed since the page was shown. "
@@ -143,6 +143,17 @@ class ModelVersion(models.Model):
     @property
     def shipped_name(self) -> str:
         return self.artifact.removeprefix(self.SHIPPED_PREFIX)
+
+    @property
+    def chip_size(self) -> int:
+        """The side of the chips its network reads, from what was recorded when it was made
+        (no network loaded): a shipped network's card, a training run's
+        ``metrics.training.chip_size``; 64 for the dlib network and older versions."""
+        if self.is_shipped:
+            from predictor.vision.bundled_models import shipped_model_card
+
+            return int(shipped_model_card(self.shipped_name).get("chip_size", CHIP_SIZE))
+        return int(((self.metrics or {}).get("training") or {}).get("chip_size", CHIP_SIZE))
 
     @classmethod
     def active(cls) -> ModelVersion:

@@ -62,9 +62,7 @@ def starting_point(run: TrainingRun) -> tuple[str, str | None, str]:
     from predictor.serving import load_network
 
     copy.parent.mkdir(parents=True, exist_ok=True)
-    network = load_network(version)
-    network.save(copy)
-    (checkpoint_dir(run) / "start-chip-size.txt").write_text(str(network.chip_size))
+    load_network(version).save(copy)
     recorded.write_text(version.name)
     return "active", str(copy), version.name
 
@@ -99,9 +97,6 @@ def start_chip_size(run: TrainingRun, init: str, start_model: str | None) -> int
         return int(keras.saving.load_model(folder / "last.keras", compile=False).input_shape[1])
     if init != "active" or not start_model:
         return CHIP_SIZE
-    recorded = folder / "start-chip-size.txt"
-    if recorded.exists():  # written with the start's copy (starting_point)
-        return int(recorded.read_text())
     return int(keras.saving.load_model(start_model, compile=False).input_shape[1])
 
 
@@ -145,6 +140,10 @@ class SizedSplit:
     def __init__(self, dataset: Dataset, split: str, progress=None) -> None:
         self.dataset, self.split, self.progress = dataset, split, progress
         self._by_size: dict[int, dict] = {}
+
+    def keep(self, chip_size: int, split: dict) -> None:
+        """``split`` is this split at ``chip_size``, already loaded by the caller."""
+        self._by_size[chip_size] = split
 
     def at(self, chip_size: int) -> dict:
         if chip_size not in self._by_size:
@@ -376,13 +375,12 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
             skipped=how.get("skipped", 0),
         )
         train, val = (load_split(cache_dir, manifest, s) for s in ("train", "val"))
-        own = source.pk == dataset.pk
-        if own and not (
-            len(train["ages"]) and len(val["ages"]) and len(test.at(chip_size)["ages"])
-        ):
-            raise ValueError(
-                f"the dataset needs train, validation and test faces; has {manifest['counts']}"
-            )
+        if source.pk == dataset.pk:
+            test.keep(chip_size, load_split(cache_dir, manifest, "test"))
+            if not (len(train["ages"]) and len(val["ages"]) and len(test.at(chip_size)["ages"])):
+                raise ValueError(
+                    f"the dataset needs train, validation and test faces; has {manifest['counts']}"
+                )
         trains.append(train)
         vals.append(val)
         weights.append(weight)
@@ -397,9 +395,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     # The active model may read another size: the same faces are cut for it now, while the
     # feedback just frozen is what prepare_chips reads (evaluation cuts them itself only if
     # a model of yet another size was promoted meanwhile).
-    from training.export.card import chip_size_of
-
-    active_size = chip_size_of(ModelVersion.active())
+    active_size = ModelVersion.active().chip_size
     if active_size != chip_size:
         for split in [test, *(benchmark for _, benchmark in benchmarks_to_judge)]:
             split.at(active_size)

@@ -1,6 +1,6 @@
 """The default network, trained by `manage.py build_bundled_model` and shipped in the
 repository: registered, active on a fresh install, served, and better than the dlib network
-on real faces it never trained on. The network it replaced stays shipped, to roll back to."""
+on real faces it never trained on."""
 
 from __future__ import annotations
 

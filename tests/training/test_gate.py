@@ -70,6 +70,8 @@ def rigged(monkeypatch, tmp_path, settings):
     candidate = PixelNetwork(child_bias=8.0)
     monkeypatch.setattr(runner, "prepare_chips", prepare)
     monkeypatch.setattr(tfrecords, "load_split", load)
+    # The start's copy is a stand-in file, not a model to read the chip size from.
+    monkeypatch.setattr(runner, "start_chip_size", lambda *args: 64)
     monkeypatch.setattr(
         fit_module, "fit", lambda *a, **k: fit_module.FitResult(network=candidate, best_val_mae=1)
     )
@@ -134,7 +136,8 @@ def test_a_candidate_and_the_active_model_are_each_judged_on_chips_cut_for_them(
     assert rigged.status == TrainingRun.Status.SUCCEEDED, rigged.error_message
     assert trained_on == [96]
     metrics = rigged.model_version.metrics
-    assert metrics["training"]["chip_size"] == 96
+    assert metrics["training"]["chip_size"] == 96 == rigged.model_version.chip_size
+    assert ModelVersion.active().chip_size == 96  # promoted: the next run's active size
     assert metrics["mae"] < metrics["baseline"]["mae"] == pytest.approx(1.0, abs=0.3)
     family = metrics["benchmarks"]["family"]
     assert family["active"]["mae"] == pytest.approx(1.0, abs=0.3)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from predictor.vision.bundled_models import CHANNEL_MEANS, CHIP_PADDING, CHIP_SIZE, INPUT_SCALE
+from predictor.vision.bundled_models import CHANNEL_MEANS, CHIP_PADDING, INPUT_SCALE
 from training.export import INPUT_NAME, SIGNATURE_NAME, file_stem
 
 if TYPE_CHECKING:
@@ -81,16 +81,6 @@ def _training_data(version: ModelVersion) -> dict[str, Any]:
     return data
 
 
-def chip_size_of(version: ModelVersion) -> int:
-    """The side of the chips the version's network reads: its shipped card's or its training
-    run's (``metrics.training.chip_size``); 64 for the dlib network and older versions."""
-    if version.is_shipped:
-        from predictor.vision.bundled_models import shipped_model_card
-
-        return int(shipped_model_card(version.shipped_name).get("chip_size", CHIP_SIZE))
-    return int(((version.metrics or {}).get("training") or {}).get("chip_size", CHIP_SIZE))
-
-
 def card_context(version: ModelVersion) -> dict[str, Any]:
     """Everything the model card says, computed from the database."""
     measured = evaluation(version)
@@ -117,7 +107,7 @@ def card_context(version: ModelVersion) -> dict[str, Any]:
         "num_classes": classes[0],
         "class_ages": classes[1],
         "age_range": classes[2],
-        "chip_size": chip_size_of(version),
+        "chip_size": version.chip_size,
         "chip_padding": CHIP_PADDING,
         "channel_means": [round(float(m), 3) for m in CHANNEL_MEANS],
         "input_scale": INPUT_SCALE,

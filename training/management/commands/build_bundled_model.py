@@ -293,8 +293,8 @@ class Command(BaseCommand):
                 "licence: measurement only)",
             },
             "training": {
-                **{k: v for k, v in config.__dict__.items()},
-                "teacher_model": options["teacher"],  # a name, not this machine's path
+                # (teacher_model is this machine's path: the card's "teacher" names it)
+                **{k: v for k, v in config.__dict__.items() if k != "teacher_model"},
                 "epochs_run": len(result.history),
                 "best_epoch": result.best_epoch,
                 "history": result.history,
