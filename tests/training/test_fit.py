@@ -104,6 +104,55 @@ def test_the_prior_shapes_age_groups_only_not_exact_ages():
     assert np.array_equal(table[1, 2:], teacher[1])
 
 
+def test_distillation_mixes_the_teachers_whole_distribution_into_the_target():
+    """``distill_weight`` w: the cross-entropy's target is (1 - w) * soft label + w * teacher,
+    so a "20-29" face whose teacher says 45 is pulled towards 45 too; a row without a teacher
+    (the validation split's) keeps the plain loss."""
+    split = {"ages": np.array([20]), "age_low": np.array([20]), "age_high": np.array([29])}
+    teacher = np.full((1, 101), 1e-4, np.float32)
+    teacher[0, 45] = 1.0
+    teacher /= teacher.sum()
+    predicted = np.random.default_rng(1).dirichlet(np.ones(101), size=1).astype(np.float32)
+    plain = SoftLabelAgeLoss(sigma=2.0, l1_weight=0.0)
+    distilled = SoftLabelAgeLoss(sigma=2.0, l1_weight=0.0, distill_weight=0.25)
+    with_teacher = label_table(split, None, teacher)
+    assert with_teacher.shape == (1, 2 + 2 * 101)
+    outside = np.maximum(20 - np.arange(101), 0) + np.maximum(np.arange(101) - 29, 0)
+    soft = np.exp(-0.5 * (outside / 2.0) ** 2)  # flat inside the group, Gaussian fall-off
+    soft /= soft.sum()
+    target = 0.75 * soft + 0.25 * teacher[0]
+    wanted = -(target * np.log(predicted[0] + 1e-7)).sum()
+    assert float(distilled(with_teacher, predicted)) == pytest.approx(wanted, rel=1e-4)
+    # The teacher's age, outside the group, now costs less than another age as far outside it.
+    assert float(distilled(with_teacher, one_hot(45))) < float(distilled(with_teacher, one_hot(13)))
+    assert float(plain(with_teacher, one_hot(45))) == pytest.approx(
+        float(plain(label_table(split), one_hot(45))), rel=1e-5
+    )
+    without = label_table(split)
+    assert float(distilled(without, predicted)) == pytest.approx(
+        float(plain(without, predicted)), rel=1e-5
+    )
+    with pytest.raises(ValueError, match="teacher"):
+        label_table(split, None, teacher[:, :50])
+
+
+def test_a_distilled_fit_trains_and_its_checkpoint_keeps_the_weight(real_chips, tmp_path):
+    from dataclasses import replace
+
+    import keras
+
+    train = {k: v[:32] for k, v in real_chips.items()}
+    train["age_low"] = (train["ages"] // 10) * 10
+    train["age_high"] = train["age_low"] + 9
+    val = {k: v[32:48] for k, v in real_chips.items()}
+    result = fit(train, val, replace(TINY, distill_weight=0.5), tmp_path)
+    assert len(result.history) == 2 and all(np.isfinite(m["loss"]) for m in result.history)
+    saved = keras.saving.load_model(tmp_path / "last.keras")
+    assert saved.loss.distill_weight == 0.5
+    with pytest.raises(ValueError, match="needs a teacher_model"):
+        fit(train, val, replace(TINY, init="scratch", distill_weight=0.5), tmp_path / "scratch")
+
+
 def test_teacher_prior_is_a_distribution_with_a_floor(real_chips):
     prior = teacher_prior(build_training_model("bundled"), real_chips["chips"][:8], floor=0.1)
     assert prior.shape == (8, 101)
@@ -197,7 +246,7 @@ def test_the_teacher_may_be_another_network_reading_its_own_chip_size(real_chips
     faces cut at its size (``teacher_chips``), not the start's distribution."""
     from dataclasses import replace
 
-    from training.pipeline.fit import _prior, resize_chips
+    from training.pipeline.fit import _teacher, resize_chips
 
     teacher = AgeNetwork(build_training_model("scratch"), CLASS_AGES)
     path = teacher.save(tmp_path / "teacher.keras")
@@ -207,10 +256,10 @@ def test_the_teacher_may_be_another_network_reading_its_own_chip_size(real_chips
     split["chips"] = resize_chips(split["chips"], 96)
     config = replace(TINY, teacher_model=str(path))
     np.testing.assert_allclose(
-        _prior(split, config), teacher_prior(teacher.model, split["teacher_chips"]), atol=1e-6
+        _teacher(split, config), teacher_prior(teacher.model, split["teacher_chips"]), atol=1e-6
     )
-    start = _prior(split, TINY)  # the dlib start, reading the 96 px chips shrunk to 64
-    assert np.abs(start - _prior(split, config)).max() > 0.01
+    start = _teacher(split, TINY)  # the dlib start, reading the 96 px chips shrunk to 64
+    assert np.abs(start - _teacher(split, config)).max() > 0.01
 
 
 def test_a_resume_refuses_chips_of_another_size_than_its_checkpoint(real_chips, tmp_path):

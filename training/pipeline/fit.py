@@ -53,6 +53,11 @@ class FitConfig:
     # reads another chip size than the run's takes the split's "teacher_chips" (the same faces
     # cut at its size), or else the run's chips resized.
     teacher_model: str | None = None
+    # Knowledge distillation: the weight of the teacher's whole distribution in every soft
+    # target (0: the teacher only shapes the target inside an interval). The target is then
+    # ``(1 - w) * label + w * teacher``, so a face also learns what the teacher says outside
+    # its age group.
+    distill_weight: float = 0.0
 
 
 @dataclass
@@ -129,14 +134,21 @@ def build_training_model(
     return model
 
 
-def label_table(split: dict[str, np.ndarray], prior: np.ndarray | None = None) -> np.ndarray:
-    """The training labels of a split: ``(N, 2 + 101)`` float32 rows ``[low, high, prior]``.
+def label_table(
+    split: dict[str, np.ndarray],
+    prior: np.ndarray | None = None,
+    teacher: np.ndarray | None = None,
+) -> np.ndarray:
+    """The training labels of a split: ``(N, 2 + 101)`` float32 rows ``[low, high, prior]``,
+    or ``(N, 2 + 2 * 101)`` rows ``[low, high, prior, teacher]`` with ``teacher``.
 
     A face's age is an interval ``[low, high]`` in whole years: an exact age has
     ``low == high`` (``split["ages"]``), an age group such as FairFace's ``20-29`` has
     ``split["age_low"]`` and ``split["age_high"]``. ``prior`` (``(N, 101)``, optional) shapes
     the soft target inside an interval, for example the starting network's own distribution
-    (:func:`teacher_prior`); without it the target is flat across the interval.
+    (:func:`teacher_prior`); without it the target is flat across the interval. ``teacher``
+    (``(N, 101)``, optional) is a teacher's whole distribution, mixed into the target by
+    :class:`SoftLabelAgeLoss`'s ``distill_weight``.
     """
     ages = np.asarray(split["ages"], dtype=np.float32)
     low = np.asarray(split.get("age_low", ages), dtype=np.float32)
@@ -145,7 +157,14 @@ def label_table(split: dict[str, np.ndarray], prior: np.ndarray | None = None) -
         prior = np.ones((len(ages), NUM_CLASSES), dtype=np.float32)
     # The prior only shapes intervals: an exact age keeps its Gaussian around the age.
     prior = np.where((low == high)[:, None], 1.0, prior).astype(np.float32)
-    return np.concatenate([low[:, None], high[:, None], prior], axis=1)
+    parts = [low[:, None], high[:, None], prior]
+    if teacher is not None:
+        if teacher.shape != (len(ages), NUM_CLASSES):
+            raise ValueError(
+                f"teacher: expected shape {(len(ages), NUM_CLASSES)}, got {teacher.shape}"
+            )
+        parts.append(np.asarray(teacher, dtype=np.float32))
+    return np.concatenate(parts, axis=1)
 
 
 def teacher_prior(model: keras.Model, chips: np.ndarray, floor: float = 0.02) -> np.ndarray:
@@ -176,7 +195,7 @@ def resize_chips(chips: np.ndarray, size: int, batch: int = 1024) -> np.ndarray:
 
 def _interval_parts(y_true):
     labels = tf.cast(y_true, tf.float32)
-    return labels[:, 0:1], labels[:, 1:2], labels[:, 2:]
+    return labels[:, 0:1], labels[:, 1:2], labels[:, 2 : 2 + NUM_CLASSES]
 
 
 def _outside(values, low, high):
@@ -193,12 +212,19 @@ class SoftLabelAgeLoss(keras.losses.Loss):
     The soft label is the prior times 1 inside ``[low, high]`` and a Gaussian fall-off of
     ``sigma`` years outside it, normalised: for an exact age (``low == high``, flat prior) that
     is the Gaussian around the age, and the L1 term is ``|expected - age|``. For an interval, a
-    prediction anywhere inside it costs no L1 at all."""
+    prediction anywhere inside it costs no L1 at all.
 
-    def __init__(self, sigma: float = 2.0, l1_weight: float = 0.1, **kwargs) -> None:
+    With ``distill_weight`` w > 0 and rows that carry a teacher's distribution (see
+    :func:`label_table`), the cross-entropy's target is ``(1 - w) * soft + w * teacher``; rows
+    without one (the validation split's) keep the soft label alone."""
+
+    def __init__(
+        self, sigma: float = 2.0, l1_weight: float = 0.1, distill_weight: float = 0.0, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.sigma = sigma
         self.l1_weight = l1_weight
+        self.distill_weight = distill_weight
 
     def call(self, y_true, y_pred):
         low, high, prior = _interval_parts(y_true)
@@ -206,12 +232,20 @@ class SoftLabelAgeLoss(keras.losses.Loss):
         class_ages = tf.constant(CLASS_AGES)[None, :]
         soft = prior * tf.exp(-0.5 * tf.square(_outside(class_ages, low, high) / self.sigma))
         soft = soft / tf.reduce_sum(soft, axis=1, keepdims=True)
+        if self.distill_weight and y_true.shape[-1] == 2 + 2 * NUM_CLASSES:
+            teacher = tf.cast(y_true, tf.float32)[:, 2 + NUM_CLASSES :]
+            soft = (1.0 - self.distill_weight) * soft + self.distill_weight * teacher
         cross_entropy = -tf.reduce_sum(soft * tf.math.log(probabilities + 1e-7), axis=1)
         expected = tf.reduce_sum(probabilities * class_ages, axis=1, keepdims=True)
         return cross_entropy + self.l1_weight * _outside(expected, low, high)[:, 0]
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "sigma": self.sigma, "l1_weight": self.l1_weight}
+        return {
+            **super().get_config(),
+            "sigma": self.sigma,
+            "l1_weight": self.l1_weight,
+            "distill_weight": self.distill_weight,
+        }
 
 
 @keras.saving.register_keras_serializable(package="faceage")
@@ -322,14 +356,22 @@ def _configure_device() -> None:
         tf.config.optimizer.set_jit(True)
 
 
-def _prior(split: dict[str, np.ndarray], config: FitConfig) -> np.ndarray | None:
-    """The soft targets' shape inside age intervals (None: flat): the starting network's
-    distributions, so a resumed run gets the same targets. Only where the split has
-    intervals, and not from a random start (it knows nothing)."""
+def _shapes_intervals(split: dict[str, np.ndarray], config: FitConfig) -> bool:
+    """Whether the teacher shapes the soft targets inside age intervals: only where the split
+    has intervals, and not from a random start (it knows nothing)."""
     if config.interval_prior != "teacher" or config.init == "scratch" or "age_low" not in split:
+        return False
+    return bool(np.any(split["age_low"] != split["age_high"]))
+
+
+def _teacher(split: dict[str, np.ndarray], config: FitConfig) -> np.ndarray | None:
+    """The teacher's distributions over the split's faces, where the run needs them (None
+    where it does not): computed afresh from the teacher, so a resumed run gets the same
+    targets."""
+    if not (_shapes_intervals(split, config) or config.distill_weight > 0):
         return None
-    if not np.any(split["age_low"] != split["age_high"]):
-        return None
+    if config.init == "scratch" and not config.teacher_model:
+        raise ValueError("distillation from a random start needs a teacher_model")
     # The teacher as it was trained: the dlib network at 64 px, a model at its own size.
     if config.teacher_model:
         teacher = keras.saving.load_model(config.teacher_model, compile=False)
@@ -383,7 +425,7 @@ def fit(
         )
         model.compile(
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-            loss=SoftLabelAgeLoss(config.label_sigma, config.l1_weight),
+            loss=SoftLabelAgeLoss(config.label_sigma, config.l1_weight, config.distill_weight),
             metrics=[ExpectedAgeMAE()],
         )
         state = {"epoch": 0, "history": [], "best_val_mae": None, "best_epoch": 0, "wait": 0}
@@ -394,7 +436,12 @@ def fit(
         best_epoch=state["best_epoch"],
         best_val_mae=state["best_val_mae"] if state["best_val_mae"] is not None else math.inf,
     )
-    train_labels = label_table(train, _prior(train, config))
+    teacher = _teacher(train, config)
+    train_labels = label_table(
+        train,
+        teacher if _shapes_intervals(train, config) else None,
+        teacher if config.distill_weight > 0 else None,
+    )
     train_input = make_input(
         train["chips"], train_labels, config.batch_size, True, config.seed, config.augment
     )

@@ -40,6 +40,7 @@ RECIPE_OPTIONS = (
     "balance_groups",
     "chip_size",
     "teacher",
+    "distill",
 )
 
 
@@ -129,6 +130,14 @@ class Command(BaseCommand):
             "each reading the faces cut at its own chip size",
         )
         parser.add_argument(
+            "--distill",
+            type=float,
+            default=0.0,
+            metavar="WEIGHT",
+            help="mix the teacher's whole distribution into every face's soft target with this "
+            "weight (0: the teacher shapes the target inside the face's age group only)",
+        )
+        parser.add_argument(
             "--balance-groups",
             type=float,
             default=1.0,
@@ -146,6 +155,8 @@ class Command(BaseCommand):
         from training.pipeline.fit import CLASS_AGES, FitConfig, FitHooks, fit
 
         started = time.monotonic()
+        if not 0.0 <= options["distill"] < 1.0:
+            raise CommandError("--distill is a weight from 0 up to (not including) 1")
         datasets = Path(settings.FACEAGE_DATASETS_DIR)
         fairface_root, utkface_root = datasets / "fairface", datasets / "utkface"
         for root in (fairface_root, utkface_root):
@@ -213,6 +224,7 @@ class Command(BaseCommand):
             steps_per_epoch=options["steps_per_epoch"],
             patience=options["epochs"],
             teacher_model=str(teacher_path) if teacher_path else None,
+            distill_weight=options["distill"],
         )
         # Keyed by the recipe: the same command resumes an interrupted build, another recipe
         # (a different chip size or teacher, say) starts afresh instead of reusing its epochs.
