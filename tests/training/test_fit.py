@@ -272,3 +272,29 @@ def test_a_resume_refuses_chips_of_another_size_than_its_checkpoint(real_chips, 
     larger = {**split, "chips": resize_chips(split["chips"], 96)}
     with pytest.raises(ValueError, match="reads 64 px chips, the training split has 96"):
         fit(larger, larger, TINY, tmp_path)
+
+
+def test_low_resolution_augmentation_softens_a_share_of_the_chips_when_asked(real_chips):
+    """``low_resolution`` p: about a share p of the augmented chips is shrunk and enlarged
+    back (less fine detail), the others are exactly what augmentation gives without it; at
+    0 nothing changes."""
+    import tensorflow as tf
+
+    from training.pipeline.fit import augment
+
+    def detail(image) -> float:
+        grey = tf.reduce_mean(image, axis=-1).numpy()
+        return float(np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean())
+
+    chip = tf.constant(real_chips["chips"][0])
+    label = tf.zeros(3)
+    softened = 0
+    for i in range(40):
+        seed = tf.constant([i, 7], tf.int64)
+        plain, _ = augment(chip, label, seed)
+        np.testing.assert_array_equal(plain, augment(chip, label, seed, 0.0)[0])
+        blurred, _ = augment(chip, label, seed, 0.5)
+        if not np.array_equal(plain, blurred):
+            softened += 1
+            assert detail(blurred) < detail(plain)
+    assert 8 <= softened <= 32  # about half of 40

@@ -46,6 +46,10 @@ class FitConfig:
     steps_per_epoch: int | None = None  # None: one pass over the training split
     seed: int = 0
     augment: bool = True
+    # The share of training chips that augmentation also blurs: shrunk to a random 50-100% of
+    # their side and enlarged back, so a network reading a large chip cannot lean on fine
+    # texture that a soft or compressed photo lacks (0: never).
+    low_resolution: float = 0.0
     # Inside an age interval (an age group), the soft target follows the starting network's
     # own distribution ("teacher") or is flat ("flat").
     interval_prior: str = "teacher"
@@ -267,10 +271,13 @@ class ExpectedAgeMAE(keras.metrics.MeanMetricWrapper):
         return {"name": self.name}
 
 
-def augment(chip: tf.Tensor, label: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def augment(
+    chip: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, low_resolution: float = 0.0
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Mirror, shift by up to 3 px of a 64 px chip (scaled for other sizes), and jitter
-    brightness/contrast: what alignment leaves variable between photos of one face.
-    ``chip`` is (S, S, 3) uint8."""
+    brightness/contrast: what alignment leaves variable between photos of one face. With
+    ``low_resolution`` p, a share p of the chips is also shrunk to 50-100% of its side and
+    enlarged back (a softer photo of the same face). ``chip`` is (S, S, 3) uint8."""
     size = int(chip.shape[0])
     shift = max(1, round(3 * size / 64))
     image = tf.cast(chip, tf.float32)
@@ -280,6 +287,17 @@ def augment(chip: tf.Tensor, label: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tens
     image = tf.image.stateless_random_crop(padded, (size, size, 3), seeds[1])
     image = tf.image.stateless_random_brightness(image, 20.0, seeds[2])
     image = tf.image.stateless_random_contrast(image, 0.8, 1.2, seeds[3])
+    if low_resolution > 0:
+        # Seeds of their own: the other draws stay those of a run without it.
+        draw, scale_seed = tf.unstack(tf.random.experimental.stateless_split(seeds[3], 2))
+        side = tf.cast(
+            tf.round(size * tf.random.stateless_uniform([], scale_seed, 0.5, 1.0)), tf.int32
+        )
+        softer = tf.image.resize(
+            tf.image.resize(image, tf.stack([side, side]), antialias=True), (size, size)
+        )
+        blur = tf.random.stateless_uniform([], draw) < low_resolution
+        image = tf.where(blur, softer, image)
     return tf.clip_by_value(image, 0.0, 255.0), label
 
 
@@ -290,6 +308,7 @@ def make_input(
     training: bool,
     seed: int,
     do_augment: bool,
+    low_resolution: float = 0.0,
 ) -> tf.data.Dataset:
     """tf.data input: (N, 64, 64, 3) uint8 chips and :func:`label_table` rows -> float32
     batches."""
@@ -301,7 +320,8 @@ def make_input(
                 lambda i: tf.stack([i, tf.cast(seed, tf.int64)])
             )
             data = tf.data.Dataset.zip((data, counter)).map(
-                lambda pair, s: augment(pair[0], pair[1], s), num_parallel_calls=tf.data.AUTOTUNE
+                lambda pair, s: augment(pair[0], pair[1], s, low_resolution),
+                num_parallel_calls=tf.data.AUTOTUNE,
             )
         else:
             data = data.map(lambda c, a: (tf.cast(c, tf.float32), a))
@@ -443,7 +463,13 @@ def fit(
         teacher if config.distill_weight > 0 else None,
     )
     train_input = make_input(
-        train["chips"], train_labels, config.batch_size, True, config.seed, config.augment
+        train["chips"],
+        train_labels,
+        config.batch_size,
+        True,
+        config.seed,
+        config.augment,
+        config.low_resolution,
     )
     val_input = make_input(val["chips"], label_table(val), 256, False, config.seed, False)
     reporter = _Reporter(hooks, steps, config.epochs, state["epoch"])

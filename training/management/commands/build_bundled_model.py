@@ -41,6 +41,7 @@ RECIPE_OPTIONS = (
     "chip_size",
     "teacher",
     "distill",
+    "low_resolution",
 )
 
 
@@ -138,6 +139,14 @@ class Command(BaseCommand):
             "weight (0: the teacher shapes the target inside the face's age group only)",
         )
         parser.add_argument(
+            "--low-resolution",
+            type=float,
+            default=0.0,
+            metavar="SHARE",
+            help="the share of training chips that augmentation also blurs (shrunk to 50-100%% "
+            "of their side and enlarged back; 0: none)",
+        )
+        parser.add_argument(
             "--balance-groups",
             type=float,
             default=1.0,
@@ -157,6 +166,8 @@ class Command(BaseCommand):
         started = time.monotonic()
         if not 0.0 <= options["distill"] < 1.0:
             raise CommandError("--distill is a weight from 0 up to (not including) 1")
+        if not 0.0 <= options["low_resolution"] <= 1.0:
+            raise CommandError("--low-resolution is a share from 0 to 1")
         datasets = Path(settings.FACEAGE_DATASETS_DIR)
         fairface_root, utkface_root = datasets / "fairface", datasets / "utkface"
         for root in (fairface_root, utkface_root):
@@ -225,6 +236,7 @@ class Command(BaseCommand):
             patience=options["epochs"],
             teacher_model=str(teacher_path) if teacher_path else None,
             distill_weight=options["distill"],
+            low_resolution=options["low_resolution"],
         )
         # Keyed by the recipe: the same command resumes an interrupted build, another recipe
         # (a different chip size or teacher, say) starts afresh instead of reusing its epochs.
