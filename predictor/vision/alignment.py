@@ -15,6 +15,7 @@ No Django and no TensorFlow imports.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +39,27 @@ _PROBE_IMAGE = np.zeros((16, 16, 3), dtype=np.uint8)
 def _rectangle(box: FaceBox) -> dlib.rectangle:
     # FaceBox's right/bottom are exclusive; dlib's are inclusive.
     return dlib.rectangle(int(box.left), int(box.top), int(box.right) - 1, int(box.bottom) - 1)
+
+
+# The piece cut around a chip starts on a multiple of this, so that dlib's image pyramid
+# (which halves the image for a chip much smaller than the face) samples the same grid in the
+# piece as in the photo.
+_PIECE_GRID = 16
+
+
+def _chip_bounds(details: dlib.chip_details) -> tuple[int, int, int, int]:
+    """``(left, top, right, bottom)`` (right/bottom exclusive) of a box holding the chip's
+    rotated square and a margin for interpolation, its corner on :data:`_PIECE_GRID`."""
+    rect = details.rect
+    centre_x = (rect.left() + rect.right()) / 2
+    centre_y = (rect.top() + rect.bottom()) / 2
+    turn = abs(math.cos(details.angle)) + abs(math.sin(details.angle))
+    half = max(rect.width(), rect.height()) / 2 * turn + 4
+    left = math.floor((centre_x - half) / _PIECE_GRID) * _PIECE_GRID
+    top = math.floor((centre_y - half) / _PIECE_GRID) * _PIECE_GRID
+    right = left + math.ceil((centre_x + half - left) / _PIECE_GRID) * _PIECE_GRID
+    bottom = top + math.ceil((centre_y + half - top) / _PIECE_GRID) * _PIECE_GRID
+    return left, top, right, bottom
 
 
 class FaceAligner:
@@ -131,7 +153,37 @@ class FaceAligner:
         # to extract_image_chip (the library's parity tests guard the same trap).
         return np.stack([self._chip(rgb, box, size) for box in boxes])
 
-    def _chip(self, rgb: np.ndarray, box: FaceBox, size: int) -> np.ndarray:
+    def _chip(self, rgb: np.ndarray, box: FaceBox, size: int, local: bool = False) -> np.ndarray:
         shape = self._predictor(rgb, _rectangle(box))
         details = dlib.get_face_chip_details(shape, size, self.padding)
-        return np.ascontiguousarray(dlib.extract_image_chip(rgb, details), dtype=np.uint8)
+        left, top, right, bottom = _chip_bounds(details)
+        height, width = rgb.shape[:2]
+        inside = left >= 0 and top >= 0 and right <= width and bottom <= height
+        if inside and not local:
+            return np.ascontiguousarray(dlib.extract_image_chip(rgb, details), dtype=np.uint8)
+        # The chip reaches past the photo (a tight crop, a face at the edge): dlib would fill
+        # that part black, which no photo looks like. The pixels around the chip are cut out
+        # and the photo's edge rows and columns are repeated outwards instead, then the chip
+        # is cut from that piece at the same place.
+        piece = rgb[max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
+        piece = np.pad(
+            piece,
+            (
+                (max(0, -top), max(0, bottom - height)),
+                (max(0, -left), max(0, right - width)),
+                (0, 0),
+            ),
+            mode="edge",
+        )
+        moved = dlib.full_object_detection(
+            dlib.rectangle(
+                shape.rect.left() - left,
+                shape.rect.top() - top,
+                shape.rect.right() - left,
+                shape.rect.bottom() - top,
+            ),
+            [dlib.point(point.x - left, point.y - top) for point in shape.parts()],
+        )
+        details = dlib.get_face_chip_details(moved, size, self.padding)
+        piece = np.ascontiguousarray(piece)
+        return np.ascontiguousarray(dlib.extract_image_chip(piece, details), dtype=np.uint8)

