@@ -17,7 +17,9 @@ Both exports wrap the same function, the one the workers serve:
 * **input** ``chips``: ``(N, 64, 64, 3)`` ``uint8``, RGB (not BGR), raw pixel values 0..255,
   NHWC. Each chip is one face aligned the way dlib does it: 5-point landmarks
   (``shape_predictor_5_face_landmarks.dat``), then ``dlib.get_face_chip_details(shape, 64,
-  0.2)`` and ``dlib.extract_image_chip``. The network subtracts the channel means and scales
+  0.2)`` and ``dlib.extract_image_chip``, with the photo's edge repeated outwards where the
+  chip reaches past the photo (``predictor.vision.alignment``; dlib alone fills black there).
+  The network subtracts the channel means and scales
   by 1/256 itself: feed raw pixels. N may be any size (TFLite: resize the input first).
 * **outputs** ``age_probabilities`` ``(N, K)`` float32 (softmax over the K age classes, whose
   ages in years are listed in ``signature.json``), ``expected_age`` ``(N,)`` float32 (the

@@ -59,7 +59,8 @@ def signature_description(network: AgeNetwork) -> dict[str, Any]:
                 "alignment": (
                     "dlib 5-point landmarks (shape_predictor_5_face_landmarks.dat), then "
                     f"dlib.get_face_chip_details(shape, {network.chip_size}, {CHIP_PADDING}) and "
-                    "dlib.extract_image_chip"
+                    "dlib.extract_image_chip; where the chip reaches past the photo, its edge "
+                    "repeated outwards instead of black (faceage's predictor/vision/alignment.py)"
                 ),
             }
         },
