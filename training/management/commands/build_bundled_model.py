@@ -238,9 +238,13 @@ class Command(BaseCommand):
             distill_weight=options["distill"],
             low_resolution=options["low_resolution"],
         )
-        # Keyed by the recipe: the same command resumes an interrupted build, another recipe
-        # (a different chip size or teacher, say) starts afresh instead of reusing its epochs.
+        # Keyed by the recipe and the chips: the same command resumes an interrupted build;
+        # another recipe (a different chip size or teacher, say), or chips cut by another
+        # version of the cutting code, starts afresh instead of reusing its epochs.
+        from training.pipeline.tfrecords import PIPELINE_VERSION
+
         recipe = {key: str(options[key]) for key in RECIPE_OPTIONS}
+        recipe["chips"] = PIPELINE_VERSION
         recipe_key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
         checkpoints = (
             Path(settings.FACEAGE_TRAINING_DIR) / f"bundled-{options['name']}-{recipe_key}"
