@@ -33,3 +33,29 @@ def test_a_cap_of_one_changes_nothing_but_the_index():
     out = balanced(data, cap=1.0, seed=0)
     np.testing.assert_array_equal(out["index"], np.arange(55))
     np.testing.assert_array_equal(out["age_high"], data["age_high"])
+
+
+def test_the_registry_compares_a_build_with_the_network_it_replaces():
+    """A shipped build's registry row (the model page, /api/v1/models/) sets its benchmarks
+    beside the shipped network it would replace when the build measured it, else beside the
+    dlib network."""
+    from training.management.commands.build_bundled_model import registry_metrics
+
+    def figures(accuracy: float, mae: float) -> dict:
+        return {
+            "fairface_test": {"count": 100, "accuracy": accuracy, "balanced_accuracy": accuracy},
+            "utkface_test": {"count": 100, "mae": mae, "cs5": 0.6, "mae_children_0_12": 2.0},
+        }
+
+    ours = figures(0.50, 5.6)
+    dlib = figures(0.43, 6.3)
+    shipped = figures(0.49, 5.5)
+    alone = registry_metrics({**ours, "bundled_dlib_network": dlib}, "faceage-v2")
+    assert alone["gate"]["active_model"] == "dlib-age-v1"
+    assert alone["benchmarks"]["utkface-test"]["active"]["mae"] == 6.3
+    beside = registry_metrics(
+        {**ours, "bundled_dlib_network": dlib, "shipped:faceage-v2": shipped}, "faceage-v2"
+    )
+    assert beside["gate"]["active_model"] == "faceage-v2"
+    assert beside["benchmarks"]["utkface-test"]["active"]["mae"] == 5.5
+    assert beside["benchmarks"]["fairface-val"]["active"]["accuracy"] == 0.49

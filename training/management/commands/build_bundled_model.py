@@ -295,7 +295,15 @@ class Command(BaseCommand):
             if shipped.resolve() != (options["out"] / f"{options['name']}.keras").resolve():
                 # A candidate beside the networks already in the repository.
                 figures[f"shipped:{shipped.stem}"] = reference(AgeNetwork.from_keras_file(shipped))
-        figures["registry"] = registry_metrics(figures)
+        # Beside the network it would replace: the default a fresh install serves, or (when
+        # this build is that default) the last other network shipped beside it.
+        from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL
+
+        others = sorted(k.removeprefix("shipped:") for k in figures if k.startswith("shipped:"))
+        replaces = DEFAULT_SHIPPED_MODEL if DEFAULT_SHIPPED_MODEL in others else None
+        if replaces is None and others:
+            replaces = others[-1]
+        figures["registry"] = registry_metrics(figures, replaces)
         options["out"].mkdir(parents=True, exist_ok=True)
         model_path = options["out"] / f"{options['name']}.keras"
         network.save(model_path)
@@ -343,17 +351,21 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"wrote {model_path}"))
 
 
-def registry_metrics(figures: dict) -> dict:
+def registry_metrics(figures: dict, replaces: str | None = None) -> dict:
     """What the model registry stores for the shipped version (``ModelVersion.metrics``): the
-    UTKFace test figures as its test split, both test sets as benchmarks beside the dlib
-    network's, and the promotion gate's verdict against it."""
+    UTKFace test figures as its test split, both test sets as benchmarks beside the figures of
+    the network it replaces (``replaces``, a shipped network measured in the same build; the
+    dlib network without one), and the promotion gate's verdict against it."""
     from training.gate import benchmark_results
 
+    reference = f"shipped:{replaces}" if replaces else None
+    if reference not in figures:
+        replaces, reference = "dlib-age-v1", "bundled_dlib_network"
     ours = {"fairface-val": figures["fairface_test"], "utkface-test": figures["utkface_test"]}
-    theirs = figures["bundled_dlib_network"]
-    dlib = {"fairface-val": theirs["fairface_test"], "utkface-test": theirs["utkface_test"]}
+    theirs = figures[reference]
+    before = {"fairface-val": theirs["fairface_test"], "utkface-test": theirs["utkface_test"]}
     benchmarks, regressions = benchmark_results(
-        [(name, name) for name in ours], ours.__getitem__, dlib.__getitem__
+        [(name, name) for name in ours], ours.__getitem__, before.__getitem__
     )
     return {
         "dataset": "utkface-test",
@@ -361,7 +373,7 @@ def registry_metrics(figures: dict) -> dict:
         **figures["utkface_test"],
         "benchmarks": benchmarks,
         "gate": {
-            "active_model": "dlib-age-v1",
+            "active_model": replaces,
             "regressions": [regression.as_dict() for regression in regressions],
         },
     }
