@@ -190,5 +190,4 @@ class FaceAligner:
             [dlib.point(point.x - left, point.y - top) for point in shape.parts()],
         )
         details = dlib.get_face_chip_details(moved, size, self.padding)
-        piece = np.ascontiguousarray(piece)
         return np.ascontiguousarray(dlib.extract_image_chip(piece, details), dtype=np.uint8)

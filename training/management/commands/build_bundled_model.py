@@ -295,15 +295,11 @@ class Command(BaseCommand):
             if shipped.resolve() != (options["out"] / f"{options['name']}.keras").resolve():
                 # A candidate beside the networks already in the repository.
                 figures[f"shipped:{shipped.stem}"] = reference(AgeNetwork.from_keras_file(shipped))
-        # Beside the network it would replace: the default a fresh install serves, or (when
-        # this build is that default) the last other network shipped beside it.
+        # Beside the network it would replace, the default a fresh install serves (measured
+        # above unless this build overwrites it; registry_metrics then takes the dlib network).
         from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL
 
-        others = sorted(k.removeprefix("shipped:") for k in figures if k.startswith("shipped:"))
-        replaces = DEFAULT_SHIPPED_MODEL if DEFAULT_SHIPPED_MODEL in others else None
-        if replaces is None and others:
-            replaces = others[-1]
-        figures["registry"] = registry_metrics(figures, replaces)
+        figures["registry"] = registry_metrics(figures, DEFAULT_SHIPPED_MODEL)
         options["out"].mkdir(parents=True, exist_ok=True)
         model_path = options["out"] / f"{options['name']}.keras"
         network.save(model_path)
