@@ -1,4 +1,4 @@
-"""`build_bundled_model --balance-groups`: rare age groups repeated, capped, rows traceable."""
+"""`build_bundled_model`: rare age groups repeated, capped, rows traceable; its options."""
 
 from __future__ import annotations
 
@@ -59,3 +59,12 @@ def test_the_registry_compares_a_build_with_the_network_it_replaces():
     assert beside["gate"]["active_model"] == "faceage-v2"
     assert beside["benchmarks"]["utkface-test"]["active"]["mae"] == 5.5
     assert beside["benchmarks"]["fairface-val"]["active"]["accuracy"] == 0.49
+
+
+def test_a_soup_needs_at_least_one_network():
+    """``--soup 0`` is refused before anything is read or trained."""
+    import pytest
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--soup"):
+        call_command("build_bundled_model", "--soup", "0")

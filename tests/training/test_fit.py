@@ -298,3 +298,32 @@ def test_low_resolution_augmentation_softens_a_share_of_the_chips_when_asked(rea
             softened += 1
             assert detail(blurred) < detail(plain)
     assert 8 <= softened <= 32  # about half of 40
+
+
+def test_a_soup_is_one_network_with_the_mean_of_its_members_weights(real_chips, tmp_path):
+    """``soup``: the networks' weights averaged, layer by layer; served like one network."""
+    from training.pipeline.fit import soup
+
+    train = {k: v[:48] for k, v in real_chips.items()}
+    val = {k: v[48:] for k, v in real_chips.items()}
+    members = [
+        fit(train, val, FitConfig(**{**TINY.__dict__, "seed": seed}), tmp_path / str(seed)).network
+        for seed in (0, 1)
+    ]
+    a, b = (m.model.get_weights() for m in members)
+    assert any(not np.array_equal(x, y) for x, y in zip(a, b, strict=True))  # seeds differ
+    mean = soup(members)
+    for got, x, y in zip(mean.model.get_weights(), a, b, strict=True):
+        np.testing.assert_allclose(got, (x + y) / 2, rtol=1e-6, atol=1e-7)
+    assert mean.chip_size == 64 and np.array_equal(mean.class_ages, members[0].class_ages)
+    # The members are left as they were, and the soup of one network is that network.
+    np.testing.assert_array_equal(members[0].model.get_weights()[0], a[0])
+    chips = real_chips["chips"][:8]
+    alone = soup(members[:1])
+    assert np.allclose(alone.predict(chips).ages, members[0].predict(chips).ages, atol=1e-4)
+    # Only fine-tunes of one architecture mix.
+    larger = AgeNetwork(build_training_model("bundled", chip_size=96), CLASS_AGES)
+    with pytest.raises(ValueError, match="one architecture"):
+        soup([members[0], larger])
+    with pytest.raises(ValueError, match="at least one"):
+        soup([])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -524,6 +524,27 @@ def fit(
     if best.exists():
         result.network = AgeNetwork(keras.saving.load_model(best, compile=False), CLASS_AGES)
     return result
+
+
+def soup(networks: Sequence[AgeNetwork]) -> AgeNetwork:
+    """One network whose every weight is the mean of ``networks``' (a "model soup",
+    Wortsman et al., ICML 2022). It serves at one network's cost; it only makes sense for
+    networks fine-tuned from one start, which share a basin of the loss. The networks must
+    have the same layers and shapes; the first one's class ages are kept."""
+    if not networks:
+        raise ValueError("a soup needs at least one network")
+    first = networks[0].model
+    layers = [(layer.name, [w.shape for w in layer.get_weights()]) for layer in first.layers]
+    weights = [network.model.get_weights() for network in networks]
+    for network in networks[1:]:
+        other = [
+            (layer.name, [w.shape for w in layer.get_weights()]) for layer in network.model.layers
+        ]
+        if other != layers or network.model.input_shape != first.input_shape:
+            raise ValueError("a soup's networks must share one architecture, layer by layer")
+    model = keras.models.clone_model(first)
+    model.set_weights([np.mean(arrays, axis=0) for arrays in zip(*weights, strict=True)])
+    return AgeNetwork(model, networks[0].class_ages)
 
 
 def describe(config: FitConfig) -> dict:

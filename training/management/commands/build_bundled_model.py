@@ -1,6 +1,6 @@
 """Train the network that ships in the repository as the default model (faceage-v2).
 
-    .venv/bin/python manage.py build_bundled_model [--epochs 6] [--learning-rate 5e-4]
+    .venv/bin/python manage.py build_bundled_model [--epochs 6] [--learning-rate 5e-4] [--soup N]
 
 Data: FairFace's training photos only (CC BY 4.0, so the result may be redistributed), split
 90/10 into training and validation. The validation split picks the best epoch and fits the
@@ -10,7 +10,10 @@ test side (MAE, children's MAE, interval coverage; UTKFace is non-commercial, so
 for measurement only, never for training).
 
 The start is the CC0 dlib network, fine-tuned with interval labels whose soft target inside
-each age group follows the start's own distribution (training.pipeline.fit). Chips are cut
+each age group follows the start's own distribution (training.pipeline.fit). ``--soup N``
+trains N such networks with seeds SEED..SEED+N-1 and ships the mean of their weights
+(training.pipeline.fit.soup): one network, whose validation and test figures are the
+card's. Chips are cut
 by the serving code (CenterFace + dlib's 5-point alignment) and cached in
 FACEAGE_CHIP_CACHE_DIR. Writes ``predictor/vision/models/<name>.keras`` and ``<name>.json``
 (the card's figures), and prints them.
@@ -18,6 +21,7 @@ FACEAGE_CHIP_CACHE_DIR. Writes ``predictor/vision/models/<name>.keras`` and ``<n
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -27,7 +31,7 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from predictor.vision.bundled_models import CHIP_SIZE
+from predictor.vision.bundled_models import CHIP_SIZE, DEFAULT_SHIPPED_MODEL
 from training.progress_bar import ProgressBar
 
 MODELS_DIR = Path(settings.BASE_DIR) / "predictor" / "vision" / "models"
@@ -42,6 +46,8 @@ RECIPE_OPTIONS = (
     "teacher",
     "distill",
     "low_resolution",
+    "seed",
+    "soup",
 )
 
 
@@ -107,7 +113,7 @@ class Command(BaseCommand):
     help = "Train the default model that ships in the repository (FairFace only)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--name", default="faceage-v2")
+        parser.add_argument("--name", default=DEFAULT_SHIPPED_MODEL)
         parser.add_argument("--epochs", type=int, default=6)
         parser.add_argument("--learning-rate", type=float, default=5e-4)
         parser.add_argument("--batch-size", type=int, default=64)
@@ -118,6 +124,25 @@ class Command(BaseCommand):
             default=CHIP_SIZE,
             help="side of the aligned face chip the network reads, in pixels (the dlib "
             f"network was trained on {CHIP_SIZE}; its weights fit any size)",
+        )
+        parser.add_argument(
+            "--seed", type=int, default=0, help="the training run's random seed (default 0)"
+        )
+        parser.add_argument(
+            "--soup",
+            type=int,
+            default=1,
+            metavar="N",
+            help="train N networks, with seeds SEED to SEED+N-1, and ship the mean of their "
+            "weights (a model soup: one network, served at one network's cost; default 1)",
+        )
+        parser.add_argument(
+            "--replaces",
+            default=DEFAULT_SHIPPED_MODEL,
+            metavar="NAME",
+            help="the shipped network this build replaces as the default: the registry (model "
+            "page, /api/v1/models/) sets the build's figures beside it (default: the current "
+            "default; the dlib network where the build overwrites it)",
         )
         parser.add_argument("--utkface-test", type=int, default=1500)
         parser.add_argument("--workers", type=int, default=settings.FACEAGE_PREPARE_WORKERS)
@@ -161,13 +186,15 @@ class Command(BaseCommand):
         from training.datasets.splits import assign_splits
         from training.datasets.utkface import read_utkface
         from training.pipeline.calibration import fit_interval_temperature, interval_report
-        from training.pipeline.fit import CLASS_AGES, FitConfig, FitHooks, fit
+        from training.pipeline.fit import CLASS_AGES, FitConfig, FitHooks, fit, soup
 
         started = time.monotonic()
         if not 0.0 <= options["distill"] < 1.0:
             raise CommandError("--distill is a weight from 0 up to (not including) 1")
         if not 0.0 <= options["low_resolution"] <= 1.0:
             raise CommandError("--low-resolution is a share from 0 to 1")
+        if options["soup"] < 1:
+            raise CommandError("--soup is the number of networks to average: 1 or more")
         datasets = Path(settings.FACEAGE_DATASETS_DIR)
         fairface_root, utkface_root = datasets / "fairface", datasets / "utkface"
         for root in (fairface_root, utkface_root):
@@ -238,33 +265,40 @@ class Command(BaseCommand):
             distill_weight=options["distill"],
             low_resolution=options["low_resolution"],
         )
-        # Keyed by the recipe and the chips: the same command resumes an interrupted build;
-        # another recipe (a different chip size or teacher, say), or chips cut by another
-        # version of the cutting code, starts afresh instead of reusing its epochs.
         from training.pipeline.tfrecords import PIPELINE_VERSION
 
-        recipe = {key: str(options[key]) for key in RECIPE_OPTIONS}
-        recipe["chips"] = PIPELINE_VERSION
-        recipe_key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-        checkpoints = (
-            Path(settings.FACEAGE_TRAINING_DIR) / f"bundled-{options['name']}-{recipe_key}"
-        )
         bar = ProgressBar("training")
 
         def progress(info: dict) -> None:
             bar(round(info["progress"] * 1000), 1000, f"epoch {info['epoch']}")
 
-        result = fit(
-            train,
-            val,
-            config,
-            checkpoints,
-            FitHooks(
-                on_progress=progress,
-                on_epoch=lambda m: self.stdout.write(f"\n{json.dumps(m)}"),
-            ),
-        )
-        network = result.network
+        members = []
+        seeds = list(range(options["seed"], options["seed"] + options["soup"]))
+        for seed in seeds:
+            # Keyed by the recipe, the member's seed and the chips: the same command resumes
+            # an interrupted build (a soup also reuses members built alone with their seed);
+            # another recipe (a different chip size or teacher, say), or chips cut by another
+            # version of the cutting code, starts afresh instead of reusing its epochs.
+            recipe = {key: str(options[key]) for key in RECIPE_OPTIONS if key != "soup"}
+            recipe.update(seed=str(seed), chips=PIPELINE_VERSION)
+            recipe_key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+            checkpoints = (
+                Path(settings.FACEAGE_TRAINING_DIR) / f"bundled-{options['name']}-{recipe_key[:12]}"
+            )
+            members.append(
+                fit(
+                    train,
+                    val,
+                    dataclasses.replace(config, seed=seed),
+                    checkpoints,
+                    FitHooks(
+                        on_progress=progress,
+                        on_epoch=lambda m: self.stdout.write(f"\n{json.dumps(m)}"),
+                    ),
+                )
+            )
+        result = members[0]
+        network = soup([m.network for m in members]) if len(members) > 1 else result.network
         network.mirrored = True
         val_p = network.predict(val["chips"]).probabilities
         temperature = fit_interval_temperature(val_p, val["age_low"], val["age_high"], CLASS_AGES)
@@ -295,11 +329,9 @@ class Command(BaseCommand):
             if shipped.resolve() != (options["out"] / f"{options['name']}.keras").resolve():
                 # A candidate beside the networks already in the repository.
                 figures[f"shipped:{shipped.stem}"] = reference(AgeNetwork.from_keras_file(shipped))
-        # Beside the network it would replace, the default a fresh install serves (measured
-        # above unless this build overwrites it; registry_metrics then takes the dlib network).
-        from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL
-
-        figures["registry"] = registry_metrics(figures, DEFAULT_SHIPPED_MODEL)
+        # Beside the network it replaces (measured above unless this build overwrites it;
+        # registry_metrics then takes the dlib network).
+        figures["registry"] = registry_metrics(figures, options["replaces"])
         options["out"].mkdir(parents=True, exist_ok=True)
         model_path = options["out"] / f"{options['name']}.keras"
         network.save(model_path)
@@ -330,6 +362,11 @@ class Command(BaseCommand):
                 "epochs_run": len(result.history),
                 "best_epoch": result.best_epoch,
                 "history": result.history,
+                # A soup's other members (the keys above are the first member's).
+                "soup": [
+                    {"seed": seed, "best_epoch": m.best_epoch, "history": m.history}
+                    for seed, m in zip(seeds[1:], members[1:], strict=True)
+                ],
                 "seconds": round(time.monotonic() - started),
             },
             "figures": figures,
@@ -337,7 +374,7 @@ class Command(BaseCommand):
             + " ".join(
                 f"--{k.replace('_', '-')} {v}"
                 for k, v in options.items()
-                if k in RECIPE_OPTIONS and v is not None
+                if k in (*RECIPE_OPTIONS, "name", "replaces") and v is not None
             ),
         }
         (options["out"] / f"{options['name']}.json").write_text(
