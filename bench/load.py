@@ -11,8 +11,9 @@ Each client uploads a real photo, waits for the prediction to be terminal and st
 ``--photos`` picks the kinds: ``utkface`` (UTKFace's 200 px aligned crops, the default) and
 ``wild`` (FairFace validation portraits, in-the-wild photos, scaled to 448 px).
 ``--pipelines`` runs a fresh stack for each: ``served`` (what a fresh install serves:
-CenterFace + faceage-v2, mirrored) and ``old`` (dlib's HOG cascade + dlib-age-v1, one pass:
-the pipeline before the vision issue), so both are measured side by side in one run.
+CenterFace + the default shipped network, mirrored) and ``old`` (dlib's HOG cascade +
+dlib-age-v1, one pass: the pipeline before the vision issue), so both are measured side by side
+in one run.
 
 By default a client waits with the API's long-poll (`GET <prediction>?wait=20`, repeated until
 terminal); `--poll-ms 100` makes it re-request every 100 ms instead, as a naive client would.
@@ -238,7 +239,7 @@ def measure(args, pipeline: str, photo_files: dict[str, list[Path]]) -> list[lis
             **settings,
         },
     ) as stack:
-        chosen = repr(version) if version else "ModelVersion.DEFAULT_NAME"  # faceage-v2
+        chosen = repr(version) if version else "ModelVersion.DEFAULT_NAME"  # the shipped default
         stack.manage(
             "shell", "-c",
             "from predictor.models import ModelVersion; ModelVersion.active(); "

@@ -11,7 +11,7 @@ server's stored copy:
 For each photo the timer covers what the worker does after reading the stored bytes: decode and
 check (``load_photo``), detect, align, and rate the faces (``AgeEstimator.estimate``). One
 process, after a warm-up photo. Rows: the old pipeline (HOG cascade + dlib network, one pass)
-and the served one (CenterFace + faceage-v2, mirrored).
+and the served one (CenterFace + the default shipped network, mirrored).
 """
 
 from __future__ import annotations
