@@ -55,99 +55,73 @@ def utkface_validation(chip_size: int, count: int) -> dict[str, np.ndarray]:
     return take(chips_for(val, root, lambda r: "val", workers, "utkface-val", chip_size), "val")
 
 
-def mix(weights: list[list[np.ndarray]], shares: list[float]) -> list[np.ndarray]:
-    """The weighted sum, array by array, of networks' weight lists."""
-    return [
-        sum((share * arrays[i] for share, arrays in zip(shares, weights, strict=True)))
-        for i in range(len(weights[0]))
-    ]  # type: ignore[misc]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("networks", nargs="+", help="shipped names or .keras files")
     parser.add_argument("--alphas", type=float, nargs="*", default=[0.5, 0.6, 0.7, 0.8, 0.9])
     parser.add_argument("--utkface-val", type=int, default=1500)
-    parser.add_argument("--save", type=Path, help="write the mix at the first alpha here")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faceage_site.settings")
     import django
 
     django.setup()
-    import keras
-
     from predictor.vision.age_network import AgeNetwork
     from predictor.vision.bundled_models import shipped_model_path
     from training.pipeline.evaluation import age_metrics, group_metrics
-    from training.pipeline.fit import build_training_model
+    from training.pipeline.fit import CLASS_AGES, build_training_model, soup
 
-    def load(name: str) -> keras.Model:
+    def load(name: str) -> AgeNetwork:
         path = Path(name) if name.endswith(".keras") else shipped_model_path(name)
-        return keras.saving.load_model(os.fspath(path), compile=False)
+        return AgeNetwork.from_keras_file(path)
 
     tuned = [load(name) for name in args.networks]
-    sizes = {int(model.input_shape[1]) for model in tuned}
+    sizes = {network.chip_size for network in tuned}
     if len(sizes) != 1:
         raise SystemExit(f"the networks read different chip sizes: {sorted(sizes)}")
     (chip_size,) = sizes
-    start = build_training_model("bundled", chip_size=chip_size)
-    names = [layer.name for layer in start.layers if layer.weights]
-    for model in tuned:
-        if [layer.name for layer in model.layers if layer.weights] != names:
-            raise SystemExit("a network is not a fine-tune of the dlib start (other layers)")
-    start_weights = start.get_weights()
-    tuned_weights = [model.get_weights() for model in tuned]
-    soup = mix(tuned_weights, [1 / len(tuned)] * len(tuned))
+    start = AgeNetwork(build_training_model("bundled", chip_size=chip_size), CLASS_AGES)
+    try:
+        mean = soup(tuned)
+        soup([mean, start])  # a fine-tune of the dlib start has the start's layers
+    except ValueError as error:
+        raise SystemExit(f"not fine-tunes of the dlib start: {error}") from error
 
     val, test, utk_test = splits(chip_size)
     utk_val = utkface_validation(chip_size, args.utkface_val)
-    sides = [val, utk_val, test, utk_test]
-    network = AgeNetwork(build_training_model("bundled", chip_size=chip_size))
-    network.mirrored = True
 
-    def row(name: str, weights: list[np.ndarray]) -> list[str]:
-        network.model.set_weights(weights)
-        ages = [
-            np.concatenate(
-                [
-                    network.predict(side["chips"][i : i + 512]).ages
-                    for i in range(0, len(side["chips"]), 512)
-                ]
+    def row(name: str, network: AgeNetwork) -> list[str]:
+        network.mirrored = True
+
+        def ages(side: dict) -> np.ndarray:
+            chips = side["chips"]
+            return np.concatenate(
+                [network.predict(chips[i : i + 512]).ages for i in range(0, len(chips), 512)]
             )
-            for side in sides
-        ]
-        v = group_metrics(ages[0], val["age_low"], val["age_high"])
-        uv = age_metrics(np.round(ages[1]), utk_val["ages"])
-        t = group_metrics(ages[2], test["age_low"], test["age_high"])
-        u = age_metrics(np.round(ages[3]), utk_test["ages"])
+
         cells = [name]
-        for group in (v, t):
-            cells += [f"{100 * group['accuracy']:.1f}%", f"{100 * group['balanced_accuracy']:.1f}%"]
-        for crops in (uv, u):
-            cells += [f"{crops['mae']:.2f}", f"{crops['mae_children_0_12']:.2f}"]
-        # The order of the table's columns: validation first, then the reported test sides.
-        cells = [cells[0], cells[1], cells[2], cells[5], cells[6], cells[3], cells[4], *cells[7:]]
+        # Validation first (what choices are made on), then the reported test sides.
+        for wild, crops in ((val, utk_val), (test, utk_test)):
+            groups = group_metrics(ages(wild), wild["age_low"], wild["age_high"])
+            exact = age_metrics(np.round(ages(crops)), crops["ages"])
+            cells += [
+                f"{100 * groups['accuracy']:.1f}%",
+                f"{100 * groups['balanced_accuracy']:.1f}%",
+                f"{exact['mae']:.2f}",
+                f"{exact['mae_children_0_12']:.2f}",
+            ]
         print(" | ".join(cells), flush=True)
         return cells
 
-    rows = [row("the dlib start", start_weights)]
-    for name, weights in zip(args.networks, tuned_weights, strict=True):
-        rows.append(row(Path(name).stem, weights))
+    rows = [row("the dlib start", start)]
+    rows += [
+        row(Path(name).stem, network) for name, network in zip(args.networks, tuned, strict=True)
+    ]
     base = "the soup" if len(tuned) > 1 else Path(args.networks[0]).stem
     if len(tuned) > 1:
-        rows.append(row(f"the soup of {len(tuned)}", soup))
+        rows.append(row(f"the soup of {len(tuned)}", mean))
     for alpha in args.alphas:
-        rows.append(
-            row(
-                f"{alpha:g} x {base} + {1 - alpha:g} x start",
-                mix([soup, start_weights], [alpha, 1 - alpha]),
-            )
-        )
-    if args.save and args.alphas:
-        alpha = args.alphas[0]
-        network.model.set_weights(mix([soup, start_weights], [alpha, 1 - alpha]))
-        network.save(args.save)
-        print(f"wrote {args.save} ({alpha:g} x {base} + {1 - alpha:g} x start)")
+        name = f"{alpha:g} x {base} + {1 - alpha:g} x start"
+        rows.append(row(name, soup([mean, start], [alpha, 1 - alpha])))
     headers = ["weights", "val acc", "val balanced", "UTK val MAE", "UTK val children"]
     print_table([*headers, "FF test acc", "FF balanced", "UTK test MAE", "UTK children"], rows)
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
 
 from training.management.commands.build_bundled_model import balanced
 
@@ -63,8 +65,5 @@ def test_the_registry_compares_a_build_with_the_network_it_replaces():
 
 def test_a_soup_needs_at_least_one_network():
     """``--soup 0`` is refused before anything is read or trained."""
-    import pytest
-    from django.core.management import CommandError, call_command
-
     with pytest.raises(CommandError, match="--soup"):
         call_command("build_bundled_model", "--soup", "0")

@@ -327,3 +327,8 @@ def test_a_soup_is_one_network_with_the_mean_of_its_members_weights(real_chips, 
         soup([members[0], larger])
     with pytest.raises(ValueError, match="at least one"):
         soup([])
+    # Weighted: a share of each network's weights, as in an interpolation between two.
+    quarter = soup(members, [0.25, 0.75]).model.get_weights()
+    np.testing.assert_allclose(quarter[0], 0.25 * a[0] + 0.75 * b[0], rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="2 shares for 1 networks"):
+        soup(members[:1], [0.5, 0.5])

@@ -526,13 +526,18 @@ def fit(
     return result
 
 
-def soup(networks: Sequence[AgeNetwork]) -> AgeNetwork:
+def soup(networks: Sequence[AgeNetwork], shares: Sequence[float] | None = None) -> AgeNetwork:
     """One network whose every weight is the mean of ``networks``' (a "model soup",
-    Wortsman et al., ICML 2022). It serves at one network's cost; it only makes sense for
-    networks fine-tuned from one start, which share a basin of the loss. The networks must
-    have the same layers and shapes; the first one's class ages are kept."""
+    Wortsman et al., ICML 2022), or their sum weighted by ``shares``. It serves at one
+    network's cost; it only makes sense for networks fine-tuned from one start, which share a
+    basin of the loss. The networks must have the same layers and shapes; the first one's
+    class ages are kept."""
     if not networks:
         raise ValueError("a soup needs at least one network")
+    if shares is None:
+        shares = [1 / len(networks)] * len(networks)
+    if len(shares) != len(networks):
+        raise ValueError(f"{len(shares)} shares for {len(networks)} networks")
     first = networks[0].model
     layers = [(layer.name, [w.shape for w in layer.get_weights()]) for layer in first.layers]
     weights = [network.model.get_weights() for network in networks]
@@ -543,7 +548,12 @@ def soup(networks: Sequence[AgeNetwork]) -> AgeNetwork:
         if other != layers or network.model.input_shape != first.input_shape:
             raise ValueError("a soup's networks must share one architecture, layer by layer")
     model = keras.models.clone_model(first)
-    model.set_weights([np.mean(arrays, axis=0) for arrays in zip(*weights, strict=True)])
+    model.set_weights(
+        [
+            np.tensordot(np.asarray(shares, np.float32), np.stack(arrays), axes=1)
+            for arrays in zip(*weights, strict=True)
+        ]
+    )
     return AgeNetwork(model, networks[0].class_ages)
 
 
