@@ -538,7 +538,7 @@ class Face(models.Model):
     chip_jpeg = models.BinaryField(
         default=b"",
         blank=True,
-        help_text=gettext_lazy("The aligned 64x64 face crop (JPEG)"),
+        help_text=gettext_lazy("The aligned face crop the network read (JPEG)"),
         verbose_name=gettext_lazy("face chip (JPEG)"),
     )
 

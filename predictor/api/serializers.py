@@ -52,7 +52,7 @@ class FaceSerializer(serializers.ModelSerializer):
         "(101 numbers, calibrated, rounded to 4 decimals)",
     )
     chip_url = serializers.SerializerMethodField(
-        help_text="The aligned 64x64 face crop the network saw (JPEG; owner only)"
+        help_text="The aligned face crop the network read, at its input size (JPEG; owner only)"
     )
     drawn_by_user = serializers.BooleanField(
         read_only=True,

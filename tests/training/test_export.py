@@ -238,6 +238,12 @@ def test_model_page_shows_the_card_and_the_download_links(client, trained):
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;" in html
     assert "built on first request" in html
+    assert "aligned 64×64 RGB face chips" in html
+    # A network that reads 96 px chips says so: the page names the side its version records.
+    trained.metrics["training"]["chip_size"] = 96
+    trained.save()
+    html = client.get(f"/models/{trained.name}/").content.decode()
+    assert "aligned 96×96 RGB face chips" in html and "64×64" not in html
 
 
 def test_download_starts_a_build_once_and_says_it_is_being_prepared(client, bundled, monkeypatch):
