@@ -46,6 +46,21 @@ def test_its_page_and_card_show_the_benchmarks_and_the_licence(client):
     assert "fairface-val" in page and "utkface-test" in page
     card = client.get(f"/models/{NAME}/card.md").content.decode()
     assert "CC BY 4.0" in card and "FairFace" in card
+    members = 1 + len(shipped_model_card(NAME)["training"].get("soup") or [])
+    assert ("a model soup" in card) == (members > 1)
+
+
+def test_a_shipped_soup_says_how_many_networks_its_weights_average(client, monkeypatch):
+    from predictor.vision import bundled_models
+
+    card = shipped_model_card(NAME)
+    training = {**card["training"], "soup": [{"seed": 1}, {"seed": 2}]}
+    monkeypatch.setattr(
+        bundled_models, "shipped_model_card", lambda name: {**card, "training": training}
+    )
+    for path in (f"/models/{NAME}/card.md", f"/models/{NAME}/"):
+        page = client.get(path).content.decode()
+        assert "the mean of 3 such networks" in page and "a model soup" in page
 
 
 @pytest.fixture(scope="module")

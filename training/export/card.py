@@ -68,6 +68,9 @@ def _training_data(version: ModelVersion) -> dict[str, Any]:
             "train_images": card["training_data"]["train_faces"],
             "epochs_run": training["epochs_run"],
             "best_epoch": training["best_epoch"],
+            # A soup (build_bundled_model --soup N): the first member's figures above, and
+            # the other members listed beside them.
+            "soup": 1 + len(training.get("soup") or []),
         }
     data: dict[str, Any] = {"bundled": False, "dataset": metrics.get("dataset", "")}
     data.update(metrics.get("training") or {})
