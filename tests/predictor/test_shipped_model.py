@@ -54,13 +54,20 @@ def test_a_shipped_soup_says_how_many_networks_its_weights_average(client, monke
     from predictor.vision import bundled_models
 
     card = shipped_model_card(NAME)
-    training = {**card["training"], "soup": [{"seed": 1}, {"seed": 2}]}
+    training = {**card["training"], "soup": [{"seed": 1}, {"seed": 2}], "soup_with": []}
     monkeypatch.setattr(
         bundled_models, "shipped_model_card", lambda name: {**card, "training": training}
     )
     for path in (f"/models/{NAME}/card.md", f"/models/{NAME}/"):
         page = client.get(path).content.decode()
         assert "the mean of 3 such networks" in page and "a model soup" in page
+        assert "shipped before it" not in page
+    # A shipped network that joined the mean (--soup-with) is counted and named.
+    training["soup_with"] = ["faceage-v1a"]
+    for path in (f"/models/{NAME}/card.md", f"/models/{NAME}/"):
+        page = client.get(path).content.decode()
+        assert "the mean of 4 such networks" in page
+        assert "Networks shipped before it are among them: faceage-v1a." in page
 
 
 @pytest.fixture(scope="module")

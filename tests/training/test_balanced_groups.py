@@ -67,3 +67,11 @@ def test_a_soup_needs_at_least_one_network():
     """``--soup 0`` is refused before anything is read or trained."""
     with pytest.raises(CommandError, match="--soup"):
         call_command("build_bundled_model", "--soup", "0")
+
+
+def test_a_network_joins_a_soup_only_if_it_is_shipped_and_reads_the_builds_chips():
+    """``--soup-with`` is checked before anything is read or trained."""
+    with pytest.raises(CommandError, match="no shipped network 'nowhere'"):
+        call_command("build_bundled_model", "--soup-with", "nowhere")
+    with pytest.raises(CommandError, match="reads 64 px chips, this build 96 px"):
+        call_command("build_bundled_model", "--chip-size", "96", "--soup-with", "faceage-v2")

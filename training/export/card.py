@@ -68,9 +68,10 @@ def _training_data(version: ModelVersion) -> dict[str, Any]:
             "train_images": card["training_data"]["train_faces"],
             "epochs_run": training["epochs_run"],
             "best_epoch": training["best_epoch"],
-            # A soup (build_bundled_model --soup N): the first member's figures above, and
-            # the other members listed beside them.
-            "soup": 1 + len(training.get("soup") or []),
+            # A soup (build_bundled_model --soup N --soup-with NAME): the first member's
+            # figures above, the other members and the shipped networks that joined beside them.
+            "soup": 1 + len(training.get("soup") or []) + len(training.get("soup_with") or []),
+            "soup_with": ", ".join(training.get("soup_with") or []),
         }
     data: dict[str, Any] = {"bundled": False, "dataset": metrics.get("dataset", "")}
     data.update(metrics.get("training") or {})

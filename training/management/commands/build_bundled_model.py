@@ -1,6 +1,7 @@
 """Train the network that ships in the repository as the default model (faceage-v2).
 
     .venv/bin/python manage.py build_bundled_model [--epochs 6] [--learning-rate 5e-4] [--soup N]
+        [--soup-with NAME ...]
 
 Data: FairFace's training photos only (CC BY 4.0, so the result may be redistributed), split
 90/10 into training and validation. The validation split picks the best epoch and fits the
@@ -13,7 +14,8 @@ The start is the CC0 dlib network, fine-tuned with interval labels whose soft ta
 each age group follows the start's own distribution (training.pipeline.fit). ``--soup N``
 trains N such networks with seeds SEED..SEED+N-1 and ships the mean of their weights
 (training.pipeline.fit.soup): one network, whose validation and test figures are the
-card's. Chips are cut
+card's. ``--soup-with NAME`` adds a network already shipped in predictor/vision/models/ (a
+fine-tune of the same start, at the same chip size) to that mean. Chips are cut
 by the serving code (CenterFace + dlib's 5-point alignment) and cached in
 FACEAGE_CHIP_CACHE_DIR. Writes ``predictor/vision/models/<name>.keras`` and ``<name>.json``
 (the card's figures), and prints them.
@@ -48,7 +50,10 @@ RECIPE_OPTIONS = (
     "low_resolution",
     "seed",
     "soup",
+    "soup_with",
 )
+# The options that decide one member of a soup (its checkpoints are keyed by them).
+MEMBER_OPTIONS = tuple(key for key in RECIPE_OPTIONS if key not in ("soup", "soup_with"))
 
 
 def chips_for(
@@ -137,6 +142,14 @@ class Command(BaseCommand):
             "weights (a model soup: one network, served at one network's cost; default 1)",
         )
         parser.add_argument(
+            "--soup-with",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="a network shipped in predictor/vision/models/, fine-tuned from the same start "
+            "at the same chip size, whose weights join the soup's mean (repeat for more)",
+        )
+        parser.add_argument(
             "--replaces",
             default=DEFAULT_SHIPPED_MODEL,
             metavar="NAME",
@@ -195,6 +208,7 @@ class Command(BaseCommand):
             raise CommandError("--low-resolution is a share from 0 to 1")
         if options["soup"] < 1:
             raise CommandError("--soup is the number of networks to average: 1 or more")
+        joining = [soup_member(name, options["chip_size"]) for name in options["soup_with"]]
         datasets = Path(settings.FACEAGE_DATASETS_DIR)
         fairface_root, utkface_root = datasets / "fairface", datasets / "utkface"
         for root in (fairface_root, utkface_root):
@@ -279,7 +293,7 @@ class Command(BaseCommand):
             # an interrupted build (a soup also reuses members built alone with their seed);
             # another recipe (a different chip size or teacher, say), or chips cut by another
             # version of the cutting code, starts afresh instead of reusing its epochs.
-            recipe = {key: str(options[key]) for key in RECIPE_OPTIONS if key != "soup"}
+            recipe = {key: str(options[key]) for key in MEMBER_OPTIONS}
             recipe.update(seed=str(seed), chips=PIPELINE_VERSION)
             recipe_key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
             checkpoints = (
@@ -298,7 +312,8 @@ class Command(BaseCommand):
                 )
             )
         result = members[0]
-        network = soup([m.network for m in members]) if len(members) > 1 else result.network
+        together = [m.network for m in members] + joining
+        network = soup(together) if len(together) > 1 else result.network
         network.mirrored = True
         val_p = network.predict(val["chips"]).probabilities
         temperature = fit_interval_temperature(val_p, val["age_low"], val["age_high"], CLASS_AGES)
@@ -367,14 +382,18 @@ class Command(BaseCommand):
                     {"seed": seed, "best_epoch": m.best_epoch, "history": m.history}
                     for seed, m in zip(seeds[1:], members[1:], strict=True)
                 ],
+                # Shipped networks whose weights joined the mean (--soup-with).
+                "soup_with": options["soup_with"],
                 "seconds": round(time.monotonic() - started),
             },
             "figures": figures,
             "command": "manage.py build_bundled_model "
             + " ".join(
                 f"--{k.replace('_', '-')} {v}"
-                for k, v in options.items()
-                if k in (*RECIPE_OPTIONS, "name", "replaces") and v is not None
+                for k, values in options.items()
+                if k in (*RECIPE_OPTIONS, "name", "replaces")
+                for v in (values if isinstance(values, list) else [values])
+                if v is not None
             ),
         }
         (options["out"] / f"{options['name']}.json").write_text(
@@ -382,6 +401,22 @@ class Command(BaseCommand):
         )
         self.stdout.write("\n" + json.dumps(figures, indent=1))
         self.stdout.write(self.style.SUCCESS(f"wrote {model_path}"))
+
+
+def soup_member(name: str, chip_size: int):
+    """A shipped network that joins a soup (``--soup-with``): it must exist and read the
+    build's chip size (``soup`` itself refuses another architecture)."""
+    from predictor.vision.age_network import AgeNetwork
+
+    path = MODELS_DIR / f"{name}.keras"
+    if not path.is_file():
+        raise CommandError(f"--soup-with: no shipped network {name!r} at {path}")
+    network = AgeNetwork.from_keras_file(path)
+    if network.chip_size != chip_size:
+        raise CommandError(
+            f"--soup-with: {name} reads {network.chip_size} px chips, this build {chip_size} px"
+        )
+    return network
 
 
 def registry_metrics(figures: dict, replaces: str | None = None) -> dict:
