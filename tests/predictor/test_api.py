@@ -61,7 +61,7 @@ def test_detail_shape(api_client, enqueued):
     body = api_client.get(created["url"]).json()
     for key in ("id", "status", "created_at", "finished_at", "model_version", "error", "faces"):
         assert key in body
-    assert body["model_version"] == "faceage-v2"
+    assert body["model_version"] == "faceage-v3"
     # A face stored without the uncertainty fields (tests/predictor/test_uncertainty.py has them).
     assert body["faces"] == [
         {
@@ -238,8 +238,8 @@ def test_unknown_id_is_404_in_the_error_shape(api_client):
 
 def test_models_list(api_client):
     body = api_client.get("/api/v1/models/").json()
-    # The shipped default (active) and the dlib network it replaced, kept to roll back to.
-    assert body["count"] == 2
+    # The shipped default (active) and the networks it replaced, kept to roll back to.
+    assert body["count"] == 3
     item = next(model for model in body["results"] if model["is_active"])
     assert set(item) == {
         "name",
@@ -252,8 +252,9 @@ def test_models_list(api_client):
         "temperature",
         "promotion_override",
     }
-    assert item["name"] == "faceage-v2"
-    assert [m["name"] for m in body["results"] if not m["is_active"]] == ["dlib-age-v1"]
+    assert item["name"] == "faceage-v3"
+    inactive = {m["name"] for m in body["results"] if not m["is_active"]}
+    assert inactive == {"faceage-v2", "dlib-age-v1"}
     # The shipped model's benchmarks, beside the dlib network's, and the gate's verdict.
     benchmarks = item["metrics"]["benchmarks"]
     assert set(benchmarks) == {"fairface-val", "utkface-test"}

@@ -1,4 +1,4 @@
-"""Train the network that ships in the repository as the default model (faceage-v2).
+"""Train the network that ships in the repository as the default model (faceage-v3).
 
     .venv/bin/python manage.py build_bundled_model [--epochs 6] [--learning-rate 5e-4] [--soup N]
         [--soup-with NAME ...]

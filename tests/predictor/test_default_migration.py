@@ -1,0 +1,51 @@
+"""Migration 0018 makes faceage-v3 the default where an earlier default still serves, and
+leaves a model that staff promoted alone; undone, it puts faceage-v2 back."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEFORE = [("predictor", "0017_chip_help_text")]
+AFTER = [("predictor", "0018_register_faceage_v3")]
+
+
+def migrate(target):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(target)
+    return executor.loader.project_state(target).apps
+
+
+def active_name(apps) -> str | None:
+    ModelVersion = apps.get_model("predictor", "ModelVersion")
+    return ModelVersion.objects.filter(is_active=True).values_list("name", flat=True).first()
+
+
+def test_the_old_default_hands_over_and_gets_it_back_when_undone():
+    apps = migrate(BEFORE)
+    assert active_name(apps) == "faceage-v2"
+    apps = migrate(AFTER)
+    assert active_name(apps) == "faceage-v3"
+    ModelVersion = apps.get_model("predictor", "ModelVersion")
+    assert ModelVersion.objects.filter(name="faceage-v2", is_active=False).exists()
+    apps = migrate(BEFORE)
+    assert active_name(apps) == "faceage-v2"
+    assert not apps.get_model("predictor", "ModelVersion").objects.filter(name="faceage-v3")
+    migrate(AFTER)
+
+
+def test_a_model_staff_promoted_keeps_serving():
+    apps = migrate(BEFORE)
+    ModelVersion = apps.get_model("predictor", "ModelVersion")
+    ModelVersion.objects.filter(is_active=True).update(is_active=False)
+    ModelVersion.objects.create(name="ours", artifact="ours.keras", is_active=True)
+    apps = migrate(AFTER)
+    assert active_name(apps) == "ours"
+    assert apps.get_model("predictor", "ModelVersion").objects.filter(name="faceage-v3").exists()
+    ModelVersion = apps.get_model("predictor", "ModelVersion")
+    ModelVersion.objects.filter(name="ours").delete()
+    ModelVersion.objects.filter(name="faceage-v3").update(is_active=True)
