@@ -25,9 +25,30 @@ def active_name(apps) -> str | None:
     return ModelVersion.objects.filter(is_active=True).values_list("name", flat=True).first()
 
 
-def test_the_old_default_hands_over_and_gets_it_back_when_undone():
-    apps = migrate(BEFORE)
-    assert active_name(apps) == "faceage-v2"
+def installed_before(apps, active: str) -> None:
+    """The registry of an install from before 0018: both earlier defaults, ``active`` serving.
+    (Written here: a test that empties the tables before this one leaves nothing behind.)"""
+    ModelVersion = apps.get_model("predictor", "ModelVersion")
+    ModelVersion.objects.all().delete()
+    for name in ("dlib-age-v1", "faceage-v2"):
+        ModelVersion.objects.create(name=name, artifact=name, is_active=name == active)
+
+
+@pytest.mark.parametrize("old_default", ["faceage-v2", "dlib-age-v1"])
+def test_an_earlier_default_hands_over(old_default):
+    installed_before(migrate(BEFORE), active=old_default)
+    apps = migrate(AFTER)
+    assert active_name(apps) == "faceage-v3"
+    ModelVersion = apps.get_model("predictor", "ModelVersion")
+    assert set(ModelVersion.objects.values_list("name", flat=True)) == {
+        "dlib-age-v1",
+        "faceage-v2",
+        "faceage-v3",
+    }
+
+
+def test_undone_it_gives_the_default_back_to_faceage_v2():
+    installed_before(migrate(BEFORE), active="faceage-v2")
     apps = migrate(AFTER)
     assert active_name(apps) == "faceage-v3"
     ModelVersion = apps.get_model("predictor", "ModelVersion")
@@ -40,8 +61,8 @@ def test_the_old_default_hands_over_and_gets_it_back_when_undone():
 
 def test_a_model_staff_promoted_keeps_serving():
     apps = migrate(BEFORE)
+    installed_before(apps, active="")
     ModelVersion = apps.get_model("predictor", "ModelVersion")
-    ModelVersion.objects.filter(is_active=True).update(is_active=False)
     ModelVersion.objects.create(name="ours", artifact="ours.keras", is_active=True)
     apps = migrate(AFTER)
     assert active_name(apps) == "ours"
