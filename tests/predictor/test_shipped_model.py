@@ -46,8 +46,11 @@ def test_its_page_and_card_show_the_benchmarks_and_the_licence(client):
     assert "fairface-val" in page and "utkface-test" in page
     card = client.get(f"/models/{NAME}/card.md").content.decode()
     assert "CC BY 4.0" in card and "FairFace" in card
-    members = 1 + len(shipped_model_card(NAME)["training"].get("soup") or [])
+    training = shipped_model_card(NAME)["training"]
+    members = 1 + len(training.get("soup") or []) + len(training.get("soup_with") or [])
     assert ("a model soup" in card) == (members > 1)
+    if members > 1:
+        assert f"the mean of {members} such networks" in card
 
 
 def test_a_shipped_soup_says_how_many_networks_its_weights_average(client, monkeypatch):
