@@ -75,3 +75,11 @@ def test_a_network_joins_a_soup_only_if_it_is_shipped_and_reads_the_builds_chips
         call_command("build_bundled_model", "--soup-with", "nowhere")
     with pytest.raises(CommandError, match="reads 64 px chips, this build 96 px"):
         call_command("build_bundled_model", "--chip-size", "96", "--soup-with", "faceage-v2")
+
+
+def test_shares_of_augmented_chips_are_checked_before_anything_is_read():
+    """``--scan-look`` and ``--low-resolution`` are shares from 0 to 1."""
+    with pytest.raises(CommandError, match="--scan-look is a share from 0 to 1"):
+        call_command("build_bundled_model", "--scan-look", "1.5")
+    with pytest.raises(CommandError, match="--low-resolution is a share from 0 to 1"):
+        call_command("build_bundled_model", "--low-resolution", "-0.1")

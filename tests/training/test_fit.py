@@ -300,6 +300,52 @@ def test_low_resolution_augmentation_softens_a_share_of_the_chips_when_asked(rea
     assert 8 <= softened <= 32  # about half of 40
 
 
+def test_scan_look_augmentation_changes_a_share_of_the_chips_when_asked(real_chips):
+    """``scan`` q: about a share q of the augmented chips gets the look of a scanned print,
+    the others are exactly what augmentation gives without it (the other draws, low
+    resolution's included, are not moved); at 0 nothing changes."""
+    import tensorflow as tf
+
+    from training.pipeline.fit import augment
+
+    chip = tf.constant(real_chips["chips"][1])
+    label = tf.zeros(3)
+    changed = 0
+    for i in range(40):
+        seed = tf.constant([i, 11], tf.int64)
+        plain, _ = augment(chip, label, seed, 0.5)
+        np.testing.assert_array_equal(plain, augment(chip, label, seed, 0.5, 0.0)[0])
+        looked, _ = augment(chip, label, seed, 0.5, 0.5)
+        assert looked.shape == (64, 64, 3) and looked.dtype == tf.float32
+        if not np.array_equal(plain, looked):
+            changed += 1
+    assert 8 <= changed <= 32  # about half of 40
+
+
+def test_scan_look_is_black_and_white_sepia_or_faded_and_repeatable(real_chips):
+    """``scan_look``: the same seed gives the same look; the looks are drawn among black and
+    white (the three channels alike, up to JPEG's rounding), sepia (warm: red over green
+    over blue) and faded colour; every look stays in 0-255 and differs from the chip."""
+    import tensorflow as tf
+
+    from training.pipeline.fit import scan_look
+
+    image = tf.cast(tf.constant(real_chips["chips"][2]), tf.float32)
+    grey = sepia = 0
+    for i in range(30):
+        seed = tf.constant([i, 5], tf.int64)
+        look = scan_look(image, seed).numpy()
+        np.testing.assert_array_equal(look, scan_look(image, seed).numpy())
+        assert look.min() >= 0 and look.max() <= 255 and look.shape == (64, 64, 3)
+        assert np.abs(look - image.numpy()).mean() > 2
+        red, green, blue = (look[..., c].mean() for c in range(3))
+        if np.abs(look[..., 0] - look[..., 2]).mean() < 4:
+            grey += 1
+        elif 0.6 < blue / red < 0.78 and 0.82 < green / red < 0.95:
+            sepia += 1
+    assert 4 <= grey <= 18 and 4 <= sepia <= 18  # about a third each
+
+
 def test_a_soup_is_one_network_with_the_mean_of_its_members_weights(real_chips, tmp_path):
     """``soup``: the networks' weights averaged, layer by layer; served like one network."""
     from training.pipeline.fit import soup

@@ -50,6 +50,10 @@ class FitConfig:
     # their side and enlarged back, so a network reading a large chip cannot lean on fine
     # texture that a soft or compressed photo lacks (0: never).
     low_resolution: float = 0.0
+    # The share of training chips that augmentation also gives the look of a scanned old print
+    # (:func:`scan_look`: black and white, sepia or faded colour; softened; grain; JPEG), so
+    # that texture a scan adds is not read as age (0: never).
+    scan_look: float = 0.0
     # Inside an age interval (an age group), the soft target follows the starting network's
     # own distribution ("teacher") or is flat ("flat").
     interval_prior: str = "teacher"
@@ -271,13 +275,60 @@ class ExpectedAgeMAE(keras.metrics.MeanMetricWrapper):
         return {"name": self.name}
 
 
+# ITU-R BT.601 luma, and the common sepia toning of it (per output channel).
+_LUMA = tf.constant([0.299, 0.587, 0.114], tf.float32)
+_SEPIA_TONE = tf.constant([1.351, 1.203, 0.937], tf.float32)
+
+
+def scan_look(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """``image`` (S, S, 3) float32 in 0-255, as an old print that was scanned might show it:
+
+    - its colour: black and white, sepia, or faded (30-100% of the saturation, 60-100% of the
+      contrast around a lifted grey, a warm cast), one of the three with equal chance;
+    - softened: shrunk to 40-100% of its side and enlarged back;
+    - grain: Gaussian noise, sigma 0-12 grey levels, one draw per pixel, the same in R, G, B;
+    - saved as a JPEG of quality 25-95.
+
+    The strengths are drawn afresh for each chip; the same ``seed`` gives the same look."""
+    size = int(image.shape[0])
+    seeds = tf.random.experimental.stateless_split(seed, 8)
+
+    def draw(i: int, low: float, high: float) -> tf.Tensor:
+        return tf.random.stateless_uniform([], seeds[i], low, high)
+
+    luma = tf.tensordot(image, _LUMA, axes=1)[..., None]
+    kind = tf.random.stateless_uniform([], seeds[0], 0, 3, dtype=tf.int32)
+    grey = tf.repeat(luma, 3, axis=-1)
+    sepia = luma * _SEPIA_TONE
+    faded = luma + draw(1, 0.3, 1.0) * (image - luma)
+    contrast = draw(2, 0.6, 1.0)
+    faded = contrast * faded + (1.0 - contrast) * 150.0
+    faded = faded * tf.stack([draw(3, 1.0, 1.1), 1.0, draw(4, 0.8, 1.0)])
+    image = tf.clip_by_value(tf.gather(tf.stack([grey, sepia, faded]), kind), 0.0, 255.0)
+    side = tf.cast(tf.round(size * draw(5, 0.4, 1.0)), tf.int32)
+    image = tf.image.resize(
+        tf.image.resize(image, tf.stack([side, side]), antialias=True), (size, size)
+    )
+    noise = tf.random.stateless_normal([size, size, 1], seeds[6]) * draw(6, 0.0, 12.0)
+    image = tf.clip_by_value(image + noise, 0.0, 255.0)
+    compressed = tf.image.stateless_random_jpeg_quality(
+        tf.cast(tf.round(image), tf.uint8), 25, 95, seeds[7]
+    )
+    return tf.reshape(tf.cast(compressed, tf.float32), (size, size, 3))
+
+
 def augment(
-    chip: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, low_resolution: float = 0.0
+    chip: tf.Tensor,
+    label: tf.Tensor,
+    seed: tf.Tensor,
+    low_resolution: float = 0.0,
+    scan: float = 0.0,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Mirror, shift by up to 3 px of a 64 px chip (scaled for other sizes), and jitter
     brightness/contrast: what alignment leaves variable between photos of one face. With
     ``low_resolution`` p, a share p of the chips is also shrunk to 50-100% of its side and
-    enlarged back (a softer photo of the same face). ``chip`` is (S, S, 3) uint8."""
+    enlarged back (a softer photo of the same face). With ``scan`` q, a share q of the chips
+    is also given :func:`scan_look`. ``chip`` is (S, S, 3) uint8."""
     size = int(chip.shape[0])
     shift = max(1, round(3 * size / 64))
     image = tf.cast(chip, tf.float32)
@@ -298,7 +349,16 @@ def augment(
         )
         blur = tf.random.stateless_uniform([], draw) < low_resolution
         image = tf.where(blur, softer, image)
-    return tf.clip_by_value(image, 0.0, 255.0), label
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    if scan > 0:
+        # Seeds of their own again, so the draws above stay those of a run without it.
+        draw, look_seed = tf.unstack(tf.random.experimental.stateless_split(seeds[2], 2))
+        image = tf.cond(
+            tf.random.stateless_uniform([], draw) < scan,
+            lambda: scan_look(image, look_seed),
+            lambda: image,
+        )
+    return image, label
 
 
 def make_input(
@@ -309,6 +369,7 @@ def make_input(
     seed: int,
     do_augment: bool,
     low_resolution: float = 0.0,
+    scan: float = 0.0,
 ) -> tf.data.Dataset:
     """tf.data input: (N, 64, 64, 3) uint8 chips and :func:`label_table` rows -> float32
     batches."""
@@ -320,7 +381,7 @@ def make_input(
                 lambda i: tf.stack([i, tf.cast(seed, tf.int64)])
             )
             data = tf.data.Dataset.zip((data, counter)).map(
-                lambda pair, s: augment(pair[0], pair[1], s, low_resolution),
+                lambda pair, s: augment(pair[0], pair[1], s, low_resolution, scan),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
         else:
@@ -470,6 +531,7 @@ def fit(
         config.seed,
         config.augment,
         config.low_resolution,
+        config.scan_look,
     )
     val_input = make_input(val["chips"], label_table(val), 256, False, config.seed, False)
     reporter = _Reporter(hooks, steps, config.epochs, state["epoch"])

@@ -48,6 +48,7 @@ RECIPE_OPTIONS = (
     "teacher",
     "distill",
     "low_resolution",
+    "scan_look",
     "seed",
     "soup",
     "soup_with",
@@ -185,6 +186,14 @@ class Command(BaseCommand):
             "of their side and enlarged back; 0: none)",
         )
         parser.add_argument(
+            "--scan-look",
+            type=float,
+            default=0.0,
+            metavar="SHARE",
+            help="the share of training chips that augmentation also gives the look of a "
+            "scanned old print (black and white, sepia or faded; softened; grain; JPEG; 0: none)",
+        )
+        parser.add_argument(
             "--balance-groups",
             type=float,
             default=1.0,
@@ -206,6 +215,8 @@ class Command(BaseCommand):
             raise CommandError("--distill is a weight from 0 up to (not including) 1")
         if not 0.0 <= options["low_resolution"] <= 1.0:
             raise CommandError("--low-resolution is a share from 0 to 1")
+        if not 0.0 <= options["scan_look"] <= 1.0:
+            raise CommandError("--scan-look is a share from 0 to 1")
         if options["soup"] < 1:
             raise CommandError("--soup is the number of networks to average: 1 or more")
         joining = [soup_member(name, options["chip_size"]) for name in options["soup_with"]]
@@ -278,6 +289,7 @@ class Command(BaseCommand):
             teacher_model=str(teacher_path) if teacher_path else None,
             distill_weight=options["distill"],
             low_resolution=options["low_resolution"],
+            scan_look=options["scan_look"],
         )
         from training.pipeline.tfrecords import PIPELINE_VERSION
 
@@ -294,6 +306,9 @@ class Command(BaseCommand):
             # another recipe (a different chip size or teacher, say), or chips cut by another
             # version of the cutting code, starts afresh instead of reusing its epochs.
             recipe = {key: str(options[key]) for key in MEMBER_OPTIONS}
+            if not options["scan_look"]:
+                # Added after faceage-v3: off, it keeps the keys of the builds before it.
+                del recipe["scan_look"]
             recipe.update(seed=str(seed), chips=PIPELINE_VERSION)
             recipe_key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
             checkpoints = (
