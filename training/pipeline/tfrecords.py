@@ -28,7 +28,7 @@ import tensorflow as tf
 from predictor.vision.bundled_models import CHIP_SIZE
 from training.pipeline.chips import ChipResult, ChipSource, cut_chips
 
-PIPELINE_VERSION = "chips-v5"  # bump when chip cutting or records change, to invalidate caches
+PIPELINE_VERSION = "chips-v6"  # bump when chip cutting or records change, to invalidate caches
 SHARD_SIZE = 2048
 GENDER_CODES = {"female": 0, "male": 1, "": -1}
 
