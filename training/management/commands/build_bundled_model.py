@@ -15,7 +15,8 @@ each age group follows the start's own distribution (training.pipeline.fit). ``-
 trains N such networks with seeds SEED..SEED+N-1 and ships the mean of their weights
 (training.pipeline.fit.soup): one network, whose validation and test figures are the
 card's. ``--soup-with NAME`` adds a network already shipped in predictor/vision/models/ (a
-fine-tune of the same start, at the same chip size) to that mean. Chips are cut
+fine-tune of the same start, at the same chip size) to that mean. ``--start NAME`` fine-tunes
+such a shipped network instead of the dlib start. Chips are cut
 by the serving code (CenterFace + dlib's 5-point alignment) and cached in
 FACEAGE_CHIP_CACHE_DIR. Writes ``predictor/vision/models/<name>.keras`` and ``<name>.json``
 (the card's figures), and prints them.
@@ -49,6 +50,7 @@ RECIPE_OPTIONS = (
     "distill",
     "low_resolution",
     "scan_look",
+    "start",
     "seed",
     "soup",
     "soup_with",
@@ -186,6 +188,13 @@ class Command(BaseCommand):
             "of their side and enlarged back; 0: none)",
         )
         parser.add_argument(
+            "--start",
+            default=None,
+            metavar="NAME",
+            help="fine-tune a network shipped in predictor/vision/models/ (itself a fine-tune "
+            "of the dlib start, at this build's chip size) instead of the dlib start",
+        )
+        parser.add_argument(
             "--scan-look",
             type=float,
             default=0.0,
@@ -220,6 +229,8 @@ class Command(BaseCommand):
         if options["soup"] < 1:
             raise CommandError("--soup is the number of networks to average: 1 or more")
         joining = [soup_member(name, options["chip_size"]) for name in options["soup_with"]]
+        if options["start"]:
+            soup_member(options["start"], options["chip_size"])  # shipped, at this chip size
         datasets = Path(settings.FACEAGE_DATASETS_DIR)
         fairface_root, utkface_root = datasets / "fairface", datasets / "utkface"
         for root in (fairface_root, utkface_root):
@@ -291,6 +302,10 @@ class Command(BaseCommand):
             low_resolution=options["low_resolution"],
             scan_look=options["scan_look"],
         )
+        if options["start"]:
+            config = dataclasses.replace(
+                config, init="active", start_model=str(MODELS_DIR / f"{options['start']}.keras")
+            )
         from training.pipeline.tfrecords import PIPELINE_VERSION
 
         bar = ProgressBar("training")
@@ -306,9 +321,10 @@ class Command(BaseCommand):
             # another recipe (a different chip size or teacher, say), or chips cut by another
             # version of the cutting code, starts afresh instead of reusing its epochs.
             recipe = {key: str(options[key]) for key in MEMBER_OPTIONS}
-            if not options["scan_look"]:
-                # Added after faceage-v3: off, it keeps the keys of the builds before it.
-                del recipe["scan_look"]
+            for added in ("scan_look", "start"):
+                if not options[added]:
+                    # Added after faceage-v3: off, they keep the keys of the builds before it.
+                    del recipe[added]
             recipe.update(seed=str(seed), chips=PIPELINE_VERSION)
             recipe_key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
             checkpoints = (
@@ -370,7 +386,12 @@ class Command(BaseCommand):
             "temperature": round(temperature, 4),
             "mirrored": True,
             "chip_size": options["chip_size"],
-            "start": "dlib age network (Cydral Technology, CC0), 101-class head",
+            "start": (
+                f"{options['start']}, shipped in this repository (itself a fine-tune of the "
+                "dlib age network, Cydral Technology, CC0)"
+                if options["start"]
+                else "dlib age network (Cydral Technology, CC0), 101-class head"
+            ),
             "teacher": options["teacher"] or "the start",
             "training_data": {
                 "dataset": "FairFace (Kärkkäinen and Joo, WACV 2021), training photos",
