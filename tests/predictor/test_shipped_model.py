@@ -49,7 +49,13 @@ def test_its_page_and_card_show_the_benchmarks_and_the_licence(client):
     training = shipped_model_card(NAME)["training"]
     members = 1 + len(training.get("soup") or []) + len(training.get("soup_with") or [])
     assert ("a model soup" in card) == (members > 1)
-    if members > 1:
+    start = training.get("start_network")
+    assert (f"It continues the training of {start}" in card) == bool(start)
+    if start and training.get("soup_with") and not training.get("soup"):
+        names = ", ".join(training["soup_with"])
+        assert f"the mean of this fine-tune's and those of {names}" in card
+        assert "such networks" not in card  # they were not all trained the same way
+    elif members > 1:
         assert f"the mean of {members} such networks" in card
 
 
@@ -57,7 +63,12 @@ def test_a_shipped_soup_says_how_many_networks_its_weights_average(client, monke
     from predictor.vision import bundled_models
 
     card = shipped_model_card(NAME)
-    training = {**card["training"], "soup": [{"seed": 1}, {"seed": 2}], "soup_with": []}
+    training = {
+        **card["training"],
+        "soup": [{"seed": 1}, {"seed": 2}],
+        "soup_with": [],
+        "start_network": None,
+    }
     monkeypatch.setattr(
         bundled_models, "shipped_model_card", lambda name: {**card, "training": training}
     )
@@ -71,6 +82,14 @@ def test_a_shipped_soup_says_how_many_networks_its_weights_average(client, monke
         page = client.get(path).content.decode()
         assert "the mean of 4 such networks" in page
         assert "Networks shipped before it are among them: faceage-v1a." in page
+    # A fine-tune of a shipped network (--start), its weights averaged with that network's
+    # alone: not "such networks, each trained the same way".
+    training.update(soup=[], soup_with=["faceage-v1a"], start_network="faceage-v1a")
+    for path in (f"/models/{NAME}/card.md", f"/models/{NAME}/"):
+        page = client.get(path).content.decode()
+        assert "It continues the training of faceage-v1a, a network shipped before it." in page
+        assert "the mean of this fine-tune" in page and "and those of faceage-v1a" in page
+        assert "such network" not in page and "a model soup" in page
 
 
 @pytest.fixture(scope="module")

@@ -72,6 +72,15 @@ def _training_data(version: ModelVersion) -> dict[str, Any]:
             # figures above, the other members and the shipped networks that joined beside them.
             "soup": 1 + len(training.get("soup") or []) + len(training.get("soup_with") or []),
             "soup_with": ", ".join(training.get("soup_with") or []),
+            # build_bundled_model --start NAME: it continued a shipped network's training.
+            "start_network": training.get("start_network") or "",
+            # ... and its weights are the mean of that fine-tune's and shipped networks' only
+            # (no other seeds), so "each trained the same way" would not be true.
+            "soup_of_fine_tune": bool(
+                training.get("start_network")
+                and training.get("soup_with")
+                and not training.get("soup")
+            ),
         }
     data: dict[str, Any] = {"bundled": False, "dataset": metrics.get("dataset", "")}
     data.update(metrics.get("training") or {})

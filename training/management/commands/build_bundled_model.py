@@ -1,4 +1,4 @@
-"""Train the network that ships in the repository as the default model (faceage-v3).
+"""Train the network that ships in the repository as the default model (faceage-v4).
 
     .venv/bin/python manage.py build_bundled_model [--epochs 6] [--learning-rate 5e-4] [--soup N]
         [--soup-with NAME ...]
@@ -408,8 +408,15 @@ class Command(BaseCommand):
                 "licence: measurement only)",
             },
             "training": {
-                # (teacher_model is this machine's path: the card's "teacher" names it)
-                **{k: v for k, v in config.__dict__.items() if k != "teacher_model"},
+                # (teacher_model and start_model are this machine's paths: the card's
+                # "teacher" and "start_network" name them)
+                **{
+                    k: v
+                    for k, v in config.__dict__.items()
+                    if k not in ("teacher_model", "start_model")
+                },
+                # The shipped network this build fine-tuned (--start), or None: the dlib start.
+                "start_network": options["start"],
                 "epochs_run": len(result.history),
                 "best_epoch": result.best_epoch,
                 "history": result.history,
