@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from PIL import Image
@@ -61,7 +62,7 @@ def test_detail_shape(api_client, enqueued):
     body = api_client.get(created["url"]).json()
     for key in ("id", "status", "created_at", "finished_at", "model_version", "error", "faces"):
         assert key in body
-    assert body["model_version"] == "faceage-v3"
+    assert body["model_version"] == "faceage-v4"
     # A face stored without the uncertainty fields (tests/predictor/test_uncertainty.py has them).
     assert body["faces"] == [
         {
@@ -239,7 +240,7 @@ def test_unknown_id_is_404_in_the_error_shape(api_client):
 def test_models_list(api_client):
     body = api_client.get("/api/v1/models/").json()
     # The shipped default (active) and the networks it replaced, kept to roll back to.
-    assert body["count"] == 3
+    assert body["count"] == 4
     item = next(model for model in body["results"] if model["is_active"])
     assert set(item) == {
         "name",
@@ -252,16 +253,21 @@ def test_models_list(api_client):
         "temperature",
         "promotion_override",
     }
-    assert item["name"] == "faceage-v3"
+    assert item["name"] == "faceage-v4"
     inactive = {m["name"] for m in body["results"] if not m["is_active"]}
-    assert inactive == {"faceage-v2", "dlib-age-v1"}
+    assert inactive == {"faceage-v3", "faceage-v2", "dlib-age-v1"}
     # The shipped model's benchmarks, beside the dlib network's, and the gate's verdict.
     benchmarks = item["metrics"]["benchmarks"]
     assert set(benchmarks) == {"fairface-val", "utkface-test"}
+    # Beside the default it replaced, judged by the promotion gate's tolerance.
+    assert item["metrics"]["gate"]["active_model"] == "faceage-v3"
+    fair, crops = benchmarks["fairface-val"], benchmarks["utkface-test"]
+    assert fair["candidate"]["accuracy"] != fair["active"]["accuracy"]  # two networks' figures
     assert (
-        benchmarks["fairface-val"]["candidate"]["accuracy"]
-        > (benchmarks["fairface-val"]["active"]["accuracy"])
+        fair["candidate"]["accuracy"]
+        >= fair["active"]["accuracy"] - settings.FACEAGE_GATE_ACCURACY_TOLERANCE
     )
+    assert crops["candidate"]["mae"] <= crops["active"]["mae"] + settings.FACEAGE_GATE_MAE_TOLERANCE
     assert item["metrics"]["gate"]["regressions"] == []
 
 

@@ -1,7 +1,10 @@
-"""Migration 0018 makes faceage-v3 the default where an earlier default still serves, and
-leaves a model that staff promoted alone; undone, it puts faceage-v2 back."""
+"""Migrations 0018 and 0019 make the new shipped network (faceage-v3, then faceage-v4) the
+default where an earlier default still serves, and leave a model that staff promoted alone;
+undone, each puts the default before it back."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pytest
 from django.db import connection
@@ -9,11 +12,37 @@ from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("predictor", "0017_chip_help_text")]
-AFTER = [("predictor", "0018_register_faceage_v3")]
+
+@dataclass(frozen=True)
+class Handover:
+    before: str  # the migration before it
+    after: str  # the migration that registers ``name``
+    name: str
+    earlier: tuple[str, ...]  # the defaults before it, the one it replaces first
+
+    @property
+    def previous(self) -> str:
+        return self.earlier[0]
 
 
-def migrate(target):
+HANDOVERS = [
+    Handover(
+        "0017_chip_help_text",
+        "0018_register_faceage_v3",
+        "faceage-v3",
+        ("faceage-v2", "dlib-age-v1"),
+    ),
+    Handover(
+        "0018_register_faceage_v3",
+        "0019_register_faceage_v4",
+        "faceage-v4",
+        ("faceage-v3", "faceage-v2", "dlib-age-v1"),
+    ),
+]
+
+
+def migrate(name: str):
+    target = [("predictor", name)]
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(target)
@@ -25,45 +54,53 @@ def active_name(apps) -> str | None:
     return ModelVersion.objects.filter(is_active=True).values_list("name", flat=True).first()
 
 
-def installed_before(apps, active: str) -> None:
-    """The registry of an install from before 0018: both earlier defaults, ``active`` serving.
-    (Written here: a test that empties the tables before this one leaves nothing behind.)"""
+def installed_before(apps, handover: Handover, active: str) -> None:
+    """The registry of an install from before ``handover``: its earlier defaults, ``active``
+    serving. (Written here: a test that empties the tables before this one leaves nothing
+    behind.)"""
     ModelVersion = apps.get_model("predictor", "ModelVersion")
     ModelVersion.objects.all().delete()
-    for name in ("dlib-age-v1", "faceage-v2"):
+    for name in handover.earlier:
         ModelVersion.objects.create(name=name, artifact=name, is_active=name == active)
 
 
-@pytest.mark.parametrize("old_default", ["faceage-v2", "dlib-age-v1"])
-def test_an_earlier_default_hands_over(old_default):
-    installed_before(migrate(BEFORE), active=old_default)
-    apps = migrate(AFTER)
-    assert active_name(apps) == "faceage-v3"
+@pytest.mark.parametrize(
+    ("handover", "old_default"),
+    [(handover, old) for handover in HANDOVERS for old in handover.earlier],
+    ids=lambda value: value.name if isinstance(value, Handover) else value,
+)
+def test_an_earlier_default_hands_over(handover, old_default):
+    installed_before(migrate(handover.before), handover, active=old_default)
+    apps = migrate(handover.after)
+    assert active_name(apps) == handover.name
     ModelVersion = apps.get_model("predictor", "ModelVersion")
     assert set(ModelVersion.objects.values_list("name", flat=True)) == {
-        "dlib-age-v1",
-        "faceage-v2",
-        "faceage-v3",
+        *handover.earlier,
+        handover.name,
     }
+    migrate(HANDOVERS[-1].after)
 
 
-def test_undone_it_gives_the_default_back_to_faceage_v2():
-    installed_before(migrate(BEFORE), active="faceage-v2")
-    apps = migrate(AFTER)
-    assert active_name(apps) == "faceage-v3"
+@pytest.mark.parametrize("handover", HANDOVERS, ids=lambda handover: handover.name)
+def test_undone_it_gives_the_default_back(handover):
+    installed_before(migrate(handover.before), handover, active=handover.previous)
+    apps = migrate(handover.after)
+    assert active_name(apps) == handover.name
     ModelVersion = apps.get_model("predictor", "ModelVersion")
-    assert ModelVersion.objects.filter(name="faceage-v2", is_active=False).exists()
-    apps = migrate(BEFORE)
-    assert active_name(apps) == "faceage-v2"
-    assert not apps.get_model("predictor", "ModelVersion").objects.filter(name="faceage-v3")
-    migrate(AFTER)
+    assert ModelVersion.objects.filter(name=handover.previous, is_active=False).exists()
+    apps = migrate(handover.before)
+    assert active_name(apps) == handover.previous
+    assert not apps.get_model("predictor", "ModelVersion").objects.filter(name=handover.name)
+    migrate(HANDOVERS[-1].after)
 
 
-def test_a_model_staff_promoted_keeps_serving():
-    apps = migrate(BEFORE)
-    installed_before(apps, active="")
+@pytest.mark.parametrize("handover", HANDOVERS, ids=lambda handover: handover.name)
+def test_a_model_staff_promoted_keeps_serving(handover):
+    apps = migrate(handover.before)
+    installed_before(apps, handover, active="")
     ModelVersion = apps.get_model("predictor", "ModelVersion")
     ModelVersion.objects.create(name="ours", artifact="ours.keras", is_active=True)
-    apps = migrate(AFTER)
+    apps = migrate(handover.after)
     assert active_name(apps) == "ours"
-    assert apps.get_model("predictor", "ModelVersion").objects.filter(name="faceage-v3").exists()
+    assert apps.get_model("predictor", "ModelVersion").objects.filter(name=handover.name).exists()
+    migrate(HANDOVERS[-1].after)
