@@ -1,6 +1,6 @@
 """Scanned-photo look: how much each network loses when a face looks like an old print.
 
-    .venv/bin/python bench/robustness.py [faceage-v3 faceage-v2 | more.keras ...] \\
+    .venv/bin/python bench/robustness.py [faceage-v4 faceage-v3 faceage-v2 | more.keras ...] \\
         [--utkface-val 1800]
 
 One of the held-out sets the product is judged on is scanned family photos, mostly of
@@ -124,8 +124,8 @@ def main() -> int:
     parser.add_argument(
         "networks",
         nargs="*",
-        default=["faceage-v3", "faceage-v2"],
-        help="shipped names or .keras files (default: faceage-v3 faceage-v2)",
+        default=["faceage-v4", "faceage-v3", "faceage-v2"],
+        help="shipped names or .keras files (default: faceage-v4 faceage-v3 faceage-v2)",
     )
     parser.add_argument("--utkface-val", type=int, default=1800)
     parser.add_argument("--looks", nargs="*", choices=sorted(LOOKS), default=list(LOOKS))

@@ -256,7 +256,8 @@ def test_models_list(api_client):
     assert item["name"] == "faceage-v4"
     inactive = {m["name"] for m in body["results"] if not m["is_active"]}
     assert inactive == {"faceage-v3", "faceage-v2", "dlib-age-v1"}
-    # The shipped model's benchmarks, beside the dlib network's, and the gate's verdict.
+    # The shipped model's benchmarks, beside those of the default it replaced, and the gate's
+    # verdict.
     benchmarks = item["metrics"]["benchmarks"]
     assert set(benchmarks) == {"fairface-val", "utkface-test"}
     # Beside the default it replaced, judged by the promotion gate's tolerance.

@@ -49,6 +49,13 @@ def migrate(name: str):
     return executor.loader.project_state(target).apps
 
 
+@pytest.fixture(autouse=True)
+def back_to_the_latest():
+    """Every test leaves the database migrated to the latest state, even when it fails."""
+    yield
+    migrate(HANDOVERS[-1].after)
+
+
 def active_name(apps) -> str | None:
     ModelVersion = apps.get_model("predictor", "ModelVersion")
     return ModelVersion.objects.filter(is_active=True).values_list("name", flat=True).first()
@@ -78,7 +85,6 @@ def test_an_earlier_default_hands_over(handover, old_default):
         *handover.earlier,
         handover.name,
     }
-    migrate(HANDOVERS[-1].after)
 
 
 @pytest.mark.parametrize("handover", HANDOVERS, ids=lambda handover: handover.name)
@@ -91,7 +97,6 @@ def test_undone_it_gives_the_default_back(handover):
     apps = migrate(handover.before)
     assert active_name(apps) == handover.previous
     assert not apps.get_model("predictor", "ModelVersion").objects.filter(name=handover.name)
-    migrate(HANDOVERS[-1].after)
 
 
 @pytest.mark.parametrize("handover", HANDOVERS, ids=lambda handover: handover.name)
@@ -103,4 +108,3 @@ def test_a_model_staff_promoted_keeps_serving(handover):
     apps = migrate(handover.after)
     assert active_name(apps) == "ours"
     assert apps.get_model("predictor", "ModelVersion").objects.filter(name=handover.name).exists()
-    migrate(HANDOVERS[-1].after)

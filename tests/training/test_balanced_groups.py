@@ -87,7 +87,7 @@ def test_shares_of_augmented_chips_are_checked_before_anything_is_read():
 
 def test_a_build_starts_from_a_shipped_network_of_its_chip_size_only():
     """``--start`` is checked before anything is read or trained."""
-    with pytest.raises(CommandError, match="no shipped network 'nowhere'"):
+    with pytest.raises(CommandError, match=r"^--start: no shipped network 'nowhere'"):
         call_command("build_bundled_model", "--start", "nowhere")
-    with pytest.raises(CommandError, match="reads 64 px chips, this build 96 px"):
+    with pytest.raises(CommandError, match=r"^--start: faceage-v3 reads 64 px chips, this build"):
         call_command("build_bundled_model", "--chip-size", "96", "--start", "faceage-v3")

@@ -309,6 +309,8 @@ def scan_look(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     image = tf.image.resize(
         tf.image.resize(image, tf.stack([side, side]), antialias=True), (size, size)
     )
+    # (The grain's strength and its noise share a seed, so the strength is tied to the first
+    # noise value drawn; kept, since faceage-v4 was trained with exactly these draws.)
     noise = tf.random.stateless_normal([size, size, 1], seeds[6]) * draw(6, 0.0, 12.0)
     image = tf.clip_by_value(image + noise, 0.0, 255.0)
     compressed = tf.image.stateless_random_jpeg_quality(

@@ -137,20 +137,22 @@ def test_a_tightly_cropped_face_is_found_on_the_padded_retry(utkface_dir):
 
 def test_a_grainy_scan_is_found_on_the_smoothed_retry():
     """Grain (as on a scanned print) hides some faces from the detector; the retry on a
-    smoothed copy finds them, and finds nothing where the face-free photo had nothing."""
-    files = sorted((require_dataset("fairface") / "train").glob("*.jpg"))
+    smoothed copy finds them. (Validation photos: the radius was tuned on training photos.
+    Face-free images stay face-free: test_no_face_in_flat_or_noise_images, whose images go
+    through every retry.)"""
+    files = sorted((require_dataset("fairface") / "val").glob("*.jpg"))
     rng = np.random.default_rng(4)
     grainy = []
     for path in random.Random(4).sample(files, 60):
         rgb = np.asarray(Image.open(path).convert("RGB"), np.float32)
-        noise = rng.normal(0.0, 14.0, rgb.shape[:2])[..., None]
+        noise = rng.normal(0.0, 18.0, rgb.shape[:2])[..., None]
         grainy.append(np.clip(rgb + noise, 0, 255).astype(np.uint8))
     smoothed = CenterFaceDetector()
     plain = CenterFaceDetector(retry_smoothing=0.0)
     found_plain = sum(bool(plain.detect(rgb)) for rgb in grainy)
     found_smoothed = sum(bool(smoothed.detect(rgb)) for rgb in grainy)
-    assert found_plain <= 57  # the grain does hide faces
-    assert found_smoothed >= found_plain + 3 and found_smoothed >= 59
+    assert found_plain <= 56  # the grain does hide faces (55 of 60 found)
+    assert found_smoothed >= found_plain + 4 and found_smoothed >= 59  # (60)
 
 
 def test_no_face_in_flat_or_noise_images(detector):

@@ -1,7 +1,13 @@
-"""Train the network that ships in the repository as the default model (faceage-v4).
+"""Train a network to ship in the repository as the default model.
 
     .venv/bin/python manage.py build_bundled_model [--epochs 6] [--learning-rate 5e-4] [--soup N]
-        [--soup-with NAME ...]
+        [--soup-with NAME ...] [--start NAME] [--scan-look SHARE]
+
+The default shipped now, faceage-v4, was built with (its card's ``command``; docs/benchmarks.md)
+
+    .venv/bin/python manage.py build_bundled_model --name faceage-v4 --start faceage-v3 \\
+        --scan-look 0.3 --epochs 3 --learning-rate 1e-4 --soup-with faceage-v3 \\
+        --replaces faceage-v3
 
 Data: FairFace's training photos only (CC BY 4.0, so the result may be redistributed), split
 90/10 into training and validation. The validation split picks the best epoch and fits the
@@ -230,7 +236,7 @@ class Command(BaseCommand):
             raise CommandError("--soup is the number of networks to average: 1 or more")
         joining = [soup_member(name, options["chip_size"]) for name in options["soup_with"]]
         if options["start"]:
-            soup_member(options["start"], options["chip_size"])  # shipped, at this chip size
+            soup_member(options["start"], options["chip_size"], "--start")
         datasets = Path(settings.FACEAGE_DATASETS_DIR)
         fairface_root, utkface_root = datasets / "fairface", datasets / "utkface"
         for root in (fairface_root, utkface_root):
@@ -323,7 +329,8 @@ class Command(BaseCommand):
             recipe = {key: str(options[key]) for key in MEMBER_OPTIONS}
             for added in ("scan_look", "start"):
                 if not options[added]:
-                    # Added after faceage-v3: off, they keep the keys of the builds before it.
+                    # Options added with faceage-v4: a build that leaves them off is keyed
+                    # as it was before they existed.
                     del recipe[added]
             recipe.update(seed=str(seed), chips=PIPELINE_VERSION)
             recipe_key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
@@ -446,18 +453,19 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"wrote {model_path}"))
 
 
-def soup_member(name: str, chip_size: int):
-    """A shipped network that joins a soup (``--soup-with``): it must exist and read the
-    build's chip size (``soup`` itself refuses another architecture)."""
+def soup_member(name: str, chip_size: int, option: str = "--soup-with"):
+    """A shipped network that joins a soup (``--soup-with``) or that a build starts from
+    (``--start``, named by ``option`` in the errors): it must exist and read the build's chip
+    size (``soup`` itself refuses another architecture)."""
     from predictor.vision.age_network import AgeNetwork
 
     path = MODELS_DIR / f"{name}.keras"
     if not path.is_file():
-        raise CommandError(f"--soup-with: no shipped network {name!r} at {path}")
+        raise CommandError(f"{option}: no shipped network {name!r} at {path}")
     network = AgeNetwork.from_keras_file(path)
     if network.chip_size != chip_size:
         raise CommandError(
-            f"--soup-with: {name} reads {network.chip_size} px chips, this build {chip_size} px"
+            f"{option}: {name} reads {network.chip_size} px chips, this build {chip_size} px"
         )
     return network
 
