@@ -187,13 +187,15 @@ def fit_coverage_temperature(
     class_ages: Sequence[float] | np.ndarray,
     target: float = HIGH_QUANTILE - LOW_QUANTILE,
     bounds: tuple[float, float] = (0.05, 20.0),
+    true_high: np.ndarray | None = None,
 ) -> float:
     """The smallest temperature whose 80% intervals hold ``target`` of the true ages.
 
     The interval widens as ``T`` grows, so its coverage grows with ``T``: a bisection on
     ``log T`` (30 steps) within ``bounds`` finds the point. Unlike the NLL fit, a few gross
-    errors cannot pull it far: each face counts once, inside or outside. Raises
-    ``ValueError`` when there is nothing to fit on.
+    errors cannot pull it far: each face counts once, inside or outside. With ``true_high``
+    the labels are age groups ``[true_ages, true_high]`` (FairFace) and the coverage is the
+    expected one of :func:`coverage`. Raises ``ValueError`` when there is nothing to fit on.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.ndim != 2 or probabilities.shape[0] == 0:
@@ -203,19 +205,39 @@ def fit_coverage_temperature(
     for _ in range(30):
         middle = (low + high) / 2
         result = describe(probabilities, class_ages, float(np.exp(middle)))
-        if coverage(result.low, result.high, true) < target:
+        if coverage(result.low, result.high, true, true_high) < target:
             low = middle
         else:
             high = middle
     return float(np.exp(high))
 
 
-def coverage(low: np.ndarray, high: np.ndarray, true_ages: np.ndarray) -> float:
-    """Share of faces whose true age lies in ``[low, high]`` (both ends included)."""
+def coverage(
+    low: np.ndarray,
+    high: np.ndarray,
+    true_ages: np.ndarray,
+    true_high: np.ndarray | None = None,
+) -> float:
+    """Share of faces whose true age lies in ``[low, high]`` (both ends included).
+
+    With ``true_high`` each label is an age group ``[true_ages, true_high]`` in whole years
+    (FairFace's ``20-29``), whose exact age is unknown. A face then counts for the share of
+    its group's whole years that the interval holds: the expected coverage if the age is
+    equally likely to be any year of its group. A one-year group counts 1 or 0, as an exact
+    age does. It is cautious: it never credits the network with knowing where in its group
+    an age lies, so a temperature fitted on it is a little higher (intervals a little wider)
+    than the exact ages would call for.
+    """
     true = np.asarray(true_ages, dtype=np.float64)
     if true.size == 0:
         raise ValueError("no faces")
-    return float(((true >= low) & (true <= high)).mean())
+    if true_high is None:
+        return float(((true >= low) & (true <= high)).mean())
+    top = np.asarray(true_high, dtype=np.float64)
+    if top.shape != true.shape or np.any(top < true):
+        raise ValueError("each age group needs its low and high end, low <= high")
+    overlap = np.minimum(high, top) - np.maximum(low, true) + 1
+    return float((np.clip(overlap, 0, None) / (top - true + 1)).mean())
 
 
 def chip_jpeg(chip: np.ndarray, quality: int = 90) -> bytes:

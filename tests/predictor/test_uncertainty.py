@@ -155,6 +155,68 @@ def test_training_calibration_reports_the_test_split_before_and_after():
     assert report["test_faces"] == 400 and "temperature_min_nll" in report
 
 
+def test_coverage_of_age_groups_is_the_share_of_the_group_the_interval_holds():
+    low, high = np.array([5, 0, 30, 12, 20]), np.array([8, 40, 35, 12, 20])
+    groups_low, groups_high = np.array([3, 20, 20, 12, 20]), np.array([9, 29, 29, 12, 29])
+    # 4 of 3-9's 7 years; all of 20-29; none of it; a one-year group held; 1 of 10 years.
+    expected = np.mean([4 / 7, 1.0, 0.0, 1.0, 1 / 10])
+    assert coverage(low, high, groups_low, groups_high) == pytest.approx(expected)
+    # One-year groups are exact ages.
+    ages = np.array([6, 50, 33, 12, 21])
+    assert coverage(low, high, ages, ages) == coverage(low, high, ages) == 0.6
+    with pytest.raises(ValueError, match="low <= high"):
+        coverage(low, high, groups_high, groups_low)
+
+
+def test_coverage_fit_on_age_groups_is_a_little_wider_than_exact_ages_need():
+    # The truth is wider than the network thinks; only the decade is labelled, as FairFace
+    # labels its photos. Counting a face for the share of its decade the interval holds is
+    # as if the age were spread over the decade (sd 2.9 years) on top of the network's
+    # error (sd 8 here): a somewhat higher temperature than exact ages would give, and
+    # intervals that hold at least 80% of the exact ages, never fewer.
+    rng = np.random.default_rng(3)
+    means = rng.uniform(20, 80, size=3000)
+    overconfident = normal_rows(means, sd=3.0)
+    true_ages = np.clip(np.rint(means + rng.normal(0, 8.0, size=means.size)), 0, 100)
+    decade_low = (true_ages // 10) * 10
+    fit_half, test_half = slice(0, 1500), slice(1500, None)
+    exact = fit_coverage_temperature(overconfident[fit_half], true_ages[fit_half], AGES_0_100)
+    by_groups = fit_coverage_temperature(
+        overconfident[fit_half],
+        decade_low[fit_half],
+        AGES_0_100,
+        true_high=decade_low[fit_half] + 9,
+    )
+    # Temperature scales the variance here: (8^2 + 10^2 / 12) / 8^2 = 1.13 times exact's.
+    assert exact < by_groups < 1.4 * exact
+    result = describe(overconfident[test_half], AGES_0_100, by_groups)
+    held = coverage(result.low, result.high, true_ages[test_half])
+    assert 0.8 <= held <= 0.88
+    exact_result = describe(overconfident[test_half], AGES_0_100, exact)
+    assert coverage(exact_result.low, exact_result.high, true_ages[test_half]) < held
+
+
+def test_training_calibration_fits_age_groups_by_coverage_too():
+    from training.pipeline.calibration import calibrate
+
+    rng = np.random.default_rng(4)
+
+    def split(size):
+        ages = rng.integers(20, 80, size=size)
+        chips = np.zeros((size, 64, 64, 3), dtype=np.uint8)
+        chips[:, 0, 0, 0] = np.clip(ages + rng.normal(0, 8, size=size), 0, 100).astype(np.uint8)
+        low = (ages // 10) * 10
+        return {"chips": chips, "ages": low.astype(np.float64), "age_high": low + 9}
+
+    temperature, report = calibrate(_FakeNetwork(1.0), split(600), split(600))
+    assert temperature > 1.0
+    assert report["after"]["coverage_80"] == pytest.approx(0.8, abs=0.06)
+    assert report["before"]["coverage_80"] < report["after"]["coverage_80"]
+    # The group likelihood's temperature is reported beside it, with its figures.
+    assert report["temperature_max_group_likelihood"] > 0
+    assert "after_max_group_likelihood" in report and "age groups" in report["fitted_on"]
+
+
 def test_fitting_needs_faces():
     with pytest.raises(ValueError, match="at least one face"):
         fit_temperature(np.zeros((0, 101)), np.zeros(0), AGES_0_100)
