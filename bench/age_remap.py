@@ -68,32 +68,9 @@ def splits(chip_size: int):
     at ``chip_size``."""
     from django.conf import settings
 
-    from training.datasets.fairface import read_fairface
-    from training.datasets.splits import assign_splits
-    from training.datasets.utkface import read_utkface
-    from training.management.commands.build_bundled_model import chips_for, take
+    from training.management.commands.build_bundled_model import held_out_splits
 
-    root = Path(settings.FACEAGE_DATASETS_DIR)
-    records, _ = read_fairface(root / "fairface")
-    pool = [r for r in records if r.path.startswith("train/")]
-    sides = assign_splits(pool, fractions=(0.9, 0.1, 0.0), seed=0)
-    wanted = [r for r in records if sides.get(r.path, "test") != "train"]
-    workers = settings.FACEAGE_PREPARE_WORKERS
-    fair = chips_for(
-        wanted,
-        root / "fairface",
-        lambda r: sides.get(r.path, "test"),
-        workers,
-        "fairface-valtest",
-        chip_size,
-    )
-    utk_records, _ = read_utkface(root / "utkface")
-    utk_sides = assign_splits(utk_records)
-    utk_test = [r for r in utk_records if utk_sides[r.path] == "test"]
-    order = np.random.default_rng(0).permutation(len(utk_test))[:1500]
-    utk_test = [utk_test[i] for i in sorted(order)]
-    utk = chips_for(utk_test, root / "utkface", lambda r: "test", workers, "utkface", chip_size)
-    return take(fair, "val"), take(fair, "test"), utk
+    return held_out_splits(chip_size, settings.FACEAGE_PREPARE_WORKERS)
 
 
 def main() -> int:

@@ -123,6 +123,71 @@ def take(data: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
     return {key: value[keep] for key, value in data.items() if key != "split"}
 
 
+def held_out_splits(chip_size: int, workers: int, utkface_test: int = 1500):
+    """The splits a build is judged on, cut as the build cuts them at ``chip_size``: the
+    validation split of FairFace's training photos, FairFace's own validation photos (the
+    card's FairFace test), and the ``utkface_test`` faces of UTKFace's test side that a build
+    with ``--utkface-test`` of that size samples. Cached in FACEAGE_CHIP_CACHE_DIR."""
+    from training.datasets.fairface import read_fairface
+    from training.datasets.splits import assign_splits
+    from training.datasets.utkface import read_utkface
+
+    root = Path(settings.FACEAGE_DATASETS_DIR)
+    records, _ = read_fairface(root / "fairface")
+    pool = [r for r in records if r.path.startswith("train/")]
+    sides = assign_splits(pool, fractions=(0.9, 0.1, 0.0), seed=0)
+    wanted = [r for r in records if sides.get(r.path, "test") != "train"]
+    fair = chips_for(
+        wanted,
+        root / "fairface",
+        lambda r: sides.get(r.path, "test"),
+        workers,
+        "fairface-valtest",
+        chip_size,
+    )
+    utk_records, _ = read_utkface(root / "utkface")
+    utk_sides = assign_splits(utk_records)
+    utk_test = [r for r in utk_records if utk_sides[r.path] == "test"]
+    order = np.random.default_rng(0).permutation(len(utk_test))[:utkface_test]
+    utk_test = [utk_test[i] for i in sorted(order)]
+    utk = chips_for(utk_test, root / "utkface", lambda r: "test", workers, "utkface", chip_size)
+    return take(fair, "val"), take(fair, "test"), utk
+
+
+def calibration_figures(network, val: dict, test: dict, utk: dict) -> tuple[float, dict, dict]:
+    """A shipped network's temperature and the figures of its 80% intervals.
+
+    The temperature is fitted on FairFace's validation split ``val`` (age groups): the
+    smallest whose intervals hold 80% of the ages in expectation
+    (training.pipeline.calibration.calibrate). Returns the temperature, the calibration report
+    on the UTKFace test faces ``utk`` (before and after: the model page's table), and the
+    card's interval figures on ``utk``, ``val`` and FairFace's own validation photos
+    ``test``."""
+    from training.pipeline.calibration import calibrate, interval_report, split_probabilities
+
+    temperature, report = calibrate(network, val, utk)
+    report["fitted_on"] = (
+        "FairFace validation split (age groups): 80% of the ages inside the 80% interval, "
+        "in expectation with the age uniform in its group"
+    )
+
+    def groups(split: dict) -> dict:
+        probabilities = split_probabilities(network, split["chips"])
+        return interval_report(
+            probabilities, split["age_low"], network.class_ages, temperature, split["age_high"]
+        )
+
+    return (
+        temperature,
+        report,
+        {
+            "utkface_test_intervals": report["after"],
+            "fairface_validation_intervals": groups(val),
+            "fairface_test_intervals": groups(test),
+        },
+    )
+
+
 class Command(BaseCommand):
     help = "Train the default model that ships in the repository (FairFace only)."
 
@@ -222,8 +287,7 @@ class Command(BaseCommand):
         from training.datasets.fairface import read_fairface
         from training.datasets.splits import assign_splits
         from training.datasets.utkface import read_utkface
-        from training.pipeline.calibration import fit_interval_temperature, interval_report
-        from training.pipeline.fit import CLASS_AGES, FitConfig, FitHooks, fit, soup
+        from training.pipeline.fit import FitConfig, FitHooks, fit, soup
 
         started = time.monotonic()
         if not 0.0 <= options["distill"] < 1.0:
@@ -353,16 +417,13 @@ class Command(BaseCommand):
         together = [m.network for m in members] + joining
         network = soup(together) if len(together) > 1 else result.network
         network.mirrored = True
-        val_p = network.predict(val["chips"]).probabilities
-        temperature = fit_interval_temperature(val_p, val["age_low"], val["age_high"], CLASS_AGES)
+        temperature, calibration, interval_figures = calibration_figures(network, val, test, utk)
         figures = {
             # The validation split is what choices between builds are made on.
             "fairface_validation": group_figures(network, val),
             "fairface_test": group_figures(network, test),
             "utkface_test": age_figures(network, utk),
-            "utkface_test_intervals": interval_report(
-                network.predict(utk["chips"]).probabilities, utk["ages"], CLASS_AGES, temperature
-            ),
+            **interval_figures,
         }
 
         def reference(other) -> dict:
@@ -384,7 +445,10 @@ class Command(BaseCommand):
                 figures[f"shipped:{shipped.stem}"] = reference(AgeNetwork.from_keras_file(shipped))
         # Beside the network it replaces (measured above unless this build overwrites it;
         # registry_metrics then takes the dlib network).
-        figures["registry"] = registry_metrics(figures, options["replaces"])
+        figures["registry"] = {
+            **registry_metrics(figures, options["replaces"]),
+            "calibration": calibration,
+        }
         options["out"].mkdir(parents=True, exist_ok=True)
         model_path = options["out"] / f"{options['name']}.keras"
         network.save(model_path)

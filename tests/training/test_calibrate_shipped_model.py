@@ -1,0 +1,80 @@
+"""`manage.py calibrate_shipped_model`: refits a shipped network's temperature on the
+FairFace validation split's age groups and rewrites its card, leaving the weights alone.
+Tiny splits stand in for the real ones (bench/intervals.py and docs/benchmarks.md measure
+the real ones)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL, shipped_model_path
+from training.management.commands import calibrate_shipped_model as command
+
+NAME = DEFAULT_SHIPPED_MODEL
+
+
+def split(size: int, seed: int, groups: bool) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    low = rng.choice([0, 3, 10, 20, 30, 40, 50, 60], size=size)
+    high = low + np.where(low == 0, 2, np.where(low == 3, 6, 9)) if groups else low
+    return {
+        "chips": rng.integers(0, 256, size=(size, 64, 64, 3), dtype=np.uint8),
+        "ages": low.astype(np.int32),
+        "age_low": low.astype(np.int32),
+        "age_high": high.astype(np.int32),
+    }
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    for suffix in (".keras", ".json"):
+        source = shipped_model_path(NAME).with_suffix(suffix)
+        shutil.copy(source, tmp_path / source.name)
+    card_path = tmp_path / f"{NAME}.json"
+    card = json.loads(card_path.read_text())
+    card["figures"]["utkface_test"]["count"] = 30
+    card["temperature"] = 0.9  # an old fit, to see it replaced
+    card_path.write_text(json.dumps(card))
+    monkeypatch.setattr(command, "MODELS_DIR", tmp_path)
+    cut = []
+
+    def held_out_splits(chip_size, workers, utkface_test):
+        cut.append((chip_size, utkface_test))
+        return split(40, 1, True), split(50, 2, True), split(utkface_test, 3, False)
+
+    monkeypatch.setattr(command, "held_out_splits", held_out_splits)
+    return tmp_path, cut
+
+
+def test_it_refits_the_temperature_and_rewrites_the_card_but_not_the_weights(models_dir):
+    folder, cut = models_dir
+    weights = folder / f"{NAME}.keras"
+    before = hashlib.sha256(weights.read_bytes()).hexdigest()
+    call_command("calibrate_shipped_model", NAME, stdout=io.StringIO())
+    card = json.loads((folder / f"{NAME}.json").read_text())
+    assert cut == [(64, 30)]
+    assert card["calibration"]["previous_temperature"] == 0.9
+    assert card["calibration"]["command"] == f"manage.py calibrate_shipped_model {NAME}"
+    calibration = card["figures"]["registry"]["calibration"]
+    assert card["temperature"] == calibration["temperature"] != 0.9
+    assert "FairFace validation" in calibration["fitted_on"]
+    assert calibration["validation_faces"] == 40 and calibration["test_faces"] == 30
+    assert card["figures"]["utkface_test_intervals"] == calibration["after"]
+    # Fitted to hold 80% of the validation groups' years in expectation.
+    assert card["figures"]["fairface_validation_intervals"]["coverage_80"] == pytest.approx(
+        0.8, abs=0.03
+    )
+    assert card["figures"]["fairface_test_intervals"]["mean_width"] > 0
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == before
+
+
+def test_an_unknown_network_is_refused(models_dir):
+    with pytest.raises(CommandError, match="no shipped network 'faceage-v0'"):
+        call_command("calibrate_shipped_model", "faceage-v0")
