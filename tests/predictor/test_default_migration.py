@@ -1,6 +1,7 @@
 """Migrations 0018 and 0019 make the new shipped network (faceage-v3, then faceage-v4) the
 default where an earlier default still serves, and leave a model that staff promoted alone;
-undone, each puts the default before it back."""
+undone, each puts the default before it back. Migration 0020 gives faceage-v4 its card's
+refitted temperature."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ HANDOVERS = [
 ]
 
 
+LATEST = "0020_recalibrate_faceage_v4"
+
+
 def migrate(name: str):
     target = [("predictor", name)]
     executor = MigrationExecutor(connection)
@@ -53,7 +57,7 @@ def migrate(name: str):
 def back_to_the_latest():
     """Every test leaves the database migrated to the latest state, even when it fails."""
     yield
-    migrate(HANDOVERS[-1].after)
+    migrate(LATEST)
 
 
 def active_name(apps) -> str | None:
@@ -108,3 +112,31 @@ def test_a_model_staff_promoted_keeps_serving(handover):
     apps = migrate(handover.after)
     assert active_name(apps) == "ours"
     assert apps.get_model("predictor", "ModelVersion").objects.filter(name=handover.name).exists()
+
+
+def test_faceage_v4_gets_its_refitted_temperature():
+    from predictor.models import shipped_version_fields
+
+    card = shipped_version_fields("faceage-v4")
+    assert card["temperature"] != 1.3493
+    assert card["metrics"]["calibration"]["temperature"] == card["temperature"]
+    apps = migrate("0019_register_faceage_v4")
+    ModelVersion = apps.get_model("predictor", "ModelVersion")
+    # An install that registered faceage-v4 before the refit, and a copy whose temperature
+    # someone refitted on their own data.
+    ModelVersion.objects.filter(name="faceage-v4").delete()
+    ModelVersion.objects.create(
+        name="faceage-v4", artifact=card["artifact"], temperature=1.3493, metrics={}
+    )
+    ModelVersion.objects.create(name="refitted", artifact=card["artifact"], temperature=2.0)
+    apps = migrate(LATEST)
+    rows = apps.get_model("predictor", "ModelVersion").objects
+    version = rows.get(name="faceage-v4")
+    assert version.temperature == card["temperature"]
+    assert version.metrics["calibration"]["after"]["coverage_80"] > 0.78
+    assert rows.get(name="refitted").temperature == 2.0
+    apps = migrate("0019_register_faceage_v4")
+    assert (
+        apps.get_model("predictor", "ModelVersion").objects.get(name="faceage-v4").temperature
+        == 1.3493
+    )
