@@ -80,8 +80,9 @@ class ModelVersion(models.Model):
         default=1.0,
         help_text=gettext_lazy(
             # xgettext:no-python-format
-            "Softmax temperature fitted on the validation split (NLL); it calibrates the "
-            "age distribution and its 80% interval. 1.0 = uncalibrated."
+            "Softmax temperature fitted on the validation split: the smallest whose 80% "
+            "intervals hold 80% of the true ages. It calibrates the age distribution and its "
+            "80% interval. 1.0 = uncalibrated."
         ),
     )
     is_active = models.BooleanField(default=False, verbose_name=gettext_lazy("active"))

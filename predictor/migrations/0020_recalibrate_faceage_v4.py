@@ -26,9 +26,11 @@ def restore(apps, schema_editor):
 
     ModelVersion = apps.get_model("predictor", "ModelVersion")
     fields = shipped_version_fields(NAME)
+    # The metrics as they were: the card's, without the calibration table this added.
+    metrics = {key: value for key, value in fields["metrics"].items() if key != "calibration"}
     ModelVersion.objects.filter(
         name=NAME, artifact=fields["artifact"], temperature=fields["temperature"]
-    ).update(temperature=OLD_TEMPERATURE)
+    ).update(temperature=OLD_TEMPERATURE, metrics=metrics)
 
 
 class Migration(migrations.Migration):

@@ -224,9 +224,10 @@ def coverage(
     (FairFace's ``20-29``), whose exact age is unknown. A face then counts for the share of
     its group's whole years that the interval holds: the expected coverage if the age is
     equally likely to be any year of its group. A one-year group counts 1 or 0, as an exact
-    age does. It is cautious: it never credits the network with knowing where in its group
-    an age lies, so a temperature fitted on it is a little higher (intervals a little wider)
-    than the exact ages would call for.
+    age does. It never credits the network with knowing where in its group an age lies:
+    where intervals are wider than the groups, a temperature fitted on it comes out a little
+    higher than the exact ages would call for. It also gives part credit to an interval that
+    misses the age but overlaps its group, so it is no bound either way.
     """
     true = np.asarray(true_ages, dtype=np.float64)
     if true.size == 0:

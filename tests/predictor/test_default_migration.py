@@ -42,7 +42,15 @@ HANDOVERS = [
 ]
 
 
-LATEST = "0020_recalibrate_faceage_v4"
+def latest_migration() -> str:
+    """The predictor app's last migration (the leaf of its graph)."""
+    from django.db.migrations.loader import MigrationLoader
+
+    (leaf,) = MigrationLoader(None, ignore_no_migrations=True).graph.leaf_nodes("predictor")
+    return leaf[1]
+
+
+LATEST = latest_migration()
 
 
 def migrate(name: str):
@@ -122,21 +130,38 @@ def test_faceage_v4_gets_its_refitted_temperature():
     assert card["metrics"]["calibration"]["temperature"] == card["temperature"]
     apps = migrate("0019_register_faceage_v4")
     ModelVersion = apps.get_model("predictor", "ModelVersion")
-    # An install that registered faceage-v4 before the refit, and a copy whose temperature
-    # someone refitted on their own data.
+    # An install that registered faceage-v4 before the refit.
     ModelVersion.objects.filter(name="faceage-v4").delete()
     ModelVersion.objects.create(
-        name="faceage-v4", artifact=card["artifact"], temperature=1.3493, metrics={}
+        name="faceage-v4", artifact=card["artifact"], temperature=1.3493, metrics={"mae": 5.66}
     )
-    ModelVersion.objects.create(name="refitted", artifact=card["artifact"], temperature=2.0)
     apps = migrate(LATEST)
-    rows = apps.get_model("predictor", "ModelVersion").objects
-    version = rows.get(name="faceage-v4")
+    version = apps.get_model("predictor", "ModelVersion").objects.get(name="faceage-v4")
     assert version.temperature == card["temperature"]
+    assert version.metrics == card["metrics"]
     assert version.metrics["calibration"]["after"]["coverage_80"] > 0.78
-    assert rows.get(name="refitted").temperature == 2.0
+    # Undone: the old temperature, and metrics without the table that described the new one.
     apps = migrate("0019_register_faceage_v4")
-    assert (
-        apps.get_model("predictor", "ModelVersion").objects.get(name="faceage-v4").temperature
-        == 1.3493
-    )
+    version = apps.get_model("predictor", "ModelVersion").objects.get(name="faceage-v4")
+    assert version.temperature == 1.3493 and "calibration" not in version.metrics
+    assert version.metrics["mae"] == card["metrics"]["mae"]
+
+
+@pytest.mark.parametrize("registered", ["refitted", "absent"])
+def test_a_faceage_v4_row_it_did_not_register_is_left_alone(registered):
+    from predictor.models import shipped_version_fields
+
+    card = shipped_version_fields("faceage-v4")
+    apps = migrate("0019_register_faceage_v4")
+    ModelVersion = apps.get_model("predictor", "ModelVersion")
+    ModelVersion.objects.filter(name="faceage-v4").delete()
+    if registered == "refitted":  # its temperature fitted again on this install's data
+        ModelVersion.objects.create(
+            name="faceage-v4", artifact=card["artifact"], temperature=2.0, metrics={"x": 1}
+        )
+    apps = migrate(LATEST)
+    rows = apps.get_model("predictor", "ModelVersion").objects.filter(name="faceage-v4")
+    if registered == "absent":
+        assert not rows.exists()
+    else:
+        assert rows.get().temperature == 2.0 and rows.get().metrics == {"x": 1}

@@ -46,8 +46,8 @@ def test_its_page_and_card_show_the_benchmarks_and_the_licence(client):
     assert "fairface-val" in page and "utkface-test" in page
     # The calibration table: the 80% interval's coverage before and after.
     calibration = shipped_model_card(NAME)["figures"]["registry"]["calibration"]
-    for side in ("before", "after"):
-        assert f"{round(100 * calibration[side]['coverage_80'])}%" in page
+    before, after = (round(100 * calibration[side]["coverage_80"]) for side in ("before", "after"))
+    assert f"<td>{before}%</td><td>{after}%</td>" in page
     card = client.get(f"/models/{NAME}/card.md").content.decode()
     assert "CC BY 4.0" in card and "FairFace" in card
     training = shipped_model_card(NAME)["training"]
@@ -170,5 +170,7 @@ def test_its_80_percent_intervals_hold_about_80_percent_of_real_ages(networks):
     served = describe(probabilities, ours.class_ages, shipped_model_card(NAME)["temperature"])
     raw = describe(probabilities, ours.class_ages, 1.0)
     held = coverage(served.low, served.high, true)
-    assert 0.7 <= held <= 0.9
+    # 77.9% for faceage-v4 on these faces; its first temperature (fitted on the groups'
+    # likelihood, 1.349) held 74.2%, uncalibrated 59.2%.
+    assert 0.76 <= held <= 0.9
     assert held > coverage(raw.low, raw.high, true) + 0.08

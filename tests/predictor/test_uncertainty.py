@@ -478,8 +478,10 @@ def test_the_worker_stores_interval_distribution_and_crop_with_the_real_network(
 
 
 @pytest.mark.django_db
-def test_a_training_run_fits_and_stores_its_temperature(monkeypatch, tmp_path, settings):
-    """execute_run's wiring, with stand-ins for the chips, the fit and the baseline."""
+@pytest.mark.parametrize("labels", ["ages", "age_groups"])
+def test_a_training_run_fits_and_stores_its_temperature(monkeypatch, tmp_path, settings, labels):
+    """execute_run's wiring, with stand-ins for the chips, the fit and the baseline; for a
+    dataset of exact ages and for one of age groups (decades, as FairFace labels them)."""
     from training import runner
     from training.models import Dataset, TrainingRun
     from training.pipeline import fit as fit_module
@@ -492,7 +494,11 @@ def test_a_training_run_fits_and_stores_its_temperature(monkeypatch, tmp_path, s
         ages = rng.integers(5, 90, size=size)
         chips = np.zeros((size, 64, 64, 3), dtype=np.uint8)
         chips[:, 0, 0, 0] = np.clip(ages + rng.normal(0, 6, size=size), 0, 100).astype(np.uint8)
-        return {"chips": chips, "ages": ages.astype(np.float64), "genders": np.zeros(size)}
+        data = {"chips": chips, "ages": ages.astype(np.float64), "genders": np.zeros(size)}
+        if labels == "age_groups":
+            low = (ages // 10) * 10
+            data.update(ages=low.astype(np.float64), age_low=low, age_high=low + 9)
+        return data
 
     splits = {"train": split(50), "val": split(300), "test": split(300)}
 
@@ -524,4 +530,8 @@ def test_a_training_run_fits_and_stores_its_temperature(monkeypatch, tmp_path, s
         version.temperature, abs=1e-4
     )
     assert calibration["before"]["coverage_80"] < calibration["after"]["coverage_80"]
-    assert "mae_children_0_12" in version.metrics
+    assert calibration["after"]["coverage_80"] == pytest.approx(0.8, abs=0.07)
+    assert ("age groups" in calibration["fitted_on"]) == (labels == "age_groups")
+    assert f"calibration: temperature {version.temperature:.3f}" in run.log
+    if labels == "ages":
+        assert "mae_children_0_12" in version.metrics

@@ -116,12 +116,13 @@ def group_nll(
     class_ages: np.ndarray,
     temperature: float,
 ) -> float:
-    """Mean ``-log P(low <= age <= high)`` under the tempered distribution (ages in years)."""
-    from predictor.vision.uncertainty import tempered
+    """Mean ``-log P(low <= age <= high)`` under the tempered distribution over whole years
+    (:func:`~predictor.vision.uncertainty.per_year`, as the interval is taken)."""
+    from predictor.vision.uncertainty import YEARS, per_year, tempered
 
-    ages = np.asarray(class_ages, dtype=np.float64)[None, :]
-    inside = (ages >= np.asarray(low)[:, None]) & (ages <= np.asarray(high)[:, None])
-    mass = (tempered(probabilities, temperature) * inside).sum(axis=1)
+    years = np.arange(YEARS)[None, :]
+    inside = (years >= np.asarray(low)[:, None]) & (years <= np.asarray(high)[:, None])
+    mass = (per_year(tempered(probabilities, temperature), class_ages) * inside).sum(axis=1)
     return float(-np.log(np.maximum(mass, 1e-12)).mean())
 
 

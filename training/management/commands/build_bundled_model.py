@@ -123,19 +123,36 @@ def take(data: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
     return {key: value[keep] for key, value in data.items() if key != "split"}
 
 
+def fairface_sides(records) -> dict[str, str]:
+    """FairFace's training photos split 90/10 into ``train`` and ``val`` (seed 0), by path;
+    a photo not in it (FairFace's own validation photos) is the build's ``test``."""
+    from training.datasets.splits import assign_splits
+
+    pool = [r for r in records if r.path.startswith("train/")]
+    return assign_splits(pool, fractions=(0.9, 0.1, 0.0), seed=0)
+
+
+def utkface_test_sample(records, count: int) -> list:
+    """``count`` faces of the UTKFace development split's test side, the same every time."""
+    from training.datasets.splits import assign_splits
+
+    sides = assign_splits(records)
+    test = [r for r in records if sides[r.path] == "test"]
+    order = np.random.default_rng(0).permutation(len(test))[:count]
+    return [test[i] for i in sorted(order)]
+
+
 def held_out_splits(chip_size: int, workers: int, utkface_test: int = 1500):
     """The splits a build is judged on, cut as the build cuts them at ``chip_size``: the
     validation split of FairFace's training photos, FairFace's own validation photos (the
     card's FairFace test), and the ``utkface_test`` faces of UTKFace's test side that a build
     with ``--utkface-test`` of that size samples. Cached in FACEAGE_CHIP_CACHE_DIR."""
     from training.datasets.fairface import read_fairface
-    from training.datasets.splits import assign_splits
     from training.datasets.utkface import read_utkface
 
     root = Path(settings.FACEAGE_DATASETS_DIR)
     records, _ = read_fairface(root / "fairface")
-    pool = [r for r in records if r.path.startswith("train/")]
-    sides = assign_splits(pool, fractions=(0.9, 0.1, 0.0), seed=0)
+    sides = fairface_sides(records)
     wanted = [r for r in records if sides.get(r.path, "test") != "train"]
     fair = chips_for(
         wanted,
@@ -145,11 +162,7 @@ def held_out_splits(chip_size: int, workers: int, utkface_test: int = 1500):
         "fairface-valtest",
         chip_size,
     )
-    utk_records, _ = read_utkface(root / "utkface")
-    utk_sides = assign_splits(utk_records)
-    utk_test = [r for r in utk_records if utk_sides[r.path] == "test"]
-    order = np.random.default_rng(0).permutation(len(utk_test))[:utkface_test]
-    utk_test = [utk_test[i] for i in sorted(order)]
+    utk_test = utkface_test_sample(read_utkface(root / "utkface")[0], utkface_test)
     utk = chips_for(utk_test, root / "utkface", lambda r: "test", workers, "utkface", chip_size)
     return take(fair, "val"), take(fair, "test"), utk
 
@@ -285,7 +298,6 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from predictor.vision.age_network import AgeNetwork
         from training.datasets.fairface import read_fairface
-        from training.datasets.splits import assign_splits
         from training.datasets.utkface import read_utkface
         from training.pipeline.fit import FitConfig, FitHooks, fit, soup
 
@@ -307,15 +319,8 @@ class Command(BaseCommand):
             if not root.is_dir():
                 raise CommandError(f"no dataset folder at {root} (FACEAGE_DATASETS_DIR)")
         records, _ = read_fairface(fairface_root)
-        pool = [r for r in records if r.path.startswith("train/")]
-        sides = assign_splits(pool, fractions=(0.9, 0.1, 0.0), seed=0)
-        utk_records, _ = read_utkface(utkface_root)
-        utk_sides = assign_splits(utk_records)
-        utk_test = [r for r in utk_records if utk_sides[r.path] == "test"]
-        rng = np.random.default_rng(0)
-        utk_test = [
-            utk_test[i] for i in sorted(rng.permutation(len(utk_test))[: options["utkface_test"]])
-        ]
+        sides = fairface_sides(records)
+        utk_test = utkface_test_sample(read_utkface(utkface_root)[0], options["utkface_test"])
         at_size: dict[int, tuple[dict, dict]] = {}
 
         def splits_at(size: int) -> tuple[dict, dict]:

@@ -8,7 +8,7 @@ on the validation split of FairFace's training photos, the smallest whose 80% in
 they are. Rewrites the card ``predictor/vision/models/<name>.json``: its ``temperature``, its
 interval figures (UTKFace test, FairFace validation split and FairFace's own validation
 photos), the registry's calibration table, and a ``calibration`` entry with this command and
-the temperature it replaced. A migration then carries the new temperature into databases
+the temperature the build had fitted. A migration then carries the new temperature into databases
 that registered the old one (see 0020_recalibrate_faceage_v4).
 """
 
@@ -53,9 +53,11 @@ class Command(BaseCommand):
                 f"{len(utk['ages'])} UTKFace test faces cut, the card has {utkface_test}"
             )
         temperature, calibration, figures = calibration_figures(network, val, test, utk)
+        earlier = card.get("calibration") or {}
         card["calibration"] = {
             "command": f"manage.py calibrate_shipped_model {name}",
-            "previous_temperature": card["temperature"],
+            # The temperature build_bundled_model fitted, kept when this runs again.
+            "build_temperature": earlier.get("build_temperature", card["temperature"]),
             "seconds": round(time.monotonic() - started),
         }
         card["temperature"] = round(temperature, 4)
