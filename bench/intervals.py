@@ -17,6 +17,9 @@ and, as expected coverage, on FairFace's own validation photos. Rows:
 - for reference only, the temperature fitted on UTKFace's validation side (1,794 faces),
   which a shipped network may not use (UTKFace is non-commercial: measurement only).
 
+A second table gives the served temperature on all four splits (both validation sides
+included): coverage, mean width, and both for children (true age, or whole group, in 0-12).
+
 Chips are cut as the build cuts them (FACEAGE_CHIP_CACHE_DIR caches them: about 4 minutes
 the first time on 2 cores, seconds after). Mirrored, as served.
 """
@@ -191,6 +194,32 @@ def main() -> int:
     )
     headers = ["interval", "fitted", "UTK test coverage", "width", "children", "FF test (expected)"]
     print_table([*headers, "FF width"], rows)
+
+    # The served temperature on every split: the issue's report (validation sides included).
+    print(f"\nserved (T = {served:.3f}), split by split:")
+    sides = []
+    for label, name, split in (
+        ("FairFace validation split (fitted on; expected)", "val", val),
+        ("FairFace's own validation photos (expected)", "test", test),
+        ("UTKFace validation side", "utk_val", utk_val),
+        ("UTKFace test side", "utk", utk),
+    ):
+        low, high = percentiles(name, served)
+        bottom = split["age_low"] if "age_low" in split else split["ages"]
+        top = split["age_high"] if "age_high" in split else split["ages"]
+        young = top <= 12
+        sides.append(
+            [
+                label,
+                len(bottom),
+                f"{100 * coverage(low, high, bottom, top):.1f}%",
+                f"{(high - low).mean():.1f}",
+                int(young.sum()),
+                f"{100 * coverage(low[young], high[young], bottom[young], top[young]):.1f}%",
+                f"{(high - low)[young].mean():.1f}",
+            ]
+        )
+    print_table(["split", "faces", "coverage", "width", "children", "coverage", "width"], sides)
     return 0
 
 
