@@ -443,11 +443,19 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     metrics = evaluate_network(result.network, test.at(chip_size))
     # Temperature scaling: fitted on this run's validation split, checked on its test split.
     temperature, calibration = calibrate(result.network, val, test.at(chip_size))
-    run.append_log(
-        gettext_noop(
+    if calibration["test_labels"] == "age_groups":
+        # Groups have no true age to hold: the figure is the expected share of their years.
+        template = gettext_noop(
+            "calibration: temperature %(temperature)s; the 80%% interval held, in expectation, "
+            "%(before)s of the test faces' age-group years before and %(after)s after"
+        )
+    else:
+        template = gettext_noop(
             "calibration: temperature %(temperature)s; the 80%% interval held the true age "
             "for %(before)s of the test faces before and %(after)s after"
-        ),
+        )
+    run.append_log(
+        template,
         temperature=f"{temperature:.3f}",
         before=f"{calibration['before']['coverage_80']:.1%}",
         after=f"{calibration['after']['coverage_80']:.1%}",

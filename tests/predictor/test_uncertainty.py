@@ -533,5 +533,7 @@ def test_a_training_run_fits_and_stores_its_temperature(monkeypatch, tmp_path, s
     assert calibration["after"]["coverage_80"] == pytest.approx(0.8, abs=0.07)
     assert ("age groups" in calibration["fitted_on"]) == (labels == "age_groups")
     assert f"calibration: temperature {version.temperature:.3f}" in run.log
+    assert ("in expectation" in run.log) == (labels == "age_groups")
+    assert calibration["test_labels"] == labels
     if labels == "ages":
         assert "mae_children_0_12" in version.metrics

@@ -102,6 +102,8 @@ def calibrate(network: AgeNetwork, val: dict, test: dict) -> tuple[float, dict]:
         f"temperature_{second_key}": round(second, 4),
         "validation_faces": len(val_p),
         "test_faces": len(test_p),
+        # Age groups: the test figures' coverage is an expected share (see coverage()).
+        "test_labels": "ages" if test_high is None else "age_groups",
         "before": interval_report(test_p, test["ages"], class_ages, 1.0, test_high),
         "after": interval_report(test_p, test["ages"], class_ages, temperature, test_high),
         f"after_{second_key}": interval_report(test_p, test["ages"], class_ages, second, test_high),
