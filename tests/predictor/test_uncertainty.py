@@ -133,19 +133,26 @@ def test_coverage_fit_makes_80_percent_intervals_hold_80_percent_despite_gross_e
     assert coverage(before.low, before.high, true_ages[test_half]) < 0.5
 
 
+def stand_in_split(rng, size: int, ages=(5, 90), sd: float = 6.0, groups: bool = False) -> dict:
+    """Chips that :class:`_FakeNetwork` reads the age from (one pixel holds the true age
+    ``sd`` years off on average), with their labels; with ``groups`` the labels are the
+    decades, as FairFace labels its photos."""
+    true = rng.integers(*ages, size=size)
+    chips = np.zeros((size, 64, 64, 3), dtype=np.uint8)
+    chips[:, 0, 0, 0] = np.clip(true + rng.normal(0, sd, size=size), 0, 100).astype(np.uint8)
+    data = {"chips": chips, "ages": true.astype(np.float64), "genders": np.zeros(size)}
+    if groups:
+        low = (true // 10) * 10
+        data.update(ages=low.astype(np.float64), age_low=low, age_high=low + 9)
+    return data
+
+
 def test_training_calibration_reports_the_test_split_before_and_after():
     from training.pipeline.calibration import calibrate
 
     rng = np.random.default_rng(2)
-
-    def split(size):
-        ages = rng.integers(5, 90, size=size)
-        chips = np.zeros((size, 64, 64, 3), dtype=np.uint8)
-        # The stand-in network reads the age from a pixel; the truth is 6 years off on average.
-        chips[:, 0, 0, 0] = np.clip(ages + rng.normal(0, 6, size=size), 0, 100).astype(np.uint8)
-        return {"chips": chips, "ages": ages.astype(np.float64)}
-
-    temperature, report = calibrate(_FakeNetwork(1.0), split(400), split(400))
+    val, test = stand_in_split(rng, 400), stand_in_split(rng, 400)  # truth ~6 years off
+    temperature, report = calibrate(_FakeNetwork(1.0), val, test)
     assert temperature > 1.0  # sd 4 where the truth is ~6 years off: it had to widen
     assert report["temperature"] == pytest.approx(temperature, abs=1e-4)
     assert report["before"]["coverage_80"] < report["after"]["coverage_80"]
@@ -200,15 +207,9 @@ def test_training_calibration_fits_age_groups_by_coverage_too():
     from training.pipeline.calibration import calibrate
 
     rng = np.random.default_rng(4)
-
-    def split(size):
-        ages = rng.integers(20, 80, size=size)
-        chips = np.zeros((size, 64, 64, 3), dtype=np.uint8)
-        chips[:, 0, 0, 0] = np.clip(ages + rng.normal(0, 8, size=size), 0, 100).astype(np.uint8)
-        low = (ages // 10) * 10
-        return {"chips": chips, "ages": low.astype(np.float64), "age_high": low + 9}
-
-    temperature, report = calibrate(_FakeNetwork(1.0), split(600), split(600))
+    val = stand_in_split(rng, 600, ages=(20, 80), sd=8.0, groups=True)
+    test = stand_in_split(rng, 600, ages=(20, 80), sd=8.0, groups=True)
+    temperature, report = calibrate(_FakeNetwork(1.0), val, test)
     assert temperature > 1.0
     assert report["after"]["coverage_80"] == pytest.approx(0.8, abs=0.06)
     assert report["before"]["coverage_80"] < report["after"]["coverage_80"]
@@ -489,18 +490,10 @@ def test_a_training_run_fits_and_stores_its_temperature(monkeypatch, tmp_path, s
 
     settings.FACEAGE_TRAINING_DIR = str(tmp_path / "runs")
     rng = np.random.default_rng(4)
-
-    def split(size):
-        ages = rng.integers(5, 90, size=size)
-        chips = np.zeros((size, 64, 64, 3), dtype=np.uint8)
-        chips[:, 0, 0, 0] = np.clip(ages + rng.normal(0, 6, size=size), 0, 100).astype(np.uint8)
-        data = {"chips": chips, "ages": ages.astype(np.float64), "genders": np.zeros(size)}
-        if labels == "age_groups":
-            low = (ages // 10) * 10
-            data.update(ages=low.astype(np.float64), age_low=low, age_high=low + 9)
-        return data
-
-    splits = {"train": split(50), "val": split(300), "test": split(300)}
+    splits = {
+        name: stand_in_split(rng, size, groups=labels == "age_groups")
+        for name, size in (("train", 50), ("val", 300), ("test", 300))
+    }
 
     class Network(_FakeNetwork):
         def save(self, path):
