@@ -212,6 +212,8 @@ def test_training_calibration_fits_age_groups_by_coverage_too():
     temperature, report = calibrate(_FakeNetwork(1.0), val, test)
     assert temperature > 1.0
     assert report["after"]["coverage_80"] == pytest.approx(0.8, abs=0.06)
+    # Fitted on the validation split: the smallest temperature reaching 80% there.
+    assert report["validation"]["coverage_80"] == pytest.approx(0.8, abs=0.01)
     assert report["before"]["coverage_80"] < report["after"]["coverage_80"]
     # The group likelihood's temperature is reported beside it, with its figures.
     assert report["temperature_max_group_likelihood"] > 0

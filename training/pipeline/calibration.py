@@ -79,7 +79,9 @@ def calibrate(network: AgeNetwork, val: dict, test: dict) -> tuple[float, dict]:
     ``age_high`` where the labels are age groups (FairFace; an exact age is a one-year
     group). The temperature served is the smallest whose 80% intervals hold 80% of the
     validation ages, in expectation for groups (:func:`~predictor.vision.uncertainty.coverage`).
-    Returns ``(temperature, report)``; the report is JSON-ready for ``ModelVersion.metrics``.
+    The report gives the validation split at that temperature (``validation``) and the test
+    split before and after. Returns ``(temperature, report)``; the report is JSON-ready for
+    ``ModelVersion.metrics``.
     """
     from training.pipeline.evaluation import has_age_groups
 
@@ -104,6 +106,8 @@ def calibrate(network: AgeNetwork, val: dict, test: dict) -> tuple[float, dict]:
         "test_faces": len(test_p),
         # Age groups: the test figures' coverage is an expected share (see coverage()).
         "test_labels": "ages" if test_high is None else "age_groups",
+        # The validation split, at the temperature fitted on it.
+        "validation": interval_report(val_p, val["ages"], class_ages, temperature, val_high),
         "before": interval_report(test_p, test["ages"], class_ages, 1.0, test_high),
         "after": interval_report(test_p, test["ages"], class_ages, temperature, test_high),
         f"after_{second_key}": interval_report(test_p, test["ages"], class_ages, second, test_high),

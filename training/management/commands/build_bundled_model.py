@@ -183,20 +183,16 @@ def calibration_figures(network, val: dict, test: dict, utk: dict) -> tuple[floa
         "FairFace validation split (age groups): 80% of the ages inside the 80% interval, "
         "in expectation with the age uniform in its group"
     )
-
-    def groups(split: dict) -> dict:
-        probabilities = split_probabilities(network, split["chips"])
-        return interval_report(
-            probabilities, split["age_low"], network.class_ages, temperature, split["age_high"]
-        )
-
+    test_p = split_probabilities(network, test["chips"])
     return (
         temperature,
         report,
         {
             "utkface_test_intervals": report["after"],
-            "fairface_validation_intervals": groups(val),
-            "fairface_test_intervals": groups(test),
+            "fairface_validation_intervals": report["validation"],
+            "fairface_test_intervals": interval_report(
+                test_p, test["age_low"], network.class_ages, temperature, test["age_high"]
+            ),
         },
     )
 
