@@ -169,8 +169,10 @@ def stored_photo_limits() -> PhotoLimits:
 
 
 def load_claimed_photo(prediction: Prediction):
-    """The prediction's photo as an RGB array, or None after failing it with a reason."""
-    from predictor.vision.image_loading import ImageRejected, as_array, load_photo
+    """The prediction's photo (a :class:`~predictor.vision.photo.Photo`, a large JPEG decoded
+    at a reduced scale), or None after failing it with a reason."""
+    from predictor.vision.image_loading import ImageRejected
+    from predictor.vision.photo import decode_photo
 
     me = prediction.claimed_by
     try:
@@ -180,7 +182,7 @@ def load_claimed_photo(prediction: Prediction):
         fail(prediction.pk, messages.PHOTO_MISSING, None, me)
         return None
     try:
-        return as_array(load_photo(data, stored_photo_limits()))
+        return decode_photo(data, stored_photo_limits())
     except ImageRejected as rejected:
         fail(prediction.pk, rejected.key, rejected.params, me)
         return None
@@ -202,25 +204,33 @@ def run_predictions(predictions: list[Prediction], progress: dict | None = None)
         estimator = earlier_estimator_for(version)  # beside the active one, not instead
     else:
         estimator = estimator_for(version)
+    from predictor.vision.image_loading import ImageRejected
+
     loaded = []
     for prediction in predictions:
         progress["photo"] = prediction
-        rgb = load_claimed_photo(prediction)
-        if rgb is None:
+        photo = load_claimed_photo(prediction)
+        if photo is None:
             continue
         try:
-            boxes, marks = faces_to_rate(estimator, rgb, prediction)
+            boxes, marks = faces_to_rate(estimator, photo, prediction)
+            # A face too small in a reduced decode needs the full-size pixels: decoded here,
+            # so that a photo that fails to decode fails alone.
+            estimator.chip_source(photo, boxes)
         except SoftTimeLimitExceeded:
             raise
+        except ImageRejected as rejected:
+            fail(prediction.pk, rejected.key, rejected.params, prediction.claimed_by)
+            continue
         except Exception:  # one bad photo must not take the rest of the batch with it
             logger.exception("prediction %s: face detection failed", prediction.pk)
             fail(prediction.pk, messages.SERVER_ERROR, None, prediction.claimed_by)
             continue
-        loaded.append((prediction, rgb, boxes, marks))
+        loaded.append((prediction, photo, boxes, marks))
     progress["photo"] = None
     if not loaded:
         return
-    results = estimator.estimate_many_boxes([(rgb, boxes) for _, rgb, boxes, _ in loaded])
+    results = estimator.estimate_many_boxes([(photo, boxes) for _, photo, boxes, _ in loaded])
     for (prediction, _, _, marks), estimates in zip(loaded, results, strict=True):
         store_faces(prediction, estimates, marks)
     # The shadow compares whole photos; a face added to a finished one is left out of it.
@@ -236,7 +246,7 @@ class MarkedFaces(NamedTuple):
     already_there: list[int]
 
 
-def faces_to_rate(estimator, rgb, prediction: Prediction) -> tuple[list, MarkedFaces]:
+def faces_to_rate(estimator, photo, prediction: Prediction) -> tuple[list, MarkedFaces]:
     """The boxes of the faces this run rates.
 
     A new photo: the detector's faces, then the ones its owner marked ("Missed someone?"),
@@ -252,12 +262,12 @@ def faces_to_rate(estimator, rgb, prediction: Prediction) -> tuple[list, MarkedF
         taken = [face.box for face in existing]
         numbers = [face.index + 1 for face in existing]
     else:
-        boxes = estimator.detector.detect(rgb)
+        boxes = estimator.detect(photo)
         marked = prediction.drawn_boxes
         taken = [[box.left, box.top, box.right, box.bottom] for box in boxes]
         numbers = list(range(1, len(taken) + 1))
     for drawn in marked:
-        box = estimator.drawn_face(rgb, drawn)
+        box = estimator.drawn_face(photo, drawn)
         edges = [box.left, box.top, box.right, box.bottom]
         same = first_same_face(edges, taken)
         if same is None:
@@ -290,7 +300,7 @@ def run_in_shadow(loaded: list, active_estimator) -> None:
         from predictor.serving import shadow_estimator_for
 
         estimator = shadow_estimator_for(candidate, active_estimator)
-        results = estimator.estimate_many_boxes([(rgb, boxes) for _, rgb, boxes in chosen])
+        results = estimator.estimate_many_boxes([(photo, boxes) for _, photo, boxes in chosen])
         for (prediction, _, _), estimates in zip(chosen, results, strict=True):
             faces = dict(
                 Face.objects.filter(

@@ -11,10 +11,16 @@ from predictor.vision.age_network import AgeDistribution, AgeNetwork
 from predictor.vision.alignment import FaceAligner
 from predictor.vision.centerface import CenterFaceDetector, default_face_detector
 from predictor.vision.face_detection import FaceBox, FaceDetector
+from predictor.vision.photo import Photo, as_photo
 from predictor.vision.uncertainty import AgeIntervals, chip_jpeg, describe
 
 # FaceBox.detector for a face the person marked ("Missed someone?"; Face.DRAWN).
 DRAWN = "drawn"
+# A photo decoded at a reduced scale (:mod:`predictor.vision.photo`) gives its chips from those
+# pixels when every face box to rate is at least this many chip sides across in them;
+# otherwise from the full-size pixels. Chosen with bench/reduced_decode.py
+# (docs/benchmarks.md, "12 MP photos decoded at half size").
+REDUCED_MIN_FACE_CHIPS = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,27 +60,46 @@ class AgeEstimator:
         """The same detector and aligner with another network (no reload of dlib models)."""
         return AgeEstimator(network, self.detector, self.aligner)
 
-    def estimate(self, rgb: np.ndarray) -> list[FaceEstimate]:
-        """Estimate every face in an ``(H, W, 3)`` uint8 RGB image, in one network batch."""
-        boxes = self.detector.detect(rgb)
-        return self.estimate_boxes(rgb, boxes)
+    def estimate(self, photo: Photo | np.ndarray) -> list[FaceEstimate]:
+        """Estimate every face in a photo (a :class:`~predictor.vision.photo.Photo` or an
+        ``(H, W, 3)`` uint8 RGB array), in one network batch."""
+        boxes = self.detect(photo)
+        return self.estimate_boxes(photo, boxes)
 
-    def drawn_face(self, rgb: np.ndarray, drawn: Sequence[int]) -> FaceBox:
+    def detect(self, photo: Photo | np.ndarray) -> list[FaceBox]:
+        """The detector's faces, in pixels of the photo at full size."""
+        photo = as_photo(photo)
+        return [photo.to_photo(box) for box in self.detector.detect(photo.pixels)]
+
+    def drawn_face(self, photo: Photo | np.ndarray, drawn: Sequence[int]) -> FaceBox:
         """The face a person marked by hand (``[left, top, right, bottom]`` in pixels of
-        ``rgb``), as a box the aligner can use; ``detector`` is ``"drawn"``.
+        the photo at full size), as a box the aligner can use, in the same pixels;
+        ``detector`` is ``"drawn"``.
 
         The detector looks again in the marked region with a margin of half its side around
         it; the largest face whose centre lies inside the marked box gives the box (with its
         score), so a loose or tight hand-drawn box is aligned like a detected face. When
         nothing is found there (too small, blurred, turned away), the marked box itself is
-        used, clipped to the image, with score 0."""
-        height, width = rgb.shape[:2]
-        left, top = max(0, int(drawn[0])), max(0, int(drawn[1]))
-        right, bottom = min(width, int(drawn[2])), min(height, int(drawn[3]))
-        if right <= left or bottom <= top:
+        used, clipped to the image, with score 0.
+
+        Raises:
+            ValueError: the marked box lies outside the photo.
+        """
+        photo = as_photo(photo)
+        width, height = photo.size
+        if min(int(drawn[2]), width) <= max(0, int(drawn[0])) or min(int(drawn[3]), height) <= max(
+            0, int(drawn[1])
+        ):
             raise ValueError(
                 f"the marked box {list(drawn)} lies outside the {width}x{height} image"
             )
+        return photo.to_photo(self._drawn_face(photo.pixels, photo.to_pixels(drawn)))
+
+    def _drawn_face(self, rgb: np.ndarray, drawn: Sequence[int]) -> FaceBox:
+        """:meth:`drawn_face` in the pixels of ``rgb``."""
+        height, width = rgb.shape[:2]
+        left, top = max(0, int(drawn[0])), max(0, int(drawn[1]))
+        right, bottom = min(width, int(drawn[2])), min(height, int(drawn[3]))
         pad = max(right - left, bottom - top) // 2
         x0, y0 = max(0, left - pad), max(0, top - pad)
         x1, y1 = min(width, right + pad), min(height, bottom + pad)
@@ -92,19 +117,42 @@ class AgeEstimator:
             x0 + best.left, y0 + best.top, x0 + best.right, y0 + best.bottom, best.score, DRAWN
         )
 
-    def estimate_boxes(self, rgb: np.ndarray, boxes: list[FaceBox]) -> list[FaceEstimate]:
-        return self.estimate_many_boxes([(rgb, boxes)])[0]
+    def estimate_boxes(self, photo: Photo | np.ndarray, boxes: list[FaceBox]) -> list[FaceEstimate]:
+        return self.estimate_many_boxes([(photo, boxes)])[0]
+
+    def chip_source(
+        self, photo: Photo | np.ndarray, boxes: Sequence[FaceBox]
+    ) -> tuple[np.ndarray, list[FaceBox]]:
+        """The pixels the chips of ``boxes`` (in pixels of the photo at full size) are cut
+        from, and the boxes in those pixels: the reduced pixels of a photo decoded at a
+        reduced scale when every face is at least :data:`REDUCED_MIN_FACE_CHIPS` chip sides
+        across in them, the full-size ones otherwise (decoded now, the first time).
+
+        Raises:
+            ImageRejected: the photo cannot be decoded at full size.
+        """
+        photo = as_photo(photo)
+        least = REDUCED_MIN_FACE_CHIPS * self.network.chip_size * photo.scale
+        if photo.scale == 1 or any(min(box.width, box.height) < least for box in boxes):
+            return photo.full(), list(boxes)
+        return photo.pixels, [photo.reduced_box(box) for box in boxes]
 
     def estimate_many_boxes(
-        self, images: Sequence[tuple[np.ndarray, list[FaceBox]]]
+        self, images: Sequence[tuple[Photo | np.ndarray, list[FaceBox]]]
     ) -> list[list[FaceEstimate]]:
         """Rate the given faces of several images with ONE network call for all of them.
 
-        Alignment stays per image; the network, much faster per face in a batch, sees the
-        chips of all images together. One list per image, in the input order. (The worker
-        detects faces itself, photo by photo, so that one failing photo fails alone.)"""
+        Alignment stays per image, from the pixels :meth:`chip_source` chooses; the network,
+        much faster per face in a batch, sees the chips of all images together. One list per
+        image, in the input order, with the boxes as given. (The worker detects faces itself,
+        photo by photo, and calls :meth:`chip_source` there, so that one failing photo fails
+        alone.)"""
         size = self.network.chip_size  # the chips the network reads (64 px for dlib's)
-        chip_groups = [self.aligner.align_many(rgb, boxes, size) for rgb, boxes in images if boxes]
+        chip_groups = [
+            self.aligner.align_many(*self.chip_source(photo, boxes), size)
+            for photo, boxes in images
+            if boxes
+        ]
         if not chip_groups:
             return [[] for _ in images]
         chips = np.concatenate(chip_groups)

@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -123,6 +123,29 @@ def load_photo(data: bytes, limits: PhotoLimits = PhotoLimits()) -> Image.Image:
             ``not_an_image``, ``unsupported_format``, ``too_many_pixels``,
             ``animated_image``, ``corrupt_image``, ``image_too_small``.
     """
+    return _decode(data, limits, None)[0]
+
+
+def load_reduced(
+    data: bytes, limits: PhotoLimits, work_side: int
+) -> tuple[Image.Image, int, tuple[int, int]]:
+    """:func:`load_photo`, decoding a JPEG at 1/2, 1/4 or 1/8 of its size in libjpeg's
+    inverse DCT (Pillow's ``draft``) where its long side stays ``work_side`` pixels or more,
+    and its short side the smallest a photo may have.
+
+    Returns:
+        The image, the whole number of the photo's pixels per pixel of it along each side
+        (1 when it was decoded at full size), and the photo's upright ``(width, height)``.
+
+    Raises:
+        ImageRejected: as :func:`load_photo`.
+    """
+    return _decode(data, limits, work_side)
+
+
+def _decode(
+    data: bytes, limits: PhotoLimits, work_side: int | None
+) -> tuple[Image.Image, int, tuple[int, int]]:
     if not data:
         raise ImageRejected("empty_file", EMPTY_FILE)
     if limits.max_bytes is not None and len(data) > limits.max_bytes:
@@ -149,10 +172,14 @@ def load_photo(data: bytes, limits: PhotoLimits = PhotoLimits()) -> Image.Image:
         # 410,000 frames cost 4 s of CPU before its refusal).
         if getattr(image, "is_animated", False):
             raise ImageRejected("animated_image", ANIMATED_IMAGE)
+        scale = _draft(image, work_side, limits.min_side) if work_side else 1
+        upright = (width, height)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 image.load()
+                if image.getexif().get(ExifTags.Base.Orientation) in _TURNED:
+                    upright = (height, width)
                 # In place: a copy of a 40 MP photo is another 120 MB.
                 ImageOps.exif_transpose(image, in_place=True)
         except ImageRejected:
@@ -175,7 +202,36 @@ def load_photo(data: bytes, limits: PhotoLimits = PhotoLimits()) -> Image.Image:
             height=rgb.height,
             min_side=limits.min_side,
         )
-    return rgb
+    return rgb, scale, upright
+
+
+# EXIF orientations that turn the photo by a quarter: its width becomes its height.
+_TURNED = (5, 6, 7, 8)
+# The scales libjpeg decodes at, largest first.
+_DRAFT_SCALES = (8, 4, 2)
+
+
+def _draft(image: Image.Image, work_side: int, min_side: int) -> int:
+    """Have a JPEG decode at the largest scale that leaves its long side ``work_side`` pixels
+    or more and its short side ``min_side`` or more; that scale (1: full size)."""
+    if image.format != "JPEG":
+        return 1
+    width, height = image.size
+    long_side = max(width, height)
+    scale = next(
+        (
+            s
+            for s in _DRAFT_SCALES
+            if long_side // s >= work_side and min(width, height) // s >= min_side
+        ),
+        1,
+    )
+    if scale == 1:
+        return 1
+    # Pillow picks the largest scale whose result is at least the size asked for, and says
+    # which (the photo's size divided by it); None: it cannot reduce this file.
+    drafted = image.draft("RGB", (width // scale, height // scale))
+    return 1 if drafted is None else round(width / drafted[1][2])
 
 
 def _open(data: bytes, limits: PhotoLimits) -> Image.Image:

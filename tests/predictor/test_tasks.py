@@ -123,8 +123,8 @@ def test_the_stored_copy_of_an_accepted_photo_is_not_refused_by_the_upload_limit
     prediction = Prediction.objects.get(pk=response.json()["id"])
     assert prediction.image.size > settings.FACEAGE_MAX_UPLOAD_BYTES  # the case in question
     claimed = tasks.claim(prediction.pk)
-    rgb = tasks.load_claimed_photo(claimed)
-    assert rgb is not None and rgb.shape == (300, 400, 3)
+    photo = tasks.load_claimed_photo(claimed)
+    assert photo is not None and photo.pixels.shape == (300, 400, 3)
     claimed.refresh_from_db()
     assert claimed.status == Status.RUNNING and claimed.error_message == ""
 

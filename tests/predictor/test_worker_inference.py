@@ -256,3 +256,52 @@ def test_the_served_detector_is_a_setting(settings, monkeypatch, two_face_photo)
     assert isinstance(face_detector("centerface"), CenterFaceDetector)
     with pytest.raises(ValueError, match="centerface or hog"):
         face_detector("yunet")
+
+
+def phone_photo_with_two_faces() -> tuple[bytes, list[tuple[int, int, int, int]]]:
+    """A 4000 x 3000 JPEG: a real face pasted at 800 px and another at 160 px."""
+    from PIL import Image
+
+    canvas = Image.new("RGB", (4000, 3000), (128, 128, 120))
+    tiles = [(600, 900, 1400, 1700), (2600, 1200, 2760, 1360)]
+    for (left, top, right, bottom), path in zip(tiles, sample_utkface(2, seed=21), strict=True):
+        face = Image.open(path).convert("RGB").resize((right - left, bottom - top))
+        canvas.paste(face, (left, top))
+    return images.encode(canvas, quality=92), tiles
+
+
+def test_a_large_jpeg_is_read_at_half_size_and_its_faces_stored_in_its_own_pixels():
+    """The worker decodes a 12 MP JPEG at half size (predictor.vision.photo); the faces it
+    stores are in the stored photo's pixels, the small one included."""
+    data, tiles = phone_photo_with_two_faces()
+    prediction = stored_prediction(data)
+    tasks.predict.run(str(prediction.pk))
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
+    faces = list(prediction.faces.order_by("left"))
+    assert len(faces) == 2
+    for face, (left, top, right, bottom) in zip(faces, tiles, strict=True):
+        centre_x, centre_y = (face.left + face.right) / 2, (face.top + face.bottom) / 2
+        assert left < centre_x < right and top < centre_y < bottom
+        assert 0.3 < (face.right - face.left) / (right - left) < 1.2
+        assert face.age_low <= face.age <= face.age_high
+
+
+def test_a_photo_whose_full_size_decode_fails_fails_with_a_reason(monkeypatch):
+    """A face too small in the half-size pixels needs the full-size decode; when that fails,
+    the photo fails with the decoder's reason (not a server error, not a crashed task)."""
+    from predictor.vision import photo as photo_module
+    from predictor.vision.image_loading import CORRUPT_IMAGE_RETRY, ImageRejected
+
+    data, _ = phone_photo_with_two_faces()
+    broken = stored_prediction(data)
+
+    def fail_to_decode(self):
+        raise ImageRejected("corrupt_image", CORRUPT_IMAGE_RETRY)
+
+    monkeypatch.setattr(photo_module.Photo, "full", fail_to_decode)
+    tasks.predict.run(str(broken.pk))
+    broken.refresh_from_db()
+    assert broken.status == Prediction.Status.FAILED
+    assert "damaged or incomplete" in broken.error_message
+    assert broken.faces.count() == 0
