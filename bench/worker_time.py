@@ -9,9 +9,11 @@ server's stored copy:
   another (so the picture is not flat).
 
 For each photo the timer covers what the worker does after reading the stored bytes: decode and
-check (``load_photo``), detect, align, and rate the faces (``AgeEstimator.estimate``). One
-process, after a warm-up photo. Rows: the old pipeline (HOG cascade + dlib network, one pass)
-and the served one (CenterFace + the default shipped network, mirrored).
+check, detect, align, and rate the faces (``AgeEstimator.estimate``). One process, after a
+warm-up photo. Rows: the old pipeline (HOG cascade + dlib network, one pass, full-size decode);
+CenterFace + the default shipped network, mirrored, on the full-size decode (as served until
+large JPEGs were decoded at a reduced scale); and the same as the worker serves it now
+(``decode_photo``: a large JPEG at half size or less, the full size only for small faces).
 """
 
 from __future__ import annotations
@@ -63,25 +65,36 @@ def main(argv: list[str] | None = None) -> None:
     from predictor.vision.estimator import AgeEstimator
     from predictor.vision.face_detection import FaceDetector
     from predictor.vision.image_loading import PhotoLimits, as_array, load_photo
+    from predictor.vision.photo import decode_photo
 
     served = AgeNetwork.from_keras_file(shipped_model_path(DEFAULT_SHIPPED_MODEL))
     served.mirrored = True
-    pipelines = {
-        "HOG cascade + dlib-age-v1": AgeEstimator(AgeNetwork.bundled(), FaceDetector()),
-        f"CenterFace + {DEFAULT_SHIPPED_MODEL}, mirrored": AgeEstimator(
-            served, CenterFaceDetector()
-        ),
-    }
     limits = PhotoLimits(max_bytes=None, max_pixels=40_000_000)
+
+    def full_size(data: bytes):
+        return as_array(load_photo(data, limits))
+
+    def as_the_worker(data: bytes):
+        return decode_photo(data, limits)
+
+    new = AgeEstimator(served, CenterFaceDetector())
+    pipelines = {
+        "HOG cascade + dlib-age-v1": (
+            AgeEstimator(AgeNetwork.bundled(), FaceDetector()),
+            full_size,
+        ),
+        f"CenterFace + {DEFAULT_SHIPPED_MODEL}, mirrored, full-size decode": (new, full_size),
+        f"CenterFace + {DEFAULT_SHIPPED_MODEL}, mirrored (served)": (new, as_the_worker),
+    }
     sets = photos(args.photos, args.seed)
     rows = []
     for kind, items in sets.items():
-        for name, estimator in pipelines.items():
-            estimator.estimate(as_array(load_photo(items[0], limits)))  # warm-up
+        for name, (estimator, decode) in pipelines.items():
+            estimator.estimate(decode(items[0]))  # warm-up
             times, found = [], 0
             for data in items:
                 start = time.perf_counter()
-                faces = estimator.estimate(as_array(load_photo(data, limits)))
+                faces = estimator.estimate(decode(data))
                 times.append(time.perf_counter() - start)
                 found += bool(faces)
             times.sort()
