@@ -50,6 +50,17 @@ def test_a_jpeg_is_decoded_at_the_largest_scale_that_keeps_the_work_side(size, w
     assert image.mode == "RGB"
 
 
+@pytest.mark.parametrize(
+    "mode, params",
+    [("RGB", {"progressive": True}), ("L", {}), ("CMYK", {})],
+    ids=["progressive", "greyscale", "cmyk"],
+)
+def test_every_kind_of_jpeg_is_reduced_to_rgb(mode, params):
+    data = images.encode(Image.new(mode, (4000, 3000)), "JPEG", **params)
+    image, scale, _ = load_reduced(data, LIMITS, 1280)
+    assert (image.size, image.mode, scale) == ((2000, 1500), "RGB", 2)
+
+
 def test_other_formats_are_decoded_at_full_size():
     data = images.encode(Image.new("RGB", (3000, 2000), (90, 120, 150)), "PNG")
     image, scale, upright = load_reduced(data, LIMITS, 1280)
