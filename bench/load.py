@@ -8,8 +8,9 @@
     .venv/bin/python bench/load.py --pipelines old,served --photos utkface,wild --clients 1,8
 
 Each client uploads a real photo, waits for the prediction to be terminal and starts over.
-``--photos`` picks the kinds: ``utkface`` (UTKFace's 200 px aligned crops, the default) and
-``wild`` (FairFace validation portraits, in-the-wild photos, scaled to 448 px).
+``--photos`` picks the kinds: ``utkface`` (UTKFace's 200 px aligned crops, the default),
+``wild`` (FairFace validation portraits, in-the-wild photos, scaled to 448 px) and ``phone``
+(12 MP phone-style photos, as in ``bench/worker_time.py``).
 ``--pipelines`` runs a fresh stack for each: ``served`` (what a fresh install serves:
 CenterFace + the default shipped network, mirrored) and ``old`` (dlib's HOG cascade +
 dlib-age-v1, one pass: the pipeline before the vision issue), so both are measured side by side
@@ -143,7 +144,9 @@ def main() -> int:
     )
     parser.add_argument("--shadow-share", type=float, default=0.2)
     parser.add_argument("--pipelines", default="served", help="served, old, or both: old,served")
-    parser.add_argument("--photos", default="utkface", help="utkface, wild, or both")
+    parser.add_argument(
+        "--photos", default="utkface", help="kinds, comma-separated: utkface, wild, phone"
+    )
     args = parser.parse_args()
     global POLL_SECONDS
     POLL_SECONDS = args.poll_ms / 1000
@@ -213,7 +216,21 @@ def wild_photos(scratch: Path) -> list[Path]:
     return files
 
 
-PHOTO_KINDS = {"utkface": utkface_photos, "wild": wild_photos}
+def phone_photos(scratch: Path) -> list[Path]:
+    """40 12 MP phone-style photos (``bench/worker_time.py``'s: a 900 px FairFace face on a
+    blurred 4000 x 3000 enlargement of another portrait), as files."""
+    from bench.worker_time import photos
+
+    folder = scratch / "phone"
+    folder.mkdir()
+    files = []
+    for index, data in enumerate(photos(40, 0)["12 MP phone photo"]):
+        files.append(folder / f"phone-{index:02d}.jpg")
+        files[-1].write_bytes(data)
+    return files
+
+
+PHOTO_KINDS = {"utkface": utkface_photos, "wild": wild_photos, "phone": phone_photos}
 # What each pipeline changes from a fresh install's settings, and the version it serves.
 # Both are set in full, so neither inherits a setting from the shell or (with --database-url)
 # the version the other activated.
