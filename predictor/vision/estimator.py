@@ -25,7 +25,7 @@ REDUCED_MIN_FACE_CHIPS = 2.0
 
 @dataclass(frozen=True)
 class FaceEstimate:
-    """One face: ``box`` is ``[left, top, right, bottom]`` in pixels of the input image;
+    """One face: ``box`` is ``[left, top, right, bottom]`` in pixels of the photo at full size;
     ``age`` (the network's expected value) and ``age_std`` are in years. ``age_std``,
     ``age_low``..``age_high`` (the 80% interval, whole years) and ``distribution`` (the
     probabilities of ages 0..100) are after the network's calibration temperature
@@ -80,26 +80,36 @@ class AgeEstimator:
         it; the largest face whose centre lies inside the marked box gives the box (with its
         score), so a loose or tight hand-drawn box is aligned like a detected face. When
         nothing is found there (too small, blurred, turned away), the marked box itself is
-        used, clipped to the image, with score 0.
+        used, clipped to the image, with score 0. A photo decoded at a reduced scale is
+        searched in its full-size pixels when the marked box is too small for chips from the
+        reduced ones (:meth:`chip_source`): its chip needs them anyway, and the small faces
+        people mark are the ones a reduced copy hides best.
 
         Raises:
             ValueError: the marked box lies outside the photo.
+            ImageRejected: the photo cannot be decoded at full size.
         """
         photo = as_photo(photo)
         width, height = photo.size
-        if min(int(drawn[2]), width) <= max(0, int(drawn[0])) or min(int(drawn[3]), height) <= max(
-            0, int(drawn[1])
-        ):
+        left, top = max(0, int(drawn[0])), max(0, int(drawn[1]))
+        right, bottom = min(width, int(drawn[2])), min(height, int(drawn[3]))
+        if right <= left or bottom <= top:
             raise ValueError(
                 f"the marked box {list(drawn)} lies outside the {width}x{height} image"
             )
-        return photo.to_photo(self._drawn_face(photo.pixels, photo.to_pixels(drawn)))
+        marked = FaceBox(left, top, right, bottom, score=0.0, detector=DRAWN)
+        if self._needs_full_size(photo, [marked]):
+            found = self._face_in(photo.full(), (left, top, right, bottom))
+        else:
+            found = self._face_in(photo.pixels, photo.to_pixels((left, top, right, bottom)))
+            found = found and photo.to_photo(found)
+        return found or marked
 
-    def _drawn_face(self, rgb: np.ndarray, drawn: Sequence[int]) -> FaceBox:
-        """:meth:`drawn_face` in the pixels of ``rgb``."""
+    def _face_in(self, rgb: np.ndarray, marked: tuple[int, int, int, int]) -> FaceBox | None:
+        """The largest face the detector finds around ``marked`` (in pixels of ``rgb``) whose
+        centre lies inside it, as a ``"drawn"`` box; None when there is none."""
         height, width = rgb.shape[:2]
-        left, top = max(0, int(drawn[0])), max(0, int(drawn[1]))
-        right, bottom = min(width, int(drawn[2])), min(height, int(drawn[3]))
+        left, top, right, bottom = marked
         pad = max(right - left, bottom - top) // 2
         x0, y0 = max(0, left - pad), max(0, top - pad)
         x1, y1 = min(width, right + pad), min(height, bottom + pad)
@@ -111,7 +121,7 @@ class AgeEstimator:
             and top <= y0 + (face.top + face.bottom) / 2 <= bottom
         ]
         if not inside:
-            return FaceBox(left, top, right, bottom, score=0.0, detector=DRAWN)
+            return None
         best = max(inside, key=lambda face: face.width * face.height)
         return FaceBox(
             x0 + best.left, y0 + best.top, x0 + best.right, y0 + best.bottom, best.score, DRAWN
@@ -132,10 +142,16 @@ class AgeEstimator:
             ImageRejected: the photo cannot be decoded at full size.
         """
         photo = as_photo(photo)
-        least = REDUCED_MIN_FACE_CHIPS * self.network.chip_size * photo.scale
-        if photo.scale == 1 or any(min(box.width, box.height) < least for box in boxes):
+        if self._needs_full_size(photo, boxes):
             return photo.full(), list(boxes)
         return photo.pixels, [photo.reduced_box(box) for box in boxes]
+
+    def _needs_full_size(self, photo: Photo, boxes: Sequence[FaceBox]) -> bool:
+        """Whether chips of ``boxes`` (in pixels of the photo at full size) are cut from the
+        full-size pixels: always for a full-size photo, and for a reduced one when a face is
+        under :data:`REDUCED_MIN_FACE_CHIPS` chip sides across in its reduced pixels."""
+        least = REDUCED_MIN_FACE_CHIPS * self.network.chip_size * photo.scale
+        return photo.scale == 1 or any(min(box.width, box.height) < least for box in boxes)
 
     def estimate_many_boxes(
         self, images: Sequence[tuple[Photo | np.ndarray, list[FaceBox]]]

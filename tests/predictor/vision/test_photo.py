@@ -181,7 +181,21 @@ def test_a_small_face_is_cut_from_the_full_size_pixels(estimator):
     assert [(b.left, b.top, b.right, b.bottom) for b in boxes] == [f.box for f in reduced]
 
 
-def test_a_face_marked_by_hand_is_found_in_stored_pixels(estimator):
+@pytest.fixture
+def full_decodes(monkeypatch) -> list[Photo]:
+    """Every photo whose full-size pixels are asked for."""
+    asked: list[Photo] = []
+    real_full = Photo.full
+
+    def full(self):
+        asked.append(self)
+        return real_full(self)
+
+    monkeypatch.setattr(Photo, "full", full)
+    return asked
+
+
+def test_a_face_marked_by_hand_is_found_in_stored_pixels(estimator, full_decodes):
     data = phone_photo([700], seed=5)
     photo = decode_photo(data, LIMITS)
     (found,) = estimator.estimate(photo)
@@ -194,8 +208,25 @@ def test_a_face_marked_by_hand_is_found_in_stored_pixels(estimator):
     edges = (box.left, box.top, box.right, box.bottom)
     side = found.box[2] - found.box[0]
     assert max(abs(a - b) for a, b in zip(edges, found.box, strict=True)) <= 0.03 * side
+    assert full_decodes == []  # a large face is searched in the half-size pixels
     with pytest.raises(ValueError):
         estimator.drawn_face(photo, [4100, 10, 4200, 100])
+
+
+def test_a_small_marked_face_is_searched_in_the_full_size_pixels(estimator, full_decodes):
+    """Its chip needs the full-size pixels anyway, and a small face is what a reduced copy
+    hides best; a marked box with no face in it stays exactly as marked."""
+    data = phone_photo([900, 110], seed=6)
+    photo = decode_photo(data, LIMITS)
+    # phone_photo put the 110 px face at (1300, 1000)-(1410, 1110).
+    box = estimator.drawn_face(photo, [1270, 975, 1440, 1135])
+    assert full_decodes == [photo]
+    assert box.detector == "drawn" and box.score > 0
+    assert 1300 < (box.left + box.right) / 2 < 1410 and 1000 < (box.top + box.bottom) / 2 < 1110
+    empty = estimator.drawn_face(photo, [3101, 2001, 3151, 2051])  # plain background
+    assert (empty.left, empty.top, empty.right, empty.bottom, empty.score) == (
+        3101, 2001, 3151, 2051, 0.0,
+    )  # fmt: skip
 
 
 def _box(face) -> FaceBox:
