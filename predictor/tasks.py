@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from datetime import timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -28,7 +28,10 @@ from jobs import lifecycle
 from predictor import messages
 from predictor.drawn_boxes import first_same_face, overlap, same_face
 from predictor.models import Face, ModelVersion, Prediction, ShadowEstimate
-from predictor.vision.image_loading import PhotoLimits
+from predictor.vision.image_loading import ImageRejected, PhotoLimits
+
+if TYPE_CHECKING:  # the photo module imports dlib, which the web process never loads
+    from predictor.vision.photo import Photo
 
 logger = logging.getLogger(__name__)
 
@@ -168,11 +171,12 @@ def stored_photo_limits() -> PhotoLimits:
     return PhotoLimits(max_bytes=None, max_pixels=settings.FACEAGE_MAX_IMAGE_PIXELS)
 
 
-def load_claimed_photo(prediction: Prediction):
-    """The prediction's photo (a :class:`~predictor.vision.photo.Photo`, a large JPEG decoded
-    at a reduced scale), or None after failing it with a reason."""
-    from predictor.vision.image_loading import ImageRejected
-    from predictor.vision.photo import decode_photo
+def load_claimed_photo(prediction: Prediction, work_side: int | None = None) -> Photo | None:
+    """The prediction's photo, or None after failing it with a reason.
+
+    A large JPEG is decoded at a reduced scale that leaves ``work_side`` pixels on its long
+    side (:func:`~predictor.vision.photo.decode_photo`; by default CenterFace's largest scan)."""
+    from predictor.vision.photo import DEFAULT_WORK_SIDE, decode_photo
 
     me = prediction.claimed_by
     try:
@@ -182,7 +186,7 @@ def load_claimed_photo(prediction: Prediction):
         fail(prediction.pk, messages.PHOTO_MISSING, None, me)
         return None
     try:
-        return decode_photo(data, stored_photo_limits())
+        return decode_photo(data, stored_photo_limits(), work_side or DEFAULT_WORK_SIDE)
     except ImageRejected as rejected:
         fail(prediction.pk, rejected.key, rejected.params, me)
         return None
@@ -204,19 +208,24 @@ def run_predictions(predictions: list[Prediction], progress: dict | None = None)
         estimator = earlier_estimator_for(version)  # beside the active one, not instead
     else:
         estimator = estimator_for(version)
-    from predictor.vision.image_loading import ImageRejected
+    from predictor.vision.photo import as_photo
 
+    # The detector never scans more than this many pixels of a photo's long side.
+    work_side = getattr(estimator.detector, "max_work_side", None)
     loaded = []
     for prediction in predictions:
         progress["photo"] = prediction
-        photo = load_claimed_photo(prediction)
+        photo = load_claimed_photo(prediction, work_side)
         if photo is None:
             continue
         try:
             boxes, marks = faces_to_rate(estimator, photo, prediction)
             # A face too small in a reduced decode needs the full-size pixels: decoded here,
-            # so that a photo that fails to decode fails alone.
-            estimator.chip_source(photo, boxes)
+            # so that a photo that fails to decode fails alone, and then used for every
+            # network that rates the photo (a shadow one too).
+            pixels, _ = estimator.chip_source(photo, boxes)
+            if pixels is not photo.pixels:
+                photo = as_photo(pixels)
         except SoftTimeLimitExceeded:
             raise
         except ImageRejected as rejected:
@@ -246,7 +255,7 @@ class MarkedFaces(NamedTuple):
     already_there: list[int]
 
 
-def faces_to_rate(estimator, photo, prediction: Prediction) -> tuple[list, MarkedFaces]:
+def faces_to_rate(estimator, photo: Photo, prediction: Prediction) -> tuple[list, MarkedFaces]:
     """The boxes of the faces this run rates.
 
     A new photo: the detector's faces, then the ones its owner marked ("Missed someone?"),

@@ -178,6 +178,10 @@ def _decode(
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 image.load()
+                # (A reduced decode turned by its EXIF orientation can have libjpeg's partial
+                # last block of an odd side at the upright origin, so its boxes may be up to
+                # scale - 1 pixels off. Only the worker reduces, and it reads the server's
+                # stored copies, which carry no EXIF.)
                 if image.getexif().get(ExifTags.Base.Orientation) in _TURNED:
                     upright = (height, width)
                 # In place: a copy of a 40 MP photo is another 120 MB.

@@ -8,8 +8,8 @@ the time or less, and the detector never looks at more than 1280 px anyway. So
 :func:`decode_photo` decodes a JPEG at the smallest of those scales that still leaves the
 detector ``work_side`` pixels, and :class:`Photo` keeps the file to decode it at full size
 when a face is too small in the reduced pixels for a sharp chip
-(:meth:`AgeEstimator.estimate_many_boxes
-<predictor.vision.estimator.AgeEstimator.estimate_many_boxes>` decides, per photo).
+(:meth:`AgeEstimator.chip_source <predictor.vision.estimator.AgeEstimator.chip_source>`
+decides, per photo).
 
 Boxes going in and out are always in pixels of the stored photo, so nothing stored or shown
 changes with the scale. Other formats (PNG, WebP, ...) decode at full size, as before.
@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from predictor.vision.centerface import DEFAULT_MAX_WORK_SIDE
 from predictor.vision.face_detection import FaceBox
 from predictor.vision.image_loading import (
     PhotoLimits,
@@ -35,9 +36,9 @@ from predictor.vision.image_loading import (
 
 __all__ = ["DEFAULT_WORK_SIDE", "Photo", "as_photo", "decode_photo"]
 
-# The long side, in pixels, a reduced decode keeps at least: CenterFace's largest scan
-# (``centerface.DEFAULT_MAX_WORK_SIDE``), so the detector sees what it saw before.
-DEFAULT_WORK_SIDE = 1280
+# The long side, in pixels, a reduced decode keeps at least: CenterFace's largest scan, so the
+# detector sees what it saw before. (The worker passes its own detector's.)
+DEFAULT_WORK_SIDE = DEFAULT_MAX_WORK_SIDE
 
 
 class Photo:
@@ -62,6 +63,8 @@ class Photo:
         self.scale = scale
         height, width = self.pixels.shape[:2]
         self.size = size or (width, height)
+        if (-(-self.size[0] // scale), -(-self.size[1] // scale)) != (width, height):
+            raise ValueError(f"{width}x{height} pixels are not {self.size} at 1/{scale}")
         self._data = data
         self._limits = limits or PhotoLimits(max_bytes=None)
         self._full: np.ndarray | None = self.pixels if scale == 1 else None

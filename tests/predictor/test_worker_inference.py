@@ -217,10 +217,10 @@ def test_a_time_limit_fails_only_the_photo_it_strikes(monkeypatch, settings, enq
     first, slow, third = (stored_prediction(good) for _ in range(3))
     real_load = tasks.load_claimed_photo
 
-    def load(prediction):
+    def load(prediction, *args):
         if prediction.pk == slow.pk:
             raise SoftTimeLimitExceeded()
-        return real_load(prediction)
+        return real_load(prediction, *args)
 
     monkeypatch.setattr(tasks, "load_claimed_photo", load)
     tasks.predict.run(str(first.pk))
@@ -258,28 +258,62 @@ def test_the_served_detector_is_a_setting(settings, monkeypatch, two_face_photo)
         face_detector("yunet")
 
 
-def phone_photo_with_two_faces() -> tuple[bytes, list[tuple[int, int, int, int]]]:
-    """A 4000 x 3000 JPEG: a real face pasted at 800 px and another at 160 px."""
+def phone_photo(sides: list[int], seed: int) -> tuple[bytes, list[tuple[int, int, int, int]]]:
+    """A 4000 x 3000 JPEG with real UTKFace faces pasted at the given sides, in a row."""
     from PIL import Image
 
     canvas = Image.new("RGB", (4000, 3000), (128, 128, 120))
-    tiles = [(600, 900, 1400, 1700), (2600, 1200, 2760, 1360)]
-    for (left, top, right, bottom), path in zip(tiles, sample_utkface(2, seed=21), strict=True):
-        face = Image.open(path).convert("RGB").resize((right - left, bottom - top))
-        canvas.paste(face, (left, top))
+    tiles = []
+    left = 600
+    for side, path in zip(sides, sample_utkface(len(sides), seed=seed), strict=True):
+        tiles.append((left, 900, left + side, 900 + side))
+        canvas.paste(Image.open(path).convert("RGB").resize((side, side)), tiles[-1][:2])
+        left += side + 400
     return images.encode(canvas, quality=92), tiles
 
 
-def test_a_large_jpeg_is_read_at_half_size_and_its_faces_stored_in_its_own_pixels():
-    """The worker decodes a 12 MP JPEG at half size (predictor.vision.photo); the faces it
-    stores are in the stored photo's pixels, the small one included."""
-    data, tiles = phone_photo_with_two_faces()
+@pytest.fixture
+def decoded(monkeypatch):
+    """The scale of every photo the worker decodes, and whether its full size was needed."""
+    from predictor.vision import photo as photo_module
+
+    seen: list[dict] = []
+    real_decode, real_full = photo_module.decode_photo, photo_module.Photo.full
+
+    def decode(*args, **kwargs):
+        photo = real_decode(*args, **kwargs)
+        seen.append({"scale": photo.scale, "full": False})
+        photo.record = seen[-1]
+        return photo
+
+    def full(self):
+        if hasattr(self, "record"):
+            self.record["full"] = True
+        return real_full(self)
+
+    monkeypatch.setattr(photo_module, "decode_photo", decode)
+    monkeypatch.setattr(photo_module.Photo, "full", full)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "sides, full_size",
+    [([800, 700], False), ([800, 160], True)],
+    ids=["large faces: chips from the half size", "a small face: chips from the full size"],
+)
+def test_a_large_jpeg_is_read_at_half_size_and_its_faces_stored_in_its_own_pixels(
+    decoded, sides, full_size
+):
+    """The worker decodes a 12 MP JPEG at half size (predictor.vision.photo), and at full size
+    too only for a small face; the faces it stores are in the stored photo's pixels."""
+    data, tiles = phone_photo(sides, seed=21)
     prediction = stored_prediction(data)
     tasks.predict.run(str(prediction.pk))
     prediction.refresh_from_db()
     assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
+    assert decoded == [{"scale": 2, "full": full_size}]
     faces = list(prediction.faces.order_by("left"))
-    assert len(faces) == 2
+    assert len(faces) == len(tiles)
     for face, (left, top, right, bottom) in zip(faces, tiles, strict=True):
         centre_x, centre_y = (face.left + face.right) / 2, (face.top + face.bottom) / 2
         assert left < centre_x < right and top < centre_y < bottom
@@ -293,10 +327,13 @@ def test_a_photo_whose_full_size_decode_fails_fails_with_a_reason(monkeypatch):
     from predictor.vision import photo as photo_module
     from predictor.vision.image_loading import CORRUPT_IMAGE_RETRY, ImageRejected
 
-    data, _ = phone_photo_with_two_faces()
+    data, _ = phone_photo([800, 160], seed=21)
     broken = stored_prediction(data)
+    real_full = photo_module.Photo.full
 
     def fail_to_decode(self):
+        if self.scale == 1:
+            return real_full(self)
         raise ImageRejected("corrupt_image", CORRUPT_IMAGE_RETRY)
 
     monkeypatch.setattr(photo_module.Photo, "full", fail_to_decode)
