@@ -6,13 +6,13 @@ A large JPEG is decoded at half size (or less) for the detector, and its chips a
 those pixels only when every face is at least ``REDUCED_MIN_FACE_CHIPS`` chip sides across in
 them (``predictor.vision.photo``, ``AgeEstimator.chip_source``). This checks that rule on
 4000 x 3000 JPEGs (quality 92), each a grid of UTKFace *test-side* crops with exact ages,
-pasted as tiles of one side per row of the table (a UTKFace face is about half its tile) on a
-smooth background with grain. Four ways of reading each photo:
+pasted as tiles of one side per row of the table (the detector's face box is about 0.9 of its
+tile) on a smooth background with grain. Three ways of reading each photo, and the time of
+the first two per photo (decode, detect, align and rate, one process):
 
 - **full size**: decoded at full size, chips from it (how the worker read every photo before);
 - **served**: ``decode_photo`` and the served rule;
-- **reduced always**: chips from the reduced pixels whatever the face size;
-- the time of the first two, per photo (decode, detect, align and rate, one process).
+- **reduced always**: chips from the reduced pixels whatever the face size.
 
 A tile's face counts as found by one detection whose centre lies in the tile's middle half
 (``bench.photo_sets.match_tiles``). MAE is over the faces found, against the UTKFace age;
