@@ -142,3 +142,21 @@ def test_as_array_is_a_writeable_copy_of_the_pixels(mode):
     assert (array == np.asarray(expected)).all()
     array[:] = 0  # dlib and the detector get their own pixels: the photo is not touched
     assert image.convert("RGB").getpixel((0, 0)) == expected.getpixel((0, 0)) != (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "size, expected",
+    [((4000, 3000), (320, 240)), ((1000, 3000), (107, 320)), ((200, 160), (200, 160))],
+)
+def test_a_thumbnail_fits_320_px_and_leaves_the_photo_as_it_was(size, expected):
+    from predictor.vision.image_loading import thumbnail_bytes
+
+    photo = Image.radial_gradient("L").resize(size).convert("RGB")
+    before = photo.tobytes()
+    thumbnail = Image.open(io.BytesIO(thumbnail_bytes(photo)))
+    assert thumbnail.format == "JPEG" and thumbnail.size == expected
+    assert photo.size == size and photo.tobytes() == before
+    # Scaled, not cropped: the gradient's centre stays in the middle.
+    centre = thumbnail.convert("L").getpixel((expected[0] // 2, expected[1] // 2))
+    corner = thumbnail.convert("L").getpixel((0, 0))
+    assert centre < corner
