@@ -93,7 +93,14 @@ def build_grids(files: Sequence[Path], side: int, count: int, seed: int) -> list
 
 def match_tiles(tiles: Sequence[Box], found: Sequence[Box]) -> tuple[list[bool], int]:
     """Found-flags per tile and the number of unmatched detections (see the docstring)."""
-    hit = [False] * len(tiles)
+    matches = tile_matches(tiles, found)
+    return [j is not None for j in matches], len(found) - sum(j is not None for j in matches)
+
+
+def tile_matches(tiles: Sequence[Box], found: Sequence[Box]) -> list[int | None]:
+    """For each tile, the index in ``found`` of the detection that matches it (see the
+    docstring), or None; each detection matches one tile at most."""
+    matches: list[int | None] = [None] * len(tiles)
     used = [False] * len(found)
     for i, (left, top, right, bottom) in enumerate(tiles):
         side = right - left
@@ -107,6 +114,6 @@ def match_tiles(tiles: Sequence[Box], found: Sequence[Box]) -> tuple[list[bool],
                 and abs(centre_y - (top + bottom) / 2) < side / 4
             )
             if inside and 0.3 * side <= box_side <= 1.2 * side:
-                hit[i] = used[j] = True
+                matches[i], used[j] = j, True
                 break
-    return hit, used.count(False)
+    return matches

@@ -15,7 +15,7 @@ the first two per photo (decode, detect, align and rate, one process):
 - **reduced always**: chips from the reduced pixels whatever the face size.
 
 A tile's face counts as found by one detection whose centre lies in the tile's middle half
-(``bench.photo_sets.match_tiles``). MAE is over the faces found, against the UTKFace age;
+(``bench.photo_sets.tile_matches``). MAE is over the faces found, against the UTKFace age;
 "|diff|" is the mean age difference from the full-size reading, over faces both found.
 """
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     tile_sides = [int(side) for side in args.tiles.split(",")]
 
-    from bench.photo_sets import match_tiles
+    from bench.photo_sets import tile_matches
     from predictor.vision import estimator as estimator_module
     from predictor.vision.age_network import AgeNetwork
     from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL, shipped_model_path
@@ -129,9 +129,8 @@ def main(argv: list[str] | None = None) -> None:
                     if way in seconds:
                         seconds[way].append(time.perf_counter() - start)
                     boxes = [face.box for face in found]
-                    flags, _ = match_tiles([tile for tile, _ in tiles], boxes)
-                    for (tile, _), hit in zip(tiles, flags, strict=True):
-                        ages[way].append(_age_in(tile, found) if hit else None)
+                    matches = tile_matches([tile for tile, _ in tiles], boxes)
+                    ages[way] += [None if j is None else found[j].age for j in matches]
                     if way == "full size":
                         box_sides += [face.box[2] - face.box[0] for face in found]
             row: list[object] = [side, f"{statistics.median(box_sides):.0f}" if box_sides else "-"]
@@ -173,21 +172,6 @@ def main(argv: list[str] | None = None) -> None:
         ],
         rows,
     )
-
-
-def _age_in(tile: tuple[int, int, int, int], found) -> float:
-    """The age of the detection whose centre lies in ``tile``'s middle half."""
-    left, top, right, bottom = tile
-    quarter_w, quarter_h = (right - left) / 4, (bottom - top) / 4
-    for face in found:
-        centre_x = (face.box[0] + face.box[2]) / 2
-        centre_y = (face.box[1] + face.box[3]) / 2
-        if (
-            left + quarter_w <= centre_x <= right - quarter_w
-            and top + quarter_h <= centre_y <= bottom - quarter_h
-        ):
-            return face.age
-    raise LookupError("no face in the tile")  # match_tiles said there is one
 
 
 if __name__ == "__main__":
