@@ -169,8 +169,10 @@ def _decode(
                 max_pixels=f"{limits.max_pixels:,}",
             )
         # is_animated looks for a second frame; n_frames would walk them all (a 9 MB GIF of
-        # 410,000 frames cost 4 s of CPU before its refusal).
-        if getattr(image, "is_animated", False):
+        # 410,000 frames cost 4 s of CPU before its refusal). A multi-picture JPEG (MPO: a
+        # phone's photo with its HDR gain map, depth map or second lens appended) is not
+        # animated: its first picture is the photo, and that is what is decoded.
+        if image.format != "MPO" and getattr(image, "is_animated", False):
             raise ImageRejected("animated_image", ANIMATED_IMAGE)
         scale = _draft(image, work_side, limits.min_side) if work_side else 1
         upright = (width, height)
@@ -211,6 +213,8 @@ def _decode(
 
 # EXIF orientations that turn the photo by a quarter: its width becomes its height.
 _TURNED = (5, 6, 7, 8)
+# Pillow's names for a JPEG: a plain one, and a multi-picture one (read as its first picture).
+_JPEG_FORMATS = ("JPEG", "MPO")
 # The scales libjpeg decodes at, largest first.
 _DRAFT_SCALES = (8, 4, 2)
 
@@ -218,7 +222,7 @@ _DRAFT_SCALES = (8, 4, 2)
 def _draft(image: Image.Image, work_side: int, min_side: int) -> int:
     """Have a JPEG decode at the largest scale that leaves its long side ``work_side`` pixels
     or more and its short side ``min_side`` or more; that scale (1: full size)."""
-    if image.format != "JPEG":
+    if image.format not in _JPEG_FORMATS:
         return 1
     width, height = image.size
     long_side = max(width, height)

@@ -85,6 +85,24 @@ def test_an_animation_is_refused_without_walking_its_frames(monkeypatch):
     assert load_photo(still).size == (300, 300)
 
 
+def multi_picture_jpeg(first: Image.Image, second: Image.Image) -> bytes:
+    """A phone's multi-picture JPEG (MPO): the photo, then its gain map or depth map."""
+    buffer = io.BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[second], quality=95)
+    return buffer.getvalue()
+
+
+def test_a_multi_picture_jpeg_is_read_as_its_first_picture():
+    """Phones append an HDR gain map, a depth map or a second lens's picture to a JPEG
+    (MPF). That is not an animation: the photo is the first picture."""
+    first = photo((400, 300))
+    data = multi_picture_jpeg(first, Image.new("RGB", (200, 150), (20, 200, 20)))
+    loaded = load_photo(data)
+    assert loaded.size == (400, 300)
+    assert np.abs(np.asarray(loaded, dtype=int) - np.asarray(first, dtype=int)).mean() < 3
+    assert rejected_code(data[: len(data) // 3]).code == "corrupt_image"
+
+
 def test_cmyk_jpeg_is_converted_to_rgb():
     source = photo()
     loaded = load_photo(images.cmyk_jpeg(source))
