@@ -165,9 +165,10 @@ def is_light(prediction: Prediction) -> bool:
 def stored_photo_limits() -> PhotoLimits:
     """Limits for the server's own copy of an accepted photo, as the worker reads it back.
 
-    No byte limit: the copy is re-encoded at our quality, so a photo accepted at 7 MB can be
-    stored at over 10 MB, and refusing it there would fail a photo that got a 202. The pixel
-    limit still bounds the worker's decode, and the copy has exactly the accepted pixels."""
+    No byte limit: a copy that is re-encoded (not kept as the upload was compressed) is
+    encoded at our quality, so a photo accepted at 7 MB can be stored at over 10 MB, and
+    refusing it there would fail a photo that got a 202. The pixel limit still bounds the
+    worker's decode, and the copy has exactly the accepted pixels."""
     return PhotoLimits(max_bytes=None, max_pixels=settings.FACEAGE_MAX_IMAGE_PIXELS)
 
 

@@ -22,10 +22,12 @@ from predictor.models import Prediction, anonymous_owner_token
 from predictor.tasks import enqueue_prediction
 from predictor.vision.image_loading import (
     FILE_TOO_LARGE,
+    THUMBNAIL_SIDE,
     ImageRejected,
     PhotoLimits,
     encode_for_storage,
     fit_within,
+    keep_jpeg,
     load_photo,
     thumbnail_bytes,
 )
@@ -62,8 +64,9 @@ def owner_fields(request: HttpRequest) -> dict:
 
 
 # How many photos one web process decodes at once, whatever its thread count: a 40 MP photo
-# takes about 120 MB while it is decoded, scaled and re-encoded, so this bounds what uploads
-# can hold in one process (docs/benchmarks.md, "Web memory"). Others wait their turn.
+# takes about 120 MB while it is decoded, scaled and re-encoded (a kept JPEG much less), so
+# this bounds what uploads can hold in one process (docs/benchmarks.md, "Web memory"). Others
+# wait their turn.
 _decoding = threading.BoundedSemaphore(settings.FACEAGE_DECODES_PER_PROCESS)
 
 
@@ -77,13 +80,26 @@ def unsaved_prediction(
     ``drawn_boxes`` (faces the person marked, in pixels of the upright upload) are checked
     against the photo and scaled with it (BoxesRejected)."""
     with _decoding:
-        upright = load_photo(data, photo_limits())
-        photo = fit_within(upright, settings.FACEAGE_MAX_WORKING_SIDE)
-        boxes = fit_boxes(drawn_boxes, upright.width, upright.height, photo.size)
-        del upright
-        stored, thumbnail = encode_for_storage(photo), thumbnail_bytes(photo)
-        width, height = photo.size
-        del photo
+        kept = (
+            keep_jpeg(data, photo_limits(), settings.FACEAGE_MAX_WORKING_SIDE, THUMBNAIL_SIDE)
+            if settings.FACEAGE_KEEP_UPLOADED_JPEG
+            else None
+        )
+        if kept is not None:
+            # The JPEG as it was compressed, its metadata stripped: no decode at full size,
+            # no re-encode, no second loss of quality (image_loading.keep_jpeg).
+            width, height = kept.size
+            boxes = fit_boxes(drawn_boxes, width, height, kept.size)
+            stored, thumbnail = kept.data, thumbnail_bytes(kept.preview)
+            del kept
+        else:
+            upright = load_photo(data, photo_limits())
+            photo = fit_within(upright, settings.FACEAGE_MAX_WORKING_SIDE)
+            boxes = fit_boxes(drawn_boxes, upright.width, upright.height, photo.size)
+            del upright
+            stored, thumbnail = encode_for_storage(photo), thumbnail_bytes(photo)
+            width, height = photo.size
+            del photo
     prediction = Prediction(
         original_name=(name or "")[:255],
         width=width,
@@ -91,8 +107,9 @@ def unsaved_prediction(
         drawn_boxes=boxes,
         **owner_fields(request),
     )
-    # Re-encoding strips EXIF (including GPS) and bakes in the orientation, so
-    # the boxes the worker computes match the stored pixels.
+    # Either way the stored copy has no EXIF (GPS included) and is upright as stored: a kept
+    # JPEG had no orientation to apply, a re-encoded one has it baked in. So the boxes the
+    # worker computes match the stored pixels.
     prediction.image.save("photo.jpg", ContentFile(stored), save=False)
     prediction.thumbnail.save("thumb.jpg", ContentFile(thumbnail), save=False)
     return prediction

@@ -22,6 +22,8 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MIN_SIDE = 32
 STORAGE_JPEG_QUALITY = 92
+# The longest side of a photo's preview on the pages (thumbnail_bytes).
+THUMBNAIL_SIDE = 320
 
 
 def gettext_noop(message: str) -> str:
@@ -288,6 +290,70 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 _NO_METADATA = {"comment": b""}  # an empty comment overrides the one Pillow would copy
 
 
+@dataclass(frozen=True)
+class KeptJpeg:
+    """An uploaded JPEG stored as it was compressed, with its metadata stripped
+    (:func:`keep_jpeg`).
+
+    Attributes:
+        data: the JPEG to store: the upload's frame, tables and scans, byte for byte, and a
+            plain JFIF header; no EXIF, GPS, XMP, ICC profile, comment or appended picture.
+        preview: its pixels, decoded at 1/2, 1/4 or 1/8 of its size where that keeps the
+            long side ``preview_side`` pixels or more (for the thumbnail), in RGB.
+        size: the photo's ``(width, height)``.
+    """
+
+    data: bytes
+    preview: Image.Image
+    size: tuple[int, int]
+
+
+def keep_jpeg(
+    data: bytes, limits: PhotoLimits, max_side: int, preview_side: int
+) -> KeptJpeg | None:
+    """The upload itself, its metadata stripped, when its pixels can be stored as they are;
+    None when it must be decoded and re-encoded instead (:func:`load_photo`, then
+    :func:`encode_for_storage`).
+
+    It can be kept when it is a JPEG (or the first picture of a multi-picture JPEG) of 8-bit
+    colour or grey, upright as it is stored (no EXIF orientation, or 1), with a long side
+    of ``max_side`` pixels or less. The stripped copy is then checked as :func:`load_photo`
+    checks an upload (size, pixels, a decode of every scan), decoding it at a reduced size.
+    A copy that fails the check is not kept, and None sends the upload down the other path,
+    which refuses it with its own reason.
+    """
+    from predictor.vision.jpeg_markers import strip_metadata
+
+    if not data or (limits.max_bytes is not None and len(data) > limits.max_bytes):
+        return None
+    try:
+        image = _open(data, limits)
+    except ImageRejected:
+        return None
+    try:
+        width, height = image.size
+        keep = (
+            image.format in _JPEG_FORMATS
+            and image.mode in ("RGB", "L")
+            and max(width, height) <= max_side
+            and image.getexif().get(ExifTags.Base.Orientation, 1) == 1
+        )
+    except Exception:
+        keep = False
+    finally:
+        image.close()
+    stripped = strip_metadata(data) if keep else None
+    if stripped is None:
+        return None
+    try:
+        preview, _scale, size = _decode(stripped, limits, preview_side)
+    except ImageRejected:
+        return None
+    if size != (width, height):
+        return None
+    return KeptJpeg(stripped, preview, size)
+
+
 def encode_for_storage(image: Image.Image) -> bytes:
     """Re-encode an RGB image as a JPEG with no EXIF, GPS, comment or other metadata."""
     buffer = io.BytesIO()
@@ -308,7 +374,7 @@ def fit_within(image: Image.Image, max_side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
-def thumbnail_bytes(image: Image.Image, max_side: int = 320) -> bytes:
+def thumbnail_bytes(image: Image.Image, max_side: int = THUMBNAIL_SIDE) -> bytes:
     """A small JPEG preview, longest side at most ``max_side`` pixels, with no metadata.
 
     Scaled straight from ``image`` (``fit_within``), with no copy of the photo first: for a

@@ -364,38 +364,43 @@ def test_a_web_process_decodes_only_so_many_photos_at_once(rf, monkeypatch):
 
     import predictor.uploads as uploads
 
-    real_load = uploads.load_photo
     lock, inside, most = threading.Lock(), [0], [0]
 
-    def counting_load(data, limits):
-        with lock:
-            inside[0] += 1
-            most[0] = max(most[0], inside[0])
-        try:
-            time.sleep(0.05)  # long enough for the other threads to pile up at the door
-            return real_load(data, limits)
-        finally:
+    def counting(real):
+        def decode(*args):
             with lock:
-                inside[0] -= 1
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            try:
+                time.sleep(0.05)  # long enough for the other threads to pile up at the door
+                return real(*args)
+            finally:
+                with lock:
+                    inside[0] -= 1
+
+        return decode
 
     from django.conf import settings
 
     # The process's own semaphore is sized by the setting (2 by default) ...
     assert uploads._decoding._initial_value == settings.FACEAGE_DECODES_PER_PROCESS == 2
-    monkeypatch.setattr(uploads, "load_photo", counting_load)
+    # Both ways a photo is decoded: a JPEG kept as it was compressed, and any other decoded at
+    # full size (half of the uploads each).
+    monkeypatch.setattr(uploads, "load_photo", counting(uploads.load_photo))
+    monkeypatch.setattr(uploads, "keep_jpeg", counting(uploads.keep_jpeg))
     # ... and a fresh one of that size, so this test starts from an idle process.
     monkeypatch.setattr(uploads, "_decoding", threading.BoundedSemaphore(2))
     request = rf.post(URL)
     request.user = AnonymousUser()
     request.session = SessionStore()
     request.session.save()
-    photo = jpeg_bytes()
+    photos = [jpeg_bytes(), images.exif_rotated_jpeg(Image.new("RGB", (300, 200), "olive"))]
     made = []
     threads = [
         threading.Thread(
-            target=lambda: made.append(uploads.unsaved_prediction(request, "p", photo))
+            target=lambda n=n: made.append(uploads.unsaved_prediction(request, "p", photos[n % 2]))
         )
-        for _ in range(16)
+        for n in range(16)
     ]
     for thread in threads:
         thread.start()

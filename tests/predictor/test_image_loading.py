@@ -178,3 +178,62 @@ def test_a_thumbnail_fits_320_px_and_leaves_the_photo_as_it_was(size, expected):
     centre = thumbnail.convert("L").getpixel((expected[0] // 2, expected[1] // 2))
     corner = thumbnail.convert("L").getpixel((0, 0))
     assert centre < corner
+
+
+def test_an_upright_jpeg_is_kept_stripped_with_a_reduced_preview():
+    from predictor.vision.image_loading import keep_jpeg
+    from predictor.vision.jpeg_markers import strip_metadata
+
+    source = Image.effect_noise((2000, 1500), 40).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 1  # upright: nothing to turn
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 0.0)}
+    data = images.encode(source, "JPEG", quality=90, exif=exif.tobytes(), comment=b"secret")
+    kept = keep_jpeg(data, PhotoLimits(), max_side=4096, preview_side=320)
+    assert kept is not None
+    assert kept.data == strip_metadata(data) and b"secret" not in kept.data
+    assert kept.size == (2000, 1500)
+    assert kept.preview.mode == "RGB" and kept.preview.size == (500, 375)  # a quarter: >= 320
+    grey = images.encode(source.convert("L"), "JPEG")
+    kept_grey = keep_jpeg(grey, PhotoLimits(), max_side=4096, preview_side=320)
+    assert kept_grey is not None and kept_grey.preview.mode == "RGB"
+
+
+def test_a_jpeg_whose_pixels_must_change_is_not_kept():
+    """Turned by its EXIF orientation, larger than the working side, CMYK, or not a JPEG:
+    those are decoded and re-encoded (None)."""
+    from predictor.vision.image_loading import keep_jpeg
+
+    upright = photo((300, 200))
+    for name, data, max_side in [
+        ("turned by EXIF", images.exif_rotated_jpeg(upright), 4096),
+        ("over the working side", images.encode(upright, "JPEG"), 299),
+        ("CMYK", images.cmyk_jpeg(upright), 4096),
+        ("PNG", images.encode(upright, "PNG"), 4096),
+    ]:
+        assert keep_jpeg(data, PhotoLimits(), max_side, 320) is None, name
+
+
+def test_a_broken_jpeg_is_not_kept_and_is_refused_with_its_reason():
+    from predictor.vision.image_loading import keep_jpeg
+    from predictor.vision.jpeg_markers import strip_metadata
+
+    data = images.encode(photo((400, 300)), "JPEG", quality=95)
+    # Its quantisation tables cut out: laid out as a JPEG (every marker intact), so only the
+    # decode of the stripped copy can tell that its pixels cannot be read.
+    no_tables = data
+    while b"\xff\xdb" in no_tables:
+        start = no_tables.index(b"\xff\xdb")
+        end = start + 2 + int.from_bytes(no_tables[start + 2 : start + 4], "big")
+        no_tables = no_tables[:start] + no_tables[end:]
+    assert strip_metadata(no_tables) is not None, "precondition: the layout is intact"
+    for name, bad, code in [
+        ("truncated", data[: len(data) // 2], "corrupt_image"),
+        ("too small", images.encode(Image.new("RGB", (20, 400)), "JPEG"), "image_too_small"),
+        ("too many pixels", data, "too_many_pixels"),
+    ]:
+        limits = PhotoLimits(max_pixels=1000) if code == "too_many_pixels" else PhotoLimits()
+        assert keep_jpeg(bad, limits, 4096, 320) is None, name
+        assert rejected_code(bad, limits).code == code, name
+    assert keep_jpeg(no_tables, PhotoLimits(), 4096, 320) is None
+    assert rejected_code(no_tables).code == "corrupt_image"

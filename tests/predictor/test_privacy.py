@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import subprocess
@@ -159,6 +160,70 @@ def test_stored_photos_and_thumbnails_keep_no_comment_or_other_metadata(client, 
         metadata = [marker for marker, _ in segments if marker == 0xFE or 0xE0 <= marker <= 0xEF]
         assert metadata == [0xE0], f"{field.name}: segments {[hex(m) for m, _ in segments]}"
         assert next(payload for marker, payload in segments if marker == 0xE0)[:5] == b"JFIF\0"
+
+
+def test_an_upright_jpeg_is_stored_as_it_was_compressed_without_its_metadata(
+    client, enqueued, settings
+):
+    """A JPEG that needs no change to its pixels is kept: the stored copy decodes to the
+    upload's very pixels (no second loss of quality), and none of its metadata survives. With
+    FACEAGE_KEEP_UPLOADED_JPEG off it is re-encoded, as every upload once was."""
+    import io
+
+    import numpy as np
+
+    from predictor.vision.jpeg_markers import strip_metadata
+
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 0.0)}
+    original = images.encode(
+        Image.effect_noise((640, 480), 50).convert("RGB"),
+        "JPEG",
+        quality=88,
+        comment=b"photographer",
+        exif=exif.tobytes(),
+    )
+
+    def stored_after_upload() -> tuple[Prediction, bytes]:
+        client.post("/", {"image": SimpleUploadedFile("a.jpg", original)})
+        prediction = Prediction.objects.order_by("-created_at").first()
+        with prediction.image.open("rb") as stored:
+            return prediction, stored.read()
+
+    def decoded(data: bytes) -> np.ndarray:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"), dtype=int)
+
+    prediction, kept = stored_after_upload()
+    assert kept == strip_metadata(original)
+    assert (prediction.width, prediction.height) == (640, 480)
+    assert np.array_equal(decoded(kept), decoded(original))
+    assert b"photographer" not in kept and b"Exif" not in kept
+    settings.FACEAGE_KEEP_UPLOADED_JPEG = False
+    _, encoded = stored_after_upload()
+    assert encoded != kept and b"photographer" not in encoded and b"Exif" not in encoded
+    assert 0 < np.abs(decoded(encoded) - decoded(original)).mean() < 8  # another generation
+
+
+def test_a_phones_multi_picture_jpeg_is_accepted_and_stored_as_its_photo(api_client, enqueued):
+    """An MPO (the photo, then its gain map or depth map) is the photo: accepted, and stored
+    without the pictures appended to it."""
+    photo_pixels = Image.effect_noise((400, 300), 40).convert("RGB")
+    buffer = io.BytesIO()
+    extra = Image.effect_noise((200, 150), 40).convert("RGB")
+    photo_pixels.save(buffer, "MPO", save_all=True, append_images=[extra])
+    response = api_client.post(
+        "/api/v1/predictions/",
+        {"image": SimpleUploadedFile("phone.jpg", buffer.getvalue())},
+        format="multipart",
+    )
+    assert response.status_code == 202, response.content
+    prediction = Prediction.objects.get()
+    assert (prediction.width, prediction.height) == (400, 300)
+    with prediction.image.open("rb") as stored:
+        data = stored.read()
+    assert data.count(b"\xff\xd8") == 1 and b"MPF" not in data
 
 
 def test_security_headers(client):
