@@ -14,7 +14,8 @@ Each client uploads a real photo, waits for the prediction to be terminal and st
 ``--pipelines`` runs a fresh stack for each: ``served`` (what a fresh install serves:
 CenterFace + the default shipped network, mirrored) and ``old`` (dlib's HOG cascade +
 dlib-age-v1, one pass: the pipeline before the vision issue), so both are measured side by side
-in one run.
+in one run; ``re-encoded`` is ``served`` with every upload decoded and re-encoded by the web
+process (``FACEAGE_KEEP_UPLOADED_JPEG=0``, as before upright JPEGs were kept).
 
 By default a client waits with the API's long-poll (`GET <prediction>?wait=20`, repeated until
 terminal); `--poll-ms 100` makes it re-request every 100 ms instead, as a naive client would.
@@ -143,7 +144,9 @@ def main() -> int:
         "--shadow", help="a model version to run in shadow (dlib-age-v1: the bundled one)"
     )
     parser.add_argument("--shadow-share", type=float, default=0.2)
-    parser.add_argument("--pipelines", default="served", help="served, old, or both: old,served")
+    parser.add_argument(
+        "--pipelines", default="served", help="served, old, re-encoded, comma-separated"
+    )
     parser.add_argument(
         "--photos", default="utkface", help="kinds, comma-separated: utkface, wild, phone"
     )
@@ -187,14 +190,16 @@ def main() -> int:
         ],
         rows,
     )
-    if "old" in pipelines and "served" in pipelines:
+    rates = {(row[0], row[1], row[2]): float(row[4]) for row in rows}
+    for other in ("old", "re-encoded"):
+        if other not in pipelines or "served" not in pipelines:
+            continue
         print()
-        print("served / old, completed per second at the same number of clients:")
-        rates = {(row[0], row[1], row[2]): float(row[4]) for row in rows}
+        print(f"served / {other}, completed per second at the same number of clients:")
         for (pipeline, kind, clients), rate in rates.items():
-            old = rates.get(("old", kind, clients))
-            if pipeline == "served" and old:
-                print(f"  {kind}, {clients} clients: {rate / old:.2f}x")
+            base = rates.get((other, kind, clients))
+            if pipeline == "served" and base:
+                print(f"  {kind}, {clients} clients: {rate / base:.2f}x")
     return 0
 
 
@@ -234,9 +239,20 @@ PHOTO_KINDS = {"utkface": utkface_photos, "wild": wild_photos, "phone": phone_ph
 # What each pipeline changes from a fresh install's settings, and the version it serves.
 # Both are set in full, so neither inherits a setting from the shell or (with --database-url)
 # the version the other activated.
+_SERVED = {"FACEAGE_FACE_DETECTOR": "centerface", "FACEAGE_MIRRORED_INFERENCE": "1"}
 PIPELINES = {
-    "served": ({"FACEAGE_FACE_DETECTOR": "centerface", "FACEAGE_MIRRORED_INFERENCE": "1"}, None),
-    "old": ({"FACEAGE_FACE_DETECTOR": "hog", "FACEAGE_MIRRORED_INFERENCE": "0"}, "dlib-age-v1"),
+    "served": ({**_SERVED, "FACEAGE_KEEP_UPLOADED_JPEG": "1"}, None),
+    "old": (
+        {
+            "FACEAGE_FACE_DETECTOR": "hog",
+            "FACEAGE_MIRRORED_INFERENCE": "0",
+            "FACEAGE_KEEP_UPLOADED_JPEG": "1",
+        },
+        "dlib-age-v1",
+    ),
+    # What a fresh install serves, with every upload decoded and re-encoded by the web process
+    # (as before upright JPEGs were kept as they were compressed).
+    "re-encoded": ({**_SERVED, "FACEAGE_KEEP_UPLOADED_JPEG": "0"}, None),
 }
 
 
