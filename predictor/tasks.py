@@ -25,7 +25,7 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from jobs import lifecycle
-from predictor import messages
+from predictor import finished, messages
 from predictor.drawn_boxes import first_same_face, overlap, same_face
 from predictor.models import Face, ModelVersion, Prediction, ShadowEstimate
 from predictor.vision.image_loading import ImageRejected, PhotoLimits
@@ -43,7 +43,10 @@ def fail(
 ) -> bool:
     """Move a prediction to `failed` with a reason (a code of ``predictor.messages``): see
     ``Prediction.fail_rows`` for a photo that has faces already."""
-    return lifecycle.fail(Prediction, prediction_id, code, params, only_if_claimed_by)
+    failed = lifecycle.fail(Prediction, prediction_id, code, params, only_if_claimed_by)
+    if failed:
+        transaction.on_commit(lambda: finished.announce([prediction_id]))
+    return failed
 
 
 def claim(prediction_id) -> Prediction | None:
@@ -406,6 +409,7 @@ def store_faces(prediction: Prediction, estimates, marks: MarkedFaces | None = N
         else:
             _replace_faces(prediction, existing, estimates)
         Prediction.objects.filter(pk=prediction.pk).update(finished_at=timezone.now(), **changes)
+        transaction.on_commit(lambda: finished.announce([prediction.pk]))
 
 
 def _fill_face(face: Face, estimate) -> Face:

@@ -22,6 +22,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
+from predictor import finished
 from predictor.api.batches import create_batch_response, is_batch_request
 from predictor.api.errors import Conflict, UnusableImage
 from predictor.api.serializers import (
@@ -95,21 +96,33 @@ def wait_seconds(raw: str | None) -> float:
     return value
 
 
+# A long-poll's checks of the row: the first pause, and the longest (each is 1.5 times the one
+# before).
+WAIT_CHECK_SECONDS = (0.05, 0.5)
+
+
 def wait_until_terminal(prediction_id, seconds: float) -> None:
     """Hold the request until the prediction is terminal (or gone), or ``seconds`` pass.
 
-    Checks one indexed column, first after 50 ms and then less often (at most every
-    half second): far cheaper for the server than a client re-requesting the whole
+    Wakes the moment the worker announces the prediction finished (predictor.finished), and
+    otherwise checks one indexed column at growing intervals, first after 50 ms and then at
+    most every half second: an announcement lost on the way only makes the answer as late as
+    those checks. Far cheaper for the server than a client re-requesting the whole
     representation in a loop."""
     deadline = time.monotonic() + seconds
-    pause = 0.05
-    while time.monotonic() < deadline:
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        found = Prediction.objects.filter(pk=prediction_id).values_list("status", flat=True)
-        current = found.first()
-        if current is None or current in Prediction.TERMINAL:
-            return
-        pause = min(pause * 1.5, 0.5)
+    pause, longest = WAIT_CHECK_SECONDS
+    with finished.watch(prediction_id) as announced:
+        while True:
+            found = Prediction.objects.filter(pk=prediction_id).values_list("status", flat=True)
+            current = found.first()
+            if current is None or current in Prediction.TERMINAL:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            announced.wait(min(pause, left))
+            announced.clear()
+            pause = min(pause * 1.5, longest)
 
 
 @extend_schema_view(

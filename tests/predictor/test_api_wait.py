@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 from rest_framework.test import APIClient
 
+from predictor import finished
 from predictor.api import views
 from predictor.models import Prediction
 from tests import images
@@ -34,6 +37,24 @@ class FakeClock:
         if self.on_sleep:
             self.on_sleep(len(self.sleeps))
 
+    # The view waits on the event that an announcement of the prediction sets; here no
+    # announcement comes, and waiting is sleeping on this clock.
+    def wait(self, seconds: float) -> bool:
+        self.sleep(seconds)
+        return False
+
+    def clear(self) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def watch(self, prediction_id):
+        yield self
+
+    def install(self, monkeypatch) -> FakeClock:
+        monkeypatch.setattr(views, "time", self)
+        monkeypatch.setattr(finished, "watch", self.watch)
+        return self
+
 
 @pytest.fixture
 def uploaded(api_client, enqueued):
@@ -47,16 +68,14 @@ def test_wait_returns_as_soon_as_the_prediction_is_finished(api_client, uploaded
         if count == 3:
             Prediction.objects.filter(pk=uploaded["id"]).update(status="succeeded")
 
-    clock = FakeClock(finish_on_third_check)
-    monkeypatch.setattr(views, "time", clock)
+    clock = FakeClock(finish_on_third_check).install(monkeypatch)
     body = api_client.get(uploaded["url"], {"wait": 20}).json()
     assert body["status"] == "succeeded"
     assert len(clock.sleeps) == 3  # it stopped checking once the row was finished
 
 
 def test_wait_gives_up_after_the_requested_seconds(api_client, uploaded, monkeypatch):
-    clock = FakeClock()
-    monkeypatch.setattr(views, "time", clock)
+    clock = FakeClock().install(monkeypatch)
     body = api_client.get(uploaded["url"], {"wait": 2}).json()
     assert body["status"] == "queued"
     assert sum(clock.sleeps) == pytest.approx(2.0)
@@ -64,8 +83,7 @@ def test_wait_gives_up_after_the_requested_seconds(api_client, uploaded, monkeyp
 
 
 def test_without_wait_the_answer_is_immediate(api_client, uploaded, monkeypatch):
-    clock = FakeClock()
-    monkeypatch.setattr(views, "time", clock)
+    clock = FakeClock().install(monkeypatch)
     assert api_client.get(uploaded["url"]).json()["status"] == "queued"
     assert clock.sleeps == []
 
@@ -79,16 +97,16 @@ def test_a_bad_wait_is_a_400_in_the_error_shape(api_client, uploaded, value):
 
 
 def test_someone_elses_prediction_is_404_without_waiting(uploaded, monkeypatch):
-    clock = FakeClock()
-    monkeypatch.setattr(views, "time", clock)
+    clock = FakeClock().install(monkeypatch)
     stranger = APIClient()
     assert stranger.get(uploaded["url"], {"wait": 20}).status_code == 404
     assert clock.sleeps == []
 
 
 def test_a_prediction_deleted_while_waiting_is_404(api_client, uploaded, monkeypatch):
-    clock = FakeClock(lambda count: Prediction.objects.filter(pk=uploaded["id"]).delete())
-    monkeypatch.setattr(views, "time", clock)
+    clock = FakeClock(lambda count: Prediction.objects.filter(pk=uploaded["id"]).delete()).install(
+        monkeypatch
+    )
     assert api_client.get(uploaded["url"], {"wait": 20}).status_code == 404
     assert len(clock.sleeps) == 1
 
@@ -100,8 +118,7 @@ def test_past_the_cap_of_waiting_requests_the_answer_is_immediate(
     `?wait=` request is answered at once (and the slot is given back after a wait)."""
     import threading
 
-    clock = FakeClock()
-    monkeypatch.setattr(views, "time", clock)
+    clock = FakeClock().install(monkeypatch)
     slots = threading.BoundedSemaphore(1)
     monkeypatch.setattr(views, "_waiting", slots)
     assert slots.acquire(blocking=False)  # another request is waiting
@@ -112,3 +129,106 @@ def test_past_the_cap_of_waiting_requests_the_answer_is_immediate(
     waited = api_client.get(uploaded["url"], {"wait": 2})
     assert sum(clock.sleeps) == pytest.approx(2.0) and "Retry-After" not in waited
     assert slots.acquire(blocking=False), "the slot was not given back"
+
+
+def spy_on_watch(monkeypatch, before_pause) -> list[bool]:
+    """Wrap ``finished.watch`` for the view: ``before_pause(pauses so far)`` runs before each
+    pause, and the list returned gets what each pause's wait gave (True: an announcement
+    woke it)."""
+    woken: list[bool] = []
+    real_watch = finished.watch
+
+    class Spy:
+        def __init__(self, event):
+            self.event = event
+
+        def wait(self, seconds):
+            before_pause(len(woken))
+            woken.append(self.event.wait(seconds))
+            return woken[-1]
+
+        def clear(self):
+            self.event.clear()
+
+    @contextlib.contextmanager
+    def spying(prediction_id):
+        with real_watch(prediction_id) as event:
+            yield Spy(event)
+
+    monkeypatch.setattr(finished, "watch", spying)
+    return woken
+
+
+@pytest.fixture
+def announcing(settings, monkeypatch):
+    """The real Redis on 127.0.0.1 as REDIS_URL, with a fresh subscriber and publisher."""
+    from tests.services import require_redis
+
+    settings.REDIS_URL = require_redis()
+    subscriber = finished._Subscriber()
+    monkeypatch.setattr(finished, "_subscriber", subscriber)
+    monkeypatch.setattr(finished, "_publisher", None)
+    return subscriber
+
+
+def test_an_announcement_wakes_the_requests_waiting_for_that_prediction_only(announcing):
+    with finished.watch("a") as event_a, finished.watch("b") as event_b:
+        assert announcing.connected.wait(30), "the subscriber reaches Redis"
+        finished.announce(["b-not-a", "a"])
+        assert event_a.wait(30)
+        assert not event_b.is_set()  # the messages arrive in order: "b-not-a" came first
+    assert announcing._waiting == {}  # nothing left registered after the requests
+
+
+def test_a_long_poll_wakes_on_the_workers_announcement_not_its_next_check(
+    api_client, uploaded, announcing, monkeypatch
+):
+    """The row is finished and announced during the first pause, which is made 20 s long: the
+    answer comes from the announcement (the event's wait returns True), not from a check."""
+    monkeypatch.setattr(views, "WAIT_CHECK_SECONDS", (20.0, 20.0))
+
+    def finish_and_announce(pauses: int) -> None:
+        assert announcing.connected.wait(30)
+        Prediction.objects.filter(pk=uploaded["id"]).update(status="succeeded")
+        finished.announce([Prediction.objects.get(pk=uploaded["id"]).pk])  # a UUID
+
+    woken = spy_on_watch(monkeypatch, finish_and_announce)
+    body = api_client.get(uploaded["url"], {"wait": 20}).json()
+    assert body["status"] == "succeeded"
+    assert woken == [True]
+
+
+def test_without_redis_a_long_poll_still_sees_the_finished_row(
+    api_client, uploaded, settings, monkeypatch, tmp_path
+):
+    """No Redis to announce on: the checks of the row answer, as before announcements."""
+    settings.REDIS_URL = f"redis+socket://{tmp_path / 'no-redis.sock'}"
+    monkeypatch.setattr(finished, "_subscriber", finished._Subscriber())
+    monkeypatch.setattr(finished, "_publisher", None)
+    finished.announce([uploaded["id"]])  # swallowed: nothing raises into the worker
+
+    def finish_during_the_second_pause(pauses: int) -> None:
+        if pauses == 1:
+            Prediction.objects.filter(pk=uploaded["id"]).update(status="failed")
+
+    waits = spy_on_watch(monkeypatch, finish_during_the_second_pause)
+    monkeypatch.setattr(views, "WAIT_CHECK_SECONDS", (0.01, 0.01))
+    assert api_client.get(uploaded["url"], {"wait": 20}).json()["status"] == "failed"
+    assert waits == [False, False]  # no announcement: the check after the second pause
+
+
+def test_the_worker_announces_each_prediction_it_finishes(
+    enqueued, monkeypatch, django_capture_on_commit_callbacks
+):
+    from predictor import tasks
+    from tests.predictor.test_tasks import make_prediction
+
+    announced = []
+    monkeypatch.setattr(finished, "announce", lambda ids: announced.extend(ids))
+    done, broken = make_prediction(), make_prediction()
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.store_faces(tasks.claim(done.pk), [])
+        assert tasks.fail(broken.pk, "corrupt_image")
+        assert not tasks.fail(done.pk, "corrupt_image")  # finished already: no second word
+    assert announced == [done.pk, broken.pk]
+    assert Prediction.objects.get(pk=done.pk).status == "succeeded"
