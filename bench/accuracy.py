@@ -1,6 +1,7 @@
 """Age accuracy of the serving pipeline on real faces, old and new side by side.
 
-    .venv/bin/python bench/accuracy.py [--utkface 1500] [--fairface 1000] [--seed 0]
+    .venv/bin/python bench/accuracy.py [--utkface 1500] [--fairface 1000] [--seed 0] \
+        [--detectors hog,centerface] [--networks faceage-v4,faceage-v5]
 
 Two sets, each a seeded sample:
 - **UTKFace test split** (aligned crops): split exactly as ``manage.py import_dataset`` does
@@ -116,6 +117,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--utkface", type=int, default=1500, help="UTKFace test faces")
     parser.add_argument("--fairface", type=int, default=1000, help="FairFace val faces")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--detectors", default="hog,centerface", help="comma-separated: hog, centerface"
+    )
+    parser.add_argument(
+        "--networks",
+        default="",
+        help="comma-separated names (dlib-age-v1 and the shipped networks); default: all",
+    )
     args = parser.parse_args(argv)
 
     from predictor.vision.age_network import AgeNetwork
@@ -129,17 +138,29 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{len(utk)} UTKFace test faces, {len(fair)} FairFace validation faces (seed {args.seed})"
     )
-    networks = [("dlib-age-v1", AgeNetwork.bundled())] + [
+    wanted = {name.strip() for name in args.networks.split(",") if name.strip()}
+    networks = (
+        [("dlib-age-v1", AgeNetwork.bundled())] if not wanted or "dlib-age-v1" in wanted else []
+    )
+    networks += [
         (path.stem, AgeNetwork.from_keras_file(path))
         for path in sorted(SHIPPED_MODELS_DIR.glob("*.keras"))
+        if not wanted or path.stem in wanted
     ]
+    detectors = {
+        "hog": ("HOG cascade", FaceDetector),
+        "centerface": ("CenterFace", CenterFaceDetector),
+    }
+    chosen = [name.strip() for name in args.detectors.split(",") if name.strip()]
+    if not networks or not chosen or set(chosen) - set(detectors):
+        parser.error("no such network or detector")
     # Each network reads chips of its own size, cut from the same detected faces.
     aligners = {size: FaceAligner(chip_size=size) for size in {n.chip_size for _, n in networks}}
     headers = ["detector", "network", "TTA", "UTK found", "UTK MAE", "CS@5", "children MAE"]
     headers += ["FairFace found", "group acc", "balanced acc", "s/face"]
     rows = []
     fairness: dict[str, tuple[list, list]] = {}
-    for name, detector in (("HOG cascade", FaceDetector()), ("CenterFace", CenterFaceDetector())):
+    for name, detector in ((detectors[key][0], detectors[key][1]()) for key in chosen):
         utk_chips, fair_chips, seconds = {}, {}, {}
         for size, aligner in sorted(aligners.items()):
             start = time.perf_counter()
@@ -184,9 +205,10 @@ def main(argv: list[str] | None = None) -> None:
                 ]
             )
     print_table(headers, rows)
-    print()
-    print("Fairness report: CenterFace, mirrored (what the product serves)")
-    print_table(["set", "group", "faces", *fairness], fairness_rows(fairness))
+    if fairness:
+        print()
+        print("Fairness report: CenterFace, mirrored (what the product serves)")
+        print_table(["set", "group", "faces", *fairness], fairness_rows(fairness))
 
 
 def fairness_rows(fairness: dict[str, tuple[list, list]]) -> list[list[str]]:

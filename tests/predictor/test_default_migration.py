@@ -1,7 +1,7 @@
-"""Migrations 0018 and 0019 make the new shipped network (faceage-v3, then faceage-v4) the
-default where an earlier default still serves, and leave a model that staff promoted alone;
-undone, each puts the default before it back. Migration 0020 gives faceage-v4 its card's
-refitted temperature."""
+"""Migrations 0018, 0019 and 0022 make the new shipped network (faceage-v3, then faceage-v4,
+then faceage-v5) the default where an earlier default still serves, and leave a model that
+staff promoted alone; undone, each puts the default before it back. Migration 0020 gives
+faceage-v4 its card's refitted temperature."""
 
 from __future__ import annotations
 
@@ -38,6 +38,12 @@ HANDOVERS = [
         "0019_register_faceage_v4",
         "faceage-v4",
         ("faceage-v3", "faceage-v2", "dlib-age-v1"),
+    ),
+    Handover(
+        "0021_temperature_help_text",
+        "0022_register_faceage_v5",
+        "faceage-v5",
+        ("faceage-v4", "faceage-v3", "faceage-v2", "dlib-age-v1"),
     ),
 ]
 

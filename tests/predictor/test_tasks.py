@@ -38,7 +38,7 @@ def test_claim_takes_a_queued_prediction_once():
     assert claimed is not None
     assert claimed.status == Status.RUNNING and claimed.attempts == 1
     assert claimed.claimed_by == worker_identity()
-    assert claimed.model_version.name == "faceage-v4"
+    assert claimed.model_version.name == "faceage-v5"
     # The same message delivered again while a live worker (here: pid 1) holds it does nothing.
     Prediction.objects.filter(pk=prediction.pk).update(claimed_by=f"{socket.gethostname()}:1")
     assert tasks.claim(prediction.pk) is None

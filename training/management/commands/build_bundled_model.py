@@ -3,11 +3,11 @@
     .venv/bin/python manage.py build_bundled_model [--epochs 6] [--learning-rate 5e-4] [--soup N]
         [--soup-with NAME ...] [--start NAME] [--scan-look SHARE]
 
-The default shipped now, faceage-v4, was built with (its card's ``command``; docs/benchmarks.md)
+The default shipped now, faceage-v5, was built with (its card's ``command``; docs/benchmarks.md)
 
-    .venv/bin/python manage.py build_bundled_model --name faceage-v4 --start faceage-v3 \\
-        --scan-look 0.3 --epochs 3 --learning-rate 1e-4 --soup-with faceage-v3 \\
-        --replaces faceage-v3
+    .venv/bin/python manage.py build_bundled_model --name faceage-v5 --start faceage-v4 \\
+        --scan-look 0.3 --low-resolution 0.2 --epochs 3 --learning-rate 1e-4 \\
+        --soup-with faceage-v4 --replaces faceage-v4
 
 Data: FairFace's training photos only (CC BY 4.0, so the result may be redistributed), split
 90/10 into training and validation. The validation split picks the best epoch and fits the
