@@ -85,6 +85,7 @@ def main() -> int:
     django.setup()
     from predictor.vision.age_network import AgeNetwork
     from predictor.vision.bundled_models import shipped_model_path
+    from training.pipeline.calibration import split_probabilities
     from training.pipeline.evaluation import age_metrics, group_metrics
 
     path = Path(args.network)
@@ -95,13 +96,9 @@ def main() -> int:
     ages_of = network.class_ages.astype(np.float64)
 
     def probabilities(chips: np.ndarray, views) -> np.ndarray:
-        total = 0.0
-        for zoom, dx, dy in views:
-            seen = view(chips, zoom, dx, dy)
-            total = total + np.concatenate(
-                [network.predict(seen[i : i + 512]).probabilities for i in range(0, len(seen), 512)]
-            ).astype(np.float64)
-        return total / len(views)
+        """The mean of the views' distributions (each one mirrored, as served)."""
+        seen = [split_probabilities(network, view(chips, *v)) for v in views]
+        return np.mean(seen, axis=0, dtype=np.float64)
 
     rows = []
     for name, views in VIEW_SETS.items():

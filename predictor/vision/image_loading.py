@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from predictor.vision.jpeg_markers import strip_metadata
+
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -322,8 +324,6 @@ def keep_jpeg(
     A copy that fails the check is not kept, and None sends the upload down the other path,
     which refuses it with its own reason.
     """
-    from predictor.vision.jpeg_markers import strip_metadata
-
     if not data or (limits.max_bytes is not None and len(data) > limits.max_bytes):
         return None
     try:
