@@ -70,6 +70,11 @@ BOXES_NEED_ONE_PHOTO = gettext_noop(
     "'boxes' goes with one photo: send a batch without it, or each photo on its own."
 )
 
+WAIT_NEEDS_ONE_PHOTO = gettext_noop(
+    "'wait' goes with one photo: send a batch without it and follow it at "
+    "GET /api/v1/batches/<id>/, or send each photo on its own."
+)
+
 MAX_WAIT_SECONDS = 30
 # How many `?wait=` long-polls one web process holds at once (docs/api.md).
 _waiting = threading.BoundedSemaphore(settings.FACEAGE_MAX_WAITING_REQUESTS)
@@ -197,17 +202,43 @@ class PredictionViewSet(
         description=(
             "Several `image` parts, an `archive` part (a zip) or a zip in `image` make a "
             "batch: the 202 answer then has `batch`, `predictions` and `errors` "
-            "(see GET /api/v1/batches/{id}/ and docs/api.md)."
+            "(see GET /api/v1/batches/{id}/ and docs/api.md). With `wait=N` (0-30 seconds, one "
+            "photo only), the answer is held until the prediction is finished or N seconds have "
+            "passed, and it is the whole prediction, as GET gives it: 201 once it is finished, "
+            "202 while it still runs (check `status`)."
         ),
         request=PredictionUploadSerializer,
+        parameters=[
+            OpenApiParameter(
+                "wait",
+                int,
+                description="Seconds to wait for a terminal status (0-30, default 0; one photo)",
+            ),
+            OpenApiParameter(
+                "distribution",
+                str,
+                enum=["0", "1", "true", "false"],
+                description="With wait: include each face's age distribution (101 probabilities)",
+            ),
+        ],
         responses={
-            202: PredictionCreatedSerializer,
+            201: OpenApiResponse(
+                PredictionSerializer, description="With wait: the finished prediction"
+            ),
+            202: OpenApiResponse(
+                PredictionCreatedSerializer,
+                description="Queued: id, status and url (with wait, the whole prediction)",
+            ),
             400: _errors[400],
             401: _errors[401],
             413: _errors[413],
         },
     )
     def create(self, request, *args, **kwargs):
+        # The query parameters are checked before the upload is read or stored.
+        wait = wait_seconds(request.query_params.get("wait"))
+        if wait:
+            distribution_requested(request)
         try:
             boxes = parse_boxes(request.data.get("boxes"))
         except BoxesRejected as rejected:
@@ -215,6 +246,8 @@ class PredictionViewSet(
         if is_batch_request(request):  # several photos or a zip: predictor/api/batches.py
             if boxes:
                 raise UnusableImage("invalid_boxes", gettext(BOXES_NEED_ONE_PHOTO), "boxes")
+            if wait:
+                raise ValidationError({"wait": [gettext(WAIT_NEEDS_ONE_PHOTO)]})
             return create_batch_response(self, request)
         upload = PredictionUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
@@ -230,24 +263,43 @@ class PredictionViewSet(
         location = request.build_absolute_uri(
             reverse("api:prediction-detail", args=[prediction.pk])
         )
+        headers = {"Location": location}
+        if wait:
+            # One round trip: the whole representation, 201 once the prediction is finished,
+            # 202 while it still runs (after the wait, or at once past the cap of waits).
+            waited = self.waited(prediction, wait, headers)
+            if waited is not None:
+                done = waited.is_terminal
+                return Response(
+                    self.get_serializer(waited).data,
+                    status=status.HTTP_201_CREATED if done else status.HTTP_202_ACCEPTED,
+                    headers=headers,
+                )
         body = {"id": str(prediction.pk), "status": prediction.status, "url": location}
-        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+    def waited(self, prediction: Prediction, wait: float, headers: dict) -> Prediction | None:
+        """The prediction after waiting up to ``wait`` seconds for it to finish, read again
+        (None if it was deleted meanwhile). A long-poll holds a web thread: past the cap, it
+        is returned at once and ``headers`` gets Retry-After (when to ask again), so waits can
+        never take every thread of a process."""
+        if prediction.is_terminal:
+            return prediction
+        if not _waiting.acquire(blocking=False):
+            headers["Retry-After"] = str(RETRY_AFTER_BUSY_SECONDS)
+            return prediction
+        try:
+            wait_until_terminal(prediction.pk, wait)
+        finally:
+            _waiting.release()
+        return self.get_queryset().filter(pk=prediction.pk).first()
 
     def retrieve(self, request, *args, **kwargs):
         wait = wait_seconds(request.query_params.get("wait"))
         prediction = self.get_object()  # the owner check comes first
-        # A long-poll holds a web thread: past the cap, the answer comes at once with
-        # Retry-After (when to ask again), so waits can never take every thread of a process.
-        headers = {}
-        if wait and not prediction.is_terminal:
-            if _waiting.acquire(blocking=False):
-                try:
-                    wait_until_terminal(prediction.pk, wait)
-                finally:
-                    _waiting.release()
-                prediction = self.get_object()
-            else:
-                headers["Retry-After"] = str(RETRY_AFTER_BUSY_SECONDS)
+        headers: dict[str, str] = {}
+        if wait:
+            prediction = self.waited(prediction, wait, headers) or self.get_object()  # 404
         return Response(self.get_serializer(prediction).data, headers=headers)
 
     def perform_destroy(self, instance: Prediction) -> None:

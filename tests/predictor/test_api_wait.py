@@ -232,3 +232,140 @@ def test_the_worker_announces_each_prediction_it_finishes(
         assert not tasks.fail(done.pk, "corrupt_image")  # finished already: no second word
     assert announced == [done.pk, broken.pk]
     assert Prediction.objects.get(pk=done.pk).status == "succeeded"
+
+
+# --- `POST /api/v1/predictions/?wait=N`: the upload and its answer in one round trip ---------
+
+
+# Committed for real, so the upload is queued (on commit) before its wait begins, as in
+# production.
+committed = pytest.mark.django_db(transaction=True)
+
+
+def upload(client, query: str = "?wait=20", photo: bytes | None = None, **extra):
+    photo = photo or images.encode(Image.new("RGB", (160, 120), (90, 120, 150)))
+    form = {"image": SimpleUploadedFile("p.jpg", photo, "image/jpeg"), **extra}
+    return client.post(URL + query, form, format="multipart")
+
+
+@committed
+def test_an_upload_with_wait_answers_with_the_finished_prediction(
+    api_client, enqueued, monkeypatch
+):
+    """The worker (here the real inference task, in this process, on two real UTKFace faces)
+    finishes the photo during the wait: the answer is a 201 with the faces, as GET gives them."""
+    from predictor import tasks
+    from tests.datasets import sample_utkface
+
+    def worker_runs(count):
+        assert enqueued, "the upload was queued before the wait began"
+        tasks.predict.run(enqueued[0])
+
+    clock = FakeClock(worker_runs).install(monkeypatch)
+    photo, boxes = images.face_photo(sample_utkface(2, seed=11))
+    response = upload(api_client, "?wait=20", images.encode(photo))
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "succeeded" and len(body["faces"]) == len(boxes) == 2
+    assert all(0 <= face["age"] <= 100 for face in body["faces"])
+    assert "distribution" not in body["faces"][0]
+    assert response["Location"] == body["url"]
+    assert body == api_client.get(body["url"]).json()  # the same representation as GET
+    assert len(clock.sleeps) == 1
+
+
+@committed
+def test_an_upload_with_wait_and_distribution_gives_the_distributions(
+    api_client, enqueued, monkeypatch
+):
+    from predictor import tasks
+    from tests.datasets import sample_utkface
+
+    FakeClock(lambda count: tasks.predict.run(enqueued[0])).install(monkeypatch)
+    photo, _ = images.face_photo(sample_utkface(1, seed=3))
+    body = upload(api_client, "?wait=5&distribution=1", images.encode(photo)).json()
+    assert len(body["faces"][0]["distribution"]) == 101
+
+
+@committed
+def test_an_upload_still_running_after_the_wait_is_a_202_with_the_whole_prediction(
+    api_client, enqueued, monkeypatch
+):
+    clock = FakeClock().install(monkeypatch)
+    response = upload(api_client, "?wait=3")
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "queued" and body["faces"] == [] and body["url"]
+    assert response["Location"] == body["url"]
+    assert sum(clock.sleeps) == pytest.approx(3.0)
+    assert Prediction.objects.count() == 1 and enqueued == [body["id"]]
+
+
+@committed
+def test_an_upload_without_wait_is_answered_at_once_as_before(api_client, enqueued, monkeypatch):
+    clock = FakeClock().install(monkeypatch)
+    for query in ("", "?wait=0"):
+        response = upload(api_client, query)
+        assert response.status_code == 202
+        assert set(response.json()) == {"id", "status", "url"}
+    assert clock.sleeps == []
+
+
+@committed
+def test_an_upload_that_fails_during_the_wait_is_a_201_with_its_reason(
+    api_client, enqueued, monkeypatch
+):
+    from predictor import tasks
+
+    FakeClock(lambda count: tasks.fail(enqueued[0], "corrupt_image")).install(monkeypatch)
+    response = upload(api_client, "?wait=20")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "failed" and body["error"]["code"] == "corrupt_image"
+
+
+@committed
+@pytest.mark.parametrize("query", ["?wait=31", "?wait=-1", "?wait=x", "?wait=5&distribution=maybe"])
+def test_a_bad_wait_on_an_upload_is_a_400_and_nothing_is_stored(api_client, enqueued, query):
+    response = upload(api_client, query)
+    assert response.status_code == 400
+    field = "distribution" if "maybe" in query else "wait"
+    assert response.json()["error"]["field"] == field
+    assert Prediction.objects.count() == 0 and enqueued == []
+
+
+@committed
+def test_wait_on_a_batch_upload_is_a_400_and_nothing_is_stored(api_client, enqueued):
+    photo = images.encode(Image.new("RGB", (160, 120), (90, 120, 150)))
+    form = {"image": [SimpleUploadedFile(f"{n}.jpg", photo, "image/jpeg") for n in range(2)]}
+    response = api_client.post(URL + "?wait=10", form, format="multipart")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["field"] == "wait" and "one photo" in error["message"]
+    assert Prediction.objects.count() == 0 and enqueued == []
+
+
+@committed
+def test_an_upload_past_the_cap_of_waits_is_answered_at_once_with_retry_after(
+    api_client, enqueued, monkeypatch
+):
+    import threading
+
+    clock = FakeClock().install(monkeypatch)
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(views, "_waiting", slots)
+    assert slots.acquire(blocking=False)  # another request is waiting
+    response = upload(api_client, "?wait=20")
+    assert response.status_code == 202 and response["Retry-After"] == "1"
+    assert response.json()["status"] == "queued" and clock.sleeps == []
+    assert Prediction.objects.count() == 1 and len(enqueued) == 1  # stored and queued all the same
+
+
+@committed
+def test_an_upload_deleted_during_its_wait_gives_the_short_answer(
+    api_client, enqueued, monkeypatch
+):
+    FakeClock(lambda count: Prediction.objects.all().delete()).install(monkeypatch)
+    response = upload(api_client, "?wait=20")
+    assert response.status_code == 202
+    assert set(response.json()) == {"id", "status", "url"}
