@@ -1,4 +1,4 @@
-// The result page: poll the prediction until it is finished, then draw a numbered box on
+// The result page: wait for the prediction to finish (a long-poll), then draw a numbered box on
 // each face, one headline per face ("about 28, likely 24-34") and a smooth chart of how
 // likely each age is; hovering or tapping a box or its face in the list highlights both.
 // "Missed someone?" lets the owner drag a box around a face the detector missed.
@@ -314,21 +314,32 @@
     return false;
   }
 
-  function poll() {
-    fetch(apiUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+  // The first request is answered at once, to show the status. Each one after it is held by
+  // the server until the photo is finished or WAIT_SECONDS pass (?wait=, docs/api.md), so the
+  // faces show the moment the worker has stored them, and the status (the queue position)
+  // is at most WAIT_SECONDS old. An answer that comes back unfinished sooner than that (the
+  // server's waits were all taken: Retry-After) is followed by a pause that grows to 3 s.
+  var WAIT_SECONDS = 3;
+  function poll(held) {
+    var asked = Date.now();
+    var url = held ? apiUrl + "&wait=" + WAIT_SECONDS : apiUrl;
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (!response.ok) { throw new Error("HTTP " + response.status); }
         return response.json();
       })
       .then(function (prediction) {
-        if (!show(prediction)) {
-          delay = Math.min(delay * 1.5, 3000);
-          window.setTimeout(poll, delay);
+        if (show(prediction)) { return; }
+        if (Date.now() - asked >= 1000 * WAIT_SECONDS) {
+          poll(true);
+          return;
         }
+        window.setTimeout(function () { poll(true); }, held ? delay : 0);
+        if (held) { delay = Math.min(delay * 1.5, 3000); }
       })
       .catch(function () {
         statusLine.textContent = gettext("Lost contact with the server; retrying…");
-        window.setTimeout(poll, 3000);
+        window.setTimeout(function () { poll(true); }, 3000);
       });
   }
 
@@ -420,5 +431,5 @@
     setUpZoom();
     setUpDrawing();
   }
-  poll();
+  poll(false);
 })();

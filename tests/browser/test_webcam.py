@@ -146,6 +146,51 @@ def test_several_files_open_a_batch_page_that_updates_itself(
     shots.take(page, "22-batch-page-phone")
 
 
+def test_the_result_page_waits_on_the_server_until_the_photo_is_finished(
+    live_server, phone_page, enqueued, tmp_path
+):
+    """After its first request, the result page asks with ?wait=3: the server holds each
+    request until the photo is finished, so no request is needed to see it finish, and the
+    faces show from the held request's answer."""
+    from PIL import Image
+
+    from predictor.models import Face
+
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (120, 90), (90, 120, 150)).save(path)
+    page = phone_page
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda request: asked.append(request.url) if "/api/v1/predictions/" in request.url else 0,
+    )
+    page.goto(live_server.url + "/")
+    page.set_input_files("#upload-form input[type=file]", str(path))
+    page.click("#upload-button")
+    page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
+    page.wait_for_selector("#status.status-queued", state="attached")
+    assert "Waiting in the queue" in page.inner_text("#status")
+    deadline = 100  # tenths of a second
+    while not any("wait=3" in url for url in asked) and deadline:
+        page.wait_for_timeout(100)
+        deadline -= 1
+    assert any("wait=3" in url for url in asked), asked
+    # Past the first, every request of the page waited on the server; none was plain, as a
+    # polling loop's would be.
+    before = [url for url in asked if "distribution=1" in url]
+    assert "wait=" not in before[0] and all("wait=3" in url for url in before[1:]), before
+    # The worker is simulated: the photo finishes while a request is held.
+    prediction = Prediction.objects.get()
+    Face.objects.create(
+        prediction=prediction, index=0, left=10, top=10, right=60, bottom=60, age=41.6, age_std=4
+    )
+    prediction.status = Prediction.Status.SUCCEEDED
+    prediction.save()
+    label = page.locator("#photo-frame .face-box .face-label-age").first
+    label.wait_for(state="attached", timeout=20_000)
+    assert label.text_content() == "about 42"
+
+
 PASTE_A_PHOTO = """async () => {
   const canvas = document.createElement("canvas");
   canvas.width = 160; canvas.height = 120;
