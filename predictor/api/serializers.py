@@ -231,12 +231,6 @@ class PredictionSerializer(serializers.ModelSerializer):
         return obj.error_payload()
 
 
-class PredictionCreatedSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    status = serializers.CharField()
-    url = serializers.URLField()
-
-
 class PredictionUploadSerializer(serializers.Serializer):
     image = serializers.FileField(
         help_text="A JPEG, PNG or WebP photo (at most FACEAGE_MAX_UPLOAD_BYTES)",

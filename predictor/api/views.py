@@ -17,7 +17,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotAuthenticated, ValidationError
+from rest_framework.exceptions import NotAuthenticated, NotFound, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
@@ -29,7 +29,6 @@ from predictor.api.serializers import (
     AgeLabelSerializer,
     ErrorSerializer,
     ModelVersionSerializer,
-    PredictionCreatedSerializer,
     PredictionSerializer,
     PredictionUploadSerializer,
     distribution_requested,
@@ -69,6 +68,17 @@ _errors = {
 BOXES_NEED_ONE_PHOTO = gettext_noop(
     "'boxes' goes with one photo: send a batch without it, or each photo on its own."
 )
+
+# The upload's short answer (202, without wait): where to follow the prediction.
+QUEUED_ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "status": {"type": "string"},
+        "url": {"type": "string", "format": "uri"},
+    },
+    "required": ["id", "status", "url"],
+}
 
 WAIT_NEEDS_ONE_PHOTO = gettext_noop(
     "'wait' goes with one photo: send a batch without it and follow it at "
@@ -225,20 +235,24 @@ class PredictionViewSet(
             201: OpenApiResponse(
                 PredictionSerializer, description="With wait: the finished prediction"
             ),
+            # Without wait, the short answer; with it, the whole prediction: either one.
             202: OpenApiResponse(
-                PredictionCreatedSerializer,
-                description="Queued: id, status and url (with wait, the whole prediction)",
+                {"anyOf": [QUEUED_ANSWER_SCHEMA, {"$ref": "#/components/schemas/Prediction"}]},
+                description="Queued: id, status and url; with wait, the whole prediction, "
+                "still queued or running (ask again at url)",
             ),
             400: _errors[400],
             401: _errors[401],
+            404: OpenApiResponse(
+                ErrorSerializer, description="With wait: the photo was deleted during the wait"
+            ),
             413: _errors[413],
         },
     )
     def create(self, request, *args, **kwargs):
         # The query parameters are checked before the upload is read or stored.
         wait = wait_seconds(request.query_params.get("wait"))
-        if wait:
-            distribution_requested(request)
+        distribution_requested(request)
         try:
             boxes = parse_boxes(request.data.get("boxes"))
         except BoxesRejected as rejected:
@@ -268,13 +282,14 @@ class PredictionViewSet(
             # One round trip: the whole representation, 201 once the prediction is finished,
             # 202 while it still runs (after the wait, or at once past the cap of waits).
             waited = self.waited(prediction, wait, headers)
-            if waited is not None:
-                done = waited.is_terminal
-                return Response(
-                    self.get_serializer(waited).data,
-                    status=status.HTTP_201_CREATED if done else status.HTTP_202_ACCEPTED,
-                    headers=headers,
-                )
+            if waited is None:  # deleted during the wait (by its owner, elsewhere): as GET
+                raise NotFound()
+            done = waited.is_terminal
+            return Response(
+                self.get_serializer(waited).data,
+                status=status.HTTP_201_CREATED if done else status.HTTP_202_ACCEPTED,
+                headers=headers,
+            )
         body = {"id": str(prediction.pk), "status": prediction.status, "url": location}
         return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
 

@@ -317,25 +317,32 @@
   // The first request is answered at once, to show the status. Each one after it is held by
   // the server until the photo is finished or WAIT_SECONDS pass (?wait=, docs/api.md), so the
   // faces show the moment the worker has stored them, and the status (the queue position)
-  // is at most WAIT_SECONDS old. An answer that comes back unfinished sooner than that (the
-  // server's waits were all taken: Retry-After) is followed by a pause that grows to 3 s.
+  // is at most WAIT_SECONDS old. An answer that comes back unfinished sooner (the server's
+  // waits were all taken) is followed by its Retry-After, or a pause that grows to 3 s. A tab
+  // out of sight asks without waiting, on a timer (which the browser slows down there), so a
+  // forgotten tab holds none of the server's waits.
   var WAIT_SECONDS = 3;
   function poll(held) {
-    var asked = Date.now();
+    held = held && !document.hidden;
+    var asked = window.performance.now();
+    var retryAfter = 0;
     var url = held ? apiUrl + "&wait=" + WAIT_SECONDS : apiUrl;
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (!response.ok) { throw new Error("HTTP " + response.status); }
+        retryAfter = Number(response.headers.get("Retry-After")) || 0;
         return response.json();
       })
       .then(function (prediction) {
         if (show(prediction)) { return; }
-        if (Date.now() - asked >= 1000 * WAIT_SECONDS) {
+        var answeredAfter = window.performance.now() - asked;
+        if (held && answeredAfter >= 1000 * WAIT_SECONDS && !document.hidden) {
           poll(true);
           return;
         }
-        window.setTimeout(function () { poll(true); }, held ? delay : 0);
-        if (held) { delay = Math.min(delay * 1.5, 3000); }
+        var pause = !held && !document.hidden ? 0 : Math.max(delay, 1000 * retryAfter);
+        if (held || document.hidden) { delay = Math.min(delay * 1.5, 3000); }
+        window.setTimeout(function () { poll(true); }, pause);
       })
       .catch(function () {
         statusLine.textContent = gettext("Lost contact with the server; retrying…");

@@ -189,6 +189,12 @@ def test_the_result_page_waits_on_the_server_until_the_photo_is_finished(
     label = page.locator("#photo-frame .face-box .face-label-age").first
     label.wait_for(state="attached", timeout=20_000)
     assert label.text_content() == "about 42"
+    # The finish came from a held request: no plain one was sent after the first, except the
+    # first request of the page once it reloaded itself with the faces in (the last one).
+    page.wait_for_load_state("load")
+    sent = [url for url in asked if "distribution=1" in url]
+    plain = [index for index, url in enumerate(sent) if "wait=" not in url]
+    assert plain[0] == 0 and plain[1:] in ([], [len(sent) - 1]), sent
 
 
 PASTE_A_PHOTO = """async () => {

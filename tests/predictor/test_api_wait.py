@@ -1,4 +1,5 @@
-"""`GET /api/v1/predictions/<id>/?wait=N`: the long-poll that spares clients a polling loop."""
+"""`?wait=N`: the long-poll that spares clients a polling loop, on `GET /api/v1/predictions/<id>/`
+and on the upload itself (`POST /api/v1/predictions/?wait=N`)."""
 
 from __future__ import annotations
 
@@ -325,7 +326,10 @@ def test_an_upload_that_fails_during_the_wait_is_a_201_with_its_reason(
 
 
 @committed
-@pytest.mark.parametrize("query", ["?wait=31", "?wait=-1", "?wait=x", "?wait=5&distribution=maybe"])
+@pytest.mark.parametrize(
+    "query",
+    ["?wait=31", "?wait=-1", "?wait=x", "?wait=5&distribution=maybe", "?distribution=maybe"],
+)
 def test_a_bad_wait_on_an_upload_is_a_400_and_nothing_is_stored(api_client, enqueued, query):
     response = upload(api_client, query)
     assert response.status_code == 400
@@ -357,15 +361,14 @@ def test_an_upload_past_the_cap_of_waits_is_answered_at_once_with_retry_after(
     assert slots.acquire(blocking=False)  # another request is waiting
     response = upload(api_client, "?wait=20")
     assert response.status_code == 202 and response["Retry-After"] == "1"
-    assert response.json()["status"] == "queued" and clock.sleeps == []
+    body = response.json()
+    assert body["status"] == "queued" and body["faces"] == [] and clock.sleeps == []
     assert Prediction.objects.count() == 1 and len(enqueued) == 1  # stored and queued all the same
 
 
 @committed
-def test_an_upload_deleted_during_its_wait_gives_the_short_answer(
-    api_client, enqueued, monkeypatch
-):
+def test_an_upload_deleted_during_its_wait_is_a_404_as_with_get(api_client, enqueued, monkeypatch):
     FakeClock(lambda count: Prediction.objects.all().delete()).install(monkeypatch)
     response = upload(api_client, "?wait=20")
-    assert response.status_code == 202
-    assert set(response.json()) == {"id", "status", "url"}
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
