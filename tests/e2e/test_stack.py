@@ -103,3 +103,22 @@ def test_uploads_flow_through_the_queue_to_stored_results(stack):
 
     log = stack.worker_log.read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_an_upload_with_wait_answers_with_the_ages_in_one_request(stack):
+    """`POST …/predictions/?wait=30` through the real web server, broker and worker: the
+    worker's announcement (or the row's checks) ends the wait, and the upload's own answer is
+    the finished prediction."""
+    session = browser_session(stack.base_url)
+    (path,) = sample_utkface(1, seed=23)
+    response = session.post(
+        f"{stack.base_url}/api/v1/predictions/?wait=30",
+        files={"image": (path.name, path.read_bytes())},
+        timeout=60,
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["status"] == "succeeded" and len(body["faces"]) == 1, body
+    assert abs(body["faces"][0]["age"] - utkface_age(path)) < 25, (path.name, body)
+    assert response.headers["Location"] == body["url"]
+    assert session.get(body["url"], timeout=10).json() == body
