@@ -53,7 +53,7 @@ import dlib  # noqa: E402
 from bench import photo_sets  # noqa: E402
 from bench.tables import print_table  # noqa: E402
 from predictor.vision.bundled_models import cnn_face_detector_path  # noqa: E402
-from predictor.vision.centerface import CenterFaceDetector  # noqa: E402
+from predictor.vision.centerface import DEFAULT_THRESHOLD, CenterFaceDetector  # noqa: E402
 from predictor.vision.face_detection import FaceBox, FaceDetector  # noqa: E402
 
 TILTS = (0.0, 15.0, -15.0, 30.0, -30.0)
@@ -341,6 +341,7 @@ def strategies(cnn_side: int) -> list[tuple[str, Detect]]:
         # (Nor the smoothed retry, added later: the row measures the first scan alone.)
         ("CenterFace, no padded retry", centerface(retry_padding=0.0, retry_smoothing=0.0)),
         ("CenterFace, no mirrored pass", centerface(mirror_from_faces=0)),
+        ("CenterFace, no weak group faces", centerface(group_threshold=DEFAULT_THRESHOLD)),
         ("CenterFace (default)", centerface()),
     ]
 
@@ -350,6 +351,7 @@ def product_detectors() -> list[tuple[str, Detect]]:
     return [
         ("HOG cascade (old default)", face_detector()),
         ("CenterFace, no mirrored pass", centerface(mirror_from_faces=0)),
+        ("CenterFace, no weak group faces", centerface(group_threshold=DEFAULT_THRESHOLD)),
         ("CenterFace (default)", centerface()),
     ]
 

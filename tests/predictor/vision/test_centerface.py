@@ -12,12 +12,14 @@ from PIL import Image
 from predictor.vision.alignment import FaceAligner
 from predictor.vision.centerface import (
     CENTERFACE,
+    DEFAULT_GROUP_THRESHOLD,
+    DEFAULT_THRESHOLD,
     CenterFaceDetector,
     centerface_model_path,
     default_face_detector,
     dlib_style_box,
 )
-from predictor.vision.face_detection import FaceDetector
+from predictor.vision.face_detection import Candidate, FaceDetector
 from tests.datasets import require_dataset, sample_utkface
 
 
@@ -114,7 +116,9 @@ def test_a_portrait_is_scanned_once(detector, monkeypatch):
     monkeypatch.setattr(
         CenterFaceDetector,
         "_scan",
-        lambda self, rgb, *args: scans.append(rgb.shape) or real_scan(self, rgb, *args),
+        lambda self, rgb, *args, **kwargs: (
+            scans.append(rgb.shape) or real_scan(self, rgb, *args, **kwargs)
+        ),
     )
     portrait = fairface_portraits(1, seed=3)[0]
     assert len(detector.detect(portrait)) == 1
@@ -122,6 +126,79 @@ def test_a_portrait_is_scanned_once(detector, monkeypatch):
     scans.clear()
     assert len(detector.detect(grid(fairface_portraits(4, seed=5), 200))) == 4
     assert len(scans) == 2  # a group photo: once as it is, once mirrored
+
+
+@pytest.mark.parametrize(
+    ("names", "tile", "weak"),
+    [
+        # Group photos of the tuning set (FairFace validation photos drawn with seed 7) in
+        # which one face peaks between the group threshold and the threshold.
+        (("4363.jpg", "2689.jpg", "826.jpg", "3531.jpg"), 150, (1, 0)),
+        (("4346.jpg", "2977.jpg", "2490.jpg", "1207.jpg"), 150, (1, 1)),
+        (("499.jpg", "1203.jpg", "3130.jpg", "4580.jpg"), 150, (1, 1)),
+    ],
+)
+def test_a_weak_face_of_a_group_photo_counts_when_it_is_as_large_as_the_others(
+    detector, names, tile, weak
+):
+    val = require_dataset("fairface") / "val"
+    photo = grid([np.asarray(Image.open(val / name).convert("RGB")) for name in names], tile)
+    without = CenterFaceDetector(group_threshold=DEFAULT_THRESHOLD).detect(photo)
+    assert weak not in tile_centres(without, tile) and len(without) == 3
+    boxes = detector.detect(photo)
+    assert tile_centres(boxes, tile) == [(0, 0), (0, 1), (1, 0), (1, 1)], boxes
+    (found,) = [box for box in boxes if tile_centres([box], tile) == [weak]]
+    assert DEFAULT_GROUP_THRESHOLD < found.score <= DEFAULT_THRESHOLD
+
+
+def fake_scans(monkeypatch, first: list[Candidate], mirrored: list[Candidate]) -> list[float]:
+    """``_scan`` gives ``first`` for the photo as it is and ``mirrored`` (in pixels of the
+    mirrored photo) for its mirror image, each cut at the scan's floor; returns the floors."""
+    floors: list[float] = []
+
+    def scan(self, rgb, padding, smoothing=0.0, floor=None):
+        floors.append(self.threshold if floor is None else floor)
+        given = mirrored if rgb.strides[1] < 0 or scan.calls else first
+        scan.calls += 1
+        return [face for face in given if face.score > floors[-1]]
+
+    scan.calls = 0
+    monkeypatch.setattr(CenterFaceDetector, "_scan", scan)
+    return floors
+
+
+def face(x0: float, side: float, score: float) -> Candidate:
+    return Candidate(x0, 100.0, x0 + side, 100.0 + side, score, CENTERFACE)
+
+
+def test_weak_peaks_count_in_a_group_photo_only_when_as_large_as_its_sure_faces(monkeypatch):
+    photo = np.zeros((600, 1200, 3), np.uint8)
+    sure = [face(10, 100, 0.9), face(210, 120, 0.8)]
+    weak_face = face(410, 80, 0.3)  # 80 >= 0.5 * the median side (110): a face
+    weak_ear = face(610, 40, 0.3)  # 40 < 55: an ear, a corner of glasses
+    too_weak = face(810, 100, 0.2)  # below the group threshold: never
+    floors = fake_scans(monkeypatch, [*sure, weak_face, weak_ear, too_weak], [])
+    boxes = CenterFaceDetector().detect(photo)
+    assert [round(box.score, 2) for box in boxes] == [0.9, 0.8, 0.3]
+    assert boxes[2].left < 450 < boxes[2].right  # the weak face, not the ear
+    assert floors == [DEFAULT_GROUP_THRESHOLD, DEFAULT_GROUP_THRESHOLD]  # as it is, mirrored
+
+
+def test_a_portraits_weak_peaks_never_count(monkeypatch):
+    """One sure face: a portrait, judged on the threshold alone, as before (no mirrored scan,
+    and a weak peak beside it as large as it is not a second face)."""
+    photo = np.zeros((400, 800, 3), np.uint8)
+    floors = fake_scans(monkeypatch, [face(10, 100, 0.9), face(300, 100, 0.34)], [])
+    boxes = CenterFaceDetector().detect(photo)
+    assert [round(box.score, 2) for box in boxes] == [0.9]
+    assert len(floors) == 1
+
+
+def test_without_a_group_threshold_below_the_threshold_weak_peaks_never_count(monkeypatch):
+    photo = np.zeros((600, 1200, 3), np.uint8)
+    fake_scans(monkeypatch, [face(10, 100, 0.9), face(210, 120, 0.8), face(410, 100, 0.3)], [])
+    boxes = CenterFaceDetector(group_threshold=DEFAULT_THRESHOLD).detect(photo)
+    assert [round(box.score, 2) for box in boxes] == [0.9, 0.8]
 
 
 def test_a_tightly_cropped_face_is_found_on_the_padded_retry(utkface_dir):
@@ -208,5 +285,9 @@ def test_bad_options_are_refused():
         CenterFaceDetector(mirror_from_faces=-1)
     with pytest.raises(ValueError, match="retry_smoothing"):
         CenterFaceDetector(retry_smoothing=-1)
+    with pytest.raises(ValueError, match="group_threshold"):
+        CenterFaceDetector(group_threshold=0.5)  # above the threshold
+    with pytest.raises(ValueError, match="group_threshold"):
+        CenterFaceDetector(group_min_side=-1)
     with pytest.raises(ValueError):
         CenterFaceDetector(min_work_side=256, max_work_side=128)
