@@ -5,10 +5,11 @@
 Held-out group photos are made of in-the-wild portraits. A face in one is smaller than alone
 (60-400 px across, as in ``bench/detection.py``'s grids), its neighbours' tiles border it, and
 the detector scans the whole photo. This takes ``--portraits`` FairFace validation photos
-(seeded), rates each one alone, then composes them into 2x2 and 3x3 grids (each portrait in one
-grid of each kind, tiles of one random size per grid) and rates every grid as the worker does:
-CenterFace on the whole photo, the 5-point alignment, the network mirrored. A tile's face is the
-detection matched to it (``photo_sets.tile_matches``); a tile with none counts as not found.
+(seeded), rates each one alone, then composes them into 2x2 and 3x3 grids (each portrait in
+one grid of each kind where the count allows, tiles of one random size per grid) and rates
+every grid as the worker does: CenterFace on the whole photo, the 5-point alignment, the
+network mirrored. A tile's face is the detection matched to it (``photo_sets.tile_matches``);
+a tile with none counts as not found.
 
 Printed per set: faces found, group accuracy and balanced accuracy (the mean of the nine
 groups'), on all faces found and on the faces found in every set (so the sets compare on the
@@ -101,17 +102,24 @@ def main() -> int:
             largest = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
             alone[index] = largest.age
     ages["alone (160 px portraits)"] = alone
+    placed = {"alone (160 px portraits)": np.ones(len(portraits), bool)}
     for side in (2, 3):
         found = np.full(len(portraits), np.nan)
+        label = f"{side}x{side} group photos"
+        placed[label] = np.zeros(len(portraits), bool)
         for rgb, tiles, members in grids_of(portraits, side, args.seed):
+            placed[label][members] = True
             faces = estimator.estimate(rgb)
             matches = tile_matches(tiles, [tuple(face.box) for face in faces])
             for member, match in zip(members, matches, strict=True):
                 if match is not None:
                     found[member] = faces[match].age
-        ages[f"{side}x{side} group photos"] = found
+        ages[label] = found
 
     everywhere = np.all([~np.isnan(values) for values in ages.values()], axis=0)
+    if not everywhere.any():
+        print("no face was found in every set")
+        return 1
     rows = []
     base = ages["alone (160 px portraits)"][everywhere]
     for label, values in ages.items():
@@ -120,7 +128,7 @@ def main() -> int:
         rows.append(
             [
                 label,
-                f"{int(seen.sum())} / {len(values)}",
+                f"{int(seen.sum())} / {int(placed[label].sum())}",
                 f"{100 * group_accuracy(values[seen], low[seen], high[seen], False):.1f}%",
                 f"{100 * group_accuracy(values[seen], low[seen], high[seen], True):.1f}%",
                 f"{100 * group_accuracy(same, low[everywhere], high[everywhere], False):.1f}%",

