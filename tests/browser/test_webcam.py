@@ -197,6 +197,53 @@ def test_the_result_page_waits_on_the_server_until_the_photo_is_finished(
     assert plain[0] == 0 and plain[1:] in ([], [len(sent) - 1]), sent
 
 
+# document.hidden, made switchable by the test (headless chromium's tabs are never hidden):
+# window.faceageTestHidden = true hides the page, and a visibilitychange event says so.
+HIDDEN_SWITCH = """
+Object.defineProperty(document, "hidden", {
+  configurable: true, get: () => window.faceageTestHidden === true,
+});
+"""
+
+
+def test_a_result_page_out_of_sight_asks_without_holding_a_wait(
+    live_server, phone_page, enqueued, tmp_path
+):
+    """A forgotten tab holds none of the server's waits: out of sight the page asks without
+    ?wait=, on its growing pause; back in sight it waits on the server again."""
+    from PIL import Image
+
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (120, 90), (90, 120, 150)).save(path)
+    page = phone_page
+    page.add_init_script(HIDDEN_SWITCH)
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda request: asked.append(request.url) if "distribution=1" in request.url else 0,
+    )
+    page.goto(live_server.url + "/")
+    page.set_input_files("#upload-form input[type=file]", str(path))
+    page.click("#upload-button")
+    page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
+    page.evaluate("window.faceageTestHidden = true")
+    count = len(asked)
+    # Three requests after hiding (the one held when it was hidden answers within 3 s).
+    for _ in range(150):
+        if len(asked) >= count + 3:
+            break
+        page.wait_for_timeout(100)
+    hidden = asked[count + 1 : count + 3]
+    assert len(hidden) == 2 and not any("wait=" in url for url in hidden), asked
+    page.evaluate("window.faceageTestHidden = false")
+    count = len(asked)
+    for _ in range(100):
+        if any("wait=3" in url for url in asked[count:]):
+            break
+        page.wait_for_timeout(100)
+    assert any("wait=3" in url for url in asked[count:]), asked
+
+
 PASTE_A_PHOTO = """async () => {
   const canvas = document.createElement("canvas");
   canvas.width = 160; canvas.height = 120;
