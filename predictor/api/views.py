@@ -140,17 +140,22 @@ def wait_until_terminal(prediction_id, seconds: float) -> None:
             pause = min(pause * 1.5, longest)
 
 
+# The query parameters of one prediction's representation (GET, and an upload with wait).
+WAIT_PARAMETER = OpenApiParameter(
+    "wait", int, description="Seconds to wait for a terminal status (0-30, default 0)"
+)
+DISTRIBUTION_PARAMETER = OpenApiParameter(
+    "distribution",
+    str,
+    enum=["0", "1", "true", "false"],
+    description="1: include each face's age distribution (101 probabilities)",
+)
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="Your predictions, newest first",
-        parameters=[
-            OpenApiParameter(
-                "distribution",
-                str,
-                enum=["0", "1", "true", "false"],
-                description="1: include each face's age distribution (101 probabilities)",
-            )
-        ],
+        parameters=[DISTRIBUTION_PARAMETER],
         # 404: a page number past the last page.
         responses={200: PredictionSerializer(many=True), 400: _errors[400], 404: _errors[404]},
     ),
@@ -160,19 +165,7 @@ def wait_until_terminal(prediction_id, seconds: float) -> None:
             "With `wait=N` (0-30 seconds), the answer is held until the prediction is "
             "finished or N seconds have passed, so a client needs no tight polling loop."
         ),
-        parameters=[
-            OpenApiParameter(
-                "wait",
-                int,
-                description="Seconds to wait for a terminal status (0-30, default 0)",
-            ),
-            OpenApiParameter(
-                "distribution",
-                str,
-                enum=["0", "1", "true", "false"],
-                description="1: include each face's age distribution (101 probabilities)",
-            ),
-        ],
+        parameters=[WAIT_PARAMETER, DISTRIBUTION_PARAMETER],
         responses={200: PredictionSerializer, 400: _errors[400], 404: _errors[404]},
     ),
     destroy=extend_schema(
@@ -191,7 +184,7 @@ class PredictionViewSet(
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        if self.action in ("list", "retrieve"):
+        if self.action in ("list", "retrieve", "create"):
             distribution_requested(request)  # a bad ?distribution= is a 400 before any work
 
     def get_throttles(self):
@@ -218,19 +211,7 @@ class PredictionViewSet(
             "202 while it still runs (check `status`)."
         ),
         request=PredictionUploadSerializer,
-        parameters=[
-            OpenApiParameter(
-                "wait",
-                int,
-                description="Seconds to wait for a terminal status (0-30, default 0; one photo)",
-            ),
-            OpenApiParameter(
-                "distribution",
-                str,
-                enum=["0", "1", "true", "false"],
-                description="With wait: include each face's age distribution (101 probabilities)",
-            ),
-        ],
+        parameters=[WAIT_PARAMETER, DISTRIBUTION_PARAMETER],
         responses={
             201: OpenApiResponse(
                 PredictionSerializer, description="With wait: the finished prediction"
@@ -250,9 +231,8 @@ class PredictionViewSet(
         },
     )
     def create(self, request, *args, **kwargs):
-        # The query parameters are checked before the upload is read or stored.
+        # Checked before the upload is read or stored (distribution too, in initial()).
         wait = wait_seconds(request.query_params.get("wait"))
-        distribution_requested(request)
         try:
             boxes = parse_boxes(request.data.get("boxes"))
         except BoxesRejected as rejected:
