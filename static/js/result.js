@@ -335,14 +335,14 @@
       })
       .then(function (prediction) {
         if (show(prediction)) { return; }
-        var answeredAfter = window.performance.now() - asked;
-        if (held && answeredAfter >= 1000 * WAIT_SECONDS && !document.hidden) {
+        // In sight, after an unheld answer or a wait that ran its course: wait again at once.
+        var waitedOut = held && window.performance.now() - asked >= 1000 * WAIT_SECONDS;
+        if (!document.hidden && (!held || waitedOut)) {
           poll(true);
           return;
         }
-        var pause = !held && !document.hidden ? 0 : Math.max(delay, 1000 * retryAfter);
-        if (held || document.hidden) { delay = Math.min(delay * 1.5, 3000); }
-        window.setTimeout(function () { poll(true); }, pause);
+        window.setTimeout(function () { poll(true); }, Math.max(delay, 1000 * retryAfter));
+        delay = Math.min(delay * 1.5, 3000);
       })
       .catch(function () {
         statusLine.textContent = gettext("Lost contact with the server; retrying…");
