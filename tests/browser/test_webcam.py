@@ -146,38 +146,50 @@ def test_several_files_open_a_batch_page_that_updates_itself(
     shots.take(page, "22-batch-page-phone")
 
 
+def open_result_page(page, base_url: str, tmp_path) -> list[str]:
+    """Upload a plain photo through the form and land on its result page; returns the list,
+    filled as the page goes on, of the URLs of the result page's requests to the API."""
+    from PIL import Image
+
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (120, 90), (90, 120, 150)).save(path)
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda request: asked.append(request.url) if "distribution=1" in request.url else 0,
+    )
+    page.goto(base_url + "/")
+    page.set_input_files("#upload-form input[type=file]", str(path))
+    page.click("#upload-button")
+    page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
+    return asked
+
+
+def until(page, check, seconds: float) -> None:
+    """Let the page run until ``check()`` is true or ``seconds`` have passed."""
+    for _ in range(round(10 * seconds)):
+        if check():
+            return
+        page.wait_for_timeout(100)
+
+
 def test_the_result_page_waits_on_the_server_until_the_photo_is_finished(
     live_server, phone_page, enqueued, tmp_path
 ):
     """After its first request, the result page asks with ?wait=3: the server holds each
     request until the photo is finished, so no request is needed to see it finish, and the
     faces show from the held request's answer."""
-    from PIL import Image
-
     from predictor.models import Face
 
-    path = tmp_path / "photo.jpg"
-    Image.new("RGB", (120, 90), (90, 120, 150)).save(path)
     page = phone_page
-    asked: list[str] = []
-    page.on(
-        "request",
-        lambda request: asked.append(request.url) if "/api/v1/predictions/" in request.url else 0,
-    )
-    page.goto(live_server.url + "/")
-    page.set_input_files("#upload-form input[type=file]", str(path))
-    page.click("#upload-button")
-    page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
+    asked = open_result_page(page, live_server.url, tmp_path)
     page.wait_for_selector("#status.status-queued", state="attached")
     assert "Waiting in the queue" in page.inner_text("#status")
-    deadline = 100  # tenths of a second
-    while not any("wait=3" in url for url in asked) and deadline:
-        page.wait_for_timeout(100)
-        deadline -= 1
+    until(page, lambda: any("wait=3" in url for url in asked), 10)
     assert any("wait=3" in url for url in asked), asked
     # Past the first, every request of the page waited on the server; none was plain, as a
     # polling loop's would be.
-    before = [url for url in asked if "distribution=1" in url]
+    before = list(asked)
     assert "wait=" not in before[0] and all("wait=3" in url for url in before[1:]), before
     # The worker is simulated: the photo finishes while a request is held.
     prediction = Prediction.objects.get()
@@ -192,13 +204,13 @@ def test_the_result_page_waits_on_the_server_until_the_photo_is_finished(
     # The finish came from a held request: no plain one was sent after the first, except the
     # first request of the page once it reloaded itself with the faces in (the last one).
     page.wait_for_load_state("load")
-    sent = [url for url in asked if "distribution=1" in url]
-    plain = [index for index, url in enumerate(sent) if "wait=" not in url]
-    assert plain[0] == 0 and plain[1:] in ([], [len(sent) - 1]), sent
+    plain = [index for index, url in enumerate(asked) if "wait=" not in url]
+    assert plain[0] == 0 and plain[1:] in ([], [len(asked) - 1]), asked
 
 
 # document.hidden, made switchable by the test (headless chromium's tabs are never hidden):
-# window.faceageTestHidden = true hides the page, and a visibilitychange event says so.
+# window.faceageTestHidden = true hides the page (the script reads document.hidden each time
+# it asks; no visibilitychange event is needed).
 HIDDEN_SWITCH = """
 Object.defineProperty(document, "hidden", {
   configurable: true, get: () => window.faceageTestHidden === true,
@@ -211,36 +223,18 @@ def test_a_result_page_out_of_sight_asks_without_holding_a_wait(
 ):
     """A forgotten tab holds none of the server's waits: out of sight the page asks without
     ?wait=, on its growing pause; back in sight it waits on the server again."""
-    from PIL import Image
-
-    path = tmp_path / "photo.jpg"
-    Image.new("RGB", (120, 90), (90, 120, 150)).save(path)
     page = phone_page
     page.add_init_script(HIDDEN_SWITCH)
-    asked: list[str] = []
-    page.on(
-        "request",
-        lambda request: asked.append(request.url) if "distribution=1" in request.url else 0,
-    )
-    page.goto(live_server.url + "/")
-    page.set_input_files("#upload-form input[type=file]", str(path))
-    page.click("#upload-button")
-    page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
+    asked = open_result_page(page, live_server.url, tmp_path)
     page.evaluate("window.faceageTestHidden = true")
     count = len(asked)
     # Three requests after hiding (the one held when it was hidden answers within 3 s).
-    for _ in range(150):
-        if len(asked) >= count + 3:
-            break
-        page.wait_for_timeout(100)
+    until(page, lambda: len(asked) >= count + 3, 15)
     hidden = asked[count + 1 : count + 3]
     assert len(hidden) == 2 and not any("wait=" in url for url in hidden), asked
     page.evaluate("window.faceageTestHidden = false")
     count = len(asked)
-    for _ in range(100):
-        if any("wait=3" in url for url in asked[count:]):
-            break
-        page.wait_for_timeout(100)
+    until(page, lambda: any("wait=3" in url for url in asked[count:]), 10)
     assert any("wait=3" in url for url in asked[count:]), asked
 
 
