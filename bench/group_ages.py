@@ -20,46 +20,33 @@ share of faces whose group changes.
 from __future__ import annotations
 
 import argparse
-import io
 import random
 import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.accuracy import group_of  # noqa: E402
 from bench.age_remap import group_accuracy  # noqa: E402
-from bench.photo_sets import FACE_SHARE_OF_TILE, FACE_SIDE_RANGE, tile_matches  # noqa: E402
+from bench.photo_sets import compose_grid, random_tile_side, tile_matches  # noqa: E402
 from bench.tables import print_table  # noqa: E402
 
 
 def grids_of(portraits: list[Path], side: int, seed: int):
     """The portraits in grids of ``side`` x ``side`` (in a seeded order; a last partial grid
-    is dropped): for each grid, its RGB pixels (through JPEG), its tiles and the index of each
-    tile's portrait."""
+    is dropped): for each grid, the photo and the index of each tile's portrait."""
     rng = np.random.default_rng(seed)
     order = list(range(len(portraits)))
     random.Random(seed).shuffle(order)
     per_grid = side * side
     for start in range(0, len(order) - per_grid + 1, per_grid):
-        low, high = FACE_SIDE_RANGE
-        face = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-        tile = round(face / FACE_SHARE_OF_TILE)
-        canvas = Image.new("RGB", (tile * side, tile * side))
-        tiles, members = [], order[start : start + per_grid]
-        for place, index in enumerate(members):
-            row, column = divmod(place, side)
-            with Image.open(portraits[index]) as portrait:
-                resized = portrait.convert("RGB").resize((tile, tile), Image.Resampling.BICUBIC)
-            canvas.paste(resized, (column * tile, row * tile))
-            tiles.append((column * tile, row * tile, (column + 1) * tile, (row + 1) * tile))
-        buffer = io.BytesIO()
-        canvas.save(buffer, "JPEG", quality=90)
-        yield np.asarray(Image.open(buffer).convert("RGB")), tiles, members
+        members = order[start : start + per_grid]
+        tile = random_tile_side(rng)
+        yield compose_grid([portraits[index] for index in members], side, tile), members
 
 
 def main() -> int:
@@ -107,10 +94,10 @@ def main() -> int:
         found = np.full(len(portraits), np.nan)
         label = f"{side}x{side} group photos"
         placed[label] = np.zeros(len(portraits), bool)
-        for rgb, tiles, members in grids_of(portraits, side, args.seed):
+        for photo, members in grids_of(portraits, side, args.seed):
             placed[label][members] = True
-            faces = estimator.estimate(rgb)
-            matches = tile_matches(tiles, [tuple(face.box) for face in faces])
+            faces = estimator.estimate(photo.rgb)
+            matches = tile_matches(photo.tiles, [tuple(face.box) for face in faces])
             for member, match in zip(members, matches, strict=True):
                 if match is not None:
                     found[member] = faces[match].age
@@ -125,6 +112,7 @@ def main() -> int:
     for label, values in ages.items():
         seen = ~np.isnan(values)
         same = values[everywhere]
+        pairs = zip(same, base, strict=True)
         rows.append(
             [
                 label,
@@ -134,7 +122,7 @@ def main() -> int:
                 f"{100 * group_accuracy(same, low[everywhere], high[everywhere], False):.1f}%",
                 f"{100 * group_accuracy(same, low[everywhere], high[everywhere], True):.1f}%",
                 f"{np.abs(same - base).mean():.2f}",
-                f"{100 * np.mean(group_of(same) != group_of(base)):.1f}%",
+                f"{100 * np.mean([group_of(a) != group_of(b) for a, b in pairs]):.1f}%",
             ]
         )
     print(
@@ -155,14 +143,6 @@ def main() -> int:
         rows,
     )
     return 0
-
-
-GROUP_STARTS = np.array([0, 3, 10, 20, 30, 40, 50, 60, 70])
-
-
-def group_of(ages: np.ndarray) -> np.ndarray:
-    """The FairFace group index of each age (rounded, as the served age is read)."""
-    return np.searchsorted(GROUP_STARTS, np.round(ages), side="right") - 1
 
 
 if __name__ == "__main__":

@@ -68,26 +68,38 @@ def load_rgb(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+def random_tile_side(rng: np.random.Generator) -> int:
+    """A grid's tile side: its face's side drawn log-uniformly from FACE_SIDE_RANGE."""
+    low, high = FACE_SIDE_RANGE
+    face = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    return round(face / FACE_SHARE_OF_TILE)
+
+
+def compose_grid(portraits: Sequence[Path], side: int, tile: int) -> GridPhoto:
+    """A group photo of ``side`` x ``side`` portraits (row by row), each scaled to ``tile``
+    pixels, saved through JPEG."""
+    canvas = Image.new("RGB", (tile * side, tile * side))
+    tiles = []
+    for place, path in enumerate(portraits):
+        row, column = divmod(place, side)
+        with Image.open(path) as portrait:
+            resized = portrait.convert("RGB").resize((tile, tile), Image.Resampling.BICUBIC)
+        canvas.paste(resized, (column * tile, row * tile))
+        tiles.append((column * tile, row * tile, (column + 1) * tile, (row + 1) * tile))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=90)
+    return GridPhoto(np.asarray(Image.open(buffer).convert("RGB")), tuple(tiles))
+
+
 def build_grids(files: Sequence[Path], side: int, count: int, seed: int) -> list[GridPhoto]:
     """``count`` photos of ``side`` x ``side`` portraits each, from ``files``."""
     rng = np.random.default_rng(seed)
     chooser = random.Random(seed)
     photos = []
     for _ in range(count):
-        low, high = FACE_SIDE_RANGE
-        face = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-        tile = round(face / FACE_SHARE_OF_TILE)
-        canvas = Image.new("RGB", (tile * side, tile * side))
-        tiles = []
-        for row in range(side):
-            for column in range(side):
-                with Image.open(chooser.choice(files)) as portrait:
-                    resized = portrait.convert("RGB").resize((tile, tile), Image.Resampling.BICUBIC)
-                canvas.paste(resized, (column * tile, row * tile))
-                tiles.append((column * tile, row * tile, (column + 1) * tile, (row + 1) * tile))
-        buffer = io.BytesIO()
-        canvas.save(buffer, "JPEG", quality=90)
-        photos.append(GridPhoto(np.asarray(Image.open(buffer).convert("RGB")), tuple(tiles)))
+        tile = random_tile_side(rng)
+        chosen = [chooser.choice(files) for _ in range(side * side)]
+        photos.append(compose_grid(chosen, side, tile))
     return photos
 
 
