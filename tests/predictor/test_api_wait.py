@@ -59,9 +59,7 @@ class FakeClock:
 
 @pytest.fixture
 def uploaded(api_client, enqueued):
-    photo = images.encode(Image.new("RGB", (160, 120), (90, 120, 150)))
-    upload = SimpleUploadedFile("p.jpg", photo, "image/jpeg")
-    return api_client.post(URL, {"image": upload}, format="multipart").json()
+    return upload(api_client, query="").json()
 
 
 def test_wait_returns_as_soon_as_the_prediction_is_finished(api_client, uploaded, monkeypatch):
