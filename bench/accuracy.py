@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import json
 import random
 import sys
 import time
@@ -142,10 +143,16 @@ def main(argv: list[str] | None = None) -> None:
     networks = (
         [("dlib-age-v1", AgeNetwork.bundled())] if not wanted or "dlib-age-v1" in wanted else []
     )
+    # Every shipped version, as its card says it is served: its own network, or another's
+    # weights with a second opinion (faceage-v6).
+    shipped = {path.stem for path in SHIPPED_MODELS_DIR.glob("*.keras")}
+    shipped |= {
+        path.stem
+        for path in SHIPPED_MODELS_DIR.glob("*.json")
+        if "weights" in json.loads(path.read_text(encoding="utf-8"))
+    }
     networks += [
-        (path.stem, AgeNetwork.from_keras_file(path))
-        for path in sorted(SHIPPED_MODELS_DIR.glob("*.keras"))
-        if not wanted or path.stem in wanted
+        (name, AgeNetwork.shipped(name)) for name in sorted(shipped) if not wanted or name in wanted
     ]
     detectors = {
         "hog": ("HOG cascade", FaceDetector),

@@ -48,13 +48,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL, shipped_model_path
+    from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL
     from predictor.vision.centerface import CenterFaceDetector
     from predictor.vision.estimator import AgeEstimator
     from predictor.vision.image_loading import PhotoLimits, as_array, load_photo
     from predictor.vision.photo import decode_photo
 
-    network = AgeNetwork.from_keras_file(shipped_model_path(DEFAULT_SHIPPED_MODEL))
+    network = AgeNetwork.shipped(DEFAULT_SHIPPED_MODEL)
     network.mirrored = True
     detector = CenterFaceDetector()
     estimator = AgeEstimator(network, detector)

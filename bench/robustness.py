@@ -139,12 +139,15 @@ def main() -> int:
 
     django.setup()
     from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.bundled_models import shipped_model_path
     from training.pipeline.evaluation import group_metrics
 
     def load(name: str) -> AgeNetwork:
-        path = Path(name) if name.endswith(".keras") else shipped_model_path(name)
-        network = AgeNetwork.from_keras_file(path)
+        # A shipped name is loaded as its card says it is served (faceage-v6: a second opinion).
+        network = (
+            AgeNetwork.from_keras_file(Path(name))
+            if name.endswith(".keras")
+            else AgeNetwork.shipped(name)
+        )
         network.mirrored = True
         return network
 

@@ -12,8 +12,9 @@ For each photo the timer covers what the worker does after reading the stored by
 check, detect, align, and rate the faces (``AgeEstimator.estimate``). One process, after a
 warm-up photo. Rows: the old pipeline (HOG cascade + dlib network, one pass, full-size decode);
 CenterFace + the default shipped network, mirrored, on the full-size decode (as served until
-large JPEGs were decoded at a reduced scale); and the same as the worker serves it now
-(``decode_photo``: a large JPEG at half size or less, the full size only for small faces).
+large JPEGs were decoded at a reduced scale); the same as the worker serves it now
+(``decode_photo``: a large JPEG at half size or less, the full size only for small faces);
+and, where the default is served with a second opinion (faceage-v6), its network alone.
 """
 
 from __future__ import annotations
@@ -60,14 +61,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL, shipped_model_path
+    from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL, shipped_weights_name
     from predictor.vision.centerface import CenterFaceDetector
     from predictor.vision.estimator import AgeEstimator
     from predictor.vision.face_detection import FaceDetector
     from predictor.vision.image_loading import PhotoLimits, as_array, load_photo
     from predictor.vision.photo import decode_photo
 
-    served = AgeNetwork.from_keras_file(shipped_model_path(DEFAULT_SHIPPED_MODEL))
+    served = AgeNetwork.shipped(DEFAULT_SHIPPED_MODEL)
     served.mirrored = True
     limits = PhotoLimits(max_bytes=None, max_pixels=40_000_000)
 
@@ -86,6 +87,13 @@ def main(argv: list[str] | None = None) -> None:
         f"CenterFace + {DEFAULT_SHIPPED_MODEL}, mirrored, full-size decode": (new, full_size),
         f"CenterFace + {DEFAULT_SHIPPED_MODEL}, mirrored (served)": (new, as_the_worker),
     }
+    if served.second_opinion is not None:
+        # The network the default serves, without its second opinion (the default before it).
+        alone = AgeNetwork.shipped(shipped_weights_name(DEFAULT_SHIPPED_MODEL))
+        alone.mirrored = True
+        weights = shipped_weights_name(DEFAULT_SHIPPED_MODEL)
+        name = f"CenterFace + {weights}, mirrored, no second opinion"
+        pipelines[name] = (AgeEstimator(alone, new.detector, new.aligner), as_the_worker)
     sets = photos(args.photos, args.seed)
     rows = []
     for kind, items in sets.items():

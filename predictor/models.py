@@ -85,6 +85,15 @@ class ModelVersion(models.Model):
             "80% interval. 1.0 = uncalibrated."
         ),
     )
+    second_opinion = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=gettext_lazy(
+            "The face descriptor's age head mixed into the network's answer, and the weights "
+            'of the mix: {"head", "network_weight", "descriptor_weight"}; empty: none'
+        ),
+        verbose_name=gettext_lazy("second opinion"),
+    )
     is_active = models.BooleanField(default=False, verbose_name=gettext_lazy("active"))
     created_at = models.DateTimeField(default=timezone.now, verbose_name=gettext_lazy("created at"))
     activated_at = models.DateTimeField(
@@ -294,6 +303,7 @@ def shipped_version_fields(name: str) -> dict:
         "description_code": messages.SHIPPED,
         "temperature": card["temperature"],
         "metrics": card["figures"]["registry"],
+        "second_opinion": card.get("second_opinion", {}),
     }
 
 

@@ -29,9 +29,13 @@ _earlier: dict[str, Any] = {"version_id": None, "estimator": None}
 
 
 def load_network(version: ModelVersion) -> AgeNetwork:
-    """The version's network, with its calibration temperature set."""
+    """The version's network, with its calibration temperature and its second opinion set."""
     network = _load_weights(version)
     network.temperature = version.temperature
+    if version.second_opinion:
+        from predictor.vision.second_opinion import from_settings
+
+        network.second_opinion = from_settings(version.second_opinion)
     return network
 
 

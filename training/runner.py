@@ -6,6 +6,7 @@ TensorFlow, so only workers and management commands load it.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -69,8 +70,36 @@ def starting_point(run: TrainingRun) -> tuple[str, str | None, str]:
 
     copy.parent.mkdir(parents=True, exist_ok=True)
     load_network(version).save(copy)
+    # The start's second opinion goes with the copy (start_second_opinion).
+    (checkpoint_dir(run) / "start_second_opinion.json").write_text(
+        json.dumps(version.second_opinion or {})
+    )
     recorded.write_text(version.name)
     return "active", str(copy), version.name
+
+
+def start_second_opinion(run: TrainingRun, network, val: dict) -> dict:
+    """The second opinion of the model a run started from (``{}`` if none, or if the run
+    does not start from the active model), with its mix weights fitted again on the run's
+    validation split (:func:`predictor.vision.second_opinion.fit_weights`), for the run's
+    ``network``: the candidate is measured, calibrated, judged and served with it."""
+    recorded = checkpoint_dir(run) / "start_second_opinion.json"
+    if run.init != TrainingRun.Init.ACTIVE or not recorded.exists():
+        return {}
+    settings_ = json.loads(recorded.read_text() or "{}")
+    if not settings_ or network.num_classes != 101 or not len(val["ages"]):
+        return {}
+    from predictor.vision.second_opinion import SecondOpinion, fit_weights, from_settings
+
+    opinion = from_settings(settings_)
+    chips = val["chips"]
+    weights = fit_weights(
+        network.predict(chips).probabilities,
+        opinion.head_probabilities(chips),
+        val.get("age_low", val["ages"]),
+        val.get("age_high", val["ages"]),
+    )
+    return SecondOpinion(opinion.name, opinion.head, *weights).settings()
 
 
 def checkpoint_dir(run: TrainingRun) -> Path:
@@ -438,8 +467,21 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         return run
 
     reporter.stage(Stage.EVALUATING, progress=1.0)
-    # Measured, calibrated and judged as it will be served (mirrored inference included).
+    # Measured, calibrated and judged as it will be served (mirrored inference included, and
+    # the second opinion of the model it started from, if that had one).
     result.network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE
+    second_opinion = start_second_opinion(run, result.network, val)
+    if second_opinion:
+        from predictor.vision.second_opinion import from_settings
+
+        result.network.second_opinion = from_settings(second_opinion)
+        run.append_log(
+            gettext_noop(
+                "second opinion: %(head)s, mixed with weights %(network_weight)s (network) and "
+                "%(descriptor_weight)s (head), fitted on the validation split"
+            ),
+            **{key: str(value) for key, value in second_opinion.items()},
+        )
     metrics = evaluate_network(result.network, test.at(chip_size))
     # Temperature scaling: fitted on this run's validation split, checked on its test split.
     temperature, calibration = calibrate(result.network, val, test.at(chip_size))
@@ -481,6 +523,7 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
         framework=ModelVersion.FRAMEWORK_KERAS,
         artifact=artifact,
         temperature=temperature,
+        second_opinion=second_opinion,
         description_code=FINE_TUNED,
         description_params={"init": start_name, "dataset": dataset.name, "run": run.pk},
         metrics={

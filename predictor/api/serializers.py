@@ -258,6 +258,11 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     download_urls = serializers.SerializerMethodField(
         help_text="SavedModel and TFLite zips; 202 while the export is being built"
     )
+    second_opinion = serializers.SerializerMethodField(
+        help_text="The face descriptor's age head mixed into the network's distribution and the "
+        "weights of the mix (distribution ∝ network^network_weight × head^descriptor_weight); "
+        "an empty object when the version has none. The downloads hold the network alone."
+    )
 
     class Meta:
         model = ModelVersion
@@ -270,9 +275,23 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "card_url",
             "download_urls",
             "temperature",
+            "second_opinion",
             "promotion_override",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {
+                "head": {"type": "string"},
+                "network_weight": {"type": "number"},
+                "descriptor_weight": {"type": "number"},
+            },
+        }
+    )
+    def get_second_opinion(self, obj: ModelVersion) -> dict:
+        return dict(obj.second_opinion or {})
 
     @extend_schema_field({"type": "object"})
     def get_metrics(self, obj: ModelVersion) -> dict:

@@ -26,6 +26,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -40,6 +41,9 @@ from predictor.vision.bundled_models import (
     INPUT_SCALE,
     age_onnx_path,
 )
+
+if TYPE_CHECKING:
+    from predictor.vision.second_opinion import SecondOpinion
 
 __all__ = [
     "AgeDistribution",
@@ -344,6 +348,9 @@ class AgeNetwork:
         # Mirrored test-time augmentation: the mean of the distributions for each chip and
         # its mirror image (bench/accuracy.py measures what it gains).
         self.mirrored = False
+        # A second opinion from the face descriptor, mixed into every answer when set
+        # (predictor.vision.second_opinion; a model version's ``second_opinion``).
+        self.second_opinion: SecondOpinion | None = None
         # A fixed signature traces once for every batch size; uint8 in, so the
         # float conversion happens inside the graph and no float copy is made in
         # NumPy.
@@ -367,6 +374,21 @@ class AgeNetwork:
         model = build_age_network(AGE_CLASS_AGES.shape[0])
         load_onnx_weights(model)
         return cls(model, AGE_CLASS_AGES)
+
+    @classmethod
+    def shipped(cls, name: str) -> AgeNetwork:
+        """A network shipped in the repository, as its card says it is served: its weights
+        (another shipped network's file where the card names one) and its second opinion.
+        The temperature stays 1; :attr:`mirrored` stays off."""
+        from predictor.vision.bundled_models import shipped_model_card, shipped_model_path
+
+        network = cls.from_keras_file(shipped_model_path(name))
+        opinion = shipped_model_card(name).get("second_opinion")
+        if opinion:
+            from predictor.vision.second_opinion import from_settings
+
+            network.second_opinion = from_settings(opinion)
+        return network
 
     @classmethod
     def from_keras_file(
@@ -420,7 +442,8 @@ class AgeNetwork:
 
         Returns:
             :class:`AgeDistribution` with N rows; with :attr:`mirrored` set, of the mean
-            distribution of each chip and its mirror image.
+            distribution of each chip and its mirror image; with :attr:`second_opinion`
+            set, that distribution mixed with the descriptor head's for the same chip.
 
         Raises:
             ValueError: wrong dtype or shape.
@@ -441,6 +464,8 @@ class AgeNetwork:
             probabilities = self._forward_mirrored(chips)
         else:
             probabilities = self._forward(tf.constant(chips)).numpy()
+        if self.second_opinion is not None:
+            probabilities = self.second_opinion.apply(probabilities, chips)
         return distribution_from_probabilities(probabilities, self._class_ages)
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -27,7 +27,7 @@ MANIFEST_NAME = "manifest.json"
 SHAPE_PREDICTOR_NAME = "shape_predictor_5_face_landmarks.dat"
 CNN_FACE_DETECTOR_NAME = "mmod_human_face_detector.dat"
 
-DEFAULT_SHIPPED_MODEL = "faceage-v5"
+DEFAULT_SHIPPED_MODEL = "faceage-v6"
 """The network a fresh install serves (``ModelVersion.DEFAULT_NAME``)."""
 
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -108,11 +108,37 @@ INPUT_SCALE: float = float(_age_spec()["input"]["normalization"]["scale"])
 
 
 def shipped_model_path(name: str) -> Path:
-    """The ``.keras`` file of a network that ships in the repository."""
+    """The ``.keras`` file of a network that ships in the repository. A shipped version that
+    serves another shipped network's weights with a second opinion (faceage-v6) names that
+    network in its card's ``weights``."""
     path = SHIPPED_MODELS_DIR / f"{name}.keras"
+    if not path.is_file() and shipped_weights_name(name) != name:
+        return shipped_model_path(shipped_weights_name(name))
     if not path.is_file():
         raise FileNotFoundError(f"no shipped model {name!r} at {path}")
     return path
+
+
+def shipped_head_path(name: str) -> Path:
+    """The ``.npz`` file of a second-opinion head that ships in the repository
+    (:class:`predictor.vision.second_opinion.DescriptorAgeHead`)."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise FileNotFoundError(f"not the name of a shipped head: {name!r}")
+    path = SHIPPED_MODELS_DIR / f"{name}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"no shipped head {name!r} at {path}")
+    return path
+
+
+def shipped_weights_name(name: str) -> str:
+    """The shipped network whose ``.keras`` file ``name`` serves: its card's ``weights``, or
+    ``name`` itself."""
+    card = SHIPPED_MODELS_DIR / f"{name}.json"
+    if card.is_file():
+        weights = shipped_model_card(name).get("weights")
+        if isinstance(weights, str) and weights:
+            return weights
+    return name
 
 
 def shipped_model_card(name: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +139,7 @@ class FaceRecognitionNetwork:
 
     channel_means: tuple[float, float, float]
     chip_size: int
-    layers: list[tuple[tuple, tuple | np.ndarray | None]] = field(default_factory=list)
+    layers: list[tuple[tuple, Any]] = field(default_factory=list)
 
 
 class _Reader:
@@ -225,7 +226,10 @@ def _read_details(reader: _Reader, kind: str, argument, channels: int):
         weights = filters * channels * kernel * kernel
         if params.size != weights + filters:
             raise ValueError(f"convolution of {params.size} numbers, expected {weights + filters}")
-        return (params[:weights].reshape(filters, channels, kernel, kernel), params[weights:]), filters
+        return (
+            params[:weights].reshape(filters, channels, kernel, kernel),
+            params[weights:],
+        ), filters
     if kind == "affine":
         version = reader.version("bn_con2", "affine_", "affine_2")
         params = reader.tensor().ravel()
@@ -256,9 +260,9 @@ def _read_details(reader: _Reader, kind: str, argument, channels: int):
     if kind in ("max_pool", "avg_pool"):
         window, stride = argument
         reader.version(f"{kind}_2")
-        found = tuple(reader.integer() for _ in range(6))
-        if found != (window, window, stride, stride, 0, 0):
-            raise ValueError(f"{kind} {found}, expected window {window} stride {stride}")
+        pool = tuple(reader.integer() for _ in range(6))
+        if pool != (window, window, stride, stride, 0, 0):
+            raise ValueError(f"{kind} {pool}, expected window {window} stride {stride}")
         return None, channels
     if kind == "add_prev":
         reader.version("add_prev_")
@@ -304,7 +308,9 @@ def read_face_recognition_network(path: str | os.PathLike | None = None) -> Face
 
     network = FaceRecognitionNetwork(channel_means=means, chip_size=CHIP_SIZE)
     channels, tagged = 3, {}
-    for position, ((kind, argument), version) in enumerate(zip(_ARCHITECTURE, versions)):
+    for position, ((kind, argument), version) in enumerate(
+        zip(_ARCHITECTURE, versions, strict=True)
+    ):
         if kind in ("tag", "skip"):
             if version != 1:
                 raise ValueError(f"{kind} layer of version {version}")
@@ -347,7 +353,8 @@ def build_onnx_model(network: FaceRecognitionNetwork):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes, initializers = [], []
+    nodes: list[Any] = []
+    initializers: list[Any] = []
 
     def constant(value: np.ndarray, stem: str) -> str:
         name = f"{stem}_{len(initializers)}"
@@ -401,7 +408,11 @@ def build_onnx_model(network: FaceRecognitionNetwork):
                 shape = (shape[0], side, side)
         elif kind == "add_prev":
             other, other_shape = tagged[argument]
-            out = tuple(max(a, b) for a, b in zip(shape, other_shape, strict=True))
+            out = (
+                max(shape[0], other_shape[0]),
+                max(shape[1], other_shape[1]),
+                max(shape[2], other_shape[2]),
+            )
 
             def padded(name: str, have: tuple[int, int, int], out=out) -> str:
                 if have == out:
@@ -445,9 +456,10 @@ class FaceDescriptor:
         """Descriptors ``(N, 128)`` of chips ``(N, 150, 150, 3)`` (uint8 or float, 0..255)."""
         chips = np.asarray(chips)
         if chips.ndim != 4 or chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
-            raise ValueError(f"expected chips of shape (N, {CHIP_SIZE}, {CHIP_SIZE}, 3), got {chips.shape}")
+            raise ValueError(
+                f"expected chips of shape (N, {CHIP_SIZE}, {CHIP_SIZE}, 3), got {chips.shape}"
+            )
         if len(chips) == 0:
             return np.zeros((0, DESCRIPTOR_SIZE), np.float32)
         (descriptors,) = self._session.run(None, {"chips": chips.astype(np.float32)})
         return descriptors
-

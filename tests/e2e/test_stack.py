@@ -74,7 +74,7 @@ def test_uploads_flow_through_the_queue_to_stored_results(stack):
     for path, url in accepted:
         body = wait_terminal(session, url)
         assert body["status"] == "succeeded", body
-        assert body["model_version"] == "faceage-v5"
+        assert body["model_version"] == "faceage-v6"
         assert len(body["faces"]) == 1, (path.name, body)
         face = body["faces"][0]
         assert 0 <= face["age"] <= 100 and face["age_std"] > 0

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from jobs.workers import worker_identity
 from predictor import tasks
-from predictor.models import Prediction
+from predictor.models import ModelVersion, Prediction
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,7 @@ def test_claim_takes_a_queued_prediction_once():
     assert claimed is not None
     assert claimed.status == Status.RUNNING and claimed.attempts == 1
     assert claimed.claimed_by == worker_identity()
-    assert claimed.model_version.name == "faceage-v5"
+    assert claimed.model_version.name == ModelVersion.DEFAULT_NAME
     # The same message delivered again while a live worker (here: pid 1) holds it does nothing.
     Prediction.objects.filter(pk=prediction.pk).update(claimed_by=f"{socket.gethostname()}:1")
     assert tasks.claim(prediction.pk) is None

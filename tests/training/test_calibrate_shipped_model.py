@@ -14,10 +14,15 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL, shipped_model_path
+from predictor.vision.bundled_models import (
+    DEFAULT_SHIPPED_MODEL,
+    shipped_model_path,
+    shipped_weights_name,
+)
 from training.management.commands import calibrate_shipped_model as command
 
-NAME = DEFAULT_SHIPPED_MODEL
+# The network the default serves (its own card and weights).
+NAME = shipped_weights_name(DEFAULT_SHIPPED_MODEL)
 
 
 def split(size: int, seed: int, groups: bool) -> dict[str, np.ndarray]:

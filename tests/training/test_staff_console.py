@@ -71,7 +71,7 @@ def test_the_console_shows_the_active_model_the_candidates_and_the_runs(staff_cl
     dataset = Dataset.objects.create(name="utk", kind=Dataset.Kind.UTKFACE, status="succeeded")
     TrainingRun.objects.create(dataset=dataset, status=TrainingRun.Status.RUNNING, progress=0.4)
     html = staff_client.get("/staff/").content.decode()
-    assert "faceage-v5" in html and "good-run" in html and "worse-run" in html
+    assert ModelVersion.DEFAULT_NAME in html and "good-run" in html and "worse-run" in html
     assert "4.80" in html and "2.50" in html  # MAE and children's MAE side by side
     # The per-decade chart: 70+ pools 70-79 and 80-89 by their counts (3 x 9 + 1 x 13) / 4.
     assert "70+ 10.0" in html

@@ -61,11 +61,15 @@ def _training_data(version: ModelVersion) -> dict[str, Any]:
         from predictor.vision.bundled_models import shipped_model_card
 
         card = shipped_model_card(version.shipped_name)
-        training = card["training"]
+        # A version that serves another shipped network's weights with a second opinion
+        # (faceage-v6): that network's training is the one described.
+        network_card = shipped_model_card(card.get("weights") or version.shipped_name)
+        training = network_card["training"]
         return {
             "bundled": False,
-            "dataset": card["training_data"]["dataset"],
-            "train_images": card["training_data"]["train_faces"],
+            "dataset": network_card["training_data"]["dataset"],
+            "train_images": network_card["training_data"]["train_faces"],
+            "weights_of": card.get("weights") or "",
             "epochs_run": training["epochs_run"],
             "best_epoch": training["best_epoch"],
             # A soup (build_bundled_model --soup N --soup-with NAME): the first member's
@@ -128,6 +132,7 @@ def card_context(version: ModelVersion) -> dict[str, Any]:
         "input_name": INPUT_NAME,
         "stem": file_stem(version),
         "temperature": float(getattr(version, "temperature", 1.0)),
+        "second_opinion": getattr(version, "second_opinion", None) or {},
     }
 
 

@@ -59,7 +59,9 @@ def test_descriptors_equal_dlibs_own(descriptor, chips):
 
 def test_batch_order_and_dtypes_do_not_matter(descriptor, chips):
     one_by_one = np.concatenate([descriptor.describe(chip[None]) for chip in chips[:4]])
-    np.testing.assert_allclose(descriptor.describe(chips[:4].astype(np.float32)), one_by_one, atol=1e-5)
+    np.testing.assert_allclose(
+        descriptor.describe(chips[:4].astype(np.float32)), one_by_one, atol=1e-5
+    )
     np.testing.assert_allclose(descriptor.describe(chips[3::-1]), one_by_one[::-1], atol=1e-5)
 
 

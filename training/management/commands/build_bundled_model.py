@@ -40,7 +40,7 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from predictor.vision.bundled_models import CHIP_SIZE, DEFAULT_SHIPPED_MODEL
+from predictor.vision.bundled_models import CHIP_SIZE, DEFAULT_SHIPPED_MODEL, shipped_weights_name
 from training.progress_bar import ProgressBar
 
 MODELS_DIR = Path(settings.BASE_DIR) / "predictor" / "vision" / "models"
@@ -201,7 +201,8 @@ class Command(BaseCommand):
     help = "Train the default model that ships in the repository (FairFace only)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--name", default=DEFAULT_SHIPPED_MODEL)
+        # The network the default serves (faceage-v6 serves faceage-v5's with a second opinion).
+        parser.add_argument("--name", default=shipped_weights_name(DEFAULT_SHIPPED_MODEL))
         parser.add_argument("--epochs", type=int, default=6)
         parser.add_argument("--learning-rate", type=float, default=5e-4)
         parser.add_argument("--batch-size", type=int, default=64)
@@ -234,7 +235,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--replaces",
-            default=DEFAULT_SHIPPED_MODEL,
+            default=shipped_weights_name(DEFAULT_SHIPPED_MODEL),
             metavar="NAME",
             help="the shipped network this build replaces as the default: the registry (model "
             "page, /api/v1/models/) sets the build's figures beside it (default: the current "

@@ -40,12 +40,20 @@ class Command(BaseCommand):
 
         started = time.monotonic()
         name = options["name"]
-        card_path, model_path = MODELS_DIR / f"{name}.json", MODELS_DIR / f"{name}.keras"
-        if not card_path.is_file() or not model_path.is_file():
+        card_path = MODELS_DIR / f"{name}.json"
+        if not card_path.is_file():
             raise CommandError(f"no shipped network {name!r} in {MODELS_DIR}")
         card = json.loads(card_path.read_text())
+        # A version served with a second opinion names the network whose weights it serves.
+        model_path = MODELS_DIR / f"{card.get('weights') or name}.keras"
+        if not model_path.is_file():
+            raise CommandError(f"no shipped network {name!r} in {MODELS_DIR}")
         network = AgeNetwork.from_keras_file(model_path)
         network.mirrored = bool(card.get("mirrored", True))
+        if card.get("second_opinion"):
+            from predictor.vision.second_opinion import from_settings
+
+            network.second_opinion = from_settings(card["second_opinion"])
         utkface_test = card["figures"]["utkface_test"]["count"]
         val, test, utk = held_out_splits(network.chip_size, options["workers"], utkface_test)
         if len(utk["ages"]) != utkface_test:

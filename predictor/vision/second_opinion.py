@@ -1,0 +1,238 @@
+"""A second opinion on each face's age, from dlib's face descriptor, mixed into the network's.
+
+The age network reads a 64 px chip. dlib's face-recognition network
+(:mod:`predictor.vision.face_descriptor`), trained on millions of faces to tell people apart,
+describes the same chip (enlarged to its 150 px) with 128 numbers, and those hold age the age
+network misses. A small head (:class:`DescriptorAgeHead`: one hidden layer, softmax over the
+ages 0-100) reads them, trained on FairFace's training photos
+(``manage.py build_second_opinion``). The served distribution is the product of the two,
+each raised to a weight fitted on validation data (:func:`fit_weights`)::
+
+    served(age) ∝ network(age) ** network_weight * head(age) ** descriptor_weight
+
+A product of experts: an age both find likely stays likely, one that either rules out
+does not. It is a function of the chip alone, so wherever a network's answer is measured
+(evaluation, calibration, the promotion gate, shadow runs) the mix is measured with it.
+``docs/benchmarks.md``, "The shipped model: faceage-v6", has the figures.
+
+No Django imports. No TensorFlow: the head is three small matrix products in NumPy, the
+descriptor runs on onnxruntime.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from predictor.vision.face_descriptor import CHIP_SIZE as DESCRIPTOR_CHIP_SIZE
+from predictor.vision.face_descriptor import DESCRIPTOR_SIZE, FaceDescriptor
+
+__all__ = [
+    "AGES",
+    "DescriptorAgeHead",
+    "SecondOpinion",
+    "enlarge",
+    "fit_weights",
+    "from_settings",
+    "mix",
+    "shared_descriptor",
+]
+
+AGES = 101  # the head's classes: the ages 0..100, as the shipped networks'
+_FLOOR = 1e-12
+# The grid fit_weights searches: each weight 0, 0.1, ..., 1.6.
+WEIGHT_GRID = tuple(round(0.1 * step, 1) for step in range(17))
+_HEAD_KEYS = ("mean", "variance", "hidden_kernel", "hidden_bias", "kernel", "bias")
+
+
+@functools.lru_cache(maxsize=1)
+def shared_descriptor() -> FaceDescriptor:
+    """One descriptor network per process (22 MB of weights, built in about a second)."""
+    return FaceDescriptor(threads=1)
+
+
+def enlarge(chips: np.ndarray) -> np.ndarray:
+    """``(N, S, S, 3)`` uint8 chips resized to the descriptor's 150 px (bilinear, as the
+    head was trained)."""
+    chips = np.asarray(chips, dtype=np.uint8)
+    if chips.shape[1:3] == (DESCRIPTOR_CHIP_SIZE, DESCRIPTOR_CHIP_SIZE):
+        return chips
+    size = (DESCRIPTOR_CHIP_SIZE, DESCRIPTOR_CHIP_SIZE)
+    out = np.empty((len(chips), *size, 3), dtype=np.uint8)
+    for row, chip in enumerate(chips):
+        out[row] = np.asarray(Image.fromarray(chip, "RGB").resize(size, Image.Resampling.BILINEAR))
+    return out
+
+
+def mix(
+    network: np.ndarray, head: np.ndarray, network_weight: float, descriptor_weight: float
+) -> np.ndarray:
+    """``network ** network_weight * head ** descriptor_weight``, each row normalised;
+    ``(N, 101)`` float32."""
+    logs = network_weight * np.log(np.maximum(np.asarray(network, np.float64), _FLOOR))
+    logs = logs + descriptor_weight * np.log(np.maximum(np.asarray(head, np.float64), _FLOOR))
+    logs -= logs.max(axis=1, keepdims=True)
+    out = np.exp(logs)
+    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _group_log_likelihood(probabilities: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
+    years = np.arange(probabilities.shape[1])
+    inside = (years[None, :] >= low[:, None]) & (years[None, :] <= high[:, None])
+    return float(np.log(np.maximum((probabilities * inside).sum(axis=1), _FLOOR)).mean())
+
+
+def fit_weights(
+    network: np.ndarray, head: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> tuple[float, float]:
+    """The two weights of :func:`mix`, on :data:`WEIGHT_GRID`, with the highest likelihood
+    of the validation faces' labels: an exact age (``low == high``) or an age group
+    ``[low, high]`` in whole years (FairFace's ``20-29``). Ties go to the smaller weights.
+
+    Raises:
+        ValueError: no faces, or shapes that do not match.
+    """
+    network, head = np.asarray(network), np.asarray(head)
+    low, high = np.asarray(low), np.asarray(high)
+    if network.shape != head.shape or network.ndim != 2 or not len(network):
+        raise ValueError(
+            f"need two (N, K) distributions of N > 0, got {network.shape} {head.shape}"
+        )
+    if low.shape != (len(network),) or high.shape != low.shape or np.any(high < low):
+        raise ValueError("need one label [low, high] per face, low <= high")
+    best, best_score = (1.0, 0.0), -np.inf
+    for a in WEIGHT_GRID:
+        for b in WEIGHT_GRID:
+            if a + b == 0:
+                continue
+            score = _group_log_likelihood(mix(network, head, a, b), low, high)
+            if score > best_score + 1e-12:
+                best, best_score = (a, b), score
+    return best
+
+
+@dataclass(frozen=True)
+class DescriptorAgeHead:
+    """Ages 0..100 from a descriptor: normalise, one hidden ReLU layer, softmax."""
+
+    mean: np.ndarray  # (128,)
+    variance: np.ndarray  # (128,)
+    hidden_kernel: np.ndarray  # (128, H)
+    hidden_bias: np.ndarray  # (H,)
+    kernel: np.ndarray  # (H, 101)
+    bias: np.ndarray  # (101,)
+
+    def __post_init__(self) -> None:
+        hidden = self.hidden_bias.shape[0] if self.hidden_bias.ndim == 1 else -1
+        shapes = {
+            "mean": (DESCRIPTOR_SIZE,),
+            "variance": (DESCRIPTOR_SIZE,),
+            "hidden_kernel": (DESCRIPTOR_SIZE, hidden),
+            "hidden_bias": (hidden,),
+            "kernel": (hidden, AGES),
+            "bias": (AGES,),
+        }
+        for key, shape in shapes.items():
+            value = getattr(self, key)
+            if value.shape != shape or not np.isfinite(value).all():
+                raise ValueError(f"head {key}: expected finite {shape}, got {value.shape}")
+        if np.any(self.variance <= 0):
+            raise ValueError("head variance must be positive")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DescriptorAgeHead:
+        with np.load(Path(path)) as saved:
+            missing = [key for key in _HEAD_KEYS if key not in saved]
+            if missing:
+                raise ValueError(f"{path}: not a descriptor age head (missing {missing})")
+            return cls(**{key: np.asarray(saved[key], np.float32) for key in _HEAD_KEYS})
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        np.savez(path, **{key: getattr(self, key) for key in _HEAD_KEYS})
+        return path
+
+    def predict(self, descriptors: np.ndarray) -> np.ndarray:
+        """``(N, 101)`` float32 age probabilities of ``(N, 128)`` descriptors."""
+        x = (np.asarray(descriptors, np.float32) - self.mean) / np.sqrt(self.variance)
+        hidden = np.maximum(x @ self.hidden_kernel + self.hidden_bias, 0.0)
+        logits = hidden @ self.kernel + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        out = np.exp(logits)
+        return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SecondOpinion:
+    """The head, and the weights the network's and the head's distributions are mixed by."""
+
+    name: str
+    head: DescriptorAgeHead
+    network_weight: float
+    descriptor_weight: float
+
+    def __post_init__(self) -> None:
+        for value in (self.network_weight, self.descriptor_weight):
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"mix weights are finite and not negative, got {value!r}")
+        if self.network_weight + self.descriptor_weight == 0:
+            raise ValueError("at least one mix weight must be above 0")
+
+    def settings(self) -> dict:
+        """What a model version stores to be served with this opinion."""
+        return {
+            "head": self.name,
+            "network_weight": self.network_weight,
+            "descriptor_weight": self.descriptor_weight,
+        }
+
+    def head_probabilities(self, chips: np.ndarray) -> np.ndarray:
+        """The head's ``(N, 101)`` distribution for the age network's chips."""
+        if not len(chips):
+            return np.zeros((0, AGES), np.float32)
+        return self.head.predict(shared_descriptor().describe(enlarge(chips)))
+
+    def apply(self, probabilities: np.ndarray, chips: np.ndarray) -> np.ndarray:
+        """The network's ``(N, 101)`` distribution for ``chips``, mixed with the head's."""
+        if probabilities.shape[1:] != (AGES,):
+            raise ValueError(f"the second opinion mixes 101 ages, got {probabilities.shape}")
+        return mix(
+            probabilities,
+            self.head_probabilities(chips),
+            self.network_weight,
+            self.descriptor_weight,
+        )
+
+
+def from_settings(settings: dict) -> SecondOpinion:
+    """The second opinion a model version stores (:meth:`SecondOpinion.settings`), with its
+    head loaded from the shipped ``.npz`` (heads are cached per process).
+
+    Raises:
+        ValueError: the settings are not a second opinion's.
+        FileNotFoundError: no such shipped head.
+    """
+    if not isinstance(settings, dict) or set(settings) != {
+        "head",
+        "network_weight",
+        "descriptor_weight",
+    }:
+        raise ValueError(f"not a second opinion's settings: {settings!r}")
+    return SecondOpinion(
+        name=str(settings["head"]),
+        head=_shipped_head(str(settings["head"])),
+        network_weight=float(settings["network_weight"]),
+        descriptor_weight=float(settings["descriptor_weight"]),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _shipped_head(name: str) -> DescriptorAgeHead:
+    from predictor.vision.bundled_models import shipped_head_path
+
+    return DescriptorAgeHead.load(shipped_head_path(name))

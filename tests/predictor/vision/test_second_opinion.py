@@ -1,0 +1,236 @@
+"""The second opinion: the mix of two age distributions, the weights fitted on validation
+labels, the descriptor head's file, and the shipped network served with it on real faces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from predictor.vision.bundled_models import (
+    DEFAULT_SHIPPED_MODEL,
+    shipped_head_path,
+    shipped_model_card,
+)
+from predictor.vision.second_opinion import (
+    AGES,
+    DescriptorAgeHead,
+    SecondOpinion,
+    enlarge,
+    fit_weights,
+    from_settings,
+    mix,
+)
+from tests.datasets import sample_utkface, utkface_age
+
+
+def peaked(centres, spread: float = 3.0) -> np.ndarray:
+    ages = np.arange(AGES)
+    rows = np.exp(-0.5 * ((ages[None, :] - np.asarray(centres, float)[:, None]) / spread) ** 2)
+    return rows / rows.sum(axis=1, keepdims=True)
+
+
+def test_the_mix_is_the_normalised_weighted_product():
+    rng = np.random.default_rng(0)
+    p, q = rng.dirichlet(np.ones(AGES), 5), rng.dirichlet(np.ones(AGES), 5)
+    np.testing.assert_allclose(mix(p, q, 1.0, 0.0), p, rtol=1e-5)
+    np.testing.assert_allclose(mix(p, q, 0.0, 1.0), q, rtol=1e-5)
+    product = p**0.4 * q**0.8
+    np.testing.assert_allclose(
+        mix(p, q, 0.4, 0.8), product / product.sum(1, keepdims=True), rtol=1e-4
+    )
+    assert mix(p, q, 0.4, 0.8).dtype == np.float32
+    # An age either opinion rules out stays ruled out.
+    p[:, 30] = 0
+    assert np.all(mix(p, q, 0.5, 0.5)[:, 30] < 1e-6)
+
+
+def test_the_weights_follow_the_opinion_that_knows_the_labels():
+    rng = np.random.default_rng(1)
+    true = rng.integers(5, 90, 300)
+    knows, noise = peaked(true), peaked(rng.integers(5, 90, 300))
+    # Exact ages: the informed opinion alone; the other is ruled out (weight 0).
+    a, b = fit_weights(knows, noise, true, true)
+    assert a > 0 and b == 0
+    a, b = fit_weights(noise, knows, true, true)
+    assert a == 0 and b > 0
+    # Age groups: the decade around each age.
+    low, high = true // 10 * 10, true // 10 * 10 + 9
+    a, b = fit_weights(knows, noise, low, high)
+    assert a > 0 and b == 0
+    # Two half-informed opinions are both used.
+    blurred_a, blurred_b = (
+        peaked(true + rng.normal(0, 6, 300), 8),
+        peaked(true + rng.normal(0, 6, 300), 8),
+    )
+    a, b = fit_weights(blurred_a, blurred_b, true, true)
+    assert a > 0 and b > 0
+
+
+@pytest.mark.parametrize(
+    ("p_shape", "low", "high"),
+    [((0, AGES), [], []), ((3, AGES), [1, 2], [1, 2]), ((3, AGES), [5, 5, 5], [4, 5, 6])],
+)
+def test_fitting_refuses_what_it_cannot_fit(p_shape, low, high):
+    p = np.full(p_shape, 1 / AGES)
+    with pytest.raises(ValueError):
+        fit_weights(p, p, np.array(low), np.array(high))
+
+
+def small_head(hidden: int = 4, seed: int = 0) -> DescriptorAgeHead:
+    rng = np.random.default_rng(seed)
+    return DescriptorAgeHead(
+        mean=rng.normal(size=128).astype(np.float32),
+        variance=rng.uniform(0.5, 2, 128).astype(np.float32),
+        hidden_kernel=rng.normal(size=(128, hidden)).astype(np.float32),
+        hidden_bias=rng.normal(size=hidden).astype(np.float32),
+        kernel=rng.normal(size=(hidden, AGES)).astype(np.float32),
+        bias=rng.normal(size=AGES).astype(np.float32),
+    )
+
+
+def test_a_head_saves_loads_and_gives_distributions(tmp_path):
+    head = small_head()
+    loaded = DescriptorAgeHead.load(head.save(tmp_path / "head.npz"))
+    descriptors = np.random.default_rng(2).normal(size=(6, 128)).astype(np.float32)
+    out = loaded.predict(descriptors)
+    np.testing.assert_allclose(out, head.predict(descriptors))
+    assert out.shape == (6, AGES) and np.allclose(out.sum(axis=1), 1, atol=1e-5)
+    # By hand: normalise, ReLU layer, softmax.
+    x = (descriptors - head.mean) / np.sqrt(head.variance)
+    logits = np.maximum(x @ head.hidden_kernel + head.hidden_bias, 0) @ head.kernel + head.bias
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(out, expected / expected.sum(1, keepdims=True), rtol=1e-4, atol=1e-7)
+
+
+def test_a_broken_head_is_refused(tmp_path):
+    head = small_head()
+    with pytest.raises(ValueError, match="kernel"):
+        DescriptorAgeHead(**{**head.__dict__, "kernel": head.kernel[:, :80]})
+    with pytest.raises(ValueError, match="finite"):
+        DescriptorAgeHead(**{**head.__dict__, "bias": np.full(AGES, np.nan, np.float32)})
+    with pytest.raises(ValueError, match="variance"):
+        DescriptorAgeHead(**{**head.__dict__, "variance": np.zeros(128, np.float32)})
+    np.savez(tmp_path / "other.npz", mean=head.mean)
+    with pytest.raises(ValueError, match="missing"):
+        DescriptorAgeHead.load(tmp_path / "other.npz")
+
+
+def test_settings_are_checked():
+    head = small_head()
+    with pytest.raises(ValueError):
+        SecondOpinion("x", head, -0.1, 1.0)
+    with pytest.raises(ValueError):
+        SecondOpinion("x", head, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        from_settings({"head": "descriptor-age-v1", "network_weight": 1})
+    with pytest.raises(FileNotFoundError):
+        from_settings({"head": "no-such-head", "network_weight": 1, "descriptor_weight": 1})
+    for name in ("../faceage-v5", "", ".hidden"):
+        with pytest.raises(FileNotFoundError):
+            shipped_head_path(name)
+
+
+def test_chips_are_enlarged_to_the_descriptors_size():
+    chips = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    big = enlarge(chips)
+    assert big.shape == (2, 150, 150, 3) and big.dtype == np.uint8
+    assert abs(float(big.mean()) - float(chips.mean())) < 2
+    assert enlarge(big) is not None and np.array_equal(enlarge(big), big)
+
+
+@pytest.fixture(scope="module")
+def utk_faces(utkface_dir):
+    from tests.predictor.test_shipped_model import chips_of
+
+    paths = sample_utkface(60, seed=91)
+    return chips_of(paths, 64), np.array([utkface_age(path) for path in paths])
+
+
+def test_the_shipped_default_is_served_with_its_second_opinion(utk_faces):
+    """The default's card names a head that ships, and a network served with it answers the
+    mix of its own distribution and the head's, which differs from the network alone."""
+    from predictor.vision.age_network import AgeNetwork
+
+    card = shipped_model_card(DEFAULT_SHIPPED_MODEL)
+    opinion = from_settings(card["second_opinion"])
+    assert shipped_head_path(opinion.name).stat().st_size < 1024 * 1024
+    served = AgeNetwork.shipped(DEFAULT_SHIPPED_MODEL)
+    assert served.second_opinion == opinion
+    alone = AgeNetwork.shipped(card["weights"])
+    assert alone.second_opinion is None
+    chips, _ = utk_faces
+    p = alone.predict(chips).probabilities
+    expected = mix(
+        p, opinion.head_probabilities(chips), opinion.network_weight, opinion.descriptor_weight
+    )
+    got = served.predict(chips)
+    np.testing.assert_allclose(got.probabilities, expected, atol=1e-5)
+    assert np.abs(got.ages - alone.predict(chips).ages).mean() > 0.3
+    # An empty batch stays empty.
+    assert served.predict(chips[:0]).probabilities.shape == (0, AGES)
+
+
+def test_the_second_opinion_is_not_worse_on_real_aligned_crops(utk_faces):
+    """UTKFace faces, never trained on: the head alone is a rough guess, the mix is no worse
+    than the network alone (docs/benchmarks.md has the full figures)."""
+    from predictor.vision.age_network import AgeNetwork
+
+    chips, true = utk_faces
+    card = shipped_model_card(DEFAULT_SHIPPED_MODEL)
+    served, alone = AgeNetwork.shipped(DEFAULT_SHIPPED_MODEL), AgeNetwork.shipped(card["weights"])
+    head = served.second_opinion.head_probabilities(chips) @ np.arange(AGES)
+    errors = {
+        "served": np.abs(np.round(served.predict(chips).ages) - true).mean(),
+        "alone": np.abs(np.round(alone.predict(chips).ages) - true).mean(),
+        "head": np.abs(np.round(head) - true).mean(),
+    }
+    assert errors["head"] < 15  # it reads age, not noise
+    assert errors["served"] <= errors["alone"] + 0.3, errors
+
+
+@pytest.mark.django_db
+def test_workers_load_a_version_with_the_second_opinion_it_stores():
+    from predictor.models import ModelVersion
+    from predictor.serving import load_network
+
+    default = ModelVersion.active()
+    assert default.second_opinion == shipped_model_card(DEFAULT_SHIPPED_MODEL)["second_opinion"]
+    assert load_network(default).second_opinion == from_settings(default.second_opinion)
+    before = ModelVersion.objects.get(name=shipped_model_card(DEFAULT_SHIPPED_MODEL)["weights"])
+    assert before.second_opinion == {} and load_network(before).second_opinion is None
+
+
+@pytest.mark.django_db
+def test_a_run_from_the_active_model_keeps_its_second_opinion_refitted(
+    settings, tmp_path, utk_faces
+):
+    """A fine-tune of the active model is measured and served with the active model's second
+    opinion, its weights fitted again on the run's validation split; a run from the dlib
+    network has none."""
+    from predictor.models import ModelVersion
+    from predictor.vision.age_network import AgeNetwork
+    from training import runner
+    from training.models import Dataset, TrainingRun
+
+    settings.FACEAGE_TRAINING_DIR = str(tmp_path)
+    dataset = Dataset.objects.create(name="utk", kind="utkface", source="/x", status="succeeded")
+    run = TrainingRun.objects.create(dataset=dataset)
+    runner.starting_point(run)
+    chips, ages = utk_faces
+    val = {"chips": chips, "ages": ages}
+    network = AgeNetwork.shipped(shipped_model_card(DEFAULT_SHIPPED_MODEL)["weights"])
+    found = runner.start_second_opinion(run, network, val)
+    assert found["head"] == ModelVersion.active().second_opinion["head"]
+    fitted = fit_weights(
+        network.predict(chips).probabilities,
+        from_settings(found).head_probabilities(chips),
+        ages,
+        ages,
+    )
+    assert (found["network_weight"], found["descriptor_weight"]) == fitted
+    ModelVersion.objects.get(name=ModelVersion.BUNDLED_NAME).activate()
+    other = TrainingRun.objects.create(dataset=dataset)
+    runner.starting_point(other)
+    assert runner.start_second_opinion(other, network, val) == {}
+    scratch = TrainingRun.objects.create(dataset=dataset, init=TrainingRun.Init.SCRATCH)
+    assert runner.start_second_opinion(scratch, network, val) == {}

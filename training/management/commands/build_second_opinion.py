@@ -1,0 +1,267 @@
+"""Train the face descriptor's age head and ship a network served with it as a second opinion.
+
+    .venv/bin/python manage.py build_second_opinion [--network faceage-v5] [--name faceage-v6] \\
+        [--head descriptor-age-v1] [--hidden 256] [--epochs 30] [--seed 0]
+
+The shipped faceage-v6 was built with the defaults (docs/benchmarks.md, "The shipped model:
+faceage-v6").
+
+1. Every FairFace photo is cut as ``build_bundled_model`` cuts it (the same cached 64 px
+   chips), and dlib's face-recognition network describes each chip, enlarged to its 150 px
+   (:mod:`predictor.vision.second_opinion`).
+2. The head (:class:`~predictor.vision.second_opinion.DescriptorAgeHead`: one hidden ReLU
+   layer, softmax over the ages 0-100) learns the age groups of FairFace's training photos
+   with the product's interval loss, flat inside each group. FairFace is CC BY 4.0, so the
+   head may be redistributed.
+3. The weights that mix ``--network``'s distribution (mirrored, as served) with the head's are
+   fitted on the validation split (FairFace's held-out training photos: the likelihood of
+   their groups), then the temperature, as every build fits it.
+4. The test figures are measured on what was never trained or tuned on: FairFace's own
+   validation photos and 1,500 faces of the UTKFace development split's test side (UTKFace
+   is non-commercial: measurement only), beside the network alone and the dlib network.
+
+Writes ``predictor/vision/models/<head>.npz`` and ``<head>.json`` (the head and its card), and
+``<name>.json``: the card of a shipped model version whose weights are ``--network``'s file
+(``"weights"``), served with the head (``"second_opinion"``). A migration registers it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from training.management.commands.build_bundled_model import (
+    MODELS_DIR,
+    age_figures,
+    calibration_figures,
+    chips_for,
+    fairface_sides,
+    group_figures,
+    mirrored,
+    registry_metrics,
+    take,
+    utkface_test_sample,
+)
+from training.progress_bar import ProgressBar
+
+
+def descriptors_of(chips: np.ndarray, label: str) -> np.ndarray:
+    """``(N, 128)`` descriptors of the enlarged chips, cached by the chips' content."""
+    from predictor.vision.face_descriptor import FaceDescriptor
+    from predictor.vision.second_opinion import enlarge
+
+    digest = hashlib.sha256(b"descriptor-of-enlarged-chips-v1\n")
+    digest.update(np.ascontiguousarray(chips).tobytes())
+    cache = (
+        Path(settings.FACEAGE_CHIP_CACHE_DIR) / f"descriptors-{label}-{digest.hexdigest()[:16]}.npy"
+    )
+    if cache.exists():
+        return np.load(cache)
+    # Both cores: one session with two threads (the chips arrive in batches).
+    descriptor, bar, out = FaceDescriptor(threads=2), ProgressBar(f"descriptors ({label})"), []
+    for start in range(0, len(chips), 256):
+        out.append(descriptor.describe(enlarge(chips[start : start + 256])))
+        bar(min(start + 256, len(chips)), len(chips))
+    values = np.concatenate(out) if out else np.zeros((0, 128), np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, values)
+    return values
+
+
+def train_head(descriptors: np.ndarray, split: dict, hidden: int, epochs: int, seed: int):
+    """The head, trained with the product's interval loss on ``split``'s age groups (flat
+    inside each group); returns a :class:`DescriptorAgeHead`."""
+    import keras
+
+    from predictor.vision.second_opinion import AGES, DescriptorAgeHead
+    from training.pipeline.fit import SoftLabelAgeLoss, label_table
+
+    keras.utils.set_random_seed(seed)
+    labels = label_table(
+        {"ages": split["age_low"], "age_low": split["age_low"], "age_high": split["age_high"]}
+    )
+    mean = descriptors.mean(axis=0)
+    variance = descriptors.var(axis=0) + 1e-6
+    inputs = keras.Input((descriptors.shape[1],))
+    x = keras.layers.Normalization(mean=mean, variance=variance)(inputs)
+    regularizer = keras.regularizers.l2(1e-4)
+    hidden_layer = keras.layers.Dense(hidden, activation="relu", kernel_regularizer=regularizer)
+    x = keras.layers.Dropout(0.2)(hidden_layer(x))
+    out_layer = keras.layers.Dense(AGES, activation="softmax", kernel_regularizer=regularizer)
+    model = keras.Model(inputs, out_layer(x))
+    model.compile(keras.optimizers.Adam(1e-3), SoftLabelAgeLoss())
+    history = model.fit(descriptors, labels, batch_size=128, epochs=epochs, verbose=0)
+    head = DescriptorAgeHead(
+        mean=mean.astype(np.float32),
+        variance=variance.astype(np.float32),
+        hidden_kernel=np.asarray(hidden_layer.kernel, np.float32),
+        hidden_bias=np.asarray(hidden_layer.bias, np.float32),
+        kernel=np.asarray(out_layer.kernel, np.float32),
+        bias=np.asarray(out_layer.bias, np.float32),
+    )
+    # The NumPy head must answer as the Keras model it was copied from.
+    check = descriptors[:256]
+    if not np.allclose(head.predict(check), model.predict(check, verbose=0), atol=1e-4):
+        raise CommandError("the exported head does not answer as the trained one")
+    return head, [round(float(loss), 4) for loss in history.history["loss"]]
+
+
+class Command(BaseCommand):
+    help = "Train the descriptor age head and write a shipped model card served with it."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--network", default="faceage-v5", help="a shipped network")
+        parser.add_argument("--name", default="faceage-v6", help="the new version's name")
+        parser.add_argument("--head", default="descriptor-age-v1", help="the head's file name")
+        parser.add_argument("--hidden", type=int, default=256)
+        parser.add_argument("--epochs", type=int, default=30)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--utkface-test", type=int, default=1500)
+        parser.add_argument("--workers", type=int, default=settings.FACEAGE_PREPARE_WORKERS)
+        parser.add_argument("--out", type=Path, default=MODELS_DIR)
+
+    def handle(self, *args, **options):
+        from predictor.vision.age_network import AgeNetwork
+        from predictor.vision.second_opinion import SecondOpinion, fit_weights
+        from training.datasets.fairface import read_fairface
+        from training.datasets.utkface import read_utkface
+
+        started = time.monotonic()
+        if options["hidden"] < 1 or options["epochs"] < 1:
+            raise CommandError("--hidden and --epochs must be at least 1")
+        weights = MODELS_DIR / f"{options['network']}.keras"
+        if not weights.is_file():
+            raise CommandError(f"--network: no shipped network {options['network']!r} at {weights}")
+        network = mirrored(AgeNetwork.from_keras_file(weights))
+        if network.num_classes != 101:
+            raise CommandError("--network must give the ages 0-100 (101 classes)")
+        datasets = Path(settings.FACEAGE_DATASETS_DIR)
+        fairface_root, utkface_root = datasets / "fairface", datasets / "utkface"
+        for root in (fairface_root, utkface_root):
+            if not root.is_dir():
+                raise CommandError(f"no dataset folder at {root} (FACEAGE_DATASETS_DIR)")
+        records, _ = read_fairface(fairface_root)
+        sides = fairface_sides(records)
+        size, workers = network.chip_size, options["workers"]
+        fair = chips_for(
+            records, fairface_root, lambda r: sides.get(r.path, "test"), workers, "fairface", size
+        )
+        utk_records = utkface_test_sample(read_utkface(utkface_root)[0], options["utkface_test"])
+        utk = chips_for(utk_records, utkface_root, lambda r: "test", workers, "utkface", size)
+        train, val, test = take(fair, "train"), take(fair, "val"), take(fair, "test")
+        self.stdout.write(
+            f"FairFace: {len(train['ages'])} train, {len(val['ages'])} validation, "
+            f"{len(test['ages'])} test; UTKFace test {len(utk['ages'])}"
+        )
+        head, losses = train_head(
+            descriptors_of(train["chips"], "fairface-train"),
+            train,
+            options["hidden"],
+            options["epochs"],
+            options["seed"],
+        )
+        descriptor_weights = fit_weights(
+            network.predict(val["chips"]).probabilities,
+            head.predict(descriptors_of(val["chips"], "fairface-val")),
+            val["age_low"],
+            val["age_high"],
+        )
+        head_alone = {
+            "fairface_validation": _head_groups(head, val, "fairface-val"),
+            "fairface_test": _head_groups(head, test, "fairface-test"),
+            "utkface_test": _head_ages(head, utk),
+        }
+        alone = {
+            "fairface_validation": group_figures(network, val),
+            "fairface_test": group_figures(network, test),
+            "utkface_test": age_figures(network, utk),
+        }
+        network.second_opinion = SecondOpinion(options["head"], head, *descriptor_weights)
+        temperature, calibration, interval_figures = calibration_figures(network, val, test, utk)
+        figures = {
+            "fairface_validation": group_figures(network, val),
+            "fairface_test": group_figures(network, test),
+            "utkface_test": age_figures(network, utk),
+            **interval_figures,
+            f"shipped:{options['network']}": alone,
+            "descriptor_head_alone": head_alone,
+        }
+        dlib = mirrored(AgeNetwork.bundled())
+        figures["bundled_dlib_network"] = {
+            "fairface_validation": group_figures(dlib, val),
+            "fairface_test": group_figures(dlib, test),
+            "utkface_test": age_figures(dlib, utk),
+        }
+        figures["registry"] = {
+            **registry_metrics(figures, options["network"]),
+            "calibration": calibration,
+        }
+        seconds = round(time.monotonic() - started)
+        command = "manage.py build_second_opinion " + " ".join(
+            f"--{key} {options[key]}"
+            for key in ("network", "name", "head", "hidden", "epochs", "seed")
+        )
+        out: Path = options["out"]
+        out.mkdir(parents=True, exist_ok=True)
+        head.save(out / f"{options['head']}.npz")
+        head_card = {
+            "name": options["head"],
+            "reads": "dlib's face-recognition descriptor (dlib_face_recognition_resnet_model_v1, "
+            "public domain, from the face_recognition_models wheel) of the age network's 64 px "
+            "chip enlarged to 150 px",
+            "layers": f"normalisation, {options['hidden']} ReLU units, softmax over the ages 0-100",
+            "training_data": {
+                "dataset": "FairFace (Kärkkäinen and Joo, WACV 2021), training photos",
+                "licence": "CC BY 4.0",
+                "train_faces": len(train["ages"]),
+            },
+            "training": {"epochs": options["epochs"], "seed": options["seed"], "loss": losses},
+            "figures": head_alone,
+            "command": command,
+        }
+        card = {
+            "name": options["name"],
+            "weights": options["network"],
+            "second_opinion": network.second_opinion.settings(),
+            "temperature": round(temperature, 4),
+            "mirrored": True,
+            "chip_size": size,
+            "start": f"{options['network']}, shipped in this repository, unchanged; served with "
+            f"the {options['head']} head's opinion mixed in",
+            "training_data": head_card["training_data"] | {"validation_faces": len(val["ages"])},
+            "test_data": {
+                "fairface": "FairFace validation photos (CC BY 4.0), never trained or tuned on",
+                "utkface": "UTKFace development split, test side (non-commercial research "
+                "licence: measurement only)",
+            },
+            "training": {"head": options["head"], "seconds": seconds},
+            "figures": figures,
+            "command": command,
+        }
+        for name, content in ((options["head"], head_card), (options["name"], card)):
+            (out / f"{name}.json").write_text(
+                json.dumps(content, indent=1, ensure_ascii=False) + "\n"
+            )
+        self.stdout.write("\n" + json.dumps({"weights": descriptor_weights, **figures}, indent=1))
+        self.stdout.write(self.style.SUCCESS(f"wrote {out / options['name']}.json in {seconds} s"))
+
+
+def _head_groups(head, split: dict, label: str) -> dict:
+    from training.pipeline.evaluation import group_metrics
+
+    ages = head.predict(descriptors_of(split["chips"], label)) @ np.arange(101.0)
+    return group_metrics(ages, split["age_low"], split["age_high"])
+
+
+def _head_ages(head, split: dict) -> dict:
+    from training.pipeline.evaluation import age_metrics
+
+    ages = head.predict(descriptors_of(split["chips"], "utkface-test")) @ np.arange(101.0)
+    metrics = age_metrics(np.round(ages), split["ages"])
+    return {k: metrics[k] for k in ("count", "mae", "cs5", "mae_children_0_12", "mae_by_decade")}
