@@ -1,7 +1,7 @@
 """Train the face descriptor's age head and ship a network served with it as a second opinion.
 
     .venv/bin/python manage.py build_second_opinion [--network faceage-v5] [--name faceage-v6] \\
-        [--head descriptor-age-v1] [--hidden 256] [--epochs 30] [--seed 0]
+        [--head descriptor-age-v1] [--hidden 256] [--epochs 30] [--augmented-copies 2] [--seed 0]
 
 The shipped faceage-v6 was built with the defaults (docs/benchmarks.md, "The shipped model:
 faceage-v6").
@@ -11,8 +11,10 @@ faceage-v6").
    (:mod:`predictor.vision.second_opinion`).
 2. The head (:class:`~predictor.vision.second_opinion.DescriptorAgeHead`: one hidden ReLU
    layer, softmax over the ages 0-100) learns the age groups of FairFace's training photos
-   with the product's interval loss, flat inside each group. FairFace is CC BY 4.0, so the
-   head may be redistributed.
+   with the product's interval loss, flat inside each group: each face as it is, and in
+   ``--augmented-copies`` copies augmented as faceage-v5's training was (30% of them given
+   the look of a scanned old print), so that an old print's grain is not read as age.
+   FairFace is CC BY 4.0, so the head may be redistributed.
 3. The weights that mix ``--network``'s distribution (mirrored, as served) with the head's are
    fitted on the validation split (FairFace's held-out training photos: the likelihood of
    their groups), then the temperature, as every build fits it.
@@ -74,6 +76,25 @@ def descriptors_of(chips: np.ndarray, label: str) -> np.ndarray:
     return values
 
 
+def augmented_chips(chips: np.ndarray, copy: int) -> np.ndarray:
+    """``chips`` as faceage-v5's training saw them (``training.pipeline.fit.augment``: mirror,
+    shift, light; a fifth softened; 30% given the look of a scanned old print), the same for
+    the same ``copy`` every time."""
+    import tensorflow as tf
+
+    from training.pipeline.fit import augment
+
+    def one(chip, index):
+        seed = tf.stack([tf.cast(index, tf.int64), tf.constant(1000 + copy, tf.int64)])
+        return augment(chip, index, seed, low_resolution=0.2, scan=0.3)[0]
+
+    rows = tf.data.Dataset.from_tensor_slices((chips, np.arange(len(chips))))
+    batches = rows.map(one, num_parallel_calls=2).batch(512)
+    return np.concatenate(
+        [np.clip(np.round(batch.numpy()), 0, 255).astype(np.uint8) for batch in batches]
+    )
+
+
 def train_head(descriptors: np.ndarray, split: dict, hidden: int, epochs: int, seed: int):
     """The head, trained with the product's interval loss on ``split``'s age groups (flat
     inside each group); returns a :class:`DescriptorAgeHead`."""
@@ -121,6 +142,14 @@ class Command(BaseCommand):
         parser.add_argument("--head", default="descriptor-age-v1", help="the head's file name")
         parser.add_argument("--hidden", type=int, default=256)
         parser.add_argument("--epochs", type=int, default=30)
+        parser.add_argument(
+            "--augmented-copies",
+            type=int,
+            default=2,
+            help="copies of the training faces, each augmented as faceage-v5's training was "
+            "(30%% with a scanned print's look), that the head learns from beside the faces as "
+            "they are (default 2)",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--utkface-test", type=int, default=1500)
         parser.add_argument("--workers", type=int, default=settings.FACEAGE_PREPARE_WORKERS)
@@ -133,8 +162,8 @@ class Command(BaseCommand):
         from training.datasets.utkface import read_utkface
 
         started = time.monotonic()
-        if options["hidden"] < 1 or options["epochs"] < 1:
-            raise CommandError("--hidden and --epochs must be at least 1")
+        if options["hidden"] < 1 or options["epochs"] < 1 or options["augmented_copies"] < 0:
+            raise CommandError("--hidden and --epochs must be at least 1, --augmented-copies 0+")
         weights = MODELS_DIR / f"{options['network']}.keras"
         if not weights.is_file():
             raise CommandError(f"--network: no shipped network {options['network']!r} at {weights}")
@@ -159,9 +188,17 @@ class Command(BaseCommand):
             f"FairFace: {len(train['ages'])} train, {len(val['ages'])} validation, "
             f"{len(test['ages'])} test; UTKFace test {len(utk['ages'])}"
         )
+        copies = options["augmented_copies"]
+        descriptors = [descriptors_of(train["chips"], "fairface-train")] + [
+            descriptors_of(augmented_chips(train["chips"], copy), f"fairface-train-look{copy}")
+            for copy in range(copies)
+        ]
+        labels = {
+            key: np.concatenate([train[key]] * (1 + copies)) for key in ("age_low", "age_high")
+        }
         head, losses = train_head(
-            descriptors_of(train["chips"], "fairface-train"),
-            train,
+            np.concatenate(descriptors),
+            labels,
             options["hidden"],
             options["epochs"],
             options["seed"],
@@ -204,8 +241,8 @@ class Command(BaseCommand):
         }
         seconds = round(time.monotonic() - started)
         command = "manage.py build_second_opinion " + " ".join(
-            f"--{key} {options[key]}"
-            for key in ("network", "name", "head", "hidden", "epochs", "seed")
+            f"--{key.replace('_', '-')} {options[key]}"
+            for key in ("network", "name", "head", "hidden", "epochs", "augmented_copies", "seed")
         )
         out: Path = options["out"]
         out.mkdir(parents=True, exist_ok=True)
@@ -221,7 +258,14 @@ class Command(BaseCommand):
                 "licence": "CC BY 4.0",
                 "train_faces": len(train["ages"]),
             },
-            "training": {"epochs": options["epochs"], "seed": options["seed"], "loss": losses},
+            "training": {
+                "epochs": options["epochs"],
+                "seed": options["seed"],
+                # Each training face as it is, and in this many augmented copies.
+                "augmented_copies": copies,
+                "augmentation": "training.pipeline.fit.augment, low_resolution 0.2, scan 0.3",
+                "loss": losses,
+            },
             "figures": head_alone,
             "command": command,
         }
