@@ -15,7 +15,9 @@ Each client uploads a real photo, waits for the prediction to be terminal and st
 CenterFace + the default shipped network, mirrored) and ``old`` (dlib's HOG cascade +
 dlib-age-v1, one pass: the pipeline before the vision issue), so both are measured side by side
 in one run; ``re-encoded`` is ``served`` with every upload decoded and re-encoded by the web
-process (``FACEAGE_KEEP_UPLOADED_JPEG=0``, as before upright JPEGs were kept).
+process (``FACEAGE_KEEP_UPLOADED_JPEG=0``, as before upright JPEGs were kept);
+``no-second-opinion`` is ``served`` with faceage-v5 active, the default's network without the
+face descriptor's second opinion that faceage-v6 adds.
 
 By default a client waits with the API's long-poll (`GET <prediction>?wait=20`, repeated until
 terminal); `--poll-ms 100` makes it re-request every 100 ms instead, as a naive client would;
@@ -154,7 +156,9 @@ def main() -> int:
     )
     parser.add_argument("--shadow-share", type=float, default=0.2)
     parser.add_argument(
-        "--pipelines", default="served", help="served, old, re-encoded, comma-separated"
+        "--pipelines",
+        default="served",
+        help="served, old, re-encoded, no-second-opinion, comma-separated",
     )
     parser.add_argument(
         "--photos", default="utkface", help="kinds, comma-separated: utkface, wild, phone"
@@ -267,6 +271,9 @@ PIPELINES = {
     # What a fresh install serves, with every upload decoded and re-encoded by the web process
     # (as before upright JPEGs were kept as they were compressed).
     "re-encoded": ({**_SERVED, "FACEAGE_KEEP_UPLOADED_JPEG": "0"}, None),
+    # What a fresh install serves, with the default's network alone: faceage-v5, the default
+    # before faceage-v6 added the face descriptor's second opinion.
+    "no-second-opinion": ({**_SERVED, "FACEAGE_KEEP_UPLOADED_JPEG": "1"}, "faceage-v5"),
 }
 
 
