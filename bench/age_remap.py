@@ -82,9 +82,8 @@ def main() -> int:
 
     django.setup()
     from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.bundled_models import shipped_model_path
 
-    network = AgeNetwork.from_keras_file(shipped_model_path(args.name))
+    network = AgeNetwork.shipped(args.name)
     val, test, utk = splits(network.chip_size)
     network.mirrored = True
     ages = {name: network.predict(split["chips"]).ages for name, split in

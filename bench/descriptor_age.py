@@ -252,7 +252,6 @@ def main(argv: list[str] | None = None) -> int:
 
     django.setup()
     from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.bundled_models import shipped_model_path
     from predictor.vision.uncertainty import fit_coverage_temperature
 
     started = time.perf_counter()
@@ -264,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         + f"; cut in {time.perf_counter() - started:.0f} s; descriptor "
         f"{1000 * np.median(seconds):.1f} ms a face (median, one thread, both cores busy)"
     )
-    network = AgeNetwork.from_keras_file(shipped_model_path(args.network))
+    network = AgeNetwork.shipped(args.network)
     network.mirrored = True
     if network.num_classes != 101:
         raise SystemExit("the network must give 101 ages (0-100)")

@@ -65,7 +65,6 @@ def main() -> int:
 
     from bench.photo_sets import default_fairface_dir, fairface_val_files, load_rgb
     from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.bundled_models import shipped_model_path
     from predictor.vision.centerface import face_detector
     from predictor.vision.estimator import AgeEstimator
     from training.datasets.fairface import read_fairface
@@ -77,7 +76,7 @@ def main() -> int:
     low = np.array([labels[f"val/{path.name}"][0] for path in portraits])
     high = np.array([labels[f"val/{path.name}"][1] for path in portraits])
 
-    network = AgeNetwork.from_keras_file(shipped_model_path(args.network))
+    network = AgeNetwork.shipped(args.network)
     network.mirrored = True
     estimator = AgeEstimator(network, face_detector(settings.FACEAGE_FACE_DETECTOR))
 

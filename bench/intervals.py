@@ -83,7 +83,6 @@ def main() -> int:
 
     from bench.weight_average import utkface_validation
     from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.bundled_models import shipped_model_path
     from predictor.vision.uncertainty import (
         coverage,
         describe,
@@ -94,7 +93,7 @@ def main() -> int:
     from training.management.commands.build_bundled_model import held_out_splits
     from training.pipeline.calibration import fit_interval_temperature, split_probabilities
 
-    network = AgeNetwork.from_keras_file(shipped_model_path(args.network))
+    network = AgeNetwork.shipped(args.network)
     network.mirrored = True
     ages_of = network.class_ages
     val, test, utk = held_out_splits(network.chip_size, settings.FACEAGE_PREPARE_WORKERS)

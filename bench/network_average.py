@@ -40,11 +40,10 @@ def main() -> int:
 
     django.setup()
     from predictor.vision.age_network import AgeNetwork, distribution_from_probabilities
-    from predictor.vision.bundled_models import shipped_model_path
     from training.pipeline.evaluation import age_metrics, group_metrics
     from training.pipeline.fit import resize_chips
 
-    shipped = AgeNetwork.from_keras_file(shipped_model_path(args.shipped))
+    shipped = AgeNetwork.shipped(args.shipped)
     candidate = AgeNetwork.from_keras_file(args.candidate)
     if shipped.num_classes != candidate.num_classes:
         raise SystemExit("the two networks must have the same classes")

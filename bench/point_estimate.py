@@ -61,12 +61,12 @@ def main() -> int:
 
     from bench.weight_average import utkface_validation
     from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.bundled_models import shipped_model_card, shipped_model_path
+    from predictor.vision.bundled_models import shipped_model_card
     from predictor.vision.uncertainty import describe, per_year, tempered
     from training.management.commands.build_bundled_model import held_out_splits
     from training.pipeline.calibration import split_probabilities
 
-    network = AgeNetwork.from_keras_file(shipped_model_path(args.network))
+    network = AgeNetwork.shipped(args.network)
     network.mirrored = True
     ages_of = network.class_ages
     served_t = float(shipped_model_card(args.network)["temperature"])

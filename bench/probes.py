@@ -165,7 +165,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.bundled_models import shipped_model_path
 
     started = time.perf_counter()
     utk = utkface_test(args.utkface, args.seed)
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(fair)} FairFace validation, {len(utk)} UTKFace test (seed {args.seed}); "
         f"faces cut in {time.perf_counter() - started:.0f} s"
     )
-    network = AgeNetwork.from_keras_file(shipped_model_path(PROBED))
+    network = AgeNetwork.shipped(PROBED)
     network.mirrored = True  # as served: the mean of each chip's and its mirror image's
 
     def served_p(chips: np.ndarray) -> np.ndarray:
