@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -131,6 +132,44 @@ class ModelVersion(models.Model):
         if self.is_active:
             return gettext("%(name)s (active)") % {"name": self.name}
         return self.name
+
+    def clean(self) -> None:
+        """A second opinion names a head that ships and two weights it can be mixed with
+        (what a worker needs to serve it: predictor.vision.second_opinion.from_settings)."""
+        super().clean()
+        if not self.second_opinion:
+            return
+        from predictor.vision.bundled_models import shipped_head_path
+
+        opinion = self.second_opinion
+        keys = {"head", "network_weight", "descriptor_weight"}
+        weights = [opinion.get(key) for key in ("network_weight", "descriptor_weight")]
+        if (
+            not isinstance(opinion, dict)
+            or set(opinion) != keys
+            or not all(
+                isinstance(w, int | float) and not isinstance(w, bool) and 0 <= w < 100
+                for w in weights
+            )
+            or sum(weights) == 0
+        ):
+            raise ValidationError(
+                {
+                    "second_opinion": gettext(
+                        'Give {"head": name, "network_weight": number, "descriptor_weight": '
+                        "number}, the weights from 0 (at least one above 0), or leave it empty."
+                    )
+                }
+            )
+        try:
+            shipped_head_path(str(opinion["head"]))
+        except FileNotFoundError:
+            raise ValidationError(
+                {
+                    "second_opinion": gettext("No head named %(head)s ships with faceage.")
+                    % {"head": opinion["head"]}
+                }
+            ) from None
 
     @property
     def description_text(self) -> str:

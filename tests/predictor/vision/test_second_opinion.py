@@ -234,3 +234,32 @@ def test_a_run_from_the_active_model_keeps_its_second_opinion_refitted(
     assert runner.start_second_opinion(other, network, val) == {}
     scratch = TrainingRun.objects.create(dataset=dataset, init=TrainingRun.Init.SCRATCH)
     assert runner.start_second_opinion(scratch, network, val) == {}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("opinion", "message"),
+    [
+        ({"head": "descriptor-age-v1", "network_weight": 0.4}, "Give"),
+        ({"head": "descriptor-age-v1", "network_weight": -1, "descriptor_weight": 1}, "Give"),
+        ({"head": "descriptor-age-v1", "network_weight": 0, "descriptor_weight": 0}, "Give"),
+        ({"head": "descriptor-age-v1", "network_weight": "1", "descriptor_weight": 1}, "Give"),
+        ({"head": "../faceage-v5", "network_weight": 1, "descriptor_weight": 1}, "No head"),
+    ],
+)
+def test_a_version_refuses_a_second_opinion_no_worker_could_serve(opinion, message):
+    from django.core.exceptions import ValidationError
+
+    from predictor.models import ModelVersion
+
+    version = ModelVersion(name="x", artifact="models/x.keras", second_opinion=opinion)
+    with pytest.raises(ValidationError, match=message):
+        version.full_clean()
+    version.second_opinion = {
+        "head": "descriptor-age-v1",
+        "network_weight": 1,
+        "descriptor_weight": 0.5,
+    }
+    version.full_clean()
+    version.second_opinion = {}
+    version.full_clean()
