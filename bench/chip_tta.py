@@ -84,12 +84,11 @@ def main() -> int:
 
     django.setup()
     from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.bundled_models import shipped_model_path
     from training.pipeline.calibration import split_probabilities
     from training.pipeline.evaluation import age_metrics, group_metrics
 
     path = Path(args.network)
-    network = AgeNetwork.from_keras_file(path if path.suffix else shipped_model_path(args.network))
+    network = AgeNetwork.from_keras_file(path) if path.suffix else AgeNetwork.shipped(args.network)
     network.mirrored = True
     val, test, utk_test = splits(network.chip_size)
     utk_val = utkface_validation(network.chip_size, args.utkface_val)

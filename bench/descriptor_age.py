@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     network.mirrored = True
     if network.num_classes != 101:
         raise SystemExit("the network must give 101 ages (0-100)")
+    if network.second_opinion is not None:
+        raise SystemExit(f"{args.network} already has a second opinion: name its network")
     p = {
         name: network.predict(np.ascontiguousarray(d["chips"])).probabilities
         for name, d in data.items()

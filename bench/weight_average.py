@@ -66,13 +66,18 @@ def main() -> int:
 
     django.setup()
     from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.bundled_models import shipped_model_path
+    from predictor.vision.bundled_models import shipped_model_path, shipped_weights_name
     from training.pipeline.evaluation import age_metrics, group_metrics
     from training.pipeline.fit import CLASS_AGES, build_training_model, soup
 
     def load(name: str) -> AgeNetwork:
-        path = Path(name) if name.endswith(".keras") else shipped_model_path(name)
-        return AgeNetwork.from_keras_file(path)
+        if name.endswith(".keras"):
+            return AgeNetwork.from_keras_file(Path(name))
+        if shipped_weights_name(name) != name:
+            # The soup averages weights: a version served with a second opinion has none of
+            # its own (faceage-v6 serves faceage-v5's).
+            raise SystemExit(f"{name} serves {shipped_weights_name(name)}'s weights: name that")
+        return AgeNetwork.from_keras_file(shipped_model_path(name))
 
     tuned = [load(name) for name in args.networks]
     sizes = {network.chip_size for network in tuned}

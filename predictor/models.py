@@ -143,16 +143,15 @@ class ModelVersion(models.Model):
 
         opinion = self.second_opinion
         keys = {"head", "network_weight", "descriptor_weight"}
+        if not isinstance(opinion, dict) or self.is_bundled:
+            opinion = {}  # refused below: the dlib network's 81 classes cannot be mixed
         weights = [opinion.get(key) for key in ("network_weight", "descriptor_weight")]
-        if (
-            not isinstance(opinion, dict)
-            or set(opinion) != keys
-            or not all(
-                isinstance(w, int | float) and not isinstance(w, bool) and 0 <= w < 100
-                for w in weights
-            )
-            or sum(weights) == 0
-        ):
+        numbers = [
+            float(w)
+            for w in weights
+            if isinstance(w, int | float) and not isinstance(w, bool) and 0 <= w < 100
+        ]
+        if set(opinion) != keys or len(numbers) != 2 or sum(numbers) == 0:
             raise ValidationError(
                 {
                     "second_opinion": gettext(

@@ -32,11 +32,30 @@ def load_network(version: ModelVersion) -> AgeNetwork:
     """The version's network, with its calibration temperature and its second opinion set."""
     network = _load_weights(version)
     network.temperature = version.temperature
-    if version.second_opinion:
-        from predictor.vision.second_opinion import from_settings
-
-        network.second_opinion = from_settings(version.second_opinion)
+    network.second_opinion = second_opinion_of(version, network)
     return network
+
+
+def second_opinion_of(version: ModelVersion, network: AgeNetwork):
+    """The second opinion ``version`` stores, for its ``network`` (None without one), with
+    the descriptor network built now rather than on the first photo.
+
+    Raises:
+        ValueError: the network does not give the ages 0-100 that the opinion mixes.
+        FileNotFoundError: the head it names does not ship.
+    """
+    if not version.second_opinion:
+        return None
+    from predictor.vision.second_opinion import AGES, from_settings, shared_descriptor
+
+    if network.num_classes != AGES:
+        raise ValueError(
+            f"{version.name}: a second opinion needs a network of {AGES} ages, this one has "
+            f"{network.num_classes}"
+        )
+    opinion = from_settings(version.second_opinion)
+    shared_descriptor()
+    return opinion
 
 
 def _load_weights(version: ModelVersion) -> AgeNetwork:
@@ -65,8 +84,10 @@ def estimator_for(version: ModelVersion) -> AgeEstimator:
     with _lock:
         current = _loaded["estimator"]
         if _loaded["version_id"] == version.pk and current is not None:
-            # The temperature may have been (re)fitted since the weights were loaded.
+            # The temperature (and the second opinion) may have been changed since the
+            # weights were loaded.
             current.network.temperature = version.temperature
+            current.network.second_opinion = second_opinion_of(version, current.network)
             current.network.mirrored = settings.FACEAGE_MIRRORED_INFERENCE
             return current
         logger.info("loading model version %s (%s)", version.pk, version.name)
@@ -104,6 +125,7 @@ def _beside(slot: dict, version: ModelVersion, active: AgeEstimator, why: str) -
         current = slot["estimator"]
         if slot["version_id"] == version.pk and current is not None:
             current.network.temperature = version.temperature
+            current.network.second_opinion = second_opinion_of(version, current.network)
             return current
         logger.info("loading model version %s (%s) %s", version.pk, version.name, why)
         network = load_network(version)

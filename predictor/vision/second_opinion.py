@@ -167,9 +167,10 @@ class DescriptorAgeHead:
         return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SecondOpinion:
-    """The head, and the weights the network's and the head's distributions are mixed by."""
+    """The head, and the weights the network's and the head's distributions are mixed by.
+    (Compared by identity; compare :meth:`settings` for what it is.)"""
 
     name: str
     head: DescriptorAgeHead

@@ -16,6 +16,7 @@ from django.core.management import CommandError, call_command
 
 from predictor.vision.bundled_models import (
     DEFAULT_SHIPPED_MODEL,
+    shipped_model_card,
     shipped_model_path,
     shipped_weights_name,
 )
@@ -89,3 +90,42 @@ def test_it_refits_the_temperature_and_rewrites_the_card_but_not_the_weights(mod
 def test_an_unknown_network_is_refused(models_dir):
     with pytest.raises(CommandError, match="no shipped network 'faceage-v0'"):
         call_command("calibrate_shipped_model", "faceage-v0")
+
+
+def test_a_version_served_with_a_second_opinion_is_calibrated_with_it(tmp_path, monkeypatch):
+    """faceage-v6's card names faceage-v5's weights and a second opinion: its temperature is
+    fitted on the mix, not on the network alone, and the card keeps both."""
+    served = DEFAULT_SHIPPED_MODEL
+    network = shipped_weights_name(served)
+    assert network != served
+    for source in (
+        shipped_model_path(network),
+        shipped_model_path(network).with_suffix(".json"),
+        shipped_model_path(network).with_name(f"{served}.json"),
+    ):
+        shutil.copy(source, tmp_path / source.name)
+    for name in (served, network):
+        card = json.loads((tmp_path / f"{name}.json").read_text())
+        card["figures"]["utkface_test"]["count"] = 30
+        (tmp_path / f"{name}.json").write_text(json.dumps(card))
+    monkeypatch.setattr(command, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(
+        command,
+        "held_out_splits",
+        lambda chip_size, workers, count: (
+            split(40, 1, True),
+            split(50, 2, True),
+            split(count, 3, False),
+        ),
+    )
+    fitted = {}
+    for name in (served, network):
+        call_command("calibrate_shipped_model", name, stdout=io.StringIO())
+        fitted[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert fitted[served]["weights"] == network
+    assert fitted[served]["second_opinion"] == shipped_model_card(served)["second_opinion"]
+    # The same faces, two distributions: the mix's likelihood before any temperature differs.
+    before = {
+        name: card["figures"]["registry"]["calibration"]["before"] for name, card in fitted.items()
+    }
+    assert before[served]["nll"] != pytest.approx(before[network]["nll"], abs=1e-3)

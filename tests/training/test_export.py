@@ -494,3 +494,28 @@ def test_an_export_whose_zip_went_missing_is_built_again(client, bundled, monkey
     assert response.status_code == 202  # being built again, not a dead 404
     row = ModelExport.objects.get(version=bundled)
     assert sent == [[bundled.pk, row.pk]] and row.status == "queued"
+
+
+def test_a_version_with_a_second_opinion_exports_its_network_alone(db, media_root):
+    """faceage-v6, the default: the exports hold faceage-v5's network (the build checks them
+    against it, not against the mix), and the card inside says the second opinion is not in
+    them."""
+    from predictor.models import ModelVersion
+    from training.export.files import export_files
+    from training.export.tasks import build_model_export
+
+    version = ModelVersion.active()
+    assert version.second_opinion
+    build_model_export.run(version.pk)
+    files = export_files(version)
+    assert files.ready()
+    stored = Path(files.storage.path(files.stored_name("tflite")))
+    with zipfile.ZipFile(stored) as archive:
+        (card_name,) = [name for name in archive.namelist() if name.endswith("MODEL_CARD.md")]
+        card = archive.read(card_name).decode()
+    assert "faceage serves this network with a second opinion" in card
+    assert "The exports hold the age network alone, without the second opinion." in card
+    # A changed second opinion is a changed card: the exports are built again.
+    key = files.key
+    version.second_opinion = {**version.second_opinion, "network_weight": 1.0}
+    assert export_files(version).key != key

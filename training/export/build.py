@@ -279,6 +279,9 @@ def build_exports(version: ModelVersion, force: bool = False) -> ExportFiles:
     with tempfile.TemporaryDirectory(prefix="faceage-export-") as scratch:
         try:
             network = load_network(version)
+            # The exports hold the age network alone: the second opinion (the face descriptor,
+            # a second network on onnxruntime) is not part of them, and the card says so.
+            network.second_opinion = None
             check = random_check_chips(chip_size=network.chip_size)
             report = write_exports(network, Path(scratch), files.stem, card, check)
             if force:

@@ -52,6 +52,7 @@ def export_key(version: ModelVersion) -> str:
             version.metrics,
             card_metrics,
             getattr(version, "temperature", 1.0),
+            getattr(version, "second_opinion", None) or {},  # the card inside names it
         ],
         sort_keys=True,
         default=str,

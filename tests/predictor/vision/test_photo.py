@@ -118,11 +118,11 @@ def test_a_reduced_photo_needs_its_file_and_an_array_is_a_full_photo():
 @pytest.fixture(scope="module")
 def estimator():
     from predictor.vision.age_network import AgeNetwork
-    from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL, shipped_model_path
+    from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL
     from predictor.vision.centerface import CenterFaceDetector
     from predictor.vision.estimator import AgeEstimator
 
-    network = AgeNetwork.from_keras_file(shipped_model_path(DEFAULT_SHIPPED_MODEL))
+    network = AgeNetwork.shipped(DEFAULT_SHIPPED_MODEL)  # as served: its second opinion too
     network.mirrored = True
     return AgeEstimator(network, CenterFaceDetector())
 

@@ -135,7 +135,7 @@ def test_chips_are_enlarged_to_the_descriptors_size():
     big = enlarge(chips)
     assert big.shape == (2, 150, 150, 3) and big.dtype == np.uint8
     assert abs(float(big.mean()) - float(chips.mean())) < 2
-    assert enlarge(big) is not None and np.array_equal(enlarge(big), big)
+    assert np.array_equal(enlarge(big), big)
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def test_the_shipped_default_is_served_with_its_second_opinion(utk_faces):
     opinion = from_settings(card["second_opinion"])
     assert shipped_head_path(opinion.name).stat().st_size < 1024 * 1024
     served = AgeNetwork.shipped(DEFAULT_SHIPPED_MODEL)
-    assert served.second_opinion == opinion
+    assert served.second_opinion.settings() == opinion.settings() == card["second_opinion"]
     alone = AgeNetwork.shipped(card["weights"])
     assert alone.second_opinion is None
     chips, _ = utk_faces
@@ -170,9 +170,9 @@ def test_the_shipped_default_is_served_with_its_second_opinion(utk_faces):
     assert served.predict(chips[:0]).probabilities.shape == (0, AGES)
 
 
-def test_the_second_opinion_is_not_worse_on_real_aligned_crops(utk_faces):
-    """UTKFace faces, never trained on: the head alone is a rough guess, the mix is no worse
-    than the network alone (docs/benchmarks.md has the full figures)."""
+def test_the_second_opinion_improves_real_aligned_crops(utk_faces):
+    """UTKFace faces, never trained on: the head alone reads age, and the mix is closer to the
+    true ages than the network alone (docs/benchmarks.md has the full figures)."""
     from predictor.vision.age_network import AgeNetwork
 
     chips, true = utk_faces
@@ -184,8 +184,10 @@ def test_the_second_opinion_is_not_worse_on_real_aligned_crops(utk_faces):
         "alone": np.abs(np.round(alone.predict(chips).ages) - true).mean(),
         "head": np.abs(np.round(head) - true).mean(),
     }
-    assert errors["head"] < 15  # it reads age, not noise
-    assert errors["served"] <= errors["alone"] + 0.3, errors
+    # On these 60 faces: served 6.33, the network alone 6.82, the head alone 6.83; answering
+    # the faces' median age every time would be 15.9 years off.
+    assert errors["head"] < 0.6 * np.abs(true - np.median(true)).mean()  # it reads age
+    assert errors["served"] < errors["alone"], errors
 
 
 @pytest.mark.django_db
@@ -195,7 +197,7 @@ def test_workers_load_a_version_with_the_second_opinion_it_stores():
 
     default = ModelVersion.active()
     assert default.second_opinion == shipped_model_card(DEFAULT_SHIPPED_MODEL)["second_opinion"]
-    assert load_network(default).second_opinion == from_settings(default.second_opinion)
+    assert load_network(default).second_opinion.settings() == default.second_opinion
     before = ModelVersion.objects.get(name=shipped_model_card(DEFAULT_SHIPPED_MODEL)["weights"])
     assert before.second_opinion == {} and load_network(before).second_opinion is None
 
@@ -245,6 +247,8 @@ def test_a_run_from_the_active_model_keeps_its_second_opinion_refitted(
         ({"head": "descriptor-age-v1", "network_weight": 0, "descriptor_weight": 0}, "Give"),
         ({"head": "descriptor-age-v1", "network_weight": "1", "descriptor_weight": 1}, "Give"),
         ({"head": "../faceage-v5", "network_weight": 1, "descriptor_weight": 1}, "No head"),
+        ([1, 2], "Give"),
+        ("descriptor-age-v1", "Give"),
     ],
 )
 def test_a_version_refuses_a_second_opinion_no_worker_could_serve(opinion, message):
@@ -263,3 +267,40 @@ def test_a_version_refuses_a_second_opinion_no_worker_could_serve(opinion, messa
     version.full_clean()
     version.second_opinion = {}
     version.full_clean()
+    # The dlib network's 81 ages cannot be mixed with the head's 101.
+    bundled = ModelVersion(
+        name="y",
+        artifact=ModelVersion.BUNDLED_ARTIFACT,
+        second_opinion={"head": "descriptor-age-v1", "network_weight": 1, "descriptor_weight": 1},
+    )
+    with pytest.raises(ValidationError, match="Give"):
+        bundled.full_clean()
+
+
+@pytest.mark.django_db
+def test_a_worker_serves_an_edited_second_opinion_without_reloading_the_network():
+    from predictor import serving
+    from predictor.models import ModelVersion
+
+    version = ModelVersion.active()
+    network = serving.estimator_for(version).network
+    version.second_opinion = {**version.second_opinion, "network_weight": 1.0}
+    version.save(update_fields=["second_opinion"])
+    again = serving.estimator_for(ModelVersion.objects.get(pk=version.pk)).network
+    assert again is network and again.second_opinion.settings() == version.second_opinion
+    version.second_opinion = {}
+    version.save(update_fields=["second_opinion"])
+    assert serving.estimator_for(ModelVersion.objects.get(pk=version.pk)).network is network
+    assert network.second_opinion is None
+
+
+@pytest.mark.django_db
+def test_a_second_opinion_on_the_dlib_network_is_refused_when_loaded():
+    """Its 81 ages cannot be mixed with the head's 101 (the admin refuses it too)."""
+    from predictor.models import ModelVersion
+    from predictor.serving import load_network
+
+    bundled = ModelVersion.ensure_bundled()
+    bundled.second_opinion = shipped_model_card(DEFAULT_SHIPPED_MODEL)["second_opinion"]
+    with pytest.raises(ValueError, match="needs a network of 101 ages"):
+        load_network(bundled)

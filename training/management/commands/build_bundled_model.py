@@ -201,7 +201,8 @@ class Command(BaseCommand):
     help = "Train the default model that ships in the repository (FairFace only)."
 
     def add_arguments(self, parser):
-        # The network the default serves (faceage-v6 serves faceage-v5's with a second opinion).
+        # The network the default serves: refused (below) while a card serves its weights, as
+        # faceage-v6 serves faceage-v5's with a second opinion.
         parser.add_argument("--name", default=shipped_weights_name(DEFAULT_SHIPPED_MODEL))
         parser.add_argument("--epochs", type=int, default=6)
         parser.add_argument("--learning-rate", type=float, default=5e-4)
@@ -235,7 +236,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--replaces",
-            default=shipped_weights_name(DEFAULT_SHIPPED_MODEL),
+            default=DEFAULT_SHIPPED_MODEL,
             metavar="NAME",
             help="the shipped network this build replaces as the default: the registry (model "
             "page, /api/v1/models/) sets the build's figures beside it (default: the current "
@@ -310,6 +311,16 @@ class Command(BaseCommand):
         joining = [soup_member(name, options["chip_size"]) for name in options["soup_with"]]
         if options["start"]:
             soup_member(options["start"], options["chip_size"], "--start")
+        served_by = [
+            name
+            for name in shipped_versions()
+            if name != options["name"] and shipped_weights_name(name) == options["name"]
+        ]
+        if served_by and options["out"].resolve() == MODELS_DIR.resolve():
+            raise CommandError(
+                f"{', '.join(served_by)} serves the weights of {options['name']}: build under "
+                "another --name (or --out), and build its second opinion again for it"
+            )
         datasets = Path(settings.FACEAGE_DATASETS_DIR)
         fairface_root, utkface_root = datasets / "fairface", datasets / "utkface"
         for root in (fairface_root, utkface_root):
@@ -441,10 +452,13 @@ class Command(BaseCommand):
             }
 
         figures["bundled_dlib_network"] = reference(AgeNetwork.bundled())
-        for shipped in sorted(MODELS_DIR.glob("*.keras")):
-            if shipped.resolve() != (options["out"] / f"{options['name']}.keras").resolve():
-                # A candidate beside the networks already in the repository.
-                figures[f"shipped:{shipped.stem}"] = reference(AgeNetwork.from_keras_file(shipped))
+        for name in shipped_versions():
+            if (MODELS_DIR / f"{name}.keras").resolve() != (
+                options["out"] / f"{options['name']}.keras"
+            ).resolve():
+                # A candidate beside the versions already in the repository, each served as
+                # its card says (faceage-v6: faceage-v5's network with its second opinion).
+                figures[f"shipped:{name}"] = reference(AgeNetwork.shipped(name))
         # Beside the network it replaces (measured above unless this build overwrites it;
         # registry_metrics then takes the dlib network).
         figures["registry"] = {
@@ -517,6 +531,16 @@ class Command(BaseCommand):
         )
         self.stdout.write("\n" + json.dumps(figures, indent=1))
         self.stdout.write(self.style.SUCCESS(f"wrote {model_path}"))
+
+
+def shipped_versions() -> list[str]:
+    """Every version shipped in the repository: its own network (``.keras``), or a card that
+    serves another's weights (``"weights"``, as faceage-v6 serves faceage-v5's)."""
+    names = {path.stem for path in MODELS_DIR.glob("*.keras")}
+    for card in MODELS_DIR.glob("*.json"):
+        if "weights" in json.loads(card.read_text(encoding="utf-8")):
+            names.add(card.stem)
+    return sorted(names)
 
 
 def soup_member(name: str, chip_size: int, option: str = "--soup-with"):
