@@ -139,19 +139,13 @@ class ModelVersion(models.Model):
         super().clean()
         if not self.second_opinion:
             return
-        from predictor.vision.bundled_models import shipped_head_path
+        from predictor.vision.second_opinion import from_settings
 
-        opinion = self.second_opinion
-        keys = {"head", "network_weight", "descriptor_weight"}
-        if not isinstance(opinion, dict) or self.is_bundled:
-            opinion = {}  # refused below: the dlib network's 81 classes cannot be mixed
-        weights = [opinion.get(key) for key in ("network_weight", "descriptor_weight")]
-        numbers = [
-            float(w)
-            for w in weights
-            if isinstance(w, int | float) and not isinstance(w, bool) and 0 <= w < 100
-        ]
-        if set(opinion) != keys or len(numbers) != 2 or sum(numbers) == 0:
+        try:
+            if self.is_bundled:  # the dlib network's 81 ages cannot be mixed with 101
+                raise ValueError("the bundled network")
+            from_settings(self.second_opinion)
+        except ValueError:
             raise ValidationError(
                 {
                     "second_opinion": gettext(
@@ -159,14 +153,12 @@ class ModelVersion(models.Model):
                         "number}, the weights from 0 (at least one above 0), or leave it empty."
                     )
                 }
-            )
-        try:
-            shipped_head_path(str(opinion["head"]))
+            ) from None
         except FileNotFoundError:
             raise ValidationError(
                 {
                     "second_opinion": gettext("No head named %(head)s ships with faceage.")
-                    % {"head": opinion["head"]}
+                    % {"head": self.second_opinion["head"]}
                 }
             ) from None
 

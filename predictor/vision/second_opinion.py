@@ -218,15 +218,20 @@ def from_settings(settings: dict) -> SecondOpinion:
         ValueError: the settings are not a second opinion's.
         FileNotFoundError: no such shipped head.
     """
-    if not isinstance(settings, dict) or set(settings) != {
-        "head",
-        "network_weight",
-        "descriptor_weight",
-    }:
+    keys = {"head", "network_weight", "descriptor_weight"}
+    if (
+        not isinstance(settings, dict)
+        or set(settings) != keys
+        or not isinstance(settings["head"], str)
+        or not all(
+            isinstance(settings[key], int | float) and not isinstance(settings[key], bool)
+            for key in ("network_weight", "descriptor_weight")
+        )
+    ):
         raise ValueError(f"not a second opinion's settings: {settings!r}")
     return SecondOpinion(
-        name=str(settings["head"]),
-        head=_shipped_head(str(settings["head"])),
+        name=settings["head"],
+        head=_shipped_head(settings["head"]),
         network_weight=float(settings["network_weight"]),
         descriptor_weight=float(settings["descriptor_weight"]),
     )
