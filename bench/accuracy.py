@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
-import json
 import random
 import sys
 import time
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from predictor.vision.age_network import AgeNetwork
     from predictor.vision.alignment import FaceAligner
-    from predictor.vision.bundled_models import SHIPPED_MODELS_DIR
+    from predictor.vision.bundled_models import shipped_versions
     from predictor.vision.centerface import CenterFaceDetector
     from predictor.vision.face_detection import FaceDetector
 
@@ -145,14 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     # Every shipped version, as its card says it is served: its own network, or another's
     # weights with a second opinion (faceage-v6).
-    shipped = {path.stem for path in SHIPPED_MODELS_DIR.glob("*.keras")}
-    shipped |= {
-        path.stem
-        for path in SHIPPED_MODELS_DIR.glob("*.json")
-        if "weights" in json.loads(path.read_text(encoding="utf-8"))
-    }
     networks += [
-        (name, AgeNetwork.shipped(name)) for name in sorted(shipped) if not wanted or name in wanted
+        (name, AgeNetwork.shipped(name))
+        for name in shipped_versions()
+        if not wanted or name in wanted
     ]
     detectors = {
         "hog": ("HOG cascade", FaceDetector),

@@ -190,33 +190,6 @@ def train_head(descriptors: np.ndarray, split: dict, hidden: int, seed: int, epo
     return model
 
 
-def group_log_likelihood(probabilities: np.ndarray, split: dict) -> float:
-    years = np.arange(101)
-    inside = (years[None, :] >= split["age_low"][:, None]) & (
-        years[None, :] <= split["age_high"][:, None]
-    )
-    return float(np.log(np.maximum((probabilities * inside).sum(1), 1e-12)).mean())
-
-
-def mix(p: np.ndarray, q: np.ndarray, a: float, b: float) -> np.ndarray:
-    logs = a * np.log(np.maximum(p, 1e-12)) + b * np.log(np.maximum(q, 1e-12))
-    logs -= logs.max(axis=1, keepdims=True)
-    out = np.exp(logs)
-    return out / out.sum(axis=1, keepdims=True)
-
-
-def fit_mix(p: np.ndarray, q: np.ndarray, split: dict) -> tuple[float, float]:
-    """Exponents on a grid, by the likelihood of the validation side's groups."""
-    grid = np.round(np.arange(0.0, 1.61, 0.1), 2)
-    scores = {
-        (a, b): group_log_likelihood(mix(p, q, a, b), split)
-        for a in grid
-        for b in grid
-        if a + b > 0
-    }
-    return max(scores, key=scores.__getitem__)
-
-
 def figures(probabilities: dict[str, np.ndarray], data: dict, temperature: float) -> list[str]:
     from bench.accuracy import GROUPS, group_of
     from predictor.vision.uncertainty import describe
@@ -277,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     # The second view: the age network's own 64 px chip, enlarged to 150 px (what the served
     # second opinion reads, predictor.vision.second_opinion).
     from predictor.vision.face_descriptor import FaceDescriptor
-    from predictor.vision.second_opinion import enlarge
+    from predictor.vision.second_opinion import enlarge, fit_weights, mix
 
     describe = FaceDescriptor(threads=2).describe
     enlarged = {
@@ -295,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             q = {name: head.predict(values, verbose=0) for name, values in descriptors.items()}
             shape = "linear" if not hidden else f"{hidden} hidden"
             candidates[f"{view}: q(d), {shape}"] = q
-            a, b = fit_mix(p["ff-val"], q["ff-val"], data["ff-val"])
+            val = data["ff-val"]
+            a, b = fit_weights(p["ff-val"], q["ff-val"], val["age_low"], val["age_high"])
             candidates[f"{view}: p^{a:g} q^{b:g}, q {shape}"] = {
                 name: mix(p[name], q[name], a, b) for name in p
             }

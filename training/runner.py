@@ -87,10 +87,10 @@ def start_second_opinion(run: TrainingRun, network, val: dict) -> dict:
     if run.init != TrainingRun.Init.ACTIVE or not recorded.exists():
         return {}
     settings_ = json.loads(recorded.read_text() or "{}")
-    if not settings_ or network.num_classes != 101 or not len(val["ages"]):
-        return {}
-    from predictor.vision.second_opinion import SecondOpinion, fit_weights, from_settings
+    from predictor.vision.second_opinion import AGES, SecondOpinion, fit_weights, from_settings
 
+    if not settings_ or network.num_classes != AGES or not len(val["ages"]):
+        return {}
     opinion = from_settings(settings_)
     chips = val["chips"]
     weights = fit_weights(

@@ -112,8 +112,8 @@ def shipped_model_path(name: str) -> Path:
     serves another shipped network's weights with a second opinion (faceage-v6) names that
     network in its card's ``weights``."""
     path = SHIPPED_MODELS_DIR / f"{name}.keras"
-    if not path.is_file() and shipped_weights_name(name) != name:
-        return shipped_model_path(shipped_weights_name(name))
+    if not path.is_file() and (weights := shipped_weights_name(name)) != name:
+        return shipped_model_path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"no shipped model {name!r} at {path}")
     return path
@@ -128,6 +128,16 @@ def shipped_head_path(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no shipped head {name!r} at {path}")
     return path
+
+
+def shipped_versions() -> list[str]:
+    """Every version shipped in the repository: its own network (``.keras``), or a card that
+    serves another's weights (``"weights"``, as faceage-v6 serves faceage-v5's)."""
+    names = {path.stem for path in SHIPPED_MODELS_DIR.glob("*.keras")}
+    for card in SHIPPED_MODELS_DIR.glob("*.json"):
+        if "weights" in json.loads(card.read_text(encoding="utf-8")):
+            names.add(card.stem)
+    return sorted(names)
 
 
 def shipped_weights_name(name: str) -> str:

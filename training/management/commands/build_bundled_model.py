@@ -40,7 +40,12 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from predictor.vision.bundled_models import CHIP_SIZE, DEFAULT_SHIPPED_MODEL, shipped_weights_name
+from predictor.vision.bundled_models import (
+    CHIP_SIZE,
+    DEFAULT_SHIPPED_MODEL,
+    shipped_versions,
+    shipped_weights_name,
+)
 from training.progress_bar import ProgressBar
 
 MODELS_DIR = Path(settings.BASE_DIR) / "predictor" / "vision" / "models"
@@ -531,16 +536,6 @@ class Command(BaseCommand):
         )
         self.stdout.write("\n" + json.dumps(figures, indent=1))
         self.stdout.write(self.style.SUCCESS(f"wrote {model_path}"))
-
-
-def shipped_versions() -> list[str]:
-    """Every version shipped in the repository: its own network (``.keras``), or a card that
-    serves another's weights (``"weights"``, as faceage-v6 serves faceage-v5's)."""
-    names = {path.stem for path in MODELS_DIR.glob("*.keras")}
-    for card in MODELS_DIR.glob("*.json"):
-        if "weights" in json.loads(card.read_text(encoding="utf-8")):
-            names.add(card.stem)
-    return sorted(names)
 
 
 def soup_member(name: str, chip_size: int, option: str = "--soup-with"):
