@@ -15,6 +15,11 @@ ahead or stored. The layout (which layer reads which tag) is the C++ type of
 ``dnn_face_recognition_ex.cpp``, written out in :data:`_ARCHITECTURE`; the file gives the
 weights and is checked against that layout layer by layer.
 
+Besides the descriptor, :meth:`FaceDescriptor.layers` gives what the network's inner layers
+see of the same chip (:data:`LAYERS`), from the same forward pass, for the age heads of
+:mod:`predictor.vision.second_opinion`: an identity descriptor is made to forget age, and
+the layers before it forget less.
+
 Conventions: chips are NHWC ``(N, 150, 150, 3)``, RGB, raw pixel values 0..255, cut by
 :class:`predictor.vision.alignment.FaceAligner` with ``padding=CHIP_PADDING`` at
 ``CHIP_SIZE`` (dlib's ``compute_face_descriptor`` cuts the same chip).
@@ -36,6 +41,7 @@ __all__ = [
     "CHIP_PADDING",
     "CHIP_SIZE",
     "DESCRIPTOR_SIZE",
+    "LAYERS",
     "FaceDescriptor",
     "FaceRecognitionNetwork",
     "build_onnx_model",
@@ -48,6 +54,15 @@ CHIP_PADDING = 0.25
 DESCRIPTOR_SIZE = 128
 MODEL_PACKAGE = "face_recognition_models"
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+# What FaceDescriptor.layers gives, by name, and each one's width:
+# - descriptor: the 128 numbers;
+# - stages: the last ReLU's output of each (channels, side) the network has, averaged over
+#   its positions, in order of channels then side (32 at 35 and 72 px, 64 at 17, 128 at 8,
+#   256 at 1, 2, 3 and 4 px): 1,280 numbers, the 256 at 2 px those the descriptor is made of;
+# - stage256: the output of the last 256-channel stage before the final downsampling,
+#   4 x 4 positions of 256 channels, flattened channel first;
+# - final: the output the descriptor averages, 2 x 2 positions of 256 channels.
+LAYERS = {"descriptor": DESCRIPTOR_SIZE, "stages": 1280, "stage256": 4096, "final": 1024}
 
 
 def face_recognition_model_path() -> Path:
@@ -345,7 +360,8 @@ def read_face_recognition_network(path: str | os.PathLike | None = None) -> Face
 
 def build_onnx_model(network: FaceRecognitionNetwork):
     """An ONNX graph of the network: ``chips`` (N, 150, 150, 3) float RGB 0..255 in,
-    ``descriptors`` (N, 128) out.
+    ``descriptors`` (N, 128) out, and the inner layers of :data:`LAYERS` as outputs of
+    the same names (``stages``, ``stage256``, ``final``).
 
     dlib pads nothing for a strided convolution or a pool and adds two tensors of different
     shapes over their common corner, zero elsewhere (``add_prev``); the graph does the same.
@@ -372,9 +388,15 @@ def build_onnx_model(network: FaceRecognitionNetwork):
     x = node("Mul", [x, constant(np.array([1 / 256], np.float32), "scale")])
     shape = (3, network.chip_size, network.chip_size)
     tagged: dict[int, tuple[str, tuple[int, int, int]]] = {}
+    # The last ReLU of each (channels, side), and what the last ``tag 1`` marked: the input of
+    # the final downsampling stage.
+    relus: dict[tuple[int, int], str] = {}
+    stage256 = final = ""
     for (kind, argument), weights in network.layers:
         if kind == "tag":
             tagged[argument] = (x, shape)
+            if argument == 1:
+                stage256 = x
         elif kind == "skip":
             x, shape = tagged[argument]
         elif kind == "con":
@@ -396,9 +418,11 @@ def build_onnx_model(network: FaceRecognitionNetwork):
             x = node("Add", [x, constant(shift.reshape(1, -1, 1, 1), "beta")])
         elif kind == "relu":
             x = node("Relu", [x])
+            relus[shape[0], shape[1]] = x
         elif kind in ("max_pool", "avg_pool"):
             window, stride = argument
             if window == 0:
+                final = x
                 x = node("GlobalAveragePool", [x])
                 shape = (shape[0], 1, 1)
             else:
@@ -425,11 +449,21 @@ def build_onnx_model(network: FaceRecognitionNetwork):
         elif kind == "fc":
             x = node("Flatten", [x])
             nodes.append(helper.make_node("MatMul", [x, constant(weights, "fc")], ["descriptors"]))
+    pooled = [node("Flatten", [node("GlobalAveragePool", [relus[key]])]) for key in sorted(relus)]
+    nodes.append(helper.make_node("Concat", pooled, ["stages"], axis=1))
+    nodes.append(helper.make_node("Flatten", [stage256], ["stage256"]))
+    nodes.append(helper.make_node("Flatten", [final], ["final"]))
+    outputs = [("descriptors", DESCRIPTOR_SIZE)] + [
+        (name, width) for name, width in LAYERS.items() if name != "descriptor"
+    ]
     graph = helper.make_graph(
         nodes,
         "dlib_face_recognition_resnet_model_v1",
         [helper.make_tensor_value_info("chips", TensorProto.FLOAT, ["N", CHIP_SIZE, CHIP_SIZE, 3])],
-        [helper.make_tensor_value_info("descriptors", TensorProto.FLOAT, ["N", DESCRIPTOR_SIZE])],
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", width])
+            for name, width in outputs
+        ],
         initializers,
     )
     # IR version 8 (opset 17): what every onnxruntime the product allows can load.
@@ -454,12 +488,21 @@ class FaceDescriptor:
 
     def describe(self, chips: np.ndarray) -> np.ndarray:
         """Descriptors ``(N, 128)`` of chips ``(N, 150, 150, 3)`` (uint8 or float, 0..255)."""
+        return self.layers(chips, ("descriptor",))["descriptor"]
+
+    def layers(self, chips: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """``{name: (N, LAYERS[name]) float32}`` for chips ``(N, 150, 150, 3)``, from one
+        forward pass (only what the names need is computed)."""
         chips = np.asarray(chips)
         if chips.ndim != 4 or chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
             raise ValueError(
                 f"expected chips of shape (N, {CHIP_SIZE}, {CHIP_SIZE}, 3), got {chips.shape}"
             )
+        unknown = [name for name in names if name not in LAYERS]
+        if unknown or not names:
+            raise ValueError(f"no such layers {unknown}; they are {sorted(LAYERS)}")
         if len(chips) == 0:
-            return np.zeros((0, DESCRIPTOR_SIZE), np.float32)
-        (descriptors,) = self._session.run(None, {"chips": chips.astype(np.float32)})
-        return descriptors
+            return {name: np.zeros((0, LAYERS[name]), np.float32) for name in names}
+        outputs = ["descriptors" if name == "descriptor" else name for name in names]
+        found = self._session.run(outputs, {"chips": chips.astype(np.float32)})
+        return dict(zip(names, found, strict=True))

@@ -16,6 +16,7 @@ from predictor.vision.face_descriptor import (
     CHIP_PADDING,
     CHIP_SIZE,
     DESCRIPTOR_SIZE,
+    LAYERS,
     FaceDescriptor,
     build_onnx_model,
     face_recognition_model_path,
@@ -55,6 +56,37 @@ def test_descriptors_equal_dlibs_own(descriptor, chips):
     # Different faces, different descriptors: the comparison above is not of constants.
     distances = np.linalg.norm(expected[:, None] - expected[None], axis=-1)
     assert distances[~np.eye(len(chips), dtype=bool)].min() > 0.2
+
+
+def test_inner_layers_are_those_the_descriptor_is_made_of(descriptor, chips):
+    """The layers the age heads read come from the same pass as the descriptor: the descriptor
+    is dlib's last matrix applied to ``final`` averaged over its 2 x 2 positions, which is also
+    the 256-channel 2 px part of ``stages``; ``stage256`` averaged is its 4 px part."""
+    layers = descriptor.layers(chips, tuple(LAYERS))
+    assert {name: value.shape for name, value in layers.items()} == {
+        name: (len(chips), width) for name, width in LAYERS.items()
+    }
+    network = read_face_recognition_network()
+    matrix = next(weights for (kind, _), weights in network.layers if kind == "fc")
+    pooled = layers["final"].reshape(len(chips), 256, 4).mean(axis=2)
+    np.testing.assert_allclose(pooled @ matrix, layers["descriptor"], atol=1e-4)
+    # stages: 32 channels at 35 and 72 px, 64 at 17, 128 at 8, then 256 at 1, 2, 3 and 4 px.
+    np.testing.assert_allclose(layers["stages"][:, 512:768], pooled, atol=1e-5)
+    np.testing.assert_allclose(
+        layers["stages"][:, 1024:],
+        layers["stage256"].reshape(len(chips), 256, 16).mean(2),
+        atol=1e-5,
+    )
+    for name in ("stages", "stage256", "final"):  # ReLU outputs, and not all zero
+        assert layers[name].min() >= 0 and (layers[name] > 0).mean() > 0.2, name
+    # A subset is the same numbers; no chips, no rows; a name that is no layer is refused.
+    np.testing.assert_allclose(
+        descriptor.layers(chips[:3], ("final",))["final"], layers["final"][:3], atol=1e-5
+    )
+    empty = descriptor.layers(np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8), ("stages",))
+    assert empty["stages"].shape == (0, LAYERS["stages"])
+    with pytest.raises(ValueError, match="no such layers"):
+        descriptor.layers(chips[:1], ("pixels",))
 
 
 def test_batch_order_and_dtypes_do_not_matter(descriptor, chips):
