@@ -5,7 +5,10 @@ The age network reads a 64 px chip. dlib's face-recognition network
 describes the same chip (enlarged to its 150 px) with 128 numbers, and those hold age the age
 network misses. A small head (:class:`DescriptorAgeHead`: one hidden layer, softmax over the
 ages 0-100) reads them, trained on FairFace's training photos
-(``manage.py build_second_opinion``). The served distribution is the product of the two,
+(``manage.py build_second_opinion``). A head may read one of the network's inner layers
+instead (:data:`~predictor.vision.face_descriptor.LAYERS`), which the same forward pass
+gives, and several heads answer together as their distributions' normalised geometric mean
+(:class:`AgeHeads`). The served distribution is the product of the network's and the heads',
 each raised to a weight fitted on validation data (:func:`fit_weights`)::
 
     served(age) ∝ network(age) ** network_weight * head(age) ** descriptor_weight
@@ -13,7 +16,8 @@ each raised to a weight fitted on validation data (:func:`fit_weights`)::
 A product of experts: an age both find likely stays likely, one that either rules out
 does not. It is a function of the chip alone, so wherever a network's answer is measured
 (evaluation, calibration, the promotion gate, shadow runs) the mix is measured with it.
-``docs/benchmarks.md``, "The shipped model: faceage-v6", has the figures.
+``docs/benchmarks.md``, "The shipped model: faceage-v7" and "The default before it:
+faceage-v6", has the figures.
 
 No Django imports. No TensorFlow: the head is three small matrix products in NumPy, the
 descriptor runs on onnxruntime.
@@ -25,15 +29,17 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from predictor.vision.face_descriptor import CHIP_SIZE as DESCRIPTOR_CHIP_SIZE
-from predictor.vision.face_descriptor import DESCRIPTOR_SIZE, FaceDescriptor
+from predictor.vision.face_descriptor import LAYERS, FaceDescriptor
 
 __all__ = [
     "AGES",
+    "AgeHeads",
     "DescriptorAgeHead",
     "SecondOpinion",
     "enlarge",
@@ -118,21 +124,27 @@ def fit_weights(
 
 @dataclass(frozen=True)
 class DescriptorAgeHead:
-    """Ages 0..100 from a descriptor: normalise, one hidden ReLU layer, softmax."""
+    """Ages 0..100 from a descriptor, or from the inner layer ``reads`` of the descriptor
+    network (:data:`~predictor.vision.face_descriptor.LAYERS`, D numbers): normalise, one
+    hidden ReLU layer, softmax."""
 
-    mean: np.ndarray  # (128,)
-    variance: np.ndarray  # (128,)
-    hidden_kernel: np.ndarray  # (128, H)
+    mean: np.ndarray  # (D,)
+    variance: np.ndarray  # (D,)
+    hidden_kernel: np.ndarray  # (D, H)
     hidden_bias: np.ndarray  # (H,)
     kernel: np.ndarray  # (H, 101)
     bias: np.ndarray  # (101,)
+    reads: str = "descriptor"
 
     def __post_init__(self) -> None:
+        if self.reads not in LAYERS:
+            raise ValueError(f"a head reads one of {sorted(LAYERS)}, not {self.reads!r}")
+        width = LAYERS[self.reads]
         hidden = self.hidden_bias.shape[0] if self.hidden_bias.ndim == 1 else -1
         shapes = {
-            "mean": (DESCRIPTOR_SIZE,),
-            "variance": (DESCRIPTOR_SIZE,),
-            "hidden_kernel": (DESCRIPTOR_SIZE, hidden),
+            "mean": (width,),
+            "variance": (width,),
+            "hidden_kernel": (width, hidden),
             "hidden_bias": (hidden,),
             "kernel": (hidden, AGES),
             "bias": (AGES,),
@@ -146,25 +158,87 @@ class DescriptorAgeHead:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> DescriptorAgeHead:
-        with np.load(Path(path)) as saved:
-            missing = [key for key in _HEAD_KEYS if key not in saved]
-            if missing:
-                raise ValueError(f"{path}: not a descriptor age head (missing {missing})")
-            return cls(**{key: np.asarray(saved[key], np.float32) for key in _HEAD_KEYS})
+        """A file of one head (as :meth:`save` writes it); :meth:`AgeHeads.load` reads
+        either kind."""
+        heads = AgeHeads.load(path)
+        if len(heads.members) != 1:
+            raise ValueError(f"{path}: {len(heads.members)} heads, not one")
+        return heads.members[0]
 
     def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        np.savez(path, **{key: getattr(self, key) for key in _HEAD_KEYS})
-        return path
+        return AgeHeads((self,)).save(path)
 
-    def predict(self, descriptors: np.ndarray) -> np.ndarray:
-        """``(N, 101)`` float32 age probabilities of ``(N, 128)`` descriptors."""
-        x = (np.asarray(descriptors, np.float32) - self.mean) / np.sqrt(self.variance)
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """``(N, 101)`` float32 age probabilities of ``(N, D)`` descriptors (or the layer
+        the head reads)."""
+        x = (np.asarray(features, np.float32) - self.mean) / np.sqrt(self.variance)
         hidden = np.maximum(x @ self.hidden_kernel + self.hidden_bias, 0.0)
         logits = hidden @ self.kernel + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         out = np.exp(logits)
         return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class AgeHeads:
+    """One or more heads, each reading its layer of the same forward pass, that answer
+    together: the normalised geometric mean of their distributions (an age that any head
+    rules out is unlikely). A file of one head reading the descriptor, as
+    ``descriptor-age-v1.npz`` was written, loads as one member."""
+
+    members: tuple[DescriptorAgeHead, ...]
+
+    def __post_init__(self) -> None:
+        if not self.members or not all(isinstance(m, DescriptorAgeHead) for m in self.members):
+            raise ValueError("need one head or more")
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The layers the members read, each once, in the members' order."""
+        return tuple(dict.fromkeys(member.reads for member in self.members))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> AgeHeads:
+        with np.load(Path(path)) as saved:
+            if "members" not in saved:  # one head reading the descriptor (the first format)
+                missing = [key for key in _HEAD_KEYS if key not in saved]
+                if missing:
+                    raise ValueError(f"{path}: not a descriptor age head (missing {missing})")
+                return cls((DescriptorAgeHead(**_arrays(saved, "")),))
+            reads = [str(name) for name in np.asarray(saved["members"]).reshape(-1)]
+            members = []
+            for index, layer in enumerate(reads):
+                prefix = f"{index}."
+                missing = [key for key in _HEAD_KEYS if prefix + key not in saved]
+                if missing:
+                    raise ValueError(f"{path}: head {index} lacks {missing}")
+                members.append(DescriptorAgeHead(**_arrays(saved, prefix), reads=layer))
+            return cls(tuple(members))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        arrays: dict[str, Any] = {"members": np.array([m.reads for m in self.members])}
+        for index, member in enumerate(self.members):
+            arrays |= {f"{index}.{key}": getattr(member, key) for key in _HEAD_KEYS}
+        np.savez(path, **arrays)
+        return path
+
+    def predict(self, layers: dict[str, np.ndarray]) -> np.ndarray:
+        """``(N, 101)`` float32 age probabilities from the layers :attr:`reads` names."""
+        logs = np.mean(
+            [
+                np.log(np.maximum(member.predict(layers[member.reads]).astype(np.float64), _FLOOR))
+                for member in self.members
+            ],
+            axis=0,
+        )
+        logs -= logs.max(axis=1, keepdims=True)
+        out = np.exp(logs)
+        return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _arrays(saved, prefix: str) -> dict[str, Any]:
+    return {key: np.asarray(saved[prefix + key], np.float32) for key in _HEAD_KEYS}
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,7 +247,7 @@ class SecondOpinion:
     (Compared by identity; compare :meth:`settings` for what it is.)"""
 
     name: str
-    head: DescriptorAgeHead
+    head: AgeHeads
     network_weight: float
     descriptor_weight: float
 
@@ -193,10 +267,10 @@ class SecondOpinion:
         }
 
     def head_probabilities(self, chips: np.ndarray) -> np.ndarray:
-        """The head's ``(N, 101)`` distribution for the age network's chips."""
+        """The heads' ``(N, 101)`` distribution for the age network's chips."""
         if not len(chips):
             return np.zeros((0, AGES), np.float32)
-        return self.head.predict(shared_descriptor().describe(enlarge(chips)))
+        return self.head.predict(shared_descriptor().layers(enlarge(chips), self.head.reads))
 
     def apply(self, probabilities: np.ndarray, chips: np.ndarray) -> np.ndarray:
         """The network's ``(N, 101)`` distribution for ``chips``, mixed with the head's."""
@@ -238,7 +312,7 @@ def from_settings(settings: dict) -> SecondOpinion:
 
 
 @functools.lru_cache(maxsize=4)
-def _shipped_head(name: str) -> DescriptorAgeHead:
+def _shipped_head(name: str) -> AgeHeads:
     from predictor.vision.bundled_models import shipped_head_path
 
-    return DescriptorAgeHead.load(shipped_head_path(name))
+    return AgeHeads.load(shipped_head_path(name))
