@@ -1,20 +1,25 @@
 """Train the face descriptor's age head and ship a network served with it as a second opinion.
 
-    .venv/bin/python manage.py build_second_opinion [--network faceage-v5] [--name faceage-v6] \\
-        [--head descriptor-age-v1] [--hidden 256] [--epochs 30] [--augmented-copies 2] [--seed 0]
+    .venv/bin/python manage.py build_second_opinion [--network faceage-v5] [--name faceage-v7] \\
+        [--head descriptor-age-v2] [--layers descriptor,stages,stage256,final] [--hidden 256] \\
+        [--epochs 30] [--augmented-copies 2] [--seed 0]
 
-The shipped faceage-v6 was built with the defaults (docs/benchmarks.md, "The shipped model:
-faceage-v6").
+The shipped faceage-v7 was built with the defaults, faceage-v6 with ``--name faceage-v6
+--head descriptor-age-v1 --layers descriptor`` (docs/benchmarks.md, "The shipped model:
+faceage-v7").
 
 1. Every FairFace photo is cut as ``build_bundled_model`` cuts it (the same cached 64 px
-   chips), and dlib's face-recognition network describes each chip, enlarged to its 150 px
-   (:mod:`predictor.vision.second_opinion`).
-2. The head (:class:`~predictor.vision.second_opinion.DescriptorAgeHead`: one hidden ReLU
-   layer, softmax over the ages 0-100) learns the age groups of FairFace's training photos
-   with the product's interval loss, flat inside each group: each face as it is, and in
-   ``--augmented-copies`` copies augmented as faceage-v5's training was (30% of them given
-   the look of a scanned old print), so that an old print's grain is not read as age.
-   FairFace is CC BY 4.0, so the head may be redistributed.
+   chips), and dlib's face-recognition network reads each chip, enlarged to its 150 px
+   (:mod:`predictor.vision.second_opinion`): its descriptor and the inner layers
+   ``--layers`` names (:data:`predictor.vision.face_descriptor.LAYERS`), from one pass.
+2. One head for each of ``--layers`` (:class:`~predictor.vision.second_opinion.
+   DescriptorAgeHead`: one hidden ReLU layer, softmax over the ages 0-100) learns the age
+   groups of FairFace's training photos with the product's interval loss, flat inside each
+   group: each face as it is, and in ``--augmented-copies`` copies augmented as faceage-v5's
+   training was (30% of them given the look of a scanned old print), so that an old print's
+   grain is not read as age. The heads answer together, as the geometric mean of their
+   distributions (:class:`~predictor.vision.second_opinion.AgeHeads`). FairFace is CC BY 4.0,
+   so the heads may be redistributed.
 3. The weights that mix ``--network``'s distribution (mirrored, as served) with the head's are
    fitted on the validation split (FairFace's held-out training photos: the likelihood of
    their groups), then the temperature, as every build fits it.
@@ -22,7 +27,7 @@ faceage-v6").
    validation photos and 1,500 faces of the UTKFace development split's test side (UTKFace
    is non-commercial: measurement only), beside the network alone and the dlib network.
 
-Writes ``predictor/vision/models/<head>.npz`` and ``<head>.json`` (the head and its card), and
+Writes ``predictor/vision/models/<head>.npz`` and ``<head>.json`` (the heads and their card), and
 ``<name>.json``: the card of a shipped model version whose weights are ``--network``'s file
 (``"weights"``), served with the head (``"second_opinion"``). A migration registers it.
 """
@@ -52,28 +57,43 @@ from training.management.commands.build_bundled_model import (
 )
 from training.progress_bar import ProgressBar
 
+# Dropout before each head's output layer: more for the layers that keep positions
+# (stage256 and final), which have more inputs to overfit with.
+DROPOUT = {"descriptor": 0.2, "stages": 0.2, "stage256": 0.5, "final": 0.5}
 
-def descriptors_of(chips: np.ndarray, label: str) -> np.ndarray:
-    """``(N, 128)`` descriptors of the enlarged chips, cached by the chips' content."""
-    from predictor.vision.face_descriptor import FaceDescriptor
+
+def layers_of(chips: np.ndarray, label: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``{layer: (N, width)}`` of the enlarged chips (one forward pass for all the layers),
+    each layer cached by the chips' content."""
+    from predictor.vision.face_descriptor import LAYERS, FaceDescriptor
     from predictor.vision.second_opinion import enlarge
 
     digest = hashlib.sha256(b"descriptor-of-enlarged-chips-v1\n")
     digest.update(np.ascontiguousarray(chips).tobytes())
-    cache = (
-        Path(settings.FACEAGE_CHIP_CACHE_DIR) / f"descriptors-{label}-{digest.hexdigest()[:16]}.npy"
-    )
-    if cache.exists():
-        return np.load(cache)
-    # Both cores: one session with two threads (the chips arrive in batches).
-    descriptor, bar, out = FaceDescriptor(threads=2), ProgressBar(f"descriptors ({label})"), []
-    for start in range(0, len(chips), 256):
-        out.append(descriptor.describe(enlarge(chips[start : start + 256])))
-        bar(min(start + 256, len(chips)), len(chips))
-    values = np.concatenate(out) if out else np.zeros((0, 128), np.float32)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, values)
-    return values
+    folder = Path(settings.FACEAGE_CHIP_CACHE_DIR)
+    # The descriptor keeps the file name it had when it was the only layer.
+    caches = {
+        name: folder
+        / f"{'descriptors' if name == 'descriptor' else name}-{label}-{digest.hexdigest()[:16]}.npy"
+        for name in names
+    }
+    missing = tuple(name for name in names if not caches[name].exists())
+    if missing:
+        # Both cores: one session with two threads (the chips arrive in batches).
+        descriptor, bar = FaceDescriptor(threads=2), ProgressBar(f"{'+'.join(missing)} ({label})")
+        out: dict[str, list] = {name: [] for name in missing}
+        for start in range(0, len(chips), 256):
+            found = descriptor.layers(enlarge(chips[start : start + 256]), missing)
+            for name in missing:
+                out[name].append(found[name])
+            bar(min(start + 256, len(chips)), len(chips))
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in missing:
+            values = (
+                np.concatenate(out[name]) if out[name] else np.zeros((0, LAYERS[name]), np.float32)
+            )
+            np.save(caches[name], values)
+    return {name: np.load(caches[name]) for name in names}
 
 
 def augmented_chips(chips: np.ndarray, copy: int) -> np.ndarray:
@@ -95,9 +115,17 @@ def augmented_chips(chips: np.ndarray, copy: int) -> np.ndarray:
     )
 
 
-def train_head(descriptors: np.ndarray, split: dict, hidden: int, epochs: int, seed: int):
-    """The head, trained with the product's interval loss on ``split``'s age groups (flat
-    inside each group); returns a :class:`DescriptorAgeHead`."""
+def train_head(
+    descriptors: np.ndarray,
+    split: dict,
+    hidden: int,
+    epochs: int,
+    seed: int,
+    reads: str = "descriptor",
+):
+    """The head reading ``reads`` (``descriptors`` are that layer's), trained with the
+    product's interval loss on ``split``'s age groups (flat inside each group); returns a
+    :class:`DescriptorAgeHead`."""
     import keras
 
     from predictor.vision.second_opinion import AGES, DescriptorAgeHead
@@ -113,7 +141,7 @@ def train_head(descriptors: np.ndarray, split: dict, hidden: int, epochs: int, s
     x = keras.layers.Normalization(mean=mean, variance=variance)(inputs)
     regularizer = keras.regularizers.l2(1e-4)
     hidden_layer = keras.layers.Dense(hidden, activation="relu", kernel_regularizer=regularizer)
-    x = keras.layers.Dropout(0.2)(hidden_layer(x))
+    x = keras.layers.Dropout(DROPOUT[reads])(hidden_layer(x))
     out_layer = keras.layers.Dense(AGES, activation="softmax", kernel_regularizer=regularizer)
     model = keras.Model(inputs, out_layer(x))
     model.compile(keras.optimizers.Adam(1e-3), SoftLabelAgeLoss())
@@ -125,6 +153,7 @@ def train_head(descriptors: np.ndarray, split: dict, hidden: int, epochs: int, s
         hidden_bias=np.asarray(hidden_layer.bias, np.float32),
         kernel=np.asarray(out_layer.kernel, np.float32),
         bias=np.asarray(out_layer.bias, np.float32),
+        reads=reads,
     )
     # The NumPy head must answer as the Keras model it was copied from.
     check = descriptors[:256]
@@ -134,12 +163,18 @@ def train_head(descriptors: np.ndarray, split: dict, hidden: int, epochs: int, s
 
 
 class Command(BaseCommand):
-    help = "Train the descriptor age head and write a shipped model card served with it."
+    help = "Train the descriptor age heads and write a shipped model card served with them."
 
     def add_arguments(self, parser):
         parser.add_argument("--network", default="faceage-v5", help="a shipped network")
-        parser.add_argument("--name", default="faceage-v6", help="the new version's name")
-        parser.add_argument("--head", default="descriptor-age-v1", help="the head's file name")
+        parser.add_argument("--name", default="faceage-v7", help="the new version's name")
+        parser.add_argument("--head", default="descriptor-age-v2", help="the heads' file name")
+        parser.add_argument(
+            "--layers",
+            default="descriptor,stages,stage256,final",
+            help="comma-separated layers of the descriptor network, one head reading each "
+            "(predictor.vision.face_descriptor.LAYERS; default all four)",
+        )
         parser.add_argument("--hidden", type=int, default=256)
         parser.add_argument("--epochs", type=int, default=30)
         parser.add_argument(
@@ -157,13 +192,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from predictor.vision.age_network import AgeNetwork
-        from predictor.vision.second_opinion import SecondOpinion, fit_weights
+        from predictor.vision.face_descriptor import LAYERS
+        from predictor.vision.second_opinion import AgeHeads, SecondOpinion, fit_weights
         from training.datasets.fairface import read_fairface
         from training.datasets.utkface import read_utkface
 
         started = time.monotonic()
         if options["hidden"] < 1 or options["epochs"] < 1 or options["augmented_copies"] < 0:
             raise CommandError("--hidden and --epochs must be at least 1, --augmented-copies 0+")
+        layers = tuple(dict.fromkeys(name.strip() for name in options["layers"].split(",")))
+        if not layers or any(name not in LAYERS for name in layers):
+            raise CommandError(f"--layers: comma-separated names among {', '.join(LAYERS)}")
         weights = MODELS_DIR / f"{options['network']}.keras"
         if not weights.is_file():
             raise CommandError(f"--network: no shipped network {options['network']!r} at {weights}")
@@ -189,30 +228,41 @@ class Command(BaseCommand):
             f"{len(test['ages'])} test; UTKFace test {len(utk['ages'])}"
         )
         copies = options["augmented_copies"]
-        descriptors = [descriptors_of(train["chips"], "fairface-train")] + [
-            descriptors_of(augmented_chips(train["chips"], copy), f"fairface-train-look{copy}")
+        seen = [layers_of(train["chips"], "fairface-train", layers)] + [
+            layers_of(augmented_chips(train["chips"], copy), f"fairface-train-look{copy}", layers)
             for copy in range(copies)
         ]
         labels = {
             key: np.concatenate([train[key]] * (1 + copies)) for key in ("age_low", "age_high")
         }
-        head, losses = train_head(
-            np.concatenate(descriptors),
-            labels,
-            options["hidden"],
-            options["epochs"],
-            options["seed"],
-        )
+        members, losses = [], {}
+        for name in layers:
+            member, losses[name] = train_head(
+                np.concatenate([features[name] for features in seen]),
+                labels,
+                options["hidden"],
+                options["epochs"],
+                options["seed"],
+                reads=name,
+            )
+            members.append(member)
+        del seen
+        head = AgeHeads(tuple(members))
+        held_out = {
+            "fairface_validation": layers_of(val["chips"], "fairface-val", layers),
+            "fairface_test": layers_of(test["chips"], "fairface-test", layers),
+            "utkface_test": layers_of(utk["chips"], "utkface-test", layers),
+        }
         descriptor_weights = fit_weights(
             network.predict(val["chips"]).probabilities,
-            head.predict(descriptors_of(val["chips"], "fairface-val")),
+            head.predict(held_out["fairface_validation"]),
             val["age_low"],
             val["age_high"],
         )
         head_alone = {
-            "fairface_validation": _head_groups(head, val, "fairface-val"),
-            "fairface_test": _head_groups(head, test, "fairface-test"),
-            "utkface_test": _head_ages(head, utk),
+            "fairface_validation": _head_groups(head, val, held_out["fairface_validation"]),
+            "fairface_test": _head_groups(head, test, held_out["fairface_test"]),
+            "utkface_test": _head_ages(head, utk, held_out["utkface_test"]),
         }
         alone = {
             "fairface_validation": group_figures(network, val),
@@ -242,17 +292,27 @@ class Command(BaseCommand):
         seconds = round(time.monotonic() - started)
         command = "manage.py build_second_opinion " + " ".join(
             f"--{key.replace('_', '-')} {options[key]}"
-            for key in ("network", "name", "head", "hidden", "epochs", "augmented_copies", "seed")
+            for key in (
+                "network",
+                "name",
+                "head",
+                "layers",
+                "hidden",
+                "epochs",
+                "augmented_copies",
+                "seed",
+            )
         )
         out: Path = options["out"]
         out.mkdir(parents=True, exist_ok=True)
         head.save(out / f"{options['head']}.npz")
         head_card = {
             "name": options["head"],
-            "reads": "dlib's face-recognition descriptor (dlib_face_recognition_resnet_model_v1, "
-            "public domain, from the face_recognition_models wheel) of the age network's 64 px "
-            "chip enlarged to 150 px",
-            "layers": f"normalisation, {options['hidden']} ReLU units, softmax over the ages 0-100",
+            "reads": "dlib's face-recognition network (dlib_face_recognition_resnet_model_v1, "
+            "public domain, from the face_recognition_models wheel) on the age network's 64 px "
+            "chip enlarged to 150 px: " + ", ".join(layers),
+            "layers": f"one head per layer read: normalisation, {options['hidden']} ReLU units, "
+            "softmax over the ages 0-100; the heads' distributions' normalised geometric mean",
             "training_data": {
                 "dataset": "FairFace (Kärkkäinen and Joo, WACV 2021), training photos",
                 "licence": "CC BY 4.0",
@@ -296,16 +356,16 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"wrote {out / options['name']}.json in {seconds} s"))
 
 
-def _head_groups(head, split: dict, label: str) -> dict:
+def _head_groups(head, split: dict, layers: dict) -> dict:
     from training.pipeline.evaluation import group_metrics
 
-    ages = head.predict(descriptors_of(split["chips"], label)) @ np.arange(101.0)
+    ages = head.predict(layers) @ np.arange(101.0)
     return group_metrics(ages, split["age_low"], split["age_high"])
 
 
-def _head_ages(head, split: dict) -> dict:
+def _head_ages(head, split: dict, layers: dict) -> dict:
     from training.pipeline.evaluation import age_metrics
 
-    ages = head.predict(descriptors_of(split["chips"], "utkface-test")) @ np.arange(101.0)
+    ages = head.predict(layers) @ np.arange(101.0)
     metrics = age_metrics(np.round(ages), split["ages"])
     return {k: metrics[k] for k in ("count", "mae", "cs5", "mae_children_0_12", "mae_by_decade")}
