@@ -27,7 +27,7 @@ MANIFEST_NAME = "manifest.json"
 SHAPE_PREDICTOR_NAME = "shape_predictor_5_face_landmarks.dat"
 CNN_FACE_DETECTOR_NAME = "mmod_human_face_detector.dat"
 
-DEFAULT_SHIPPED_MODEL = "faceage-v6"
+DEFAULT_SHIPPED_MODEL = "faceage-v7"
 """The network a fresh install serves (``ModelVersion.DEFAULT_NAME``)."""
 
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "models"

@@ -12,6 +12,7 @@ import pytest
 import requests
 from PIL import Image
 
+from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL
 from tests import images
 from tests.datasets import sample_utkface, utkface_age
 from tests.e2e.stack import browser_session, wait_terminal
@@ -74,7 +75,7 @@ def test_uploads_flow_through_the_queue_to_stored_results(stack):
     for path, url in accepted:
         body = wait_terminal(session, url)
         assert body["status"] == "succeeded", body
-        assert body["model_version"] == "faceage-v6"
+        assert body["model_version"] == DEFAULT_SHIPPED_MODEL
         assert len(body["faces"]) == 1, (path.name, body)
         face = body["faces"][0]
         assert 0 <= face["age"] <= 100 and face["age_std"] > 0

@@ -1,6 +1,6 @@
-"""Migrations 0018, 0019, 0022 and 0024 make the new shipped network (faceage-v3, then
-faceage-v4, faceage-v5, faceage-v6) the default where an earlier default still serves, and
-leave a model that staff promoted alone; undone, each puts the default before it back.
+"""Migrations 0018, 0019, 0022, 0024 and 0025 make the new shipped network (faceage-v3, then
+faceage-v4, faceage-v5, faceage-v6, faceage-v7) the default where an earlier default still
+serves, and leave a model that staff promoted alone; undone, each puts the default before it back.
 Migration 0020 gives faceage-v4 its card's refitted temperature."""
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ HANDOVERS = [
         "0024_register_faceage_v6",
         "faceage-v6",
         ("faceage-v5", "faceage-v4", "faceage-v3", "faceage-v2", "dlib-age-v1"),
+    ),
+    Handover(
+        "0024_register_faceage_v6",
+        "0025_register_faceage_v7",
+        "faceage-v7",
+        ("faceage-v6", "faceage-v5", "faceage-v4", "faceage-v3", "faceage-v2", "dlib-age-v1"),
     ),
 ]
 
@@ -179,13 +185,21 @@ def test_a_faceage_v4_row_it_did_not_register_is_left_alone(registered):
         assert rows.get().temperature == 2.0 and rows.get().metrics == {"x": 1}
 
 
-def test_faceage_v6_is_registered_with_its_second_opinion():
+@pytest.mark.parametrize(
+    ("before", "after", "name", "head"),
+    [
+        ("0023_second_opinion", "0024_register_faceage_v6", "faceage-v6", "descriptor-age-v1"),
+        ("0024_register_faceage_v6", "0025_register_faceage_v7", "faceage-v7", "descriptor-age-v2"),
+    ],
+)
+def test_versions_with_a_second_opinion_are_registered_with_it(before, after, name, head):
     from predictor.models import shipped_version_fields
 
-    migrate("0023_second_opinion")  # undone: faceage-v6 unregistered
-    apps = migrate("0024_register_faceage_v6")
-    version = apps.get_model("predictor", "ModelVersion").objects.get(name="faceage-v6")
-    fields = shipped_version_fields("faceage-v6")
+    migrate(before)  # undone: the version unregistered
+    apps = migrate(after)
+    version = apps.get_model("predictor", "ModelVersion").objects.get(name=name)
+    fields = shipped_version_fields(name)
     assert version.second_opinion == fields["second_opinion"]
     assert set(version.second_opinion) == {"head", "network_weight", "descriptor_weight"}
-    assert version.artifact == "shipped:faceage-v6" and version.temperature == fields["temperature"]
+    assert version.second_opinion["head"] == head
+    assert version.artifact == f"shipped:{name}" and version.temperature == fields["temperature"]

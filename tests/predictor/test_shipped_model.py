@@ -21,7 +21,7 @@ from tests.datasets import require_dataset, sample_utkface, utkface_age
 
 pytestmark = pytest.mark.django_db
 NAME = DEFAULT_SHIPPED_MODEL
-# The network whose weights the default serves (faceage-v6 serves faceage-v5's).
+# The network whose weights the default serves (faceage-v7 serves faceage-v5's).
 NETWORK = shipped_weights_name(NAME)
 
 
@@ -137,12 +137,15 @@ def chips_of(paths, chip_size: int) -> np.ndarray:
 def test_it_beats_the_dlib_network_on_aligned_crops_and_children(networks):
     """UTKFace faces (never trained on): MAE overall and for children 0-12."""
     ours, dlib = networks
-    paths = sample_utkface(160, seed=77)
+    paths = sample_utkface(1000, seed=77)
     true = np.array([utkface_age(path) for path in paths])
     errors = {
         name: np.abs(np.round(network.predict(chips_of(paths, network.chip_size)).ages) - true)
         for name, network in (("ours", ours), ("dlib", dlib))
     }
+    # On these 1,000 faces: faceage-v7 5.49 years (children 1.61), the dlib network 5.88 (2.86).
+    # (160 faces were too few: there the dlib network was 5.33 and faceage-v7 5.36, while on
+    # 3,000 others faceage-v7 is 5.41 and the dlib network 6.06.)
     assert errors["ours"].mean() < errors["dlib"].mean()
     children = true <= 12
     assert children.sum() >= 10

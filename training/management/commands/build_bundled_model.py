@@ -323,7 +323,8 @@ class Command(BaseCommand):
         ]
         if served_by and options["out"].resolve() == MODELS_DIR.resolve():
             raise CommandError(
-                f"{', '.join(served_by)} serves the weights of {options['name']}: build under "
+                f"{', '.join(served_by)} serve{'s' if len(served_by) == 1 else ''} the weights "
+                f"of {options['name']}: build under "
                 "another --name (or --out), and build its second opinion again for it"
             )
         datasets = Path(settings.FACEAGE_DATASETS_DIR)
