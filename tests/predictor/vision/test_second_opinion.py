@@ -128,11 +128,15 @@ def test_heads_on_several_layers_answer_as_their_geometric_mean(tmp_path):
     layers = {name: rng.normal(size=(5, LAYERS[name])).astype(np.float32) for name in heads.reads}
     loaded = AgeHeads.load(heads.save(tmp_path / "heads.npz"))
     assert [m.reads for m in loaded.members] == ["descriptor", "final", "final"]
-    out = loaded.predict(layers)
+    assert loaded.predict({name: v[:0] for name, v in layers.items()}).shape == (0, AGES)
+    out = loaded.predict(layers)  # on onnxruntime
+    assert out.shape == (5, AGES) and out.dtype == np.float32
+    # In NumPy: the softmax of the members' mean log-probabilities.
+    logs = np.mean([m.log_probabilities(layers[m.reads]) for m in heads.members], axis=0)
+    expected = np.exp(logs - logs.max(axis=1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(out, expected, rtol=2e-3, atol=1e-6)
     each = [m.predict(layers[m.reads]).astype(np.float64) for m in heads.members]
-    # (Random heads give some ages a probability of 0; the mean floors it at 1e-12.)
-    expected = np.exp(np.mean(np.log(np.maximum(each, 1e-12)), axis=0))
-    np.testing.assert_allclose(out, expected / expected.sum(1, keepdims=True), rtol=1e-4)
     # Not the arithmetic mean, and not any one head's answer.
     assert np.abs(out - np.mean(each, axis=0)).max() > 1e-3
     assert all(np.abs(out - one).max() > 1e-3 for one in each)
