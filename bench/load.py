@@ -17,7 +17,9 @@ dlib-age-v1, one pass: the pipeline before the vision issue), so both are measur
 in one run; ``re-encoded`` is ``served`` with every upload decoded and re-encoded by the web
 process (``FACEAGE_KEEP_UPLOADED_JPEG=0``, as before upright JPEGs were kept);
 ``no-second-opinion`` is ``served`` with faceage-v5 active, the default's network without the
-face descriptor's second opinion that faceage-v6 adds.
+face descriptor's second opinion that faceage-v6 adds; ``one-head`` is ``served`` with
+faceage-v6 active, whose second opinion is one head on the descriptor (faceage-v7's is four,
+on the descriptor network's layers).
 
 By default a client waits with the API's long-poll (`GET <prediction>?wait=20`, repeated until
 terminal); `--poll-ms 100` makes it re-request every 100 ms instead, as a naive client would;
@@ -158,7 +160,7 @@ def main() -> int:
     parser.add_argument(
         "--pipelines",
         default="served",
-        help="served, old, re-encoded, no-second-opinion, comma-separated",
+        help="served, old, re-encoded, no-second-opinion, one-head, comma-separated",
     )
     parser.add_argument(
         "--photos", default="utkface", help="kinds, comma-separated: utkface, wild, phone"
@@ -274,6 +276,8 @@ PIPELINES = {
     # What a fresh install serves, with the default's network alone: faceage-v5, the default
     # before faceage-v6 added the face descriptor's second opinion.
     "no-second-opinion": ({**_SERVED, "FACEAGE_KEEP_UPLOADED_JPEG": "1"}, "faceage-v5"),
+    # What a fresh install serves, with faceage-v6's second opinion: one head, on the descriptor.
+    "one-head": ({**_SERVED, "FACEAGE_KEEP_UPLOADED_JPEG": "1"}, "faceage-v6"),
 }
 
 

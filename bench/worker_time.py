@@ -1,6 +1,6 @@
 """Worker time per photo: what one inference task spends on one upload, old and new pipeline.
 
-    .venv/bin/python bench/worker_time.py [--photos 60] [--seed 0]
+    .venv/bin/python bench/worker_time.py [--photos 60] [--seed 0] [--also faceage-v6]
 
 Two kinds of photo, made from FairFace validation portraits and saved as JPEG like the
 server's stored copy:
@@ -14,7 +14,8 @@ warm-up photo. Rows: the old pipeline (HOG cascade + dlib network, one pass, ful
 CenterFace + the default shipped network, mirrored, on the full-size decode (as served until
 large JPEGs were decoded at a reduced scale); the same as the worker serves it now
 (``decode_photo``: a large JPEG at half size or less, the full size only for small faces);
-and, where the default is served with a second opinion (faceage-v6), its network alone.
+and, where the default is served with a second opinion (faceage-v7), its network alone;
+``--also`` adds other shipped versions, served as the worker serves them.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--also", default="", help="other shipped versions to time as served, comma-separated"
+    )
     args = parser.parse_args(argv)
 
     from predictor.vision.age_network import AgeNetwork
@@ -94,6 +98,11 @@ def main(argv: list[str] | None = None) -> None:
         weights = shipped_weights_name(DEFAULT_SHIPPED_MODEL)
         name = f"CenterFace + {weights}, mirrored, no second opinion"
         pipelines[name] = (AgeEstimator(alone, new.detector, new.aligner), as_the_worker)
+    for version in filter(None, (name.strip() for name in args.also.split(","))):
+        other = AgeNetwork.shipped(version)
+        other.mirrored = True
+        name = f"CenterFace + {version}, mirrored"
+        pipelines[name] = (AgeEstimator(other, new.detector, new.aligner), as_the_worker)
     sets = photos(args.photos, args.seed)
     rows = []
     for kind, items in sets.items():
