@@ -258,7 +258,8 @@ def _heads_model(heads: AgeHeads):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes, initializers = [], []
+    nodes: list[Any] = []
+    initializers: list[Any] = []
 
     def constant(value: np.ndarray) -> str:
         name = f"c{len(initializers)}"
