@@ -240,7 +240,7 @@ def test_unknown_id_is_404_in_the_error_shape(api_client):
 def test_models_list(api_client):
     body = api_client.get("/api/v1/models/").json()
     # The shipped default (active) and the networks it replaced, kept to roll back to.
-    assert body["count"] == 6
+    assert body["count"] == 7
     item = next(model for model in body["results"] if model["is_active"])
     assert set(item) == {
         "name",
@@ -258,13 +258,20 @@ def test_models_list(api_client):
     assert item["second_opinion"] == ModelVersion.active().second_opinion != {}
     assert next(m for m in body["results"] if m["name"] == "faceage-v5")["second_opinion"] == {}
     inactive = {m["name"] for m in body["results"] if not m["is_active"]}
-    assert inactive == {"faceage-v5", "faceage-v4", "faceage-v3", "faceage-v2", "dlib-age-v1"}
+    assert inactive == {
+        "faceage-v6",
+        "faceage-v5",
+        "faceage-v4",
+        "faceage-v3",
+        "faceage-v2",
+        "dlib-age-v1",
+    }
     # The shipped model's benchmarks, beside those of the default it replaced, and the gate's
     # verdict.
     benchmarks = item["metrics"]["benchmarks"]
     assert set(benchmarks) == {"fairface-val", "utkface-test"}
     # Beside the default it replaced, judged by the promotion gate's tolerance.
-    assert item["metrics"]["gate"]["active_model"] == "faceage-v5"
+    assert item["metrics"]["gate"]["active_model"] == "faceage-v6"
     fair, crops = benchmarks["fairface-val"], benchmarks["utkface-test"]
     assert fair["candidate"]["accuracy"] != fair["active"]["accuracy"]  # two networks' figures
     assert (
