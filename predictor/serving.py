@@ -38,7 +38,7 @@ def load_network(version: ModelVersion) -> AgeNetwork:
 
 def second_opinion_of(version: ModelVersion, network: AgeNetwork):
     """The second opinion ``version`` stores, for its ``network`` (None without one), with
-    the descriptor network built now rather than on the first photo.
+    the descriptor network and the heads' session built now rather than on the first photo.
 
     Raises:
         ValueError: the network does not give the ages 0-100 that the opinion mixes.
@@ -55,6 +55,7 @@ def second_opinion_of(version: ModelVersion, network: AgeNetwork):
         )
     opinion = from_settings(version.second_opinion)
     shared_descriptor()
+    opinion.head.warm()
     return opinion
 
 

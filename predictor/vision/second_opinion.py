@@ -221,6 +221,11 @@ class AgeHeads:
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
+        if len(self.members) == 1 and self.members[0].reads == "descriptor":
+            # One head on the descriptor: the first format, which releases before the
+            # layers could read.
+            np.savez(path, **{key: getattr(self.members[0], key) for key in _HEAD_KEYS})
+            return path
         arrays: dict[str, Any] = {"members": np.array([m.reads for m in self.members])}
         for index, member in enumerate(self.members):
             arrays |= {f"{index}.{key}": getattr(member, key) for key in _HEAD_KEYS}
@@ -232,14 +237,20 @@ class AgeHeads:
         softmax of the members' mean log-probabilities.
 
         It runs on onnxruntime, on one thread (:meth:`_session`). NumPy's matrix products
-        would run on OpenBLAS's threads, which for one face's 4,096 numbers took 2.3 ms of
-        wall time and 1.6 of CPU where one thread takes 0.2, and spin on a worker's busy
-        cores under load."""
+        would run on OpenBLAS's threads: for one face, faceage-v7's four heads took 2.3 ms of
+        wall time and 1.6 of CPU that way (0.18 with OpenBLAS on one thread, 0.12 here), and
+        the threads spin on a worker's busy cores under load."""
         feeds = {name: np.ascontiguousarray(layers[name], np.float32) for name in self.reads}
+        # (The session is built on first use, or by warm().)
         if not len(feeds[self.reads[0]]):
             return np.zeros((0, AGES), np.float32)
         (out,) = self._session.run(None, feeds)
         return out
+
+    def warm(self) -> None:
+        """Build the session now (about half a second for faceage-v7's heads) rather than
+        on the first face."""
+        self._session  # noqa: B018
 
     @functools.cached_property
     def _session(self):
@@ -314,6 +325,10 @@ class SecondOpinion:
     descriptor_weight: float
 
     def __post_init__(self) -> None:
+        if isinstance(self.head, DescriptorAgeHead):  # one head: an ensemble of one
+            object.__setattr__(self, "head", AgeHeads((self.head,)))
+        if not isinstance(self.head, AgeHeads):
+            raise TypeError(f"a second opinion needs AgeHeads, got {type(self.head).__name__}")
         for value in (self.network_weight, self.descriptor_weight):
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"mix weights are finite and not negative, got {value!r}")

@@ -153,6 +153,9 @@ def test_heads_on_several_layers_answer_as_their_geometric_mean(tmp_path):
     assert member.reads == "descriptor"
     np.testing.assert_array_equal(member.kernel, one.kernel)
     assert DescriptorAgeHead.load(tmp_path / "first.npz").reads == "descriptor"
+    # And one head on the descriptor is saved in that format, which earlier releases read.
+    with np.load(one.save(tmp_path / "again.npz")) as saved:
+        assert "members" not in saved and set(saved) == set(np.load(tmp_path / "first.npz"))
     with pytest.raises(ValueError, match="not one"):
         DescriptorAgeHead.load(tmp_path / "heads.npz")
 
@@ -177,6 +180,10 @@ def test_a_head_on_a_layer_it_cannot_read_is_refused(tmp_path):
 
 def test_settings_are_checked():
     head = small_head()
+    # One head is an ensemble of one; anything else is refused.
+    assert SecondOpinion("x", head, 1.0, 1.0).head.members == (head,)
+    with pytest.raises(TypeError, match="AgeHeads"):
+        SecondOpinion("x", "descriptor", 1.0, 1.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         SecondOpinion("x", head, -0.1, 1.0)
     with pytest.raises(ValueError):
@@ -259,7 +266,9 @@ def test_workers_load_a_version_with_the_second_opinion_it_stores():
 
     default = ModelVersion.active()
     assert default.second_opinion == shipped_model_card(DEFAULT_SHIPPED_MODEL)["second_opinion"]
-    assert load_network(default).second_opinion.settings() == default.second_opinion
+    opinion = load_network(default).second_opinion
+    assert opinion.settings() == default.second_opinion
+    assert "_session" in opinion.head.__dict__  # built at load, not on the first face
     before = ModelVersion.objects.get(name=shipped_model_card(DEFAULT_SHIPPED_MODEL)["weights"])
     assert before.second_opinion == {} and load_network(before).second_opinion is None
 
