@@ -109,8 +109,8 @@ INPUT_SCALE: float = float(_age_spec()["input"]["normalization"]["scale"])
 
 def shipped_model_path(name: str) -> Path:
     """The ``.keras`` file of a network that ships in the repository. A shipped version that
-    serves another shipped network's weights with a second opinion (faceage-v6) names that
-    network in its card's ``weights``."""
+    serves another shipped network's weights with a second opinion (faceage-v6, faceage-v7)
+    names that network in its card's ``weights``."""
     path = SHIPPED_MODELS_DIR / f"{name}.keras"
     if not path.is_file() and (weights := shipped_weights_name(name)) != name:
         return shipped_model_path(weights)
@@ -121,7 +121,7 @@ def shipped_model_path(name: str) -> Path:
 
 def shipped_head_path(name: str) -> Path:
     """The ``.npz`` file of a second-opinion head that ships in the repository
-    (:class:`predictor.vision.second_opinion.DescriptorAgeHead`)."""
+    (one head or more: :class:`predictor.vision.second_opinion.AgeHeads`)."""
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise FileNotFoundError(f"not the name of a shipped head: {name!r}")
     path = SHIPPED_MODELS_DIR / f"{name}.npz"
@@ -132,7 +132,7 @@ def shipped_head_path(name: str) -> Path:
 
 def shipped_versions() -> list[str]:
     """Every version shipped in the repository: its own network (``.keras``), or a card that
-    serves another's weights (``"weights"``, as faceage-v6 serves faceage-v5's)."""
+    serves another's weights (``"weights"``, as faceage-v6 and faceage-v7 serve faceage-v5's)."""
     names = {path.stem for path in SHIPPED_MODELS_DIR.glob("*.keras")}
     for card in SHIPPED_MODELS_DIR.glob("*.json"):
         if "weights" in json.loads(card.read_text(encoding="utf-8")):

@@ -492,7 +492,8 @@ class FaceDescriptor:
 
     def layers(self, chips: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         """``{name: (N, LAYERS[name]) float32}`` for chips ``(N, 150, 150, 3)``, from one
-        forward pass (only what the names need is computed)."""
+        forward pass (onnxruntime runs the whole graph whichever outputs are asked for; the
+        inner layers' pooling costs next to nothing)."""
         chips = np.asarray(chips)
         if chips.ndim != 4 or chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
             raise ValueError(

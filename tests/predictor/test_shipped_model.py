@@ -186,7 +186,8 @@ def test_its_80_percent_intervals_hold_about_80_percent_of_real_ages(networks):
     served = describe(probabilities, ours.class_ages, shipped_model_card(NAME)["temperature"])
     raw = describe(probabilities, ours.class_ages, 1.0)
     held, raw_held = coverage(served.low, served.high, true), coverage(raw.low, raw.high, true)
-    # 82.5% for faceage-v6 on these faces (uncalibrated 77.1%); 77.9% for faceage-v5
+    # 81.3% for faceage-v7 on these faces (uncalibrated 75.8%); 82.5% for faceage-v6
+    # (uncalibrated 77.1%); 77.9% for faceage-v5
     # (uncalibrated 58.3%) and for faceage-v4, whose first temperature (fitted on the groups'
     # likelihood, 1.349) held 74.2%.
     assert 0.76 <= held <= 0.9

@@ -325,7 +325,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{', '.join(served_by)} serve{'s' if len(served_by) == 1 else ''} the weights "
                 f"of {options['name']}: build under "
-                "another --name (or --out), and build its second opinion again for it"
+                "another --name (or --out), and build "
+                f"{'its' if len(served_by) == 1 else 'their'} second opinion again for it"
             )
         datasets = Path(settings.FACEAGE_DATASETS_DIR)
         fairface_root, utkface_root = datasets / "fairface", datasets / "utkface"
