@@ -440,9 +440,7 @@ class Command(BaseCommand):
         temperature, calibration, interval_figures = calibration_figures(network, val, test, utk)
         figures = {
             # The validation split is what choices between builds are made on.
-            "fairface_validation": group_figures(network, val),
-            "fairface_test": group_figures(network, test),
-            "utkface_test": age_figures(network, utk),
+            **held_out_figures(network, val, test, utk),
             **interval_figures,
         }
 
@@ -451,12 +449,7 @@ class Command(BaseCommand):
             the size it reads)."""
             other = mirrored(other)
             fair_other, utk = splits_at(other.chip_size)
-            val, test = take(fair_other, "val"), take(fair_other, "test")
-            return {
-                "fairface_validation": group_figures(other, val),
-                "fairface_test": group_figures(other, test),
-                "utkface_test": age_figures(other, utk),
-            }
+            return held_out_figures(other, take(fair_other, "val"), take(fair_other, "test"), utk)
 
         figures["bundled_dlib_network"] = reference(AgeNetwork.bundled())
         for name in shipped_versions():
@@ -588,6 +581,15 @@ def registry_metrics(figures: dict, replaces: str | None = None) -> dict:
 def mirrored(network):
     network.mirrored = True
     return network
+
+
+def held_out_figures(network, val: dict, test: dict, utk: dict) -> dict:
+    """A network's figures on a build's three held-out splits, as its card records them."""
+    return {
+        "fairface_validation": group_figures(network, val),
+        "fairface_test": group_figures(network, test),
+        "utkface_test": age_figures(network, utk),
+    }
 
 
 def age_figures(network, split: dict) -> dict:

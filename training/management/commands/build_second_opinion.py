@@ -45,11 +45,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from training.management.commands.build_bundled_model import (
     MODELS_DIR,
-    age_figures,
     calibration_figures,
     chips_for,
     fairface_sides,
-    group_figures,
+    held_out_figures,
     mirrored,
     registry_metrics,
     take,
@@ -273,29 +272,18 @@ class Command(BaseCommand):
             "fairface_test": _head_groups(head, test, held_out["fairface_test"]),
             "utkface_test": _head_ages(head, utk, held_out["utkface_test"]),
         }
-        alone = {
-            "fairface_validation": group_figures(network, val),
-            "fairface_test": group_figures(network, test),
-            "utkface_test": age_figures(network, utk),
-        }
+        alone = held_out_figures(network, val, test, utk)
         network.second_opinion = SecondOpinion(options["head"], head, *descriptor_weights)
         temperature, calibration, interval_figures = calibration_figures(network, val, test, utk)
         figures = {
-            "fairface_validation": group_figures(network, val),
-            "fairface_test": group_figures(network, test),
-            "utkface_test": age_figures(network, utk),
+            **held_out_figures(network, val, test, utk),
             **interval_figures,
             f"shipped:{options['network']}": alone,
             "descriptor_head_alone": head_alone,
         }
 
         def reference(other) -> dict:
-            other = mirrored(other)
-            return {
-                "fairface_validation": group_figures(other, val),
-                "fairface_test": group_figures(other, test),
-                "utkface_test": age_figures(other, utk),
-            }
+            return held_out_figures(mirrored(other), val, test, utk)
 
         figures["bundled_dlib_network"] = reference(AgeNetwork.bundled())
         if f"shipped:{options['replaces']}" not in figures:
