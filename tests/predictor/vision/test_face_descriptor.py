@@ -97,6 +97,27 @@ def test_batch_order_and_dtypes_do_not_matter(descriptor, chips):
     np.testing.assert_allclose(descriptor.describe(chips[3::-1]), one_by_one[::-1], atol=1e-5)
 
 
+def test_chips_go_through_the_graph_a_batch_at_a_time(descriptor, chips, monkeypatch):
+    """A training run describes its whole validation split at once; the graph runs on at most
+    BATCH chips a time, so memory stays bounded, and the rows come back in order."""
+    import predictor.vision.face_descriptor as module
+
+    whole = descriptor.layers(chips, ("descriptor", "final"))
+    session, sizes = descriptor._session, []
+
+    class Counting:
+        def run(self, outputs, feeds):
+            sizes.append(len(feeds["chips"]))
+            return session.run(outputs, feeds)
+
+    monkeypatch.setattr(module, "BATCH", 5)
+    monkeypatch.setattr(descriptor, "_session", Counting())
+    batched = descriptor.layers(chips, ("descriptor", "final"))
+    assert sizes == [5, 5, 2]
+    for name, value in whole.items():
+        np.testing.assert_allclose(batched[name], value, atol=1e-5)
+
+
 def test_no_chips_no_descriptors(descriptor):
     assert descriptor.describe(np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)).shape == (0, 128)
 

@@ -238,6 +238,27 @@ def test_the_shipped_default_is_served_with_its_second_opinion(utk_faces):
     assert served.predict(chips[:0]).probabilities.shape == (0, AGES)
 
 
+def test_the_heads_describe_a_batch_of_chips_at_a_time(utk_faces, monkeypatch):
+    """The heads see a whole split's chips at once in a training run; they are enlarged and
+    described a batch at a time (memory bounded), with the same answers in the same order."""
+    import predictor.vision.second_opinion as module
+
+    opinion = from_settings(shipped_model_card(DEFAULT_SHIPPED_MODEL)["second_opinion"])
+    chips, _ = utk_faces
+    whole = opinion.head_probabilities(chips)
+    descriptor, sizes = module.shared_descriptor(), []
+
+    class Counting:
+        def layers(self, enlarged, names):
+            sizes.append(len(enlarged))
+            return descriptor.layers(enlarged, names)
+
+    monkeypatch.setattr(module, "BATCH", 25)
+    monkeypatch.setattr(module, "shared_descriptor", lambda: Counting())
+    np.testing.assert_allclose(opinion.head_probabilities(chips), whole, atol=1e-5)
+    assert sizes == [25, 25, len(chips) - 50]
+
+
 def test_the_second_opinion_improves_real_aligned_crops(utk_faces):
     """UTKFace faces, never trained on: the head alone reads age, and the mix is closer to the
     true ages than the network alone (docs/benchmarks.md has the full figures)."""
