@@ -220,6 +220,38 @@ def test_training_calibration_fits_age_groups_by_coverage_too():
     assert "after_max_group_likelihood" in report and "age groups" in report["fitted_on"]
 
 
+def test_training_calibration_holds_80_percent_on_each_dataset_it_learned_from():
+    """A run on two datasets: the network (sd 4) is about right on one (truth 3 years off) and
+    too sure on the other (10 years off). One temperature fitted on the pooled faces is a
+    compromise that leaves the second short of 80%; fitted per dataset, the served one is the
+    larger, and every dataset's validation and test faces are held at least 80%."""
+    from training.pipeline.calibration import calibrate
+    from training.runner import concatenate_splits
+
+    rng = np.random.default_rng(5)
+    sharp = [stand_in_split(rng, 800, sd=3.0) for _ in range(2)]
+    noisy = [stand_in_split(rng, 400, sd=10.0) for _ in range(2)]
+    val = concatenate_splits([sharp[0], noisy[0]])
+    parts = np.array(["sharp"] * 800 + ["noisy"] * 400)
+    network = _FakeNetwork(1.0)
+    pooled, _ = calibrate(network, val, noisy[1])
+    served, report = calibrate(network, val, noisy[1], parts=parts)
+    by_dataset = report["temperature_by_dataset"]
+    assert by_dataset["noisy"] > by_dataset["sharp"]
+    assert served == pytest.approx(by_dataset["noisy"], abs=1e-3) and served > pooled
+    for name, held in report["validation_by_dataset"].items():
+        assert held["coverage_80"] >= 0.8 - 1e-6, name
+    # On the noisy dataset's test faces: short with the pooled fit, about 80% now.
+    short = describe(network.predict(noisy[1]["chips"]).probabilities, AGES_0_100, pooled)
+    assert coverage(short.low, short.high, noisy[1]["ages"]) < 0.76
+    assert report["after"]["coverage_80"] == pytest.approx(0.8, abs=0.05)
+    assert "each dataset" in report["fitted_on"]
+    # One dataset named, or none: the pooled fit, as before.
+    assert calibrate(network, val, noisy[1], parts=np.array(["one"] * 1200))[0] == pooled
+    with pytest.raises(ValueError, match="dataset names"):
+        calibrate(network, val, noisy[1], parts=parts[:10])
+
+
 def test_fitting_needs_faces():
     with pytest.raises(ValueError, match="at least one face"):
         fit_temperature(np.zeros((0, 101)), np.zeros(0), AGES_0_100)

@@ -94,6 +94,47 @@ def test_a_run_learns_from_every_dataset_but_is_tested_on_its_own(datasets, monk
     assert "training on utk (weight 1), ff (weight 3)" in TrainingRun.objects.get(pk=run.pk).log
 
 
+def test_a_run_on_several_datasets_calibrates_on_each_ones_validation_faces(datasets, monkeypatch):
+    """The run tells the calibration which dataset each validation face is from, so that the
+    80% interval holds on each (training.pipeline.calibration.calibrate's ``parts``)."""
+    from types import SimpleNamespace
+
+    from training.pipeline import calibration, evaluation, tfrecords
+    from training.pipeline import fit as fit_module
+
+    utk, ff, _ = datasets
+    ages = {"utk": 30, "ff": 60}
+    monkeypatch.setattr(
+        runner,
+        "prepare_chips",
+        lambda d, progress=None, chip_size=64: (d.name, {"counts": {}, "how": {}}),
+    )
+    monkeypatch.setattr(tfrecords, "load_split", lambda name, m, s: split(40, ages[name]))
+    monkeypatch.setattr(
+        fit_module,
+        "fit",
+        lambda *a, **k: SimpleNamespace(cancelled=False, history=[], network=SimpleNamespace()),
+    )
+    monkeypatch.setattr(runner, "start_second_opinion", lambda run, network, val: {})
+    monkeypatch.setattr(evaluation, "evaluate_network", lambda network, split: {})
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_calibrate(network, val, test, parts=None):
+        seen.update(val=val, parts=parts)
+        raise Stop
+
+    monkeypatch.setattr(calibration, "calibrate", fake_calibrate)
+    run = TrainingRun.objects.create(dataset=utk, epochs=1, status="running")
+    RunDataset.objects.create(run=run, dataset=ff, weight=3.0)
+    with pytest.raises(Stop):
+        runner.execute_run(run)
+    assert list(seen["parts"]) == ["utk"] * 40 + ["ff"] * 40
+    assert list(seen["val"]["ages"]) == [30] * 40 + [60] * 40  # the names line up
+
+
 def test_train_command_takes_several_datasets(datasets, monkeypatch):
     started = []
     monkeypatch.setattr(runner, "execute_run", lambda run, **kw: started.append(run) or run)
