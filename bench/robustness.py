@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/robustness.py [faceage-v4 faceage-v3 faceage-v2 | more.keras ...] \\
         [--utkface-val 1800]
+    .venv/bin/python bench/robustness.py faceage-v7 dlib-age-v1 --photos 0
+
+Networks are shipped names, ``.keras`` files, or ``dlib-age-v1`` (the network the product
+bundled first, before the vision issue).
 
 One of the held-out sets the product is judged on is scanned family photos, mostly of
 children. A scan of an old print is not what FairFace's and UTKFace's photos look like: it is
@@ -107,6 +111,12 @@ def old_print(chips: np.ndarray) -> np.ndarray:
     return jpeg(grain(soft(faded(sepia(chips)))))
 
 
+def old_print_no_grain(chips: np.ndarray) -> np.ndarray:
+    """The old print without its grain: what a scan shows once it is scaled down to the
+    chip, which averages the grain of a full-size scan away."""
+    return jpeg(soft(faded(sepia(chips))))
+
+
 LOOKS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "as photographed": lambda chips: chips,
     "black and white": grayscale,
@@ -116,6 +126,7 @@ LOOKS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "grain (sigma 10)": grain,
     "JPEG quality 30": jpeg,
     "old print (all of them)": old_print,
+    "old print, no grain": old_print_no_grain,
 }
 
 
@@ -142,12 +153,14 @@ def main() -> int:
     from training.pipeline.evaluation import group_metrics
 
     def load(name: str) -> AgeNetwork:
-        # A shipped name is loaded as its card says it is served (faceage-v6: a second opinion).
-        network = (
-            AgeNetwork.from_keras_file(Path(name))
-            if name.endswith(".keras")
-            else AgeNetwork.shipped(name)
-        )
+        # A shipped name is loaded as its card says it is served (faceage-v6: a second opinion);
+        # dlib-age-v1 is the network the product bundled first.
+        if name.endswith(".keras"):
+            network = AgeNetwork.from_keras_file(Path(name))
+        elif name == "dlib-age-v1":
+            network = AgeNetwork.bundled()
+        else:
+            network = AgeNetwork.shipped(name)
         network.mirrored = True
         return network
 
