@@ -246,8 +246,11 @@ def test_training_calibration_holds_80_percent_on_each_dataset_it_learned_from()
     assert coverage(short.low, short.high, noisy[1]["ages"]) < 0.76
     assert report["after"]["coverage_80"] == pytest.approx(0.8, abs=0.05)
     assert "each dataset" in report["fitted_on"]
-    # One dataset named, or none: the pooled fit, as before.
+    # One dataset named, or none: the pooled fit, as before. So is a dataset with too few
+    # validation faces for a temperature of its own (a few users' labels).
     assert calibrate(network, val, noisy[1], parts=np.array(["one"] * 1200))[0] == pooled
+    few = np.array(["sharp"] * 1150 + ["labels"] * 50)
+    assert calibrate(network, val, noisy[1], parts=few)[0] == pooled
     with pytest.raises(ValueError, match="dataset names"):
         calibrate(network, val, noisy[1], parts=parts[:10])
 

@@ -72,6 +72,11 @@ def interval_report(
     return report
 
 
+# The fewest validation faces a dataset needs for a temperature of its own: a few dozen
+# answers (a small set of users' labels) would give a temperature that is mostly noise.
+MIN_FACES = 200
+
+
 def calibrate(
     network: AgeNetwork, val: dict, test: dict, parts: np.ndarray | None = None
 ) -> tuple[float, dict]:
@@ -84,7 +89,8 @@ def calibrate(
 
     ``parts`` names the dataset of each validation face, for a run that learned from several:
     the temperature is then the smallest that holds 80% of **each** dataset's validation ages
-    (the largest of their own temperatures). A single temperature fitted on the pooled faces
+    (the largest of their own temperatures; a dataset with fewer than :data:`MIN_FACES`
+    validation faces has none of its own). A single temperature fitted on the pooled faces
     is a compromise that can leave one kind of photo short: the default fine-tune on UTKFace
     and FairFace from faceage-v7 fitted 0.785 on the pooled faces, whose intervals held 75.0%
     of UTKFace's test ages. The report then gives each dataset's validation figures at the
@@ -101,10 +107,11 @@ def calibrate(
     test_p = split_probabilities(network, test["chips"])
     val_high = val["age_high"] if has_age_groups(val) else None
     test_high = test["age_high"] if has_age_groups(test) else None
-    names = [] if parts is None else sorted({str(name) for name in parts})
     if parts is not None and len(parts) != len(val_p):
         raise ValueError(f"{len(parts)} dataset names for {len(val_p)} validation faces")
     datasets = np.asarray(parts if parts is not None else []).astype(str)
+    found, counts = np.unique(datasets, return_counts=True)
+    names = [str(name) for name, count in zip(found, counts, strict=True) if count >= MIN_FACES]
     if len(names) > 1:
         by_dataset = {
             name: fit_coverage_temperature(
