@@ -508,7 +508,7 @@ class FaceDescriptor:
         if len(chips) == 0:
             return {name: np.zeros((0, LAYERS[name]), np.float32) for name in names}
         outputs = ["descriptors" if name == "descriptor" else name for name in names]
-        # At most BATCH chips a run: the graph's first layers hold about 1 MB of activations a
+        # At most BATCH chips a run: the graph's first layers hold megabytes of activations a
         # chip, so a whole validation split in one run (5,000 faces) took over 10 GiB.
         parts = [
             self._session.run(outputs, {"chips": chips[start : start + BATCH].astype(np.float32)})
