@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from predictor.vision.face_descriptor import CHIP_SIZE as DESCRIPTOR_CHIP_SIZE
 from predictor.vision.face_descriptor import BATCH, LAYERS, FaceDescriptor
+from predictor.vision.face_descriptor import CHIP_SIZE as DESCRIPTOR_CHIP_SIZE
 
 __all__ = [
     "AGES",
