@@ -1,6 +1,7 @@
 """Which layers of the face descriptor network should the second opinion's heads read?
 
     .venv/bin/python bench/descriptor_layers.py [--network faceage-v5] [--seeds 0]
+    .venv/bin/python bench/descriptor_layers.py --seeds 0,1,2 --ensemble
 
 faceage-v6's second opinion is one head reading dlib's 128-number descriptor: a summary made
 to tell people apart, so made to forget age. The layers before it see the same chip and forget
@@ -18,7 +19,8 @@ fitted on the validation side as the build fits them.
   UTKFace test side, which nothing here is chosen on.
 
 ``--seeds 0,1`` trains every head again with another seed, to show how much of a difference
-is the seed's.
+is the seed's; ``--ensemble`` adds a row for all the seeds' heads on the four layers answering
+together (one geometric mean of every head), an ensemble of seeds.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--network", default="faceage-v5", help="a shipped network")
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
     parser.add_argument("--utkface-test", type=int, default=1500)
+    parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="add a row for every seed's heads on all four layers answering together",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faceage_site.settings")
     import django
@@ -133,19 +140,31 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
 
     rows = [row(f"{args.network} alone, mirrored", p)]
+
+    def served_by(heads) -> tuple[dict, float, float]:
+        q = {side: heads.predict(held[side]) for side in data}
+        val = data["val"]
+        a, b = fit_weights(p["val"], q["val"], val["age_low"], val["age_high"])
+        return {side: mix(p[side], q[side], a, b) for side in data}, a, b
+
+    every_seed = []
     for seed in seeds:
         members = {}
         for name in names:
             features = np.concatenate([layers[name] for layers in seen])
             members[name], _ = train_head(features, labels, 256, 30, seed, reads=name)
             print(f"seed {seed}: head on {name} trained ({time.perf_counter() - started:.0f} s)")
+        every_seed.append(members)
         for candidate in CANDIDATES:
-            heads = AgeHeads(tuple(members[name] for name in candidate))
-            q = {side: heads.predict(held[side]) for side in data}
-            val = data["val"]
-            a, b = fit_weights(p["val"], q["val"], val["age_low"], val["age_high"])
-            served = {side: mix(p[side], q[side], a, b) for side in data}
+            served, a, b = served_by(AgeHeads(tuple(members[name] for name in candidate)))
             rows.append(row(f"seed {seed}: {' + '.join(candidate)} (p^{a:g} q^{b:g})", served))
+    if args.ensemble and len(seeds) > 1:
+        # Every seed's heads on the last candidate's layers, answering together.
+        candidate = CANDIDATES[-1]
+        heads = AgeHeads(tuple(m[name] for m in every_seed for name in candidate))
+        served, a, b = served_by(heads)
+        label = f"seeds {args.seeds} together: {' + '.join(candidate)} (p^{a:g} q^{b:g})"
+        rows.append(row(label, served))
     headers = [
         "served", "FF val acc", "balanced", "val LL", "FF test acc", "balanced",
         "UTK test MAE", "children",
