@@ -7,7 +7,7 @@ faceage-v7's second opinion reads dlib's face-recognition network as it is (froz
 learn age from layers that were trained to tell people apart. The next step up would be to
 train the network itself for age. On this 2-core CPU only its last level is within reach:
 everything after the last 128-channel stage (8 x 8 positions; four residual blocks of 256
-channels, 3.2 million weights) down to the ``final`` layer (2 x 2 x 256) that the descriptor
+channels, 4.4 million weights) down to the ``final`` layer (2 x 2 x 256) that the descriptor
 averages. The level is rebuilt in Keras with dlib's own weights (checked against the ONNX
 graph on 64 faces), and its input is computed once per chip and cached.
 

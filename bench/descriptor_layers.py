@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         help="add a row for every seed's heads on all four layers answering together",
     )
     args = parser.parse_args(argv)
+    if args.ensemble and "," not in args.seeds:
+        parser.error("--ensemble needs two seeds or more (--seeds 0,1,2)")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "faceage_site.settings")
     import django
 
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         for candidate in CANDIDATES:
             served, a, b = served_by(AgeHeads(tuple(members[name] for name in candidate)))
             rows.append(row(f"seed {seed}: {' + '.join(candidate)} (p^{a:g} q^{b:g})", served))
-    if args.ensemble and len(seeds) > 1:
+    if args.ensemble:
         # Every seed's heads on the last candidate's layers, answering together.
         candidate = CANDIDATES[-1]
         heads = AgeHeads(tuple(m[name] for m in every_seed for name in candidate))

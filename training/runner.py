@@ -91,10 +91,12 @@ def start_second_opinion(run: TrainingRun, network, val: dict) -> dict:
 
     if not settings_ or network.num_classes != AGES or not len(val["ages"]):
         return {}
+    from training.pipeline.calibration import split_probabilities
+
     opinion = from_settings(settings_)
     chips = val["chips"]
     weights = fit_weights(
-        network.predict(chips).probabilities,
+        split_probabilities(network, chips),  # a batch at a time: memory stays bounded
         opinion.head_probabilities(chips),
         val.get("age_low", val["ages"]),
         val.get("age_high", val["ages"]),

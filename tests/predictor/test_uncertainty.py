@@ -239,8 +239,10 @@ def test_training_calibration_holds_80_percent_on_each_dataset_it_learned_from()
     by_dataset = report["temperature_by_dataset"]
     assert by_dataset["noisy"] > by_dataset["sharp"]
     assert served == pytest.approx(by_dataset["noisy"], abs=1e-3) and served > pooled
+    assert set(report["validation_by_dataset"]) == {"sharp", "noisy"}
     for name, held in report["validation_by_dataset"].items():
         assert held["coverage_80"] >= 0.8 - 1e-6, name
+    assert report["temperature_pooled"] == pytest.approx(pooled, abs=1e-4)
     # On the noisy dataset's test faces: short with the pooled fit, about 80% now.
     short = describe(network.predict(noisy[1]["chips"]).probabilities, AGES_0_100, pooled)
     assert coverage(short.low, short.high, noisy[1]["ages"]) < 0.76
@@ -253,6 +255,25 @@ def test_training_calibration_holds_80_percent_on_each_dataset_it_learned_from()
     assert calibrate(network, val, noisy[1], parts=few)[0] == pooled
     with pytest.raises(ValueError, match="dataset names"):
         calibrate(network, val, noisy[1], parts=parts[:10])
+
+
+def test_a_dataset_too_small_for_its_own_temperature_still_counts_in_the_pooled_one():
+    """Two large datasets that are about right, and a small one (a few users' labels, too few
+    for a temperature of its own) that needs far wider intervals: the pooled fit, which the
+    small one pulls up, is served when it is the largest."""
+    from training.pipeline.calibration import MIN_FACES, calibrate
+    from training.runner import concatenate_splits
+
+    rng = np.random.default_rng(6)
+    large = [stand_in_split(rng, 600, sd=4.0) for _ in range(2)]
+    small = stand_in_split(rng, MIN_FACES - 1, sd=40.0, ages=(20, 80))
+    val = concatenate_splits([*large, small])
+    parts = np.array(["a"] * 600 + ["b"] * 600 + ["labels"] * (MIN_FACES - 1))
+    network = _FakeNetwork(1.0)
+    served, report = calibrate(network, val, large[1], parts=parts)
+    assert set(report["temperature_by_dataset"]) == {"a", "b"}
+    assert report["temperature_pooled"] > max(report["temperature_by_dataset"].values())
+    assert served == pytest.approx(report["temperature_pooled"], abs=1e-4)
 
 
 def test_fitting_needs_faces():

@@ -89,12 +89,15 @@ def calibrate(
 
     ``parts`` names the dataset of each validation face, for a run that learned from several:
     the temperature is then the smallest that holds 80% of **each** dataset's validation ages
-    (the largest of their own temperatures; a dataset with fewer than :data:`MIN_FACES`
-    validation faces has none of its own). A single temperature fitted on the pooled faces
-    is a compromise that can leave one kind of photo short: the default fine-tune on UTKFace
-    and FairFace from faceage-v7 fitted 0.785 on the pooled faces, whose intervals held 75.0%
-    of UTKFace's test ages. The report then gives each dataset's validation figures at the
-    served temperature (``validation_by_dataset``).
+    (the largest of their own temperatures and the pooled faces' one; a dataset with fewer
+    than :data:`MIN_FACES` validation faces has none of its own, and counts in the pooled
+    one). This applies when two datasets or more have :data:`MIN_FACES` validation faces;
+    otherwise the pooled fit is served, as for one dataset. A single temperature fitted on
+    the pooled faces is a compromise that can leave one kind of photo short: the default
+    fine-tune on UTKFace and FairFace from faceage-v7 fitted 0.785 on the pooled faces, whose
+    intervals held 75.0% of UTKFace's test ages. The report then gives each dataset's
+    temperature and validation figures at the served temperature (``temperature_by_dataset``,
+    ``validation_by_dataset``) and the pooled fit (``temperature_pooled``).
 
     The report gives the validation split at that temperature (``validation``) and the test
     split before and after. Returns ``(temperature, report)``; the report is JSON-ready for
@@ -102,16 +105,17 @@ def calibrate(
     """
     from training.pipeline.evaluation import has_age_groups
 
+    if parts is not None and len(parts) != len(val["ages"]):
+        raise ValueError(f"{len(parts)} dataset names for {len(val['ages'])} validation faces")
     class_ages = network.class_ages
     val_p = split_probabilities(network, val["chips"])
     test_p = split_probabilities(network, test["chips"])
     val_high = val["age_high"] if has_age_groups(val) else None
     test_high = test["age_high"] if has_age_groups(test) else None
-    if parts is not None and len(parts) != len(val_p):
-        raise ValueError(f"{len(parts)} dataset names for {len(val_p)} validation faces")
     datasets = np.asarray(parts if parts is not None else []).astype(str)
     found, counts = np.unique(datasets, return_counts=True)
     names = [str(name) for name, count in zip(found, counts, strict=True) if count >= MIN_FACES]
+    pooled = fit_coverage_temperature(val_p, val["ages"], class_ages, true_high=val_high)
     if len(names) > 1:
         by_dataset = {
             name: fit_coverage_temperature(
@@ -122,10 +126,11 @@ def calibrate(
             )
             for name in names
         }
-        temperature = max(by_dataset.values())
+        # The pooled fit too, so that a dataset too small for its own still counts.
+        temperature = max(pooled, *by_dataset.values())
     else:
         by_dataset = {}
-        temperature = fit_coverage_temperature(val_p, val["ages"], class_ages, true_high=val_high)
+        temperature = pooled
     if val_high is None:
         second, second_key = fit_temperature(val_p, val["ages"], class_ages), "min_nll"
     else:
@@ -150,12 +155,13 @@ def calibrate(
     if by_dataset:
         report["fitted_on"] = (
             "validation split: 80% of true ages inside the 80% interval on each dataset's "
-            "validation faces (the largest of their temperatures)"
+            "validation faces (the largest of their temperatures and the pooled one)"
             + ("" if val_high is None else "; age groups: expected share, age uniform in its group")
         )
         report["temperature_by_dataset"] = {
             name: round(value, 4) for name, value in by_dataset.items()
         }
+        report["temperature_pooled"] = round(pooled, 4)
         report["validation_by_dataset"] = {
             name: interval_report(
                 val_p[datasets == name],
