@@ -198,31 +198,18 @@ def main(argv: list[str] | None = None) -> int:
     from predictor.vision.age_network import AgeNetwork
     from predictor.vision.bundled_models import shipped_model_card
     from predictor.vision.second_opinion import AGES, fit_weights, from_settings, mix
-    from training.datasets.fairface import read_fairface
-    from training.datasets.utkface import read_utkface
-    from training.management.commands.build_bundled_model import (
-        chips_for,
-        fairface_sides,
-        take,
-        utkface_test_sample,
+    from training.management.commands.build_second_opinion import (
+        augmented_chips,
+        build_splits,
+        layers_of,
     )
-    from training.management.commands.build_second_opinion import augmented_chips, layers_of
     from training.pipeline.fit import SoftLabelAgeLoss, label_table
 
     started = time.perf_counter()
     rates = [float(rate) for rate in args.learning_rates.split(",")]
     network, graph = level_input_graph()
-    root = Path(settings.FACEAGE_DATASETS_DIR)
-    records, _ = read_fairface(root / "fairface")
-    sides = fairface_sides(records)
-    workers = settings.FACEAGE_PREPARE_WORKERS
-    fair = chips_for(
-        records, root / "fairface", lambda r: sides.get(r.path, "test"), workers, "fairface", 64
-    )
-    utk_records = utkface_test_sample(read_utkface(root / "utkface")[0], args.utkface_test)
-    utk = chips_for(utk_records, root / "utkface", lambda r: "test", workers, "utkface", 64)
-    train = take(fair, "train")
-    data = {"val": take(fair, "val"), "test": take(fair, "test"), "utk": utk}
+    train, val, test, utk = build_splits(64, settings.FACEAGE_PREPARE_WORKERS, args.utkface_test)
+    data = {"val": val, "test": test, "utk": utk}
     labels_of = {"val": "fairface-val", "test": "fairface-test", "utk": "utkface-test"}
     seen = [level_inputs(graph, train["chips"], "fairface-train")[0]] + [
         level_inputs(graph, augmented_chips(train["chips"], copy), f"fairface-train-look{copy}")[0]

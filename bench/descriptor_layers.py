@@ -74,16 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.accuracy import GROUPS, group_of
     from predictor.vision.age_network import AgeNetwork
     from predictor.vision.second_opinion import AgeHeads, fit_weights, mix
-    from training.datasets.fairface import read_fairface
-    from training.datasets.utkface import read_utkface
-    from training.management.commands.build_bundled_model import (
-        chips_for,
-        fairface_sides,
-        take,
-        utkface_test_sample,
-    )
     from training.management.commands.build_second_opinion import (
         augmented_chips,
+        build_splits,
         layers_of,
         train_head,
     )
@@ -94,17 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     network.mirrored = True
     if network.second_opinion is not None or network.num_classes != 101:
         raise SystemExit(f"{args.network}: name a network of 101 ages without a second opinion")
-    root = Path(settings.FACEAGE_DATASETS_DIR)
-    records, _ = read_fairface(root / "fairface")
-    sides = fairface_sides(records)
     workers, size = settings.FACEAGE_PREPARE_WORKERS, network.chip_size
-    fair = chips_for(
-        records, root / "fairface", lambda r: sides.get(r.path, "test"), workers, "fairface", size
-    )
-    utk_records = utkface_test_sample(read_utkface(root / "utkface")[0], args.utkface_test)
-    utk = chips_for(utk_records, root / "utkface", lambda r: "test", workers, "utkface", size)
-    data = {"val": take(fair, "val"), "test": take(fair, "test"), "utk": utk}
-    train = take(fair, "train")
+    train, val, test, utk = build_splits(size, workers, args.utkface_test)
+    data = {"val": val, "test": test, "utk": utk}
     names = tuple(dict.fromkeys(name for candidate in CANDIDATES for name in candidate))
     labels = {key: np.concatenate([train[key]] * 3) for key in ("age_low", "age_high")}
     seen = [layers_of(train["chips"], "fairface-train", names)] + [

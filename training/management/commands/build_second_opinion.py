@@ -95,6 +95,24 @@ def layers_of(chips: np.ndarray, label: str, names: tuple[str, ...]) -> dict[str
     return {name: np.load(caches[name]) for name in names}
 
 
+def build_splits(size: int, workers: int, utkface_test: int) -> tuple[dict, dict, dict, dict]:
+    """The build's faces, cut at ``size`` (cached in FACEAGE_CHIP_CACHE_DIR): FairFace's
+    training photos less the held-out tenth (``train``), that tenth (``val``), FairFace's own
+    validation photos (``test``) and ``utkface_test`` faces of UTKFace's test side."""
+    from training.datasets.fairface import read_fairface
+    from training.datasets.utkface import read_utkface
+
+    root = Path(settings.FACEAGE_DATASETS_DIR)
+    records, _ = read_fairface(root / "fairface")
+    sides = fairface_sides(records)
+    fair = chips_for(
+        records, root / "fairface", lambda r: sides.get(r.path, "test"), workers, "fairface", size
+    )
+    utk_records = utkface_test_sample(read_utkface(root / "utkface")[0], utkface_test)
+    utk = chips_for(utk_records, root / "utkface", lambda r: "test", workers, "utkface", size)
+    return take(fair, "train"), take(fair, "val"), take(fair, "test"), utk
+
+
 def augmented_chips(chips: np.ndarray, copy: int) -> np.ndarray:
     """``chips`` as faceage-v5's training saw them (``training.pipeline.fit.augment``: mirror,
     shift, light; a fifth softened; 30% given the look of a scanned old print), the same for
@@ -200,8 +218,6 @@ class Command(BaseCommand):
         from predictor.vision.age_network import AgeNetwork
         from predictor.vision.face_descriptor import LAYERS
         from predictor.vision.second_opinion import AgeHeads, SecondOpinion, fit_weights
-        from training.datasets.fairface import read_fairface
-        from training.datasets.utkface import read_utkface
 
         started = time.monotonic()
         if options["hidden"] < 1 or options["epochs"] < 1 or options["augmented_copies"] < 0:
@@ -222,15 +238,9 @@ class Command(BaseCommand):
         for root in (fairface_root, utkface_root):
             if not root.is_dir():
                 raise CommandError(f"no dataset folder at {root} (FACEAGE_DATASETS_DIR)")
-        records, _ = read_fairface(fairface_root)
-        sides = fairface_sides(records)
-        size, workers = network.chip_size, options["workers"]
-        fair = chips_for(
-            records, fairface_root, lambda r: sides.get(r.path, "test"), workers, "fairface", size
+        train, val, test, utk = build_splits(
+            network.chip_size, options["workers"], options["utkface_test"]
         )
-        utk_records = utkface_test_sample(read_utkface(utkface_root)[0], options["utkface_test"])
-        utk = chips_for(utk_records, utkface_root, lambda r: "test", workers, "utkface", size)
-        train, val, test = take(fair, "train"), take(fair, "val"), take(fair, "test")
         self.stdout.write(
             f"FairFace: {len(train['ages'])} train, {len(val['ages'])} validation, "
             f"{len(test['ages'])} test; UTKFace test {len(utk['ages'])}"
@@ -343,7 +353,7 @@ class Command(BaseCommand):
             "second_opinion": network.second_opinion.settings(),
             "temperature": round(temperature, 4),
             "mirrored": True,
-            "chip_size": size,
+            "chip_size": network.chip_size,
             "start": f"{options['network']}, shipped in this repository, unchanged; served with "
             f"the opinion of the {options['head']} heads ({', '.join(layers)}) mixed in",
             "training_data": head_card["training_data"] | {"validation_faces": len(val["ages"])},
