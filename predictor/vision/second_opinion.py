@@ -16,8 +16,8 @@ each raised to a weight fitted on validation data (:func:`fit_weights`)::
 A product of experts: an age both find likely stays likely, one that either rules out
 does not. It is a function of the chip alone, so wherever a network's answer is measured
 (evaluation, calibration, the promotion gate, shadow runs) the mix is measured with it.
-``docs/benchmarks.md``, "The shipped model: faceage-v7" and "The default before it:
-faceage-v6", has the figures.
+``docs/benchmarks.md``, "The shipped model: faceage-v8", "The default before it: faceage-v7"
+and "An earlier default: faceage-v6", has the figures.
 
 No Django imports. No TensorFlow: the heads and the descriptor run on onnxruntime (a head is
 also written out in NumPy, :meth:`DescriptorAgeHead.log_probabilities`).
@@ -54,6 +54,9 @@ _FLOOR = 1e-12
 # The grid fit_weights searches: each weight 0, 0.1, ..., 1.6.
 WEIGHT_GRID = tuple(round(0.1 * step, 1) for step in range(17))
 _HEAD_KEYS = ("mean", "variance", "hidden_kernel", "hidden_bias", "kernel", "bias")
+# What AgeHeads.save(half=True) stores as float16: the weight matrices (the normalisation's
+# variances may be far below float16's smallest normal number).
+_HALF_KEYS = ("hidden_kernel", "kernel")
 
 
 @functools.lru_cache(maxsize=1)
@@ -219,16 +222,30 @@ class AgeHeads:
                 members.append(DescriptorAgeHead(**_arrays(saved, prefix), reads=layer))
             return cls(tuple(members))
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, half: bool = False) -> Path:
+        """Write the heads to ``path`` (``.npz``). ``half`` stores the two weight matrices
+        as float16, half the file (faceage-v8's twelve heads: 11 MB, not 22); they are read
+        back as float32, so whoever measures heads saved so measures them read back.
+
+        Raises:
+            ValueError: ``half`` and a weight beyond float16's range (nothing is written).
+        """
         path = Path(path)
-        if len(self.members) == 1 and self.members[0].reads == "descriptor":
+        if not half and len(self.members) == 1 and self.members[0].reads == "descriptor":
             # One head on the descriptor: the first format, which releases before the
             # layers could read.
             np.savez(path, **{key: getattr(self.members[0], key) for key in _HEAD_KEYS})
             return path
         arrays: dict[str, Any] = {"members": np.array([m.reads for m in self.members])}
         for index, member in enumerate(self.members):
-            arrays |= {f"{index}.{key}": getattr(member, key) for key in _HEAD_KEYS}
+            for key in _HEAD_KEYS:
+                value = getattr(member, key)
+                if half and key in _HALF_KEYS:
+                    with np.errstate(over="ignore"):  # checked just below
+                        value = value.astype(np.float16)
+                    if not np.isfinite(value).all():
+                        raise ValueError(f"head {index} {key}: beyond float16's range")
+                arrays[f"{index}.{key}"] = value
         np.savez(path, **arrays)
         return path
 

@@ -15,9 +15,36 @@ from django.core.management import CommandError, call_command
         (["--name", "faceage-v6", "--replaces", "faceage-v6"], r"^--replaces names the version"),
         (["--hidden", "0"], r"^--hidden and --epochs must be at least 1"),
         (["--network", "faceage-v0"], r"^--network: no shipped network 'faceage-v0'"),
+        (["--seeds", "0,x"], r"^--seeds: comma-separated whole numbers 0 or more"),
+        (["--seeds", "-1"], r"^--seeds: comma-separated whole numbers 0 or more"),
+        (["--seeds", ""], r"^--seeds: comma-separated whole numbers 0 or more"),
+        (["--seeds", str(2**32)], r"^--seeds: comma-separated whole numbers 0 or more"),
+        (["--replaces", "faceage-v0"], r"^--replaces: no shipped version 'faceage-v0'"),
+        # faceage-v6's and faceage-v7's cards record --seed 0: not an abbreviation of --seeds.
+        (["--seed", "0"], r"unrecognized arguments: --seed 0"),
     ],
 )
 def test_options_it_cannot_build_with_are_refused(options, message, tmp_path):
     with pytest.raises(CommandError, match=message):
         call_command("build_second_opinion", *options, "--out", str(tmp_path))
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_heads_another_shipped_version_serves_are_not_overwritten(tmp_path, monkeypatch):
+    """Into the repository's models folder, a build may not write the heads' file of another
+    shipped version (faceage-v7 serves descriptor-age-v2); rebuilding that version itself
+    may."""
+    import training.management.commands.build_second_opinion as build
+
+    monkeypatch.setattr(build, "MODELS_DIR", tmp_path)  # the folder the build writes into
+    with pytest.raises(CommandError, match=r"^--head: faceage-v7 serves the heads"):
+        call_command("build_second_opinion", "--head", "descriptor-age-v2", "--out", str(tmp_path))
+    # faceage-v7 rebuilt under its own name passes that check (and stops at the next one:
+    # no network in the stand-in folder).
+    with pytest.raises(CommandError, match=r"^--network: no shipped network"):
+        call_command(
+            "build_second_opinion",
+            *("--name", "faceage-v7", "--head", "descriptor-age-v2", "--replaces", "faceage-v6"),
+            *("--out", str(tmp_path)),
+        )
+    assert not any(tmp_path.iterdir())

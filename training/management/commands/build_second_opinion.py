@@ -1,25 +1,31 @@
 """Train the face descriptor's age head and ship a network served with it as a second opinion.
 
-    .venv/bin/python manage.py build_second_opinion [--network faceage-v5] [--name faceage-v7] \\
-        [--head descriptor-age-v2] [--layers descriptor,stages,stage256,final] [--hidden 256] \\
-        [--epochs 30] [--augmented-copies 2] [--seed 0]
+    .venv/bin/python manage.py build_second_opinion [--network faceage-v5] [--name faceage-v8] \\
+        [--head descriptor-age-v3] [--layers descriptor,stages,stage256,final] [--hidden 256] \\
+        [--epochs 30] [--augmented-copies 2] [--seeds 0,1,2] [--precision float16]
 
-The shipped faceage-v7 was built with the defaults, faceage-v6 with ``--name faceage-v6
---head descriptor-age-v1 --layers descriptor`` (docs/benchmarks.md, "The shipped model:
-faceage-v7").
+The shipped faceage-v8 was built with the defaults; faceage-v7 with ``--name faceage-v7
+--head descriptor-age-v2 --replaces faceage-v6 --seeds 0 --precision float32``, and
+faceage-v6 with ``--name faceage-v6 --head descriptor-age-v1 --layers descriptor --replaces
+faceage-v5 --seeds 0 --precision float32`` (docs/benchmarks.md, "The shipped model:
+faceage-v8").
 
 1. Every FairFace photo is cut as ``build_bundled_model`` cuts it (the same cached 64 px
    chips), and dlib's face-recognition network reads each chip, enlarged to its 150 px
    (:mod:`predictor.vision.second_opinion`): its descriptor and the inner layers
    ``--layers`` names (:data:`predictor.vision.face_descriptor.LAYERS`), from one pass.
-2. One head for each of ``--layers`` (:class:`~predictor.vision.second_opinion.
-   DescriptorAgeHead`: one hidden ReLU layer, softmax over the ages 0-100) learns the age
+2. One head for each of ``--layers`` and each of ``--seeds`` (:class:`~predictor.vision.
+   second_opinion.DescriptorAgeHead`: one hidden ReLU layer, softmax over the ages 0-100;
+   faceage-v8: four layers, three seeds, twelve heads) learns the age
    groups of FairFace's training photos with the product's interval loss, flat inside each
    group: each face as it is, and in ``--augmented-copies`` copies augmented as faceage-v5's
    training was (30% of them given the look of a scanned old print), so that an old print's
-   grain is not read as age. The heads answer together, as the geometric mean of their
-   distributions (:class:`~predictor.vision.second_opinion.AgeHeads`). FairFace is CC BY 4.0,
-   so the heads may be redistributed.
+   grain is not read as age. All the heads answer together, as the geometric mean of their
+   distributions (:class:`~predictor.vision.second_opinion.AgeHeads`): an ensemble of seeds,
+   which answers better than any one seed (docs/benchmarks.md). FairFace is CC BY 4.0, so the
+   heads may be redistributed. Their weight matrices are stored as ``--precision`` says
+   (float16 halves the file), and everything below is measured on the heads as stored, read
+   back from the file.
 3. The weights that mix ``--network``'s distribution (mirrored, as served) with the head's are
    fitted on the validation split (FairFace's held-out training photos: the likelihood of
    their groups), then the temperature, as every build fits it.
@@ -36,6 +42,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -182,10 +190,33 @@ def train_head(
 class Command(BaseCommand):
     help = "Train the descriptor age heads and write a shipped model card served with them."
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        # No abbreviations: the cards of faceage-v6 and faceage-v7 record ``--seed 0``, which
+        # would be read as ``--seeds 0`` with the float16 default and build other heads.
+        parser.allow_abbrev = False
+        return parser
+
+    def _refuse_clashing_names(self, options) -> None:
+        """Before anything is read or trained: the version replaced must ship, and the heads'
+        file may not be one that another shipped version serves."""
+        from predictor.vision.bundled_models import shipped_model_card, shipped_versions
+
+        if options["replaces"] not in shipped_versions():
+            raise CommandError(f"--replaces: no shipped version {options['replaces']!r}")
+        if options["out"].resolve() != MODELS_DIR.resolve():
+            return
+        for version in shipped_versions():
+            opinion = shipped_model_card(version).get("second_opinion") or {}
+            if version != options["name"] and opinion.get("head") == options["head"]:
+                raise CommandError(
+                    f"--head: {version} serves the heads {options['head']!r}; name new ones"
+                )
+
     def add_arguments(self, parser):
         parser.add_argument("--network", default="faceage-v5", help="a shipped network")
-        parser.add_argument("--name", default="faceage-v7", help="the new version's name")
-        parser.add_argument("--head", default="descriptor-age-v2", help="the heads' file name")
+        parser.add_argument("--name", default="faceage-v8", help="the new version's name")
+        parser.add_argument("--head", default="descriptor-age-v3", help="the heads' file name")
         parser.add_argument(
             "--layers",
             default="descriptor,stages,stage256,final",
@@ -194,7 +225,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--replaces",
-            default="faceage-v6",
+            default="faceage-v7",
             metavar="NAME",
             help="the shipped version this one replaces as the default, measured as it is "
             "served: the registry (model page, /api/v1/models/) sets the figures beside it",
@@ -209,7 +240,19 @@ class Command(BaseCommand):
             "(30%% with a scanned print's look), that the head learns from beside the faces as "
             "they are (default 2)",
         )
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--seeds",
+            default="0,1,2",
+            help="comma-separated training seeds: one set of heads (one per layer) for each, "
+            "all answering together (default 0,1,2)",
+        )
+        parser.add_argument(
+            "--precision",
+            choices=("float16", "float32"),
+            default="float16",
+            help="how the heads' weight matrices are stored (default float16: half the file; "
+            "the figures are measured on the heads as stored)",
+        )
         parser.add_argument("--utkface-test", type=int, default=1500)
         parser.add_argument("--workers", type=int, default=settings.FACEAGE_PREPARE_WORKERS)
         parser.add_argument("--out", type=Path, default=MODELS_DIR)
@@ -227,6 +270,8 @@ class Command(BaseCommand):
         layers = tuple(dict.fromkeys(name.strip() for name in options["layers"].split(",")))
         if not layers or any(name not in LAYERS for name in layers):
             raise CommandError(f"--layers: comma-separated names among {', '.join(LAYERS)}")
+        seeds = _seeds(options["seeds"])
+        self._refuse_clashing_names(options)
         weights = MODELS_DIR / f"{options['network']}.keras"
         if not weights.is_file():
             raise CommandError(f"--network: no shipped network {options['network']!r} at {weights}")
@@ -253,19 +298,28 @@ class Command(BaseCommand):
         labels = {
             key: np.concatenate([train[key]] * (1 + copies)) for key in ("age_low", "age_high")
         }
-        members, losses = [], {}
+        members: dict[int, dict] = {seed: {} for seed in seeds}
+        losses: dict[str, list] = {}
         for name in layers:
-            member, losses[name] = train_head(
-                np.concatenate([features[name] for features in seen]),
-                labels,
-                options["hidden"],
-                options["epochs"],
-                options["seed"],
-                reads=name,
-            )
-            members.append(member)
+            features = np.concatenate([layer[name] for layer in seen])
+            for seed in seeds:
+                key = name if len(seeds) == 1 else f"{name}, seed {seed}"
+                members[seed][name], losses[key] = train_head(
+                    features, labels, options["hidden"], options["epochs"], seed, reads=name
+                )
+            del features
         del seen
-        head = AgeHeads(tuple(members))
+        # Seed by seed, each seed's heads in --layers' order.
+        trained = AgeHeads(tuple(members[seed][name] for seed in seeds for name in layers))
+        out: Path = options["out"]
+        out.mkdir(parents=True, exist_ok=True)
+        # Everything below measures the heads as the file holds them. The file goes beside
+        # the cards only once the cards are written (below): a build that fails leaves none.
+        staging = Path(tempfile.mkdtemp(prefix="faceage-heads-"))
+        head_file = trained.save(
+            staging / f"{options['head']}.npz", half=options["precision"] == "float16"
+        )
+        head = AgeHeads.load(head_file)
         held_out = {
             "fairface_validation": layers_of(val["chips"], "fairface-val", layers),
             "fairface_test": layers_of(test["chips"], "fairface-test", layers),
@@ -307,8 +361,12 @@ class Command(BaseCommand):
             "calibration": calibration,
         }
         seconds = round(time.monotonic() - started)
+        recorded = options | {
+            "layers": ",".join(layers),
+            "seeds": ",".join(str(seed) for seed in seeds),
+        }
         command = "manage.py build_second_opinion " + " ".join(
-            f"--{key.replace('_', '-')} {options[key]}"
+            f"--{key.replace('_', '-')} {recorded[key]}"
             for key in (
                 "network",
                 "name",
@@ -318,19 +376,18 @@ class Command(BaseCommand):
                 "hidden",
                 "epochs",
                 "augmented_copies",
-                "seed",
+                "seeds",
+                "precision",
             )
         )
-        out: Path = options["out"]
-        out.mkdir(parents=True, exist_ok=True)
-        head.save(out / f"{options['head']}.npz")
         head_card = {
             "name": options["head"],
             "reads": "dlib's face-recognition network (dlib_face_recognition_resnet_model_v1, "
             "public domain, from the face_recognition_models wheel) on the age network's 64 px "
             "chip enlarged to 150 px: " + ", ".join(layers),
-            "layers": f"one head per layer read: normalisation, {options['hidden']} ReLU units, "
-            "softmax over the ages 0-100; the heads' distributions' normalised geometric mean",
+            "layers": f"one head per layer read and seed: normalisation, {options['hidden']} ReLU "
+            "units, softmax over the ages 0-100; the heads' distributions' normalised geometric "
+            f"mean; weight matrices stored as {options['precision']}",
             "training_data": {
                 "dataset": "FairFace (Kärkkäinen and Joo, WACV 2021), training photos",
                 "licence": "CC BY 4.0",
@@ -338,7 +395,7 @@ class Command(BaseCommand):
             },
             "training": {
                 "epochs": options["epochs"],
-                "seed": options["seed"],
+                "seeds": list(seeds),
                 # Each training face as it is, and in this many augmented copies.
                 "augmented_copies": copies,
                 "augmentation": "training.pipeline.fit.augment, low_resolution 0.2, scan 0.3",
@@ -370,8 +427,21 @@ class Command(BaseCommand):
             (out / f"{name}.json").write_text(
                 json.dumps(content, indent=1, ensure_ascii=False) + "\n"
             )
+        shutil.move(head_file, out / head_file.name)
+        shutil.rmtree(staging, ignore_errors=True)
         self.stdout.write("\n" + json.dumps({"weights": descriptor_weights, **figures}, indent=1))
         self.stdout.write(self.style.SUCCESS(f"wrote {out / options['name']}.json in {seconds} s"))
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """``--seeds``: distinct integers 0 or more, comma-separated."""
+    try:
+        seeds = tuple(dict.fromkeys(int(part) for part in text.split(",")))
+    except ValueError:
+        seeds = ()
+    if not seeds or any(not 0 <= seed < 2**32 for seed in seeds):
+        raise CommandError("--seeds: comma-separated whole numbers 0 or more, such as 0,1,2")
+    return seeds
 
 
 def _head_groups(head, split: dict, layers: dict) -> dict:
