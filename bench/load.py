@@ -18,8 +18,9 @@ in one run; ``re-encoded`` is ``served`` with every upload decoded and re-encode
 process (``FACEAGE_KEEP_UPLOADED_JPEG=0``, as before upright JPEGs were kept);
 ``no-second-opinion`` is ``served`` with faceage-v5 active, the default's network without the
 face descriptor's second opinion that faceage-v6 adds; ``one-head`` is ``served`` with
-faceage-v6 active, whose second opinion is one head on the descriptor (faceage-v7's is four,
-on the descriptor network's layers).
+faceage-v6 active, whose second opinion is one head on the descriptor; ``four-heads`` is
+``served`` with faceage-v7 active, whose second opinion is four heads on the descriptor
+network's layers (faceage-v8's is twelve: the same four layers, three training seeds).
 
 By default a client waits with the API's long-poll (`GET <prediction>?wait=20`, repeated until
 terminal); `--poll-ms 100` makes it re-request every 100 ms instead, as a naive client would;
@@ -160,7 +161,7 @@ def main() -> int:
     parser.add_argument(
         "--pipelines",
         default="served",
-        help="served, old, re-encoded, no-second-opinion, one-head, comma-separated",
+        help="served, old, re-encoded, no-second-opinion, one-head, four-heads, comma-separated",
     )
     parser.add_argument(
         "--photos", default="utkface", help="kinds, comma-separated: utkface, wild, phone"
@@ -278,6 +279,8 @@ PIPELINES = {
     "no-second-opinion": ({**_SERVED, "FACEAGE_KEEP_UPLOADED_JPEG": "1"}, "faceage-v5"),
     # What a fresh install serves, with faceage-v6's second opinion: one head, on the descriptor.
     "one-head": ({**_SERVED, "FACEAGE_KEEP_UPLOADED_JPEG": "1"}, "faceage-v6"),
+    # What a fresh install serves, with faceage-v7's second opinion: four heads, one seed.
+    "four-heads": ({**_SERVED, "FACEAGE_KEEP_UPLOADED_JPEG": "1"}, "faceage-v7"),
 }
 
 

@@ -14,7 +14,7 @@ warm-up photo. Rows: the old pipeline (HOG cascade + dlib network, one pass, ful
 CenterFace + the default shipped network, mirrored, on the full-size decode (as served until
 large JPEGs were decoded at a reduced scale); the same as the worker serves it now
 (``decode_photo``: a large JPEG at half size or less, the full size only for small faces);
-and, where the default is served with a second opinion (faceage-v7), its network alone;
+and, where the default is served with a second opinion (faceage-v8), its network alone;
 ``--also`` adds other shipped versions, served as the worker serves them.
 """
 

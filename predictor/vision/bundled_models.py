@@ -27,7 +27,7 @@ MANIFEST_NAME = "manifest.json"
 SHAPE_PREDICTOR_NAME = "shape_predictor_5_face_landmarks.dat"
 CNN_FACE_DETECTOR_NAME = "mmod_human_face_detector.dat"
 
-DEFAULT_SHIPPED_MODEL = "faceage-v7"
+DEFAULT_SHIPPED_MODEL = "faceage-v8"
 """The network a fresh install serves (``ModelVersion.DEFAULT_NAME``)."""
 
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -109,8 +109,8 @@ INPUT_SCALE: float = float(_age_spec()["input"]["normalization"]["scale"])
 
 def shipped_model_path(name: str) -> Path:
     """The ``.keras`` file of a network that ships in the repository. A shipped version that
-    serves another shipped network's weights with a second opinion (faceage-v6, faceage-v7)
-    names that network in its card's ``weights``."""
+    serves another shipped network's weights with a second opinion (faceage-v6, faceage-v7,
+    faceage-v8) names that network in its card's ``weights``."""
     path = SHIPPED_MODELS_DIR / f"{name}.keras"
     if not path.is_file() and (weights := shipped_weights_name(name)) != name:
         return shipped_model_path(weights)
@@ -132,7 +132,8 @@ def shipped_head_path(name: str) -> Path:
 
 def shipped_versions() -> list[str]:
     """Every version shipped in the repository: its own network (``.keras``), or a card that
-    serves another's weights (``"weights"``, as faceage-v6 and faceage-v7 serve faceage-v5's)."""
+    serves another's weights (``"weights"``, as faceage-v6, faceage-v7 and faceage-v8 serve
+    faceage-v5's)."""
     names = {path.stem for path in SHIPPED_MODELS_DIR.glob("*.keras")}
     for card in SHIPPED_MODELS_DIR.glob("*.json"):
         if "weights" in json.loads(card.read_text(encoding="utf-8")):

@@ -1,6 +1,7 @@
-"""Migrations 0018, 0019, 0022, 0024 and 0025 make the new shipped network (faceage-v3, then
-faceage-v4, faceage-v5, faceage-v6, faceage-v7) the default where an earlier default still
-serves, and leave a model that staff promoted alone; undone, each puts the default before it back.
+"""Migrations 0018, 0019, 0022, 0024, 0025 and 0026 make the new shipped network (faceage-v3,
+then faceage-v4, faceage-v5, faceage-v6, faceage-v7, faceage-v8) the default where an earlier
+default still serves, and leave a model that staff promoted alone; undone, each puts the
+default before it back.
 Migration 0020 gives faceage-v4 its card's refitted temperature."""
 
 from __future__ import annotations
@@ -56,6 +57,20 @@ HANDOVERS = [
         "0025_register_faceage_v7",
         "faceage-v7",
         ("faceage-v6", "faceage-v5", "faceage-v4", "faceage-v3", "faceage-v2", "dlib-age-v1"),
+    ),
+    Handover(
+        "0025_register_faceage_v7",
+        "0026_register_faceage_v8",
+        "faceage-v8",
+        (
+            "faceage-v7",
+            "faceage-v6",
+            "faceage-v5",
+            "faceage-v4",
+            "faceage-v3",
+            "faceage-v2",
+            "dlib-age-v1",
+        ),
     ),
 ]
 
@@ -190,6 +205,7 @@ def test_a_faceage_v4_row_it_did_not_register_is_left_alone(registered):
     [
         ("0023_second_opinion", "0024_register_faceage_v6", "faceage-v6", "descriptor-age-v1"),
         ("0024_register_faceage_v6", "0025_register_faceage_v7", "faceage-v7", "descriptor-age-v2"),
+        ("0025_register_faceage_v7", "0026_register_faceage_v8", "faceage-v8", "descriptor-age-v3"),
     ],
 )
 def test_versions_with_a_second_opinion_are_registered_with_it(before, after, name, head):

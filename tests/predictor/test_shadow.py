@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def candidate():
-    ModelVersion.active()  # the shipped default (faceage-v7)
+    ModelVersion.active()  # the shipped default (faceage-v8)
     return ModelVersion.ensure_bundled()  # dlib-age-v1: a different network to compare
 
 

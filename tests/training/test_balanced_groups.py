@@ -94,10 +94,10 @@ def test_a_build_starts_from_a_shipped_network_of_its_chip_size_only():
 
 
 def test_a_build_does_not_overwrite_the_network_a_shipped_version_serves():
-    """faceage-v6 and faceage-v7 serve faceage-v5's weights with a second opinion fitted to
-    them: a build into the repository under that name is refused before anything is read or
-    trained."""
+    """faceage-v6, faceage-v7 and faceage-v8 serve faceage-v5's weights with a second opinion
+    fitted to them: a build into the repository under that name is refused before anything is
+    read or trained."""
     with pytest.raises(
-        CommandError, match="faceage-v6, faceage-v7 serve the weights of faceage-v5"
+        CommandError, match="faceage-v6, faceage-v7, faceage-v8 serve the weights of faceage-v5"
     ):
         call_command("build_bundled_model", "--name", "faceage-v5")

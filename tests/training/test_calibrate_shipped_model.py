@@ -93,7 +93,7 @@ def test_an_unknown_network_is_refused(models_dir):
 
 
 def test_a_version_served_with_a_second_opinion_is_calibrated_with_it(tmp_path, monkeypatch):
-    """The default's card (faceage-v7's) names faceage-v5's weights and a second opinion: its
+    """The default's card (faceage-v8's) names faceage-v5's weights and a second opinion: its
     temperature is fitted on the mix, not on the network alone, and the card keeps both."""
     served = DEFAULT_SHIPPED_MODEL
     network = shipped_weights_name(served)

@@ -497,7 +497,7 @@ def test_an_export_whose_zip_went_missing_is_built_again(client, bundled, monkey
 
 
 def test_a_version_with_a_second_opinion_exports_its_network_alone(db, media_root):
-    """faceage-v7, the default: the exports hold faceage-v5's network (the build checks them
+    """faceage-v8, the default: the exports hold faceage-v5's network (the build checks them
     against it, not against the mix), and the card inside says the second opinion is not in
     them."""
     from predictor.models import ModelVersion

@@ -62,7 +62,7 @@ def _training_data(version: ModelVersion) -> dict[str, Any]:
 
         card = shipped_model_card(version.shipped_name)
         # A version that serves another shipped network's weights with a second opinion
-        # (faceage-v6, faceage-v7): that network's training is the one described.
+        # (faceage-v6, faceage-v7, faceage-v8): that network's training is the one described.
         network_card = shipped_model_card(card.get("weights") or version.shipped_name)
         training = network_card["training"]
         return {
