@@ -10,7 +10,8 @@
 Each client uploads a real photo, waits for the prediction to be terminal and starts over.
 ``--photos`` picks the kinds: ``utkface`` (UTKFace's 200 px aligned crops, the default),
 ``wild`` (FairFace validation portraits, in-the-wild photos, scaled to 448 px) and ``phone``
-(12 MP phone-style photos, as in ``bench/worker_time.py``).
+(12 MP phone-style photos, as in ``bench/worker_time.py``) and ``phone-turned`` (the same,
+stored turned with EXIF orientation 6, as a phone held upright stores them).
 ``--pipelines`` runs a fresh stack for each: ``served`` (what a fresh install serves:
 CenterFace + the default shipped network, mirrored) and ``old`` (dlib's HOG cascade +
 dlib-age-v1, one pass: the pipeline before the vision issue), so both are measured side by side
@@ -164,7 +165,9 @@ def main() -> int:
         help="served, old, re-encoded, no-second-opinion, one-head, four-heads, comma-separated",
     )
     parser.add_argument(
-        "--photos", default="utkface", help="kinds, comma-separated: utkface, wild, phone"
+        "--photos",
+        default="utkface",
+        help="kinds, comma-separated: utkface, wild, phone, phone-turned",
     )
     args = parser.parse_args()
     global POLL_SECONDS, ONE_TRIP
@@ -248,7 +251,7 @@ def phone_photos(scratch: Path) -> list[Path]:
     from bench.worker_time import photos
 
     folder = scratch / "phone"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     files = []
     for index, data in enumerate(photos(40, 0)["12 MP phone photo"]):
         files.append(folder / f"phone-{index:02d}.jpg")
@@ -256,7 +259,26 @@ def phone_photos(scratch: Path) -> list[Path]:
     return files
 
 
-PHOTO_KINDS = {"utkface": utkface_photos, "wild": wild_photos, "phone": phone_photos}
+def turned_phone_photos(scratch: Path) -> list[Path]:
+    """The same 40 12 MP photos as a phone held upright stores them: turned, with EXIF
+    orientation 6 (``photo_sets.held_upright``)."""
+    from bench.photo_sets import held_upright
+
+    folder = scratch / "phone-turned"
+    folder.mkdir()
+    files = []
+    for index, path in enumerate(phone_photos(scratch / "turned-from")):
+        files.append(folder / f"phone-turned-{index:02d}.jpg")
+        files[-1].write_bytes(held_upright(path.read_bytes()))
+    return files
+
+
+PHOTO_KINDS = {
+    "utkface": utkface_photos,
+    "wild": wild_photos,
+    "phone": phone_photos,
+    "phone-turned": turned_phone_photos,
+}
 # What each pipeline changes from a fresh install's settings, and the version it serves.
 # Both are set in full, so neither inherits a setting from the shell or (with --database-url)
 # the version the other activated.

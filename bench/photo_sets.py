@@ -63,6 +63,18 @@ def wild_448(files: Sequence[Path]) -> list[bytes]:
     return photos
 
 
+def held_upright(data: bytes, quality: int = 92) -> bytes:
+    """A landscape JPEG as a phone held upright stores it: the pixels turned 90° counter-
+    clockwise, with EXIF orientation 6 ("turn 90° clockwise to view"), at ``quality``."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    with Image.open(io.BytesIO(data)) as image:
+        stored = image.convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", quality=quality, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
 def load_rgb(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))

@@ -4,19 +4,22 @@
 
 Times ``predictor.uploads.unsaved_prediction`` itself, the web process's whole work on a photo
 before its row is saved (the checks, the stored copy and the thumbnail, written to a scratch
-MEDIA_ROOT), with ``FACEAGE_KEEP_UPLOADED_JPEG`` on (an upright JPEG is stored as it was
-compressed, its metadata stripped) and off (every upload decoded at full size and re-encoded,
-as before). The two take turns on every photo, ``--rounds`` times; the table gives the median
-CPU time per photo (this process, both threads), the stored copy's size, and how far its
-pixels are from the upload's own (mean absolute difference over the channels, 0-255): the
-loss that a second encoding adds.
+MEDIA_ROOT), with ``FACEAGE_KEEP_UPLOADED_JPEG`` on (a JPEG is stored as it was
+compressed, its metadata stripped, its orientation kept) and off (every upload decoded at full
+size and re-encoded, as before). The two take turns on every photo, ``--rounds`` times; the
+table gives the median CPU time per photo (this process, both threads), the stored copy's
+size, and how far its pixels, as a viewer shows them, are from the upload's own (mean absolute
+difference over the channels, 0-255): the loss that a second encoding adds.
 
-Kinds of photo (all JPEG, as phones and cameras send them; none turned by EXIF):
+Kinds of photo (all JPEG, as phones and cameras send them):
 
 - UTKFace's aligned 200 px crops, the files as they are;
 - in-the-wild FairFace portraits at 448 px (``photo_sets.wild_448``);
 - ``bench/worker_time.py``'s 12 MP phone photos (a face on a blurred enlargement: little
   detail, so a small file);
+- the same stored turned, with EXIF orientation 6, as a phone held upright stores a photo
+  (``photo_sets.held_upright``): kept since 2026-12-07 with its orientation, re-encoded upright
+  before;
 - 12 MP photos full of detail: a 4032 x 3024 mosaic of 224 px FairFace portraits at quality
   92 (about 2 MB: four times the blurred one's file, so four times the entropy decoding).
 """
@@ -34,7 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -66,6 +69,7 @@ def detailed_12mp(count: int, seed: int) -> list[bytes]:
 
 
 def kinds(count: int, seed: int) -> dict[str, list[bytes]]:
+    from bench.photo_sets import held_upright
     from bench.worker_time import photos as worker_photos
 
     root = Path(os.environ.get("FACEAGE_DATASETS_DIR", REPO_ROOT.parent / "shared" / "datasets"))
@@ -75,13 +79,15 @@ def kinds(count: int, seed: int) -> dict[str, list[bytes]]:
         "UTKFace crop, 200 px": [path.read_bytes() for path in crops],
         "in the wild, 448 px": made["in the wild, 448 px"],
         "12 MP phone photo (blurred)": made["12 MP phone photo"],
+        "the same, stored turned (EXIF 6)": [held_upright(d) for d in made["12 MP phone photo"]],
         "12 MP, full of detail": detailed_12mp(count, seed),
     }
 
 
 def decoded(data: bytes) -> np.ndarray:
+    """The pixels as a viewer shows them: turned upright by the EXIF orientation."""
     with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.int16)
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.int16)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,8 +86,9 @@ def unsaved_prediction(
             else None
         )
         if kept is not None:
-            # The JPEG as it was compressed, its metadata stripped: no decode at full size,
-            # no re-encode, no second loss of quality (image_loading.keep_jpeg).
+            # The JPEG as it was compressed, its metadata stripped (its orientation kept):
+            # no decode at full size, no re-encode, no second loss of quality
+            # (image_loading.keep_jpeg).
             width, height = kept.size
             boxes = fit_boxes(drawn_boxes, width, height, kept.size)
             stored, thumbnail = kept.data, thumbnail_bytes(kept.preview)
@@ -107,9 +108,10 @@ def unsaved_prediction(
         drawn_boxes=boxes,
         **owner_fields(request),
     )
-    # Either way the stored copy has no EXIF (GPS included) and is upright as stored: a kept
-    # JPEG had no orientation to apply, a re-encoded one has it baked in. So the boxes the
-    # worker computes match the stored pixels.
+    # Either way the stored copy has no EXIF but, where a kept JPEG is stored turned, its
+    # orientation (no GPS, no other tag); a re-encoded one has its orientation baked in.
+    # The worker's decode turns a kept one upright as viewers do, so the boxes it computes,
+    # width and height are all in the upright photo's pixels.
     prediction.image.save("photo.jpg", ContentFile(stored), save=False)
     prediction.thumbnail.save("thumb.jpg", ContentFile(thumbnail), save=False)
     return prediction

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from predictor.vision.jpeg_markers import strip_metadata
+from predictor.vision.jpeg_markers import ORIENTATIONS, strip_metadata
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -184,10 +184,11 @@ def _decode(
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 image.load()
-                # (A reduced decode turned by its EXIF orientation can have libjpeg's partial
-                # last block of an odd side at the upright origin, so its boxes may be up to
-                # scale - 1 pixels off. Only the worker reduces, and it reads the server's
-                # stored copies, which carry no EXIF.)
+                # (A reduced decode that its EXIF orientation mirrors puts libjpeg's partial
+                # last pixel of a side that is not a multiple of the scale at the upright
+                # origin, so the boxes a worker maps back to the stored photo may be up to
+                # scale - 1 pixels off along that side; none for a phone's 4032 x 3024 or
+                # 4000 x 3000. Chips are aligned on landmarks found inside the box again.)
                 if image.getexif().get(ExifTags.Base.Orientation) in _TURNED:
                     upright = (height, width)
                 # In place: a copy of a 40 MP photo is another 120 MB.
@@ -299,10 +300,11 @@ class KeptJpeg:
 
     Attributes:
         data: the JPEG to store: the upload's frame, tables and scans, byte for byte, and a
-            plain JFIF header; no EXIF, GPS, XMP, ICC profile, comment or appended picture.
+            plain JFIF header; no EXIF but its orientation where it is not 1, no GPS, XMP, ICC
+            profile, comment or appended picture.
         preview: its pixels, decoded at 1/2, 1/4 or 1/8 of its size where that keeps the
             long side ``preview_side`` pixels or more (for the thumbnail), in RGB.
-        size: the photo's ``(width, height)``.
+        size: the photo's upright ``(width, height)``.
     """
 
     data: bytes
@@ -318,9 +320,11 @@ def keep_jpeg(
     :func:`encode_for_storage`).
 
     It can be kept when it is a JPEG (or the first picture of a multi-picture JPEG) of 8-bit
-    colour or grey, upright as it is stored (no EXIF orientation, or 1), with a long side
-    of ``max_side`` pixels or less. The stripped copy is then checked as :func:`load_photo`
-    checks an upload (size, pixels, a decode of every scan), decoding it at a reduced size.
+    colour or grey with a long side of ``max_side`` pixels or less. A JPEG stored turned
+    (EXIF orientation 2-8) keeps its orientation, the one tag its copy carries, so viewers and
+    :func:`load_photo` turn it upright as they did the upload; ``size`` and ``preview`` are
+    upright. The stripped copy is then checked as :func:`load_photo` checks an upload (size,
+    pixels, a decode of every scan), decoding it at a reduced size.
     A copy that fails the check is not kept, and None sends the upload down the other path,
     which refuses it with its own reason.
     """
@@ -332,24 +336,25 @@ def keep_jpeg(
         return None
     try:
         width, height = image.size
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
         keep = (
             image.format in _JPEG_FORMATS
             and image.mode in ("RGB", "L")
             and max(width, height) <= max_side
-            and image.getexif().get(ExifTags.Base.Orientation, 1) == 1
+            and orientation in ORIENTATIONS
         )
     except Exception:
         keep = False
     finally:
         image.close()
-    stripped = strip_metadata(data) if keep else None
+    stripped = strip_metadata(data, orientation) if keep else None
     if stripped is None:
         return None
     try:
         preview, _scale, size = _decode(stripped, limits, preview_side)
     except ImageRejected:
         return None
-    if size != (width, height):
+    if size != ((height, width) if orientation in _TURNED else (width, height)):
         return None
     return KeptJpeg(stripped, preview, size)
 

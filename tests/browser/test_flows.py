@@ -205,6 +205,44 @@ def test_a_missed_face_is_marked_by_hand_and_estimated(stack, context, shots, tm
     page.close()
 
 
+def test_a_photo_a_phone_stored_turned_shows_upright_with_its_box_on_the_face(
+    stack, context, shots, tmp_path
+):
+    """A phone held upright stores its landscape sensor's pixels and EXIF orientation 6; the
+    server keeps them as they were compressed, with that orientation. The browser shows the
+    photo upright, and the face's box sits on the face."""
+    from PIL import Image
+
+    upright, tiles = images.face_photo(sample_utkface(1, seed=9), size=(600, 800))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90° clockwise to view": stored 90° counter-clockwise
+    path = tmp_path / "held-upright.jpg"
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, "JPEG", exif=exif.tobytes())
+    page = context.new_page()
+    page.goto(stack.base_url + "/")
+    page.set_input_files("#upload-form input[type=file]", str(path))
+    page.click("#upload-button")
+    page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
+    page.wait_for_selector("#draw-button", timeout=300_000)
+    wait_for_js(page, "document.getElementById('photo').complete")
+    natural = page.evaluate(
+        "[document.getElementById('photo').naturalWidth,"
+        " document.getElementById('photo').naturalHeight]"
+    )
+    assert natural == [600, 800], natural
+    assert page.locator("#photo-frame .face-box").count() == 1
+    shown = page.locator("#photo").bounding_box()
+    box = page.locator("#photo-frame .face-box").first.bounding_box()
+    left, top, right, bottom = tiles[0]
+    scale = shown["width"] / 600
+    assert abs(shown["height"] / shown["width"] - 800 / 600) < 0.01
+    centre = (box["x"] + box["width"] / 2 - shown["x"], box["y"] + box["height"] / 2 - shown["y"])
+    assert left * scale < centre[0] < right * scale, (centre, tiles[0], scale)
+    assert top * scale < centre[1] < bottom * scale, (centre, tiles[0], scale)
+    shots.take(page, "04e-turned-photo-upright")
+    page.close()
+
+
 def test_history_lists_the_prediction_and_deletes_it(stack, session_context, shots):
     page = session_context.new_page()
     dialogs: list[str] = []

@@ -199,14 +199,41 @@ def test_an_upright_jpeg_is_kept_stripped_with_a_reduced_preview():
     assert kept_grey is not None and kept_grey.preview.mode == "RGB"
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_turned_jpeg_is_kept_with_its_orientation_alone(orientation):
+    """A JPEG stored turned (EXIF orientation 2-8, as a phone held upright writes it) is kept
+    as it was compressed, with its orientation and no other metadata: it decodes to the very
+    pixels the upload does, upright, and its size and preview are upright."""
+    from predictor.vision.image_loading import keep_jpeg
+    from predictor.vision.jpeg_markers import strip_metadata
+
+    upright = photo((1200, 900))
+    data = images.exif_rotated_jpeg(upright, orientation)  # with a GPS block
+    kept = keep_jpeg(data, PhotoLimits(), max_side=4096, preview_side=400)  # half size
+    assert kept is not None
+    assert kept.data == strip_metadata(data, orientation)
+    with Image.open(io.BytesIO(kept.data)) as image:
+        assert dict(image.getexif()) == ({} if orientation == 1 else {0x0112: orientation})
+    as_uploaded = load_photo(data)
+    assert np.array_equal(np.asarray(load_photo(kept.data)), np.asarray(as_uploaded))
+    assert kept.size == as_uploaded.size
+    assert kept.preview.size == (as_uploaded.width // 2, as_uploaded.height // 2)
+    assert (
+        np.abs(
+            np.asarray(kept.preview, dtype=int) - np.asarray(as_uploaded.reduce(2), dtype=int)
+        ).mean()
+        < 4
+    )  # the same way up as the upload shows
+
+
 def test_a_jpeg_whose_pixels_must_change_is_not_kept():
-    """Turned by its EXIF orientation, larger than the working side, CMYK, or not a JPEG:
+    """An orientation EXIF does not define, larger than the working side, CMYK, or not a JPEG:
     those are decoded and re-encoded (None)."""
     from predictor.vision.image_loading import keep_jpeg
 
     upright = photo((300, 200))
     for name, data, max_side in [
-        ("turned by EXIF", images.exif_rotated_jpeg(upright), 4096),
+        ("orientation 9", images.exif_rotated_jpeg(upright, 9), 4096),
         ("over the working side", images.encode(upright, "JPEG"), 299),
         ("CMYK", images.cmyk_jpeg(upright), 4096),
         ("PNG", images.encode(upright, "PNG"), 4096),

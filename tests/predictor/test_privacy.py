@@ -206,6 +206,36 @@ def test_an_upright_jpeg_is_stored_as_it_was_compressed_without_its_metadata(
     assert 0 < np.abs(decoded(encoded) - decoded(original)).mean() < 8  # another generation
 
 
+def test_a_turned_jpeg_is_stored_as_it_was_compressed_with_its_orientation_alone(client, enqueued):
+    """A phone held upright stores its sensor's landscape pixels and EXIF orientation 6. The
+    stored copy keeps those pixels as they were compressed and the orientation, so browsers
+    show it upright, and nothing else of the EXIF (GPS); width and height are the upright
+    photo's, and the thumbnail is upright with no EXIF at all."""
+    import numpy as np
+
+    from predictor.vision.image_loading import load_photo
+    from predictor.vision.jpeg_markers import orientation_segment, strip_metadata
+
+    upright = Image.effect_noise((480, 640), 50).convert("RGB")
+    original = images.exif_rotated_jpeg(upright, 6)  # with a GPS block
+    client.post("/", {"image": SimpleUploadedFile("a.jpg", original)})
+    prediction = Prediction.objects.get()
+    assert (prediction.width, prediction.height) == (480, 640)
+    with prediction.image.open("rb") as stored:
+        kept = stored.read()
+    assert kept == strip_metadata(original, 6)
+    segments = jpeg_segments(kept)
+    metadata = [(m, payload) for m, payload in segments if m == 0xFE or 0xE0 <= m <= 0xEF]
+    assert [m for m, _ in metadata] == [0xE0, 0xE1]
+    assert metadata[1][1] == orientation_segment(6)[4:]  # the orientation, alone
+    assert np.array_equal(np.asarray(load_photo(kept)), np.asarray(load_photo(original)))
+    with prediction.thumbnail.open("rb") as stored:
+        thumbnail = stored.read()
+    assert [m for m, _ in jpeg_segments(thumbnail) if 0xE0 <= m <= 0xEF] == [0xE0]
+    with Image.open(io.BytesIO(thumbnail)) as image:
+        assert image.width < image.height  # upright, as the photo is
+
+
 def test_a_phones_multi_picture_jpeg_is_accepted_and_stored_as_its_photo(api_client, enqueued):
     """An MPO (the photo, then its gain map or depth map) is the photo: accepted, and stored
     without the pictures appended to it."""

@@ -105,17 +105,18 @@ def test_a_damaged_stored_file_fails_with_a_reason():
 def test_the_stored_copy_of_an_accepted_photo_is_not_refused_by_the_upload_limit(
     api_client, enqueued, settings
 ):
-    """A photo uploaded at a low JPEG quality and turned by its EXIF orientation is stored
-    re-encoded at ours, larger than the upload limit; the worker must read it back all the
-    same (it got a 202)."""
+    """A photo uploaded at a low JPEG quality and turned by its EXIF orientation, re-encoded
+    at ours (every upload is with FACEAGE_KEEP_UPLOADED_JPEG off), is stored larger than the
+    upload limit; the worker must read it back all the same (it got a 202)."""
     from django.core.files.uploadedfile import SimpleUploadedFile
     from PIL import Image
 
     from tests import images
 
+    settings.FACEAGE_KEEP_UPLOADED_JPEG = False
     turned = Image.effect_noise((300, 400), 60).convert("RGB")
     exif = Image.Exif()
-    exif[0x0112] = 6  # to be turned: not kept as it was compressed, re-encoded upright
+    exif[0x0112] = 6  # re-encoded upright
     upload = images.encode(turned, "JPEG", quality=20, exif=exif.tobytes())
     settings.FACEAGE_MAX_UPLOAD_BYTES = len(upload) + 1024
     response = api_client.post(

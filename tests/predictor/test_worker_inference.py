@@ -3,6 +3,8 @@ promoted model version used on the next task without a restart."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.core.files.base import ContentFile
 
@@ -319,6 +321,56 @@ def test_a_large_jpeg_is_read_at_half_size_and_its_faces_stored_in_its_own_pixel
         assert left < centre_x < right and top < centre_y < bottom
         assert 0.3 < (face.right - face.left) / (right - left) < 1.2
         assert face.age_low <= face.age <= face.age_high
+
+
+@pytest.mark.parametrize("orientation", [6, 3])
+def test_a_turned_phone_photo_is_kept_and_its_faces_found_upright(
+    decoded, api_client, enqueued, orientation
+):
+    """A 12 MP photo stored turned, as phones store it, with its EXIF orientation: the upload
+    keeps it as it was compressed, and the worker decodes it at half size, turns it upright
+    and finds its real faces where they are in the upright photo, with the ages of the same
+    photo uploaded upright."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    from predictor.vision.jpeg_markers import strip_metadata
+
+    upright_data, tiles = phone_photo([800, 700], seed=21)
+    upright = Image.open(io.BytesIO(upright_data))
+    # The pixels as the camera stores them: what the orientation turns upright.
+    stored_way = {6: Image.Transpose.ROTATE_90, 3: Image.Transpose.ROTATE_180}[orientation]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    turned_data = images.encode(upright.transpose(stored_way), quality=92, exif=exif.tobytes())
+
+    def served(data: bytes) -> Prediction:
+        response = api_client.post(
+            "/api/v1/predictions/",
+            {"image": SimpleUploadedFile("phone.jpg", data, "image/jpeg")},
+            format="multipart",
+        )
+        assert response.status_code == 202, response.content
+        prediction = Prediction.objects.get(pk=response.json()["id"])
+        tasks.predict.run(str(prediction.pk))
+        prediction.refresh_from_db()
+        assert prediction.status == Prediction.Status.SUCCEEDED, prediction.error_message
+        return prediction
+
+    turned, straight = served(turned_data), served(upright_data)
+    with turned.image.open("rb") as stored:
+        assert stored.read() == strip_metadata(turned_data, orientation)  # kept
+    assert (turned.width, turned.height) == (4000, 3000)
+    assert [record["scale"] for record in decoded] == [2, 2]
+    faces = list(turned.faces.order_by("left"))
+    assert len(faces) == len(tiles)
+    for face, same, (left, top, right, bottom) in zip(
+        faces, straight.faces.order_by("left"), tiles, strict=True
+    ):
+        centre_x, centre_y = (face.left + face.right) / 2, (face.top + face.bottom) / 2
+        assert left < centre_x < right and top < centre_y < bottom
+        assert abs(face.left - same.left) <= 2 and abs(face.bottom - same.bottom) <= 2
+        assert abs(face.age - same.age) < 0.5  # two JPEG encodings of the same pixels
 
 
 def test_a_photo_whose_full_size_decode_fails_fails_with_a_reason(monkeypatch):

@@ -166,3 +166,39 @@ def test_files_not_laid_out_as_a_jpeg_give_none():
     }
     for name, data in cases.items():
         assert strip_metadata(data) is None, name
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_turned_jpeg_keeps_its_orientation_and_nothing_else(orientation):
+    """Orientation 2-8 survives the strip, alone in an EXIF segment of its own that Pillow
+    (and so viewers) read; 1, stored upright, needs none."""
+    from predictor.vision.jpeg_markers import orientation_segment
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 0.0)}  # GPS
+    exif[0x010F] = "a camera maker"
+    data = images.encode(Image.effect_noise((96, 64), 40).convert("RGB"), exif=exif.tobytes())
+    stripped = strip_metadata(data, orientation)
+    assert stripped is not None
+    with Image.open(io.BytesIO(stripped)) as image:
+        kept = dict(image.getexif())
+        assert not image.getexif().get_ifd(0x8825)
+    assert kept == ({} if orientation == 1 else {0x0112: orientation})
+    assert b"a camera maker" not in stripped
+    assert np.array_equal(pixels(stripped), pixels(data))
+    image_markers = [marker for marker in markers(data) if not 0xE0 <= marker <= 0xEF]
+    assert 0xE1 in markers(data) and 0xDA in image_markers, "precondition: EXIF, a scan"
+    turned = [] if orientation == 1 else [0xE1]
+    assert markers(stripped) == [0xE0, *turned, *image_markers]
+    if orientation != 1:
+        assert orientation_segment(orientation) in stripped
+        assert len(orientation_segment(orientation)) == 36
+
+
+@pytest.mark.parametrize("orientation", [0, 9, -1])
+def test_an_orientation_exif_does_not_define_is_refused(orientation):
+    from predictor.vision.jpeg_markers import orientation_segment
+
+    with pytest.raises(ValueError, match="1 to 8"):
+        orientation_segment(orientation)
