@@ -75,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     from predictor.vision.age_network import AgeNetwork
     from predictor.vision.second_opinion import AgeHeads, fit_weights, mix
     from training.management.commands.build_second_opinion import (
-        augmented_chips,
         build_splits,
         layers_of,
-        train_head,
+        train_heads,
+        training_layers,
     )
 
     started = time.perf_counter()
@@ -91,11 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     train, val, test, utk = build_splits(size, workers, args.utkface_test)
     data = {"val": val, "test": test, "utk": utk}
     names = tuple(dict.fromkeys(name for candidate in CANDIDATES for name in candidate))
-    labels = {key: np.concatenate([train[key]] * 3) for key in ("age_low", "age_high")}
-    seen = [layers_of(train["chips"], "fairface-train", names)] + [
-        layers_of(augmented_chips(train["chips"], copy), f"fairface-train-look{copy}", names)
-        for copy in range(2)
-    ]
+    seen, labels = training_layers(train, names, copies=2)
     held = {
         "val": layers_of(data["val"]["chips"], "fairface-val", names),
         "test": layers_of(data["test"]["chips"], "fairface-test", names),
@@ -134,14 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         a, b = fit_weights(p["val"], q["val"], val["age_low"], val["age_high"])
         return {side: mix(p[side], q[side], a, b) for side in data}, a, b
 
-    every_seed = []
-    for seed in seeds:
-        members = {}
-        for name in names:
-            features = np.concatenate([layers[name] for layers in seen])
-            members[name], _ = train_head(features, labels, 256, 30, seed, reads=name)
-            print(f"seed {seed}: head on {name} trained ({time.perf_counter() - started:.0f} s)")
-        every_seed.append(members)
+    def trained(seed: int, name: str) -> None:
+        print(f"seed {seed}: head on {name} trained ({time.perf_counter() - started:.0f} s)")
+
+    by_seed, _ = train_heads(seen, labels, names, tuple(seeds), 256, 30, trained)
+    every_seed = [by_seed[seed] for seed in seeds]
+    for seed, members in zip(seeds, every_seed, strict=True):
         for candidate in CANDIDATES:
             served, a, b = served_by(AgeHeads(tuple(members[name] for name in candidate)))
             rows.append(row(f"seed {seed}: {' + '.join(candidate)} (p^{a:g} q^{b:g})", served))

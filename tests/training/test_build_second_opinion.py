@@ -48,3 +48,47 @@ def test_heads_another_shipped_version_serves_are_not_overwritten(tmp_path, monk
             *("--out", str(tmp_path)),
         )
     assert not any(tmp_path.iterdir())
+
+
+def test_heads_are_trained_for_every_layer_and_seed_as_one_at_a_time():
+    """train_heads (the build's and bench/descriptor_layers.py's loop) gives one head per layer
+    and seed, each the head train_head gives alone with that seed, and reports each one."""
+    import numpy as np
+
+    from predictor.vision.face_descriptor import LAYERS
+    from training.management.commands.build_second_opinion import train_head, train_heads
+
+    rng = np.random.default_rng(0)
+    ages = rng.integers(0, 70, 96)
+    low = (ages // 10) * 10
+    labels = {"age_low": np.tile(low, 2), "age_high": np.tile(low + 9, 2)}  # two looks
+    widths = {name: LAYERS[name] for name in ("descriptor", "final")}
+    seen = [
+        {name: rng.normal(size=(96, width)).astype(np.float32) for name, width in widths.items()}
+        for _look in range(2)
+    ]
+    for look in seen:
+        look["descriptor"][:, 0] += ages / 10  # something to learn
+    reported = []
+    members, losses = train_heads(
+        seen, labels, ("descriptor", "final"), (0, 3), hidden=8, epochs=2,
+        trained=lambda seed, name: reported.append((seed, name)),
+    )  # fmt: skip
+    assert sorted(members) == [0, 3] and all(
+        sorted(m) == ["descriptor", "final"] for m in members.values()
+    )
+    assert reported == [(0, "descriptor"), (3, "descriptor"), (0, "final"), (3, "final")]
+    assert sorted(losses) == [
+        "descriptor, seed 0",
+        "descriptor, seed 3",
+        "final, seed 0",
+        "final, seed 3",
+    ]
+    assert all(len(history) == 2 for history in losses.values())
+    both_looks = np.concatenate([look["final"] for look in seen])
+    alone, _ = train_head(both_looks, labels, 8, 2, 3, reads="final")
+    features = seen[0]["final"][:16]
+    assert np.allclose(members[3]["final"].predict(features), alone.predict(features), atol=1e-5)
+    other_seed = members[0]["final"].predict(features)
+    assert not np.allclose(other_seed, alone.predict(features), atol=1e-5)
+    assert members[3]["final"].reads == "final"

@@ -140,6 +140,46 @@ def augmented_chips(chips: np.ndarray, copy: int) -> np.ndarray:
     )
 
 
+def training_layers(
+    train: dict, layers: tuple[str, ...], copies: int
+) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """The ``layers`` of the training chips as they are and of ``copies`` augmented looks of
+    them (:func:`augmented_chips`), and the age groups that label them, repeated to match."""
+    seen = [layers_of(train["chips"], "fairface-train", layers)] + [
+        layers_of(augmented_chips(train["chips"], copy), f"fairface-train-look{copy}", layers)
+        for copy in range(copies)
+    ]
+    labels = {key: np.concatenate([train[key]] * (1 + copies)) for key in ("age_low", "age_high")}
+    return seen, labels
+
+
+def train_heads(
+    seen: list[dict[str, np.ndarray]],
+    labels: dict[str, np.ndarray],
+    layers: tuple[str, ...],
+    seeds: tuple[int, ...],
+    hidden: int,
+    epochs: int,
+    trained=None,
+) -> tuple[dict[int, dict], dict[str, list]]:
+    """One head per layer and seed (:func:`train_head`) on :func:`training_layers`' output:
+    ``{seed: {layer: head}}``, and each head's losses by epoch, keyed by the layer (and the
+    seed, where there are several). ``trained(seed, layer)`` is called after each head."""
+    members: dict[int, dict] = {seed: {} for seed in seeds}
+    losses: dict[str, list] = {}
+    for name in layers:
+        features = np.concatenate([layer[name] for layer in seen])
+        for seed in seeds:
+            key = name if len(seeds) == 1 else f"{name}, seed {seed}"
+            members[seed][name], losses[key] = train_head(
+                features, labels, hidden, epochs, seed, reads=name
+            )
+            if trained is not None:
+                trained(seed, name)
+        del features
+    return members, losses
+
+
 def train_head(
     descriptors: np.ndarray,
     split: dict,
@@ -290,24 +330,10 @@ class Command(BaseCommand):
             f"FairFace: {len(train['ages'])} train, {len(val['ages'])} validation, "
             f"{len(test['ages'])} test; UTKFace test {len(utk['ages'])}"
         )
-        copies = options["augmented_copies"]
-        seen = [layers_of(train["chips"], "fairface-train", layers)] + [
-            layers_of(augmented_chips(train["chips"], copy), f"fairface-train-look{copy}", layers)
-            for copy in range(copies)
-        ]
-        labels = {
-            key: np.concatenate([train[key]] * (1 + copies)) for key in ("age_low", "age_high")
-        }
-        members: dict[int, dict] = {seed: {} for seed in seeds}
-        losses: dict[str, list] = {}
-        for name in layers:
-            features = np.concatenate([layer[name] for layer in seen])
-            for seed in seeds:
-                key = name if len(seeds) == 1 else f"{name}, seed {seed}"
-                members[seed][name], losses[key] = train_head(
-                    features, labels, options["hidden"], options["epochs"], seed, reads=name
-                )
-            del features
+        seen, labels = training_layers(train, layers, options["augmented_copies"])
+        members, losses = train_heads(
+            seen, labels, layers, seeds, options["hidden"], options["epochs"]
+        )
         del seen
         # Seed by seed, each seed's heads in --layers' order.
         trained = AgeHeads(tuple(members[seed][name] for seed in seeds for name in layers))
@@ -397,7 +423,7 @@ class Command(BaseCommand):
                 "epochs": options["epochs"],
                 "seeds": list(seeds),
                 # Each training face as it is, and in this many augmented copies.
-                "augmented_copies": copies,
+                "augmented_copies": options["augmented_copies"],
                 "augmentation": "training.pipeline.fit.augment, low_resolution 0.2, scan 0.3",
                 "loss": losses,
             },
