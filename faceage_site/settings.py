@@ -272,9 +272,9 @@ FACEAGE_MAX_IMAGE_PIXELS = env_int("FACEAGE_MAX_IMAGE_PIXELS", 40_000_000, minim
 # longest side, so what a worker spends on one photo is bounded before it runs: a 40 MP
 # upload costs the worker what a 16 MP one does. A 12 MP phone photo (4032 px) is kept whole.
 FACEAGE_MAX_WORKING_SIDE = env_int("FACEAGE_MAX_WORKING_SIDE", 4096, minimum=640)
-# An uploaded JPEG that needs no change to its pixels (upright as stored, within the working
-# side, 8-bit colour or grey) is stored as it was compressed, with its metadata stripped,
-# instead of being decoded at full size and re-encoded: a 12 MP photo's upload costs the web
+# An uploaded JPEG that needs no change to its pixels (within the working side, 8-bit colour
+# or grey) is stored as it was compressed, with its metadata stripped but for its EXIF
+# orientation, instead of being decoded at full size and re-encoded: a 12 MP photo's upload costs the web
 # process a fraction of the CPU, and the photo loses no quality. 0: re-encode every upload
 # (docs/benchmarks.md, "Uploads that keep their JPEG").
 FACEAGE_KEEP_UPLOADED_JPEG = env_bool("FACEAGE_KEEP_UPLOADED_JPEG", True)

@@ -65,11 +65,38 @@ def sixteen_bit_png(size: tuple[int, int] = (96, 96)) -> bytes:
     return encode(image, "PNG")
 
 
+# How a camera stores the pixels of an upright photo for each EXIF orientation: the inverse of
+# the turn a viewer applies (6, "rotate 90° clockwise to view", is stored 90° counter-
+# clockwise). 1 and the values EXIF does not define are stored as they are.
+STORED_TURNED = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
 def exif_rotated_jpeg(upright: Image.Image, orientation: int = 6) -> bytes:
-    """Store the pixels turned so that a viewer honouring EXIF ``orientation``
-    shows ``upright``; orientation 6 means "rotate 90° clockwise to view"."""
-    stored = upright.transpose(Image.Transpose.ROTATE_90)  # 90° counter-clockwise
+    """Store the pixels turned so that a viewer honouring EXIF ``orientation`` shows
+    ``upright``, with a GPS block besides."""
+    turn = STORED_TURNED.get(orientation)
+    stored = upright.transpose(turn) if turn is not None else upright.copy()
     exif = Image.Exif()
     exif[0x0112] = orientation
     exif[0x8825] = {1: "N", 2: (52.0, 31.0, 0.0)}  # a GPS block that must not survive
     return encode(stored, "JPEG", exif=exif.tobytes())
+
+
+def jpeg_with_orientation_typed(kind: str, orientation: int = 6) -> bytes:
+    """A JPEG whose EXIF orientation is written as a ``"rational"`` or a ``"double"`` instead
+    of the SHORT EXIF defines (Pillow reads either as a float)."""
+    if kind == "rational":
+        entry, value = struct.pack(">HHII", 0x0112, 5, 1, 26), struct.pack(">II", orientation, 1)
+    else:
+        entry, value = struct.pack(">HHII", 0x0112, 12, 1, 26), struct.pack(">d", orientation)
+    # TIFF header, one directory of one entry, no next directory, then the value (offset 26).
+    tiff = b"MM\x00\x2a" + struct.pack(">IH", 8, 1) + entry + bytes(4) + value
+    return encode(Image.new("RGB", (300, 200), "olive"), "JPEG", exif=b"Exif\x00\x00" + tiff)

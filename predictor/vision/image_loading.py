@@ -184,11 +184,12 @@ def _decode(
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 image.load()
-                # (A reduced decode that its EXIF orientation mirrors puts libjpeg's partial
-                # last pixel of a side that is not a multiple of the scale at the upright
-                # origin, so the boxes a worker maps back to the stored photo may be up to
-                # scale - 1 pixels off along that side; none for a phone's 4032 x 3024 or
-                # 4000 x 3000. Chips are aligned on landmarks found inside the box again.)
+                # (A reduced decode whose EXIF orientation reverses an axis (a flip, or a
+                # turn by a half or a quarter) puts libjpeg's partial last pixel of a side
+                # that is not a multiple of the scale at the upright origin, so the boxes a
+                # worker maps back to the stored photo may be up to scale - 1 pixels off along
+                # that side; none for a phone's 4032 x 3024 or 4000 x 3000. Chips are aligned
+                # on landmarks found inside the box again.)
                 if image.getexif().get(ExifTags.Base.Orientation) in _TURNED:
                     upright = (height, width)
                 # In place: a copy of a 40 MP photo is another 120 MB.
@@ -284,9 +285,10 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-# What the stored copies carry besides the pixels: nothing. Pillow writes only the JFIF
-# header (APP0: version and a 1:1 pixel aspect) and the image itself: no comment (COM), no
-# EXIF, GPS or XMP (APP1), no ICC profile (APP2), no maker or editor data. The ICC profile is
+# What the copies Pillow encodes carry besides the pixels: nothing. Pillow writes only the
+# JFIF header (APP0: version and a 1:1 pixel aspect) and the image itself: no comment (COM),
+# no EXIF, GPS or XMP (APP1), no ICC profile (APP2), no maker or editor data. (A JPEG kept as
+# it was compressed, keep_jpeg, may carry one APP1: its EXIF orientation alone.) The ICC profile is
 # dropped too: the detector and the network read the pixel values as they are and never the
 # profile, and a profile can name the camera or editing software; a wide-gamut photo then
 # shows slightly less saturated in the browser, which the result page can live with.
@@ -341,6 +343,9 @@ def keep_jpeg(
             image.format in _JPEG_FORMATS
             and image.mode in ("RGB", "L")
             and max(width, height) <= max_side
+            # A SHORT, as EXIF defines it; Pillow reads a RATIONAL or DOUBLE one as 6.0,
+            # which load_photo turns by but the copy's own segment could not hold.
+            and type(orientation) is int
             and orientation in ORIENTATIONS
         )
     except Exception:

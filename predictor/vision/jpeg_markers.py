@@ -47,8 +47,8 @@ ORIENTATIONS = range(1, 9)
 def orientation_segment(orientation: int) -> bytes:
     """An APP1 EXIF segment holding one tag, the orientation: a big-endian TIFF header and
     one directory with one entry (a SHORT), and no next directory. 36 bytes."""
-    if orientation not in ORIENTATIONS:
-        raise ValueError(f"an EXIF orientation is 1 to 8, not {orientation}")
+    if type(orientation) is not int or orientation not in ORIENTATIONS:
+        raise ValueError(f"an EXIF orientation is a whole number 1 to 8, not {orientation!r}")
     entry = struct.pack(">HHIHH", ORIENTATION_TAG, 3, 1, orientation, 0)  # SHORT, 1 value
     tiff = b"MM\x00\x2a" + struct.pack(">I", 8) + struct.pack(">H", 1) + entry + bytes(4)
     payload = b"Exif\x00\x00" + tiff

@@ -10,7 +10,7 @@ import io
 
 import pytest
 import requests
-from PIL import Image
+from PIL import Image, ImageOps
 
 from predictor.vision.bundled_models import DEFAULT_SHIPPED_MODEL
 from tests import images
@@ -91,11 +91,13 @@ def test_uploads_flow_through_the_queue_to_stored_results(stack):
     body = wait_terminal(session, nobody)
     assert body["status"] == "succeeded" and body["faces"] == []
 
-    # The stored copy is upright and carries no EXIF.
+    # The stored copy is the upload as it was compressed, turned upright by its orientation,
+    # the one EXIF tag it keeps (no GPS).
     image = session.get(body["image_url"], timeout=10)
     assert image.status_code == 200
     stored = Image.open(io.BytesIO(session.get(session.get(rotated).json()["image_url"]).content))
-    assert stored.size == upright.size and len(stored.getexif()) == 0
+    assert dict(stored.getexif()) == {0x0112: 6}
+    assert ImageOps.exif_transpose(stored).size == upright.size
 
     # History over HTTP, newest first; another client sees none of it.
     listing = session.get(f"{stack.base_url}/api/v1/predictions/", timeout=10).json()

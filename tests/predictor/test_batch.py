@@ -394,7 +394,7 @@ def test_a_web_process_decodes_only_so_many_photos_at_once(rf, monkeypatch):
     request.user = AnonymousUser()
     request.session = SessionStore()
     request.session.save()
-    photos = [jpeg_bytes(), images.exif_rotated_jpeg(Image.new("RGB", (300, 200), "olive"))]
+    photos = [jpeg_bytes(), images.encode(Image.new("RGB", (300, 200), "olive"), "PNG")]
     made = []
     threads = [
         threading.Thread(

@@ -215,6 +215,8 @@ def test_a_turned_jpeg_is_kept_with_its_orientation_alone(orientation):
     with Image.open(io.BytesIO(kept.data)) as image:
         assert dict(image.getexif()) == ({} if orientation == 1 else {0x0112: orientation})
     as_uploaded = load_photo(data)
+    assert as_uploaded.size == upright.size  # precondition: a viewer shows it upright
+    assert np.abs(np.asarray(as_uploaded, dtype=int) - np.asarray(upright, dtype=int)).mean() < 4
     assert np.array_equal(np.asarray(load_photo(kept.data)), np.asarray(as_uploaded))
     assert kept.size == as_uploaded.size
     assert kept.preview.size == (as_uploaded.width // 2, as_uploaded.height // 2)
@@ -227,13 +229,15 @@ def test_a_turned_jpeg_is_kept_with_its_orientation_alone(orientation):
 
 
 def test_a_jpeg_whose_pixels_must_change_is_not_kept():
-    """An orientation EXIF does not define, larger than the working side, CMYK, or not a JPEG:
-    those are decoded and re-encoded (None)."""
+    """An orientation EXIF does not define (or written as another type than EXIF's), larger
+    than the working side, CMYK, or not a JPEG: those are decoded and re-encoded (None)."""
     from predictor.vision.image_loading import keep_jpeg
 
     upright = photo((300, 200))
     for name, data, max_side in [
         ("orientation 9", images.exif_rotated_jpeg(upright, 9), 4096),
+        ("orientation as a RATIONAL", images.jpeg_with_orientation_typed("rational"), 4096),
+        ("orientation as a DOUBLE", images.jpeg_with_orientation_typed("double"), 4096),
         ("over the working side", images.encode(upright, "JPEG"), 299),
         ("CMYK", images.cmyk_jpeg(upright), 4096),
         ("PNG", images.encode(upright, "PNG"), 4096),

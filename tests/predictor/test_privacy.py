@@ -236,6 +236,26 @@ def test_a_turned_jpeg_is_stored_as_it_was_compressed_with_its_orientation_alone
         assert image.width < image.height  # upright, as the photo is
 
 
+@pytest.mark.parametrize("kind", ["rational", "double"])
+def test_an_orientation_of_another_type_is_turned_and_re_encoded_not_a_server_error(
+    api_client, enqueued, kind
+):
+    """An EXIF orientation written as a RATIONAL or a DOUBLE (not the SHORT EXIF defines) is
+    still applied, as viewers apply it; the photo is re-encoded upright, with no EXIF."""
+    data = images.jpeg_with_orientation_typed(kind, 6)  # 300 x 200 as stored
+    response = api_client.post(
+        "/api/v1/predictions/",
+        {"image": SimpleUploadedFile("odd.jpg", data)},
+        format="multipart",
+    )
+    assert response.status_code == 202, response.content
+    prediction = Prediction.objects.get()
+    assert (prediction.width, prediction.height) == (200, 300)
+    with prediction.image.open("rb") as stored:
+        segments = jpeg_segments(stored.read())
+    assert [m for m, _ in segments if m == 0xFE or 0xE0 <= m <= 0xEF] == [0xE0]
+
+
 def test_a_phones_multi_picture_jpeg_is_accepted_and_stored_as_its_photo(api_client, enqueued):
     """An MPO (the photo, then its gain map or depth map) is the photo: accepted, and stored
     without the pictures appended to it."""

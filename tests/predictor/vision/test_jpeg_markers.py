@@ -196,9 +196,9 @@ def test_a_turned_jpeg_keeps_its_orientation_and_nothing_else(orientation):
         assert len(orientation_segment(orientation)) == 36
 
 
-@pytest.mark.parametrize("orientation", [0, 9, -1])
+@pytest.mark.parametrize("orientation", [0, 9, -1, 6.0, True])
 def test_an_orientation_exif_does_not_define_is_refused(orientation):
     from predictor.vision.jpeg_markers import orientation_segment
 
-    with pytest.raises(ValueError, match="1 to 8"):
+    with pytest.raises(ValueError, match="whole number 1 to 8"):
         orientation_segment(orientation)
