@@ -274,9 +274,9 @@ FACEAGE_MAX_IMAGE_PIXELS = env_int("FACEAGE_MAX_IMAGE_PIXELS", 40_000_000, minim
 FACEAGE_MAX_WORKING_SIDE = env_int("FACEAGE_MAX_WORKING_SIDE", 4096, minimum=640)
 # An uploaded JPEG that needs no change to its pixels (within the working side, 8-bit colour
 # or grey) is stored as it was compressed, with its metadata stripped but for its EXIF
-# orientation, instead of being decoded at full size and re-encoded: a 12 MP photo's upload costs the web
-# process a fraction of the CPU, and the photo loses no quality. 0: re-encode every upload
-# (docs/benchmarks.md, "Uploads that keep their JPEG").
+# orientation, instead of being decoded at full size and re-encoded: a 12 MP photo's upload
+# costs the web process a fraction of the CPU, and the photo loses no quality. 0: re-encode
+# every upload (docs/benchmarks.md, "Uploads that keep their JPEG").
 FACEAGE_KEEP_UPLOADED_JPEG = env_bool("FACEAGE_KEEP_UPLOADED_JPEG", True)
 # Photos one web process decodes at once (each thread waits for a slot): bounds upload memory.
 FACEAGE_DECODES_PER_PROCESS = env_int("FACEAGE_DECODES_PER_PROCESS", 2, minimum=1)
