@@ -74,22 +74,34 @@ def photo_with_a_face_and_a_blank_side():
     return photo, boxes[0]
 
 
-def test_the_api_takes_boxes_and_the_worker_rates_them_after_the_found_faces(api_client, enqueued):
+@pytest.mark.parametrize(
+    "orientation", [None, 6, 3], ids=["upright", "stored turned, EXIF 6", "stored turned, EXIF 3"]
+)
+def test_the_api_takes_boxes_and_the_worker_rates_them_after_the_found_faces(
+    api_client, enqueued, orientation
+):
+    """Boxes are in pixels of the photo as it is shown, upright: for a JPEG a phone stored
+    turned (kept as it was compressed, with its EXIF orientation) as for any other."""
     photo, face_box = photo_with_a_face_and_a_blank_side()
     # One box on the face the detector also finds (loosely drawn), one on blank canvas.
     loose = [face_box[0] - 30, face_box[1] - 20, face_box[2] + 25, face_box[3] + 30]
     blank = [700, 100, 820, 220]
+    data = (
+        images.encode(photo)
+        if orientation is None
+        else images.exif_rotated_jpeg(photo, orientation)
+    )
     response = api_client.post(
         "/api/v1/predictions/",
-        {
-            "image": ContentFile(images.encode(photo), name="p.jpg"),
-            "boxes": json.dumps([loose, blank]),
-        },
+        {"image": ContentFile(data, name="p.jpg"), "boxes": json.dumps([loose, blank])},
         format="multipart",
     )
     assert response.status_code == 202, response.json()
     prediction = Prediction.objects.get(pk=response.json()["id"])
     assert prediction.drawn_boxes == [loose, blank]
+    assert (prediction.width, prediction.height) == (900, 600)
+    with prediction.image.open("rb") as stored:
+        assert Image.open(stored).getexif().get(0x0112) == orientation  # kept turned
 
     tasks.predict.run(str(prediction.pk))
     detail = api_client.get(f"/api/v1/predictions/{prediction.pk}/").json()
