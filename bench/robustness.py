@@ -3,7 +3,8 @@
     .venv/bin/python bench/robustness.py [faceage-v4 faceage-v3 faceage-v2 | more.keras ...] \\
         [--utkface-val 1800]
     .venv/bin/python bench/robustness.py faceage-v7 dlib-age-v1 --photos 0
-    .venv/bin/python bench/robustness.py faceage-v8 --photos 0 --filters none gaussian1.0 median3
+    .venv/bin/python bench/robustness.py faceage-v8 --photos 0 --noise \\
+        --filters none gaussian1.0 median3
 
 Networks are shipped names, ``.keras`` files, or ``dlib-age-v1`` (the network the product
 bundled first, before the vision issue).
@@ -149,11 +150,15 @@ def chip_filter(name: str) -> Callable[[np.ndarray], np.ndarray]:
         return lambda chips: chips
     if name.startswith("gaussian"):
         sigma = float(name.removeprefix("gaussian"))
+        if not sigma > 0:
+            raise ValueError(f"a Gaussian needs a sigma above 0, not {sigma}")
         return lambda chips: _to_uint8(
             ndimage.gaussian_filter(chips.astype(np.float32), (0, sigma, sigma, 0))
         )
     if name.startswith("median"):
         size = int(name.removeprefix("median"))
+        if size < 2:
+            raise ValueError(f"a median needs a side of 2 px or more, not {size}")
         return lambda chips: ndimage.median_filter(chips, size=(1, size, size, 1))
     raise argparse.ArgumentTypeError(f"not a filter: {name!r} (none, gaussianS, medianK)")
 
