@@ -49,12 +49,16 @@ class BoxesRejected(ImageRejected):
         super().__init__(CODE, template, **params)
 
 
-def parse_boxes(raw: str | None) -> list[list[int]]:
+def parse_boxes(raw: object) -> list[list[int]]:
     """The boxes in the JSON text of a form field (empty or absent: none).
 
-    Raises BoxesRejected when it is not a list of at most MAX_DRAWN_BOXES lists of four whole
-    numbers."""
-    if raw is None or not str(raw).strip():
+    Raises BoxesRejected when it is not text (a file sent as the field) or not a list of at
+    most MAX_DRAWN_BOXES lists of four whole numbers."""
+    if raw is None:
+        return []
+    if not isinstance(raw, str):
+        raise BoxesRejected(NOT_A_LIST)
+    if not raw.strip():
         return []
     if len(str(raw)) > MAX_BOXES_TEXT:  # 20 boxes fit in well under 2 KB
         raise BoxesRejected(NOT_A_LIST)

@@ -437,3 +437,19 @@ def test_a_label_waits_for_the_photo_and_never_lands_on_someone_else(
     Prediction.objects.filter(pk=prediction.pk).update(status=Prediction.Status.SUCCEEDED)
     client.post(url, {"age": 40, "face": right.pk})
     assert AgeLabel.objects.get().face_id == right.pk
+
+
+def test_boxes_sent_as_a_file_are_refused(api_client, enqueued):
+    data = images.encode(Image.new("RGB", (200, 200), "grey"))
+    response = api_client.post(
+        "/api/v1/predictions/",
+        {
+            "image": ContentFile(data, name="a.jpg"),
+            "boxes": ContentFile(b"[[1, 2, 50, 60]]", name="boxes.json"),
+        },
+        format="multipart",
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_boxes" and error["field"] == "boxes", error
+    assert not Prediction.objects.exists() and not enqueued
