@@ -167,7 +167,15 @@ def _archive_files(upload: UploadedFile, into: BatchFiles) -> None:
             for info in archive.infolist()
             if not info.is_dir() and not info.filename.startswith(_IGNORED_PREFIXES)
         ]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
+    # NotImplementedError: a zip that declares a format version or a compression zipfile lacks.
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        OSError,
+        EOFError,
+        ValueError,
+    ):
         raise BatchRejected(
             "bad_archive",
             gettext("%(name)s is not a zip archive we can read. Create the zip again.")

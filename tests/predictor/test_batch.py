@@ -204,6 +204,16 @@ def test_encrypted_and_damaged_archives(api_client, enqueued):
     assert "secret.zip" in error["message"]
     damaged = SimpleUploadedFile("damaged.zip", b"PK\x03\x04" + b"\x00" * 40, "application/zip")
     batch_error(api_client.post(URL, {"archive": damaged}, format="multipart"), 400, "bad_archive")
+    # A zip declaring a format version zipfile cannot read (7.0) raised NotImplementedError.
+    newer = bytearray(zip_upload({"a.jpg": jpeg_bytes()}).read())
+    newer[newer.rfind(b"PK\x01\x02") + 6] = 70
+    for part in ("archive", "image"):
+        upload = SimpleUploadedFile("newer.zip", bytes(newer), "application/zip")
+        error = batch_error(
+            api_client.post(URL, {part: upload}, format="multipart"), 400, "bad_archive"
+        )
+        assert "newer.zip" in error["message"]
+    assert not Prediction.objects.exists() and not enqueued
 
 
 def test_batch_endpoint_is_owner_checked(api_client, enqueued, user, other_user):
