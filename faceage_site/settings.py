@@ -486,6 +486,12 @@ REST_FRAMEWORK = {
     # browsable pages are left out, being another HTML surface with forms of their own that
     # fail the accessibility check every page passes (tests/browser/test_accessibility.py).
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's three, with JSON nested too deeply refused as a 400 (predictor.api.parsers).
+    "DEFAULT_PARSER_CLASSES": [
+        "predictor.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "faceage API",

@@ -18,13 +18,14 @@ from drf_spectacular.utils import (
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotAuthenticated, NotFound, ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 
 from predictor import finished
 from predictor.api.batches import create_batch_response, is_batch_request
 from predictor.api.errors import Conflict, UnusableImage
+from predictor.api.parsers import JSONParser
 from predictor.api.serializers import (
     AgeLabelSerializer,
     ErrorSerializer,

@@ -180,3 +180,15 @@ def test_the_result_page_offers_anonymous_visitors_a_login_link(client):
     prediction = photo_with_faces(None, anonymous_owner=token)
     page = session_client.get(f"/p/{prediction.pk}/").content.decode()
     assert "to tell us a face" in page and 'name="consent"' not in page
+
+
+def test_json_nested_too_deeply_is_a_parse_error(user):
+    prediction = photo_with_faces(user)
+    body = "[" * 1000 + "]" * 1000
+    response = token_client(user).post(
+        label_url(prediction, 0), body, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "parse_error"
+    assert "nested too deeply" in response.json()["error"]["message"]
+    assert not AgeLabel.objects.exists()
