@@ -25,6 +25,7 @@ from predictor.vision.image_loading import (
     THUMBNAIL_SIDE,
     ImageRejected,
     PhotoLimits,
+    check_proportions,
     encode_for_storage,
     fit_within,
     keep_jpeg,
@@ -94,7 +95,11 @@ def unsaved_prediction(
             stored, thumbnail = kept.data, thumbnail_bytes(kept.preview)
             del kept
         else:
-            upright = load_photo(data, photo_limits())
+            limits = photo_limits()
+            upright = load_photo(data, limits)
+            check_proportions(
+                upright.width, upright.height, settings.FACEAGE_MAX_WORKING_SIDE, limits.min_side
+            )
             photo = fit_within(upright, settings.FACEAGE_MAX_WORKING_SIDE)
             boxes = fit_boxes(drawn_boxes, upright.width, upright.height, photo.size)
             del upright

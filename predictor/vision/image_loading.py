@@ -11,6 +11,7 @@ No Django imports: the web process and the workers both use this module.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -50,6 +51,10 @@ IMAGE_TOO_SMALL = gettext_noop(
     "The image is only %(width)sx%(height)s pixels; a face needs at least %(min_side)s pixels "
     "on each side."
 )
+IMAGE_TOO_NARROW = gettext_noop(
+    "The image is %(width)sx%(height)s pixels, too long and narrow: its long side may be at "
+    "most %(ratio)s times its short side. Crop it and upload again."
+)
 DECLARES_TOO_MANY_PIXELS = gettext_noop(
     "The image declares too many pixels; at most %(max_pixels)s are accepted."
 )
@@ -68,6 +73,7 @@ REJECTIONS = {
     "animated_image": ANIMATED_IMAGE,
     "corrupt_image_retry": CORRUPT_IMAGE_RETRY,
     "image_too_small": IMAGE_TOO_SMALL,
+    "image_too_narrow": IMAGE_TOO_NARROW,
     "declares_too_many_pixels": DECLARES_TOO_MANY_PIXELS,
     "not_an_image": NOT_AN_IMAGE,
     "corrupt_image": CORRUPT_IMAGE,
@@ -176,7 +182,13 @@ def _decode(
         # 410,000 frames cost 4 s of CPU before its refusal). A multi-picture JPEG (MPO: a
         # phone's photo with its HDR gain map, depth map or second lens appended) is not
         # animated: its first picture is the photo, and that is what is decoded.
-        if image.format != "MPO" and getattr(image, "is_animated", False):
+        try:
+            animated = image.format != "MPO" and getattr(image, "is_animated", False)
+        except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error) as error:
+            # Looking for a second frame reads past the first: a GIF cut off in its next
+            # frame's header fails here, inside Pillow's frame seek.
+            raise ImageRejected("corrupt_image", CORRUPT_IMAGE_RETRY) from error
+        if animated:
             raise ImageRejected("animated_image", ANIMATED_IMAGE)
         scale = _draft(image, work_side, limits.min_side) if work_side else 1
         upright = (width, height)
@@ -192,6 +204,12 @@ def _decode(
                 # on landmarks found inside the box again.)
                 if image.getexif().get(ExifTags.Base.Orientation) in _TURNED:
                     upright = (height, width)
+                # exif_transpose writes the EXIF back without its orientation, and Pillow
+                # cannot write every block it reads (a SRATIONAL of -1/0 raises struct.error,
+                # Pillow issue 8965). The metadata is dropped below anyway, so the raw blocks
+                # go now: the orientation is read from the EXIF getexif() parsed above.
+                for key in ("exif", "Raw profile type exif"):
+                    image.info.pop(key, None)
                 # In place: a copy of a 40 MP photo is another 120 MB.
                 ImageOps.exif_transpose(image, in_place=True)
         except ImageRejected:
@@ -369,6 +387,21 @@ def encode_for_storage(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=STORAGE_JPEG_QUALITY, optimize=True, **_NO_METADATA)
     return buffer.getvalue()
+
+
+def check_proportions(width: int, height: int, max_side: int, min_side: int) -> None:
+    """Refuse (``image_too_narrow``) a photo that :func:`fit_within` ``max_side`` would leave
+    with a side under ``min_side``, which the worker could not read back: an 8000 x 60 strip
+    stored at 4096 x 31."""
+    scale = min(1.0, max_side / max(width, height))
+    if min(round(width * scale), round(height * scale)) < min_side:
+        raise ImageRejected(
+            "image_too_narrow",
+            IMAGE_TOO_NARROW,
+            width=width,
+            height=height,
+            ratio=max_side // min_side,
+        )
 
 
 def fit_within(image: Image.Image, max_side: int) -> Image.Image:

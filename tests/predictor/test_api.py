@@ -90,8 +90,18 @@ def test_missing_image_field(api_client):
         (images.png_header_only(30000, 30000), 413, "too_many_pixels"),
         (images.encode(Image.new("RGB", (1, 1)), "PNG"), 400, "image_too_small"),
         (images.animated_gif(), 400, "animated_image"),
+        # Cut off where a next frame would start: Pillow's frame seek failed (a 500 before).
+        (
+            images.encode(Image.new("L", (64, 64)), "GIF")[:-1] + b",\x00\x00\x00",
+            400,
+            "corrupt_image",
+        ),
+        # Each side over 32 px, but stored at most 4096 px long they would be 4096 x 31 and
+        # 20 x 4096, which the worker could not read back.
+        (images.encode(Image.new("RGB", (8000, 60), "grey")), 400, "image_too_narrow"),
+        (images.encode(Image.new("RGB", (40, 8000), "grey"), "PNG"), 400, "image_too_narrow"),
     ],
-    ids=["empty", "text-as-jpg", "bomb", "1x1", "animated-gif"],
+    ids=["empty", "text-as-jpg", "bomb", "1x1", "animated-gif", "cut-gif", "strip", "column"],
 )
 def test_bad_uploads_get_4xx_in_the_error_shape(api_client, enqueued, payload, status, code):
     upload = SimpleUploadedFile("photo.jpg", payload, "image/jpeg")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from predictor.vision.image_loading import (
     ImageRejected,
     PhotoLimits,
     as_array,
+    check_proportions,
     encode_for_storage,
     load_photo,
 )
@@ -268,3 +270,60 @@ def test_a_broken_jpeg_is_not_kept_and_is_refused_with_its_reason():
         assert rejected_code(bad, limits).code == code, name
     assert keep_jpeg(no_tables, PhotoLimits(), 4096, 320) is None
     assert rejected_code(no_tables).code == "corrupt_image"
+
+
+def test_a_gif_cut_off_in_its_next_frame_is_refused_as_damaged():
+    # Looking for a second frame reads the bytes after the first; a file cut off there used to
+    # raise struct.error or IndexError out of Pillow (a 500).
+    still = images.encode(Image.new("L", (64, 64), 128), "GIF")
+    assert still.endswith(b";")
+    assert rejected_code(still[:-1] + b",\x00\x00\x00").code == "corrupt_image"
+    two = io.BytesIO()
+    first, second = Image.new("L", (64, 64), 1), Image.new("L", (64, 64), 200)
+    first.save(two, "GIF", save_all=True, append_images=[second])
+    data = two.getvalue()
+    codes = set()
+    for cut in range(40, len(data) - 1):
+        try:
+            load_photo(data[:cut])
+            codes.add("loaded")
+        except ImageRejected as rejected:
+            codes.add(rejected.code)
+    # Every cut is a photo or a reason: none raises anything else.
+    assert "corrupt_image" in codes and codes <= {"loaded", "corrupt_image", "animated_image"}
+
+
+def _exif_with_a_negative_over_zero(orientation: int) -> bytes:
+    """Big-endian TIFF-style EXIF: the orientation, then ExposureBias (SRATIONAL) of -1/0,
+    which Pillow reads but cannot write back (Pillow issue 8965)."""
+    entries = struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)
+    entries += struct.pack(">HHII", 0x9204, 10, 1, 8 + 2 + 2 * 12 + 4)
+    return b"MM\x00*" + struct.pack(">IH", 8, 2) + entries + b"\0\0\0\0" + struct.pack(">ii", -1, 0)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_exif_pillow_cannot_write_back_still_turns_the_photo_upright(fmt):
+    # Turned by EXIF 6 (a quarter turn): 120 x 90 stored, 90 x 120 upright.
+    stored = photo((120, 90))
+    data = images.encode(
+        stored,
+        fmt,
+        exif=_exif_with_a_negative_over_zero(6),
+        **({"lossless": True} if fmt == "WEBP" else {}),
+    )
+    upright = load_photo(data)
+    assert upright.size == (90, 120)
+    expected = np.asarray(stored.transpose(Image.Transpose.ROTATE_270))
+    assert np.abs(np.asarray(upright).astype(int) - expected).max() <= 2
+    assert upright.info == {}
+
+
+def test_a_strip_too_narrow_to_store_is_refused_with_its_real_size():
+    check_proportions(4096, 32, 4096, 32)  # fits as it is
+    check_proportions(8000, 64, 4096, 32)  # 4096 x 33 once fitted
+    with pytest.raises(ImageRejected) as caught:
+        check_proportions(8000, 60, 4096, 32)  # would be stored at 4096 x 31
+    assert caught.value.code == "image_too_narrow"
+    assert "8000x60" in caught.value.message and "128 times" in caught.value.message
+    with pytest.raises(ImageRejected):
+        check_proportions(40, 8000, 4096, 32)
