@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from predictor import history_export, views
 
@@ -23,5 +23,6 @@ urlpatterns = [
         views.withdraw_consent,
         name="withdraw-consent",
     ),
-    path("models/<str:name>/", views.model_detail, name="model"),
+    # No NUL: PostgreSQL refuses it in a text lookup (a 500); a name never holds one.
+    re_path(r"^models/(?P<name>[^/\x00]+)/$", views.model_detail, name="model"),
 ]

@@ -394,7 +394,8 @@ class ModelVersionViewSet(
     serializer_class = ModelVersionSerializer
     queryset = ModelVersion.objects.all()
     lookup_field = "name"
-    lookup_value_regex = "[^/]+"
+    # No NUL: PostgreSQL refuses it in a text lookup (a 500); a name never holds one.
+    lookup_value_regex = "[^/\\x00]+"
 
     def get_serializer_context(self) -> dict:
         return {**super().get_serializer_context(), "compact": self.action == "list"}

@@ -390,3 +390,16 @@ def test_the_api_answers_json_only_and_says_so_to_an_html_only_client(api_client
     # A browser's usual Accept (HTML first, anything else after) gets the JSON.
     answer = api_client.get("/api/v1/models/", HTTP_ACCEPT="text/html,*/*;q=0.8")
     assert answer.status_code == 200 and answer["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("path", ["/models/{}/", "/api/v1/models/{}/"])
+def test_a_model_name_with_a_nul_is_not_looked_up(client, path):
+    # PostgreSQL refuses a NUL in a text lookup (a 500 there; SQLite just finds nothing), so
+    # such a name must not reach the query: no URL matches it.
+    from django.urls import Resolver404, resolve
+
+    assert resolve(path.format("faceage-v8")).kwargs["name"] == "faceage-v8"
+    assert resolve(path.format("a b")).kwargs["name"] == "a b"
+    with pytest.raises(Resolver404):
+        resolve(path.format("a\x00b"))
+    assert client.get(path.format("a%00b")).status_code == 404
