@@ -284,14 +284,25 @@ def _open(data: bytes, limits: PhotoLimits) -> Image.Image:
         raise ImageRejected("corrupt_image", CORRUPT_IMAGE) from error
 
 
+# Rows of a 16- or 32-bit grey photo scaled to 8 bits at once: 8 MB of float64 for a row of
+# 4,000 pixels.
+_ROWS_AT_A_TIME = 256
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any decoded mode to 8-bit RGB (an RGB image is returned as it is)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "I;16N"):
         # 16-bit (and 32-bit integer) greyscale: Pillow's convert("L") clips
         # instead of scaling, which turns most photos white.
-        array = np.asarray(image, dtype=np.float64)
+        # Scaled a band of rows at a time: a float64 copy of a whole 40 MP photo would be
+        # 320 MB more, several times what a decode is budgeted (the web's decode semaphore).
+        array = np.asarray(image)
         top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
-        scaled = np.clip(array * (255.0 / top), 0, 255).astype(np.uint8)
+        scaled = np.empty(array.shape, dtype=np.uint8)
+        for start in range(0, array.shape[0], _ROWS_AT_A_TIME):
+            band = array[start : start + _ROWS_AT_A_TIME].astype(np.float64)
+            scaled[start : start + _ROWS_AT_A_TIME] = np.clip(band * (255.0 / top), 0, 255)
+        del array
         return Image.fromarray(scaled, mode="L").convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Flatten transparency onto white rather than black, as a viewer would.

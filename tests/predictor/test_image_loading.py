@@ -327,3 +327,13 @@ def test_a_strip_too_narrow_to_store_is_refused_with_its_real_size():
     assert "8000x60" in caught.value.message and "128 times" in caught.value.message
     with pytest.raises(ImageRejected):
         check_proportions(40, 8000, 4096, 32)
+
+
+def test_a_tall_sixteen_bit_photo_is_scaled_band_by_band_as_a_whole():
+    # More rows than one band (_ROWS_AT_A_TIME): every band scaled as the whole would be.
+    values = (np.arange(600 * 70, dtype=np.int64) * 7919 % 65536).astype(np.uint16)
+    stored = Image.fromarray(values.reshape(600, 70))
+    loaded = np.asarray(load_photo(images.encode(stored, "PNG")))
+    expected = (values.reshape(600, 70).astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+    assert loaded.shape == (600, 70, 3)
+    assert np.array_equal(loaded[..., 0], expected) and np.array_equal(loaded[..., 2], expected)
