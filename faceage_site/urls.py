@@ -21,7 +21,7 @@ urlpatterns = [
     # A model's card and downloads (training.export), beside its page (/models/<name>/).
     path("models/", include("training.export.urls")),
     path("staff/", staff.console, name="staff-console"),
-    path("staff/models/<str:name>/promote/", staff.promote, name="staff-promote"),
+    path("staff/models/<model_name:name>/promote/", staff.promote, name="staff-promote"),
     path("staff/roll-back/", staff.roll_back, name="staff-roll-back"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file of its own (?script), so

@@ -1,6 +1,10 @@
-from django.urls import path, re_path
+from django.urls import path
 
-from predictor import history_export, views
+from predictor import (
+    converters,  # noqa: F401  (registers the model_name converter)
+    history_export,
+    views,
+)
 
 app_name = "predictor"
 
@@ -23,6 +27,5 @@ urlpatterns = [
         views.withdraw_consent,
         name="withdraw-consent",
     ),
-    # No NUL: PostgreSQL refuses it in a text lookup (a 500); a name never holds one.
-    re_path(r"^models/(?P<name>[^/\x00]+)/$", views.model_detail, name="model"),
+    path("models/<model_name:name>/", views.model_detail, name="model"),
 ]

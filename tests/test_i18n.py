@@ -252,14 +252,14 @@ def visits_for(route: str, name: str | None, w: World) -> list[Visit] | None:
             Visit(USER, "/p/00000000-0000-0000-0000-000000000000/delete/", "post", (404,))
         ],
         # The active network's page, and the dlib network's: its figures are its calibration's.
-        "models/<str:name>/": [
+        "models/<model_name:name>/": [
             Visit(ANONYMOUS, f"/models/{v}/"),
             Visit(STAFF, f"/models/{v}/"),
             Visit(ANONYMOUS, f"/models/{ModelVersion.BUNDLED_NAME}/"),
         ],
         "batch/<uuid:batch_id>/": [Visit(USER, f"/batch/{w.batch.pk}/")],
-        "models/<str:name>/card.md": [Visit(ANONYMOUS, f"/models/{v}/card.md")],
-        "models/<str:name>/download/<str:fmt>/": [
+        "models/<model_name:name>/card.md": [Visit(ANONYMOUS, f"/models/{v}/card.md")],
+        "models/<model_name:name>/download/<str:fmt>/": [
             Visit(ANONYMOUS, f"/models/{v}/download/savedmodel/", statuses=(200, 202, 503))
         ],
         "training/runs/<int:run_id>/": [
@@ -279,7 +279,7 @@ def visits_for(route: str, name: str | None, w: World) -> list[Visit] | None:
             Visit(USER, "/staff/", statuses=(302,), login_redirect=True),
         ],
         # Promoting the active version again changes nothing; rolling back swaps twice.
-        "staff/models/<str:name>/promote/": [
+        "staff/models/<model_name:name>/promote/": [
             Visit(STAFF, f"/staff/models/{v}/promote/", "post", (302,))
         ],
         "staff/roll-back/": [Visit(STAFF, "/staff/roll-back/", "post", (302,))],
@@ -345,8 +345,8 @@ def api_visits(route: str, w: World) -> list[Visit] | None:
             f"/api/v1/batches/{w.batch.pk}.json"
         ),
         "api/v1/^models\\.(?P<format>[a-z0-9]+)/?$": "/api/v1/models.json",
-        "api/v1/^models/(?P<name>[^/]+)/$": f"/api/v1/models/{w.version.name}/",
-        "api/v1/^models/(?P<name>[^/]+)\\.(?P<format>[a-z0-9]+)/?$": (
+        "api/v1/^models/(?P<name>[^/\\x00]+)/$": f"/api/v1/models/{w.version.name}/",
+        "api/v1/^models/(?P<name>[^/\\x00]+)\\.(?P<format>[a-z0-9]+)/?$": (
             f"/api/v1/models/{w.version.name}.json"
         ),
         "api/v1/": "/api/v1/",
@@ -367,7 +367,7 @@ def api_visits(route: str, w: World) -> list[Visit] | None:
     }
     if route in labels:  # an empty label: the 400 in the reader's language
         return [Visit(USER, labels[route], "post", (400,))]
-    live = "api/v1/^models/(?P<name>[^/]+)/live-accuracy"
+    live = "api/v1/^models/(?P<name>[^/\\x00]+)/live-accuracy"
     staff_only = {
         live + "/$": f"/api/v1/models/{w.version.name}/live-accuracy/",
         live + "\\.(?P<format>[a-z0-9]+)/?$": f"/api/v1/models/{w.version.name}/live-accuracy.json",

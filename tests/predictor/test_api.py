@@ -392,7 +392,17 @@ def test_the_api_answers_json_only_and_says_so_to_an_html_only_client(api_client
     assert answer.status_code == 200 and answer["Content-Type"] == "application/json"
 
 
-@pytest.mark.parametrize("path", ["/models/{}/", "/api/v1/models/{}/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/models/{}/",
+        "/api/v1/models/{}/",
+        "/api/v1/models/{}/live-accuracy/",
+        "/models/{}/card.md",
+        "/models/{}/download/savedmodel/",
+        "/staff/models/{}/promote/",
+    ],
+)
 def test_a_model_name_with_a_nul_is_not_looked_up(client, path):
     # PostgreSQL refuses a NUL in a text lookup (a 500 there; SQLite just finds nothing), so
     # such a name must not reach the query: no URL matches it.
