@@ -151,18 +151,25 @@ def test_upload_through_the_form_shows_boxes_and_ages(
     assert abs(age - utkface_age(photo)) < 40, (photo.name, headline)
 
 
-def test_a_missed_face_is_marked_by_hand_and_estimated(stack, context, shots, tmp_path):
-    """'Missed someone?': drag a box on the photo; the region is aligned and rated as a face,
-    numbered after the faces found, and marked as drawn by the person."""
-    photo, _ = images.face_photo(sample_utkface(1, seed=7), size=(900, 600))
-    path = tmp_path / "one-face-and-a-corner.jpg"
-    photo.save(path, "JPEG")
+def upload_and_wait(stack, context, path):
+    """A new page that uploads ``path`` through the form and waits for its result: the page
+    shows its "Missed someone?" button once the prediction has succeeded."""
     page = context.new_page()
     page.goto(stack.base_url + "/")
     page.set_input_files("#upload-form input[type=file]", str(path))
     page.click("#upload-button")
     page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
     page.wait_for_selector("#draw-button", timeout=300_000)
+    return page
+
+
+def test_a_missed_face_is_marked_by_hand_and_estimated(stack, context, shots, tmp_path):
+    """'Missed someone?': drag a box on the photo; the region is aligned and rated as a face,
+    numbered after the faces found, and marked as drawn by the person."""
+    photo, _ = images.face_photo(sample_utkface(1, seed=7), size=(900, 600))
+    path = tmp_path / "one-face-and-a-corner.jpg"
+    photo.save(path, "JPEG")
+    page = upload_and_wait(stack, context, path)
     found = page.locator("#photo-frame .face-box").count()
     assert found == 1, found
 
@@ -218,12 +225,7 @@ def test_a_photo_a_phone_stored_turned_shows_upright_with_its_box_on_the_face(
     exif[0x0112] = 6  # "turn 90° clockwise to view": stored 90° counter-clockwise
     path = tmp_path / "held-upright.jpg"
     upright.transpose(Image.Transpose.ROTATE_90).save(path, "JPEG", exif=exif.tobytes())
-    page = context.new_page()
-    page.goto(stack.base_url + "/")
-    page.set_input_files("#upload-form input[type=file]", str(path))
-    page.click("#upload-button")
-    page.wait_for_url(re.compile(r"/p/[0-9a-f-]{36}/$"))
-    page.wait_for_selector("#draw-button", timeout=300_000)
+    page = upload_and_wait(stack, context, path)
     wait_for_js(page, "document.getElementById('photo').complete")
     natural = page.evaluate(
         "[document.getElementById('photo').naturalWidth,"
