@@ -10,7 +10,7 @@ class ModelNameConverter:
     character, which PostgreSQL refuses in a text lookup (a 500 there; SQLite just finds
     nothing). A name never holds one, so such a URL is a 404."""
 
-    regex = "[^/\x00]+"
+    regex = r"[^/\x00]+"
 
     def to_python(self, value: str) -> str:
         return value

@@ -34,6 +34,7 @@ from predictor.api.serializers import (
     PredictionUploadSerializer,
     distribution_requested,
 )
+from predictor.converters import ModelNameConverter
 from predictor.drawn_boxes import BoxesRejected, parse_boxes
 from predictor.messages import rejection_message
 from predictor.models import (
@@ -394,8 +395,7 @@ class ModelVersionViewSet(
     serializer_class = ModelVersionSerializer
     queryset = ModelVersion.objects.all()
     lookup_field = "name"
-    # No NUL: PostgreSQL refuses it in a text lookup (a 500); a name never holds one.
-    lookup_value_regex = "[^/\\x00]+"
+    lookup_value_regex = ModelNameConverter.regex  # no NUL, as in every URL with a name
 
     def get_serializer_context(self) -> dict:
         return {**super().get_serializer_context(), "compact": self.action == "list"}
