@@ -184,6 +184,8 @@ def _decode(
         # animated: its first picture is the photo, and that is what is decoded.
         try:
             animated = image.format != "MPO" and getattr(image, "is_animated", False)
+            if animated and image.format == "TIFF":
+                animated = _has_second_page(image)
         except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error) as error:
             # Looking for a second frame reads past the first: a GIF cut off in its next
             # frame's header fails here, inside Pillow's frame seek.
@@ -233,6 +235,35 @@ def _decode(
             min_side=limits.min_side,
         )
     return rgb, scale, upright
+
+
+def _has_second_page(image: Image.Image) -> bool:
+    """Whether a TIFF that names a next page has one that can be read.
+
+    Pillow calls a TIFF animated when its first page's directory gives a next one's offset.
+    A damaged file's offset may point past its end or into its pixels: then there is no
+    second page, and the first is the photo. The first page is selected again either way.
+    """
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns "Corrupt EXIF data" for a directory cut off by the file's end.
+            warnings.simplefilter("ignore", UserWarning)
+            image.seek(1)
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        IndexError,
+        KeyError,
+        TypeError,
+        struct.error,
+    ):
+        # (A directory read from a wrong place has no width or height: TypeError.)
+        return False
+    finally:
+        image.seek(0)
+    return True
 
 
 # EXIF orientations that turn the photo by a quarter: its width becomes its height.

@@ -105,6 +105,39 @@ def test_a_multi_picture_jpeg_is_read_as_its_first_picture():
     assert rejected_code(data[: len(data) // 3]).code == "corrupt_image"
 
 
+def tiff_with_next_page_at(offset: int, image: Image.Image) -> bytes:
+    """A one-page little-endian TIFF of ``image`` whose directory names a next page at
+    ``offset`` (a damaged file: nothing is there)."""
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF")
+    data = bytearray(buffer.getvalue())
+    first = struct.unpack_from("<I", data, 4)[0]
+    entries = struct.unpack_from("<H", data, first)[0]
+    next_pointer = first + 2 + 12 * entries
+    assert struct.unpack_from("<I", data, next_pointer)[0] == 0, "one page as saved"
+    struct.pack_into("<I", data, next_pointer, offset)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("where", ["past its end", "into its pixels", "at its last bytes"])
+def test_a_tiff_naming_a_page_that_is_not_there_is_read_as_its_one_page(where):
+    """Pillow calls such a TIFF animated; it has one page, and that is the photo."""
+    image = photo((160, 120))
+    size = len(tiff_with_next_page_at(0, image))
+    offset = {"past its end": 0x7FFFFFF0, "into its pixels": 200, "at its last bytes": size - 3}
+    data = tiff_with_next_page_at(offset[where], image)
+    with Image.open(io.BytesIO(data)) as opened:
+        assert opened.is_animated, "Pillow's own reading of the damaged file"
+    loaded = load_photo(data)
+    assert np.array_equal(np.asarray(loaded), np.asarray(image))
+
+
+def test_a_tiff_of_two_pages_is_still_refused_as_animated():
+    buffer = io.BytesIO()
+    photo((160, 120)).save(buffer, "TIFF", save_all=True, append_images=[photo((160, 120))])
+    assert rejected_code(buffer.getvalue()).code == "animated_image"
+
+
 def test_cmyk_jpeg_is_converted_to_rgb():
     source = photo()
     loaded = load_photo(images.cmyk_jpeg(source))
