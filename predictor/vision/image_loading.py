@@ -130,7 +130,7 @@ def load_photo(data: bytes, limits: PhotoLimits = PhotoLimits()) -> Image.Image:
 
     Raises:
         ImageRejected: with one of the codes ``empty_file``, ``file_too_large``,
-            ``not_an_image``, ``unsupported_format``, ``too_many_pixels``,
+            ``not_an_image``, ``too_many_pixels``,
             ``animated_image``, ``corrupt_image``, ``image_too_small``.
     """
     return _decode(data, limits, None)[0]
