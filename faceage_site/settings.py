@@ -262,6 +262,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Database sessions, keyed only by keys Django could have made (a NUL in the cookie was a 500
+# on PostgreSQL).
+SESSION_ENGINE = "faceage_site.sessions"
 # The switcher's cookie: not sent on other sites' cross-site requests, like the session's.
 LANGUAGE_COOKIE_SAMESITE = "Lax"
 
@@ -472,7 +475,7 @@ AXES_ENABLE_ADMIN = False
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "predictor.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Reading is open (each caller sees only its own rows); changes need a token, a logged-in

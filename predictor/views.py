@@ -56,8 +56,9 @@ def _api_token_user(request: HttpRequest) -> None:
     A wrong token is simply no one: the image is then nobody's to see (404)."""
     if request.user.is_authenticated or not request.headers.get("Authorization"):
         return
-    from rest_framework.authentication import TokenAuthentication
     from rest_framework.exceptions import AuthenticationFailed
+
+    from predictor.api.authentication import TokenAuthentication
 
     try:
         found = TokenAuthentication().authenticate(request)  # type: ignore[arg-type]  # reads META

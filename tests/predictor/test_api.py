@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -172,6 +174,50 @@ def test_token_authentication(api_client, user, enqueued):
     error = bad.get(URL)
     assert error.status_code == 401
     assert error.json()["error"]["code"] == "authentication_failed"
+
+
+@contextlib.contextmanager
+def values_sent_to_the_database():
+    """Every value the block's queries send (PostgreSQL refuses a NUL in text: a 500 there,
+    where SQLite finds nothing)."""
+    from django.db import connection
+
+    sent: list = []
+
+    def record(execute, sql, params, many, context):
+        sent.extend(params or ())
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        yield sent
+
+
+def test_a_token_with_a_nul_is_refused_before_any_lookup(api_client, enqueued):
+    created = api_client.post(URL, {"image": jpeg()}, format="multipart").json()
+    client = api_client.__class__()
+    client.credentials(HTTP_AUTHORIZATION="Token \x00abc")
+    with values_sent_to_the_database() as sent:
+        error = client.get(URL)
+        image = client.get(f"/p/{created['id']}/image.jpg")
+    assert error.status_code == 401
+    assert error.json()["error"]["code"] == "authentication_failed"
+    assert image.status_code == 404, "a wrong token is no one, as on the image views"
+    assert not [value for value in sent if "\x00" in str(value)]
+
+
+def test_a_session_cookie_with_a_nul_is_no_session(client):
+    from importlib import import_module
+
+    from django.conf import settings
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    assert store("abcdefgh\x00").session_key is None
+    assert store("a" * 32).session_key == "a" * 32
+    client.cookies[settings.SESSION_COOKIE_NAME] = "abcdefgh\x00"
+    with values_sent_to_the_database() as sent:
+        assert client.get("/history/").status_code == 200
+        assert client.get("/api/v1/predictions/").json()["count"] == 0
+    assert not [value for value in sent if "\x00" in str(value)]
 
 
 def test_delete_removes_row_and_files(api_client, enqueued, media_root):
