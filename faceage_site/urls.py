@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, reverse_lazy
+from django.views import View
 from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import (
     SpectacularAPIView,
@@ -14,6 +15,16 @@ from predictor.accounts import LimitedPasswordResetForm
 from predictor.throttling import limit_posts
 from training import staff
 
+
+class SwaggerView(SpectacularSwaggerSplitView):
+    """The API docs page. OPTIONS answers as any page's does (200, with ``Allow``): DRF's own
+    OPTIONS renders the view's description through the page's template renderer, which has no
+    template for it (a 500)."""
+
+    def options(self, request, *args, **kwargs):
+        return View.options(self, request, *args, **kwargs)
+
+
 urlpatterns = [
     path("", include("predictor.urls")),
     path("api/v1/", include("predictor.api.urls")),
@@ -26,7 +37,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file of its own (?script), so
     # the page needs no inline script (Content-Security-Policy, settings.py).
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path("api/docs/", SwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
