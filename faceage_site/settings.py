@@ -468,6 +468,10 @@ AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "predictor.throttling.client_address"
+# A NUL or an over-long value in a login's username or headers is stored as its column can
+# hold it (a 500 on PostgreSQL before): predictor/login_lockout.py.
+AXES_USERNAME_CALLABLE = "predictor.login_lockout.login_username"
+AXES_HANDLER = "predictor.login_lockout.LoginLockoutHandler"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
 AXES_ENABLE_ADMIN = False

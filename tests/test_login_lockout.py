@@ -58,3 +58,41 @@ def test_the_lockout_page_is_in_chinese_for_a_chinese_reader(user, settings):
     response = attempt(client, "alice", "wrong")
     assert response.status_code == 429
     assert "Too many failed logins" not in response.content.decode()
+
+
+def test_what_a_login_records_fits_its_columns_on_any_database(user, settings):
+    """A NUL or an over-long value in a login's username or headers: PostgreSQL refuses it
+    (a 500 there, where SQLite stores it), so it is stored as its column can hold it, and
+    the attempt still counts towards the lockout."""
+    from axes.models import AccessAttempt, AccessLog
+
+    settings.AXES_FAILURE_LIMIT = 2
+    headers = {"HTTP_USER_AGENT": "agent\x00" + "a" * 300, "HTTP_ACCEPT": "text/html\x00"}
+    long_name = "x" * 300
+    client = Client()
+    assert (
+        client.post(
+            "/accounts/login/", {"username": long_name, "password": "wrong"}, **headers
+        ).status_code
+        == 200
+    )
+    assert attempt(client, "alice", "wrong").status_code == 200
+    (long_one,) = AccessAttempt.objects.filter(username__startswith="x")
+    assert long_one.username == "x" * 255
+    assert long_one.user_agent == ("agent\ufffd" + "a" * 300)[:255]
+    assert long_one.http_accept == "text/html\ufffd"
+    # The long name's second failure locks it out, as any name's would.
+    assert (
+        client.post(
+            "/accounts/login/", {"username": long_name, "password": "wrong"}, **headers
+        ).status_code
+        == 429
+    )
+    # A log-in with such headers is logged the same way.
+    assert (
+        client.post(
+            "/accounts/login/", {"username": "alice", "password": "correct-horse-9"}, **headers
+        ).status_code
+        == 302
+    )
+    assert AccessLog.objects.get(username="alice").user_agent.startswith("agent\ufffd")
