@@ -244,3 +244,29 @@ def test_a_mail_server_that_fails_does_not_fail_the_sign_up(client, monkeypatch)
     response = sign_up(client)
     assert response.status_code == 302 and response["Location"] == "/history/"
     assert get_user_model().objects.filter(username="newcomer").exists()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [1, 2],
+        "str",
+        {"user": "\x00", "email": "e@x"},
+        {"user": [1], "email": "e@x"},
+        {"user": True, "email": "e@x"},
+        {"user": "PK", "email": "e\x00@x"},
+        {"user": "PK"},
+    ],
+)
+def test_a_signed_link_of_another_shape_is_a_damaged_link(client, user, payload):
+    """Only the site signs a link, but what it reads back is checked as any value from
+    outside: a wrong shape was a 500, and a NUL in the address one on PostgreSQL."""
+    from django.core import signing
+
+    from predictor.accounts import _SALT, read_confirmation
+
+    if isinstance(payload, dict) and payload["user"] == "PK":
+        payload = {**payload, "user": user.pk}
+    token = signing.dumps(payload, salt=_SALT, compress=True)
+    assert read_confirmation(token) is None
+    assert client.get(f"/accounts/email/confirm/{token}/").status_code == 400
