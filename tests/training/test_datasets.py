@@ -144,6 +144,7 @@ def test_wiki_sample_dropped_counts_match_the_notes(wiki_sample):
         "low_score": notes["low_score"],
         "second_face": notes["second_face"],
         "bad_age": notes["bad_dob"],
+        "bad_path": 0,
         "duplicate": 0,
         "missing_file": 0,
     }
@@ -209,10 +210,31 @@ def test_wiki_rules_on_a_synthetic_file(tmp_path):
         "low_score": 1,
         "second_face": 1,
         "bad_age": 2,
+        "bad_path": 0,
         "duplicate": 0,
         "missing_file": 0,
     }
     assert any("row 4 (04/104.jpg)" in p for p in report.problems)
+
+
+def test_a_wiki_path_that_climbs_out_of_its_folder_is_dropped(tmp_path):
+    """A full_path with ``..`` would have training read a file outside the import roots."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"a face that is not the dataset's")
+    rows = [
+        row("01/1_a.jpg", date(1980, 1, 1), 2000),
+        row("../../outside.jpg", date(1980, 1, 1), 2000),
+        row("01/" + "b" * 600 + ".jpg", date(1980, 1, 1), 2000),
+    ]
+    write_mat(folder, "wiki", rows, create_files=False)
+    (folder / "wiki_crop" / "01").mkdir(parents=True)
+    (folder / "wiki_crop" / "01" / "1_a.jpg").write_bytes(b"")
+    records, report = read_imdb_wiki(folder)
+    assert [r.path for r in records] == ["wiki_crop/01/1_a.jpg"]
+    assert report.dropped["bad_path"] == 2
+    assert all(len(problem) <= 300 for problem in report.problems)
 
 
 def test_missing_crop_is_counted_as_missing_file(tmp_path):
@@ -380,6 +402,8 @@ def test_csv_bad_rows_are_dropped_and_named(tmp_path):
         "img/missing.jpg,20,male\n"
         "../outside.jpg,20,male\n"
         "img/a.jpg,32,female\n"
+        "img/\x00.jpg,20,male\n"  # os.listdir refuses a NUL (ValueError); PostgreSQL too
+        f"img/{'e' * 600}.jpg,20,male\n"  # longer than a stored path may be
         "\n",
         encoding="utf-8",
     )
@@ -391,7 +415,7 @@ def test_csv_bad_rows_are_dropped_and_named(tmp_path):
     ]
     assert report.dropped == {
         "missing_path": 1,
-        "bad_path": 1,
+        "bad_path": 3,
         "bad_age": 3,
         "bad_gender": 1,
         "duplicate": 1,

@@ -41,6 +41,7 @@ def test_groups_become_intervals(small_fairface):
     assert report.kept == len(records) == 60 and report.dropped == {
         "bad_age_group": 0,
         "bad_path": 0,
+        "missing_file": 0,
     }
     by_path = {record.path: record for record in records}
     for row in rows:
@@ -55,18 +56,40 @@ def test_groups_become_intervals(small_fairface):
 
 
 def test_bad_rows_are_dropped_with_the_row_named(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "1.jpg").write_bytes(b"not opened by the reader")
+    long_path = "train/" + "a" * 600 + ".jpg"
+    # A spreadsheet's byte-order mark before the header.
     (tmp_path / "labels.csv").write_text(
-        "path,age_group,gender,race\n"
+        "\ufeffpath,age_group,gender,race\n"
         "train/1.jpg,20-29,Male,White\n"
         "train/2.jpg,about 30,Male,White\n"
         "../etc/passwd,20-29,Male,White\n"
+        "train/3.jpg,20-29,Male,White\n"
+        f"{long_path},20-29,Male,White\n"
+        "train/\x00.jpg,20-29,Male,White\n",
+        encoding="utf-8",
     )
     records, report = read_dataset("fairface", tmp_path)
     assert [r.path for r in records] == ["train/1.jpg"]
-    assert report.dropped == {"bad_age_group": 1, "bad_path": 1}
+    assert report.dropped == {"bad_age_group": 1, "bad_path": 3, "missing_file": 1}
     assert any("row 3" in problem and "about 30" in problem for problem in report.problems)
+    assert any("row 5" in problem and "does not exist" in problem for problem in report.problems)
     with pytest.raises(DatasetError, match=r"labels\.csv"):
         read_dataset("fairface", tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    "content, error",
+    [
+        ("path,age_group\ntrain/\xe9.jpg,20-29\n".encode("latin-1"), "not UTF-8"),
+        (b"path,age_group\ntrain/1.jpg," + b"x" * 200_000 + b"\n", "malformed CSV"),
+    ],
+)
+def test_a_labels_file_that_cannot_be_read_is_refused_with_its_name(tmp_path, content, error):
+    (tmp_path / "labels.csv").write_bytes(content)
+    with pytest.raises(DatasetError, match=rf"labels\.csv.*{error}"):
+        read_dataset("fairface", tmp_path)
 
 
 def test_import_command_stores_groups_and_marks_a_benchmark(small_fairface):
@@ -170,3 +193,13 @@ def test_importing_again_fills_in_race_for_items_imported_before_it_existed(smal
     assert races == {row["path"]: row["race"].replace("_", " ") for row in rows}
     assert dict(dataset.items.values_list("path", "split")) == splits  # nothing else moved
     assert dataset.items.count() == 60
+
+
+def test_an_image_over_pillows_pixel_limit_is_skipped_not_the_run(tmp_path):
+    """A decompression bomb in a dataset costs its own face, not the whole training run."""
+    from tests import images
+    from training.pipeline.chips import ChipSource, cut_chip
+
+    (tmp_path / "bomb.png").write_bytes(images.png_header_only(20000, 20000))
+    result = cut_chip(ChipSource("bomb.png", 30, "", "train"), tmp_path, None, None)
+    assert result.chip is None and result.how == "too large"

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import csv
 import math
-import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from training.datasets.files import FileIndex
 from training.datasets.records import (
     MAX_AGE,
     MIN_AGE,
+    NOT_A_PATH_INSIDE,
     DatasetError,
     FaceRecord,
     ImportReport,
     ReportBuilder,
+    relative_path,
 )
 
 REASONS = ("missing_path", "bad_path", "bad_age", "bad_gender", "duplicate", "missing_file")
@@ -33,7 +34,6 @@ GENDERS = {
     "f": "female",
     "woman": "female",
 }
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 def read_csv(csv_path: Path) -> tuple[list[FaceRecord], ImportReport]:
@@ -99,9 +99,9 @@ def _read_rows(csv_path: Path, rows) -> tuple[list[FaceRecord], ImportReport]:
         if not raw_path:
             builder.drop("missing_path", f"{where}: no path")
             continue
-        path = _relative(raw_path)
+        path = relative_path(raw_path)
         if path is None:
-            builder.drop("bad_path", f"{where}: {raw_path!r} is not a path inside the CSV's folder")
+            builder.drop("bad_path", f"{where}: {raw_path[:100]!r} {NOT_A_PATH_INSIDE}")
             continue
         age = _age(cell(age_at))
         if age is None:
@@ -142,16 +142,6 @@ def _read_rows(csv_path: Path, rows) -> tuple[list[FaceRecord], ImportReport]:
             )
         )
     return records, builder.report(kept=len(records))
-
-
-def _relative(raw: str) -> str | None:
-    """The path in ``/`` form, or ``None`` if it is absolute or climbs out of the folder."""
-    text = raw.replace("\\", "/")
-    path = PurePosixPath(text)
-    if path.is_absolute() or _DRIVE.match(text) or ".." in path.parts:
-        return None
-    normal = path.as_posix()
-    return None if normal in ("", ".") else normal
 
 
 def _age(text: str) -> int | None:

@@ -12,9 +12,18 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from training.datasets.records import MAX_AGE, DatasetError, FaceRecord, ImportReport, ReportBuilder
+from training.datasets.files import FileIndex
+from training.datasets.records import (
+    MAX_AGE,
+    NOT_A_PATH_INSIDE,
+    DatasetError,
+    FaceRecord,
+    ImportReport,
+    ReportBuilder,
+    relative_path,
+)
 
-REASONS = ("bad_age_group", "bad_path")
+REASONS = ("bad_age_group", "bad_path", "missing_file")
 AGE_GROUPS = {
     "0-2": (0, 2),
     "3-9": (3, 9),
@@ -50,34 +59,49 @@ def read_fairface(root: Path) -> tuple[list[FaceRecord], ImportReport]:
     labels = Path(root) / LABELS_NAME
     if not labels.is_file():
         raise DatasetError(f"{labels} is missing: a FairFace folder has labels.csv.")
+    try:
+        # utf-8-sig: a spreadsheet may start the file with a byte-order mark.
+        with open(labels, newline="", encoding="utf-8-sig") as handle:
+            return _read_rows(Path(root), labels, csv.DictReader(handle))
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{labels} is not UTF-8 text: {error}") from error
+    except csv.Error as error:
+        raise DatasetError(f"{labels}: malformed CSV: {error}") from error
+
+
+def _read_rows(root: Path, labels: Path, reader) -> tuple[list[FaceRecord], ImportReport]:
+    missing = {"path", "age_group"} - set(reader.fieldnames or ())
+    if missing:
+        raise DatasetError(f"{labels}: no column {', '.join(sorted(missing))}.")
+    index = FileIndex(root)
     builder = ReportBuilder(REASONS)
     records: list[FaceRecord] = []
-    with open(labels, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"path", "age_group"} - set(reader.fieldnames or ())
-        if missing:
-            raise DatasetError(f"{labels}: no column {', '.join(sorted(missing))}.")
-        for row_number, row in enumerate(reader, start=2):
-            path = (row.get("path") or "").strip()
-            if not path or path.startswith("/") or ".." in path.split("/"):
-                builder.drop("bad_path", f"{labels.name} row {row_number}: path {path!r}")
-                continue
-            interval = AGE_GROUPS.get((row.get("age_group") or "").strip())
-            if interval is None:
-                builder.drop(
-                    "bad_age_group",
-                    f"{labels.name} row {row_number}: age_group {row.get('age_group')!r} is "
-                    f"not one of {', '.join(AGE_GROUPS)}",
-                )
-                continue
-            records.append(
-                FaceRecord(
-                    path=path,
-                    age=interval[0],
-                    age_high=interval[1],
-                    gender=GENDERS.get((row.get("gender") or "").strip().lower(), ""),
-                    group=path,
-                    race=RACES.get((row.get("race") or "").strip().lower(), ""),
-                )
+    for row in reader:
+        where = f"{labels.name} row {reader.line_num}"
+        raw_path = (row.get("path") or "").strip()
+        path = relative_path(raw_path)
+        if path is None:
+            builder.drop("bad_path", f"{where}: path {raw_path[:100]!r} {NOT_A_PATH_INSIDE}")
+            continue
+        interval = AGE_GROUPS.get((row.get("age_group") or "").strip())
+        if interval is None:
+            builder.drop(
+                "bad_age_group",
+                f"{where}: age_group {(row.get('age_group') or '')[:100]!r} is "
+                f"not one of {', '.join(AGE_GROUPS)}",
             )
+            continue
+        if not index.exists(path):
+            builder.drop("missing_file", f"{where}: {path} does not exist")
+            continue
+        records.append(
+            FaceRecord(
+                path=path,
+                age=interval[0],
+                age_high=interval[1],
+                gender=GENDERS.get((row.get("gender") or "").strip().lower(), ""),
+                group=path,
+                race=RACES.get((row.get("race") or "").strip().lower(), ""),
+            )
+        )
     return records, builder.report(kept=len(records))

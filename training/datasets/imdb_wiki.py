@@ -44,14 +44,24 @@ from training.datasets.files import FileIndex
 from training.datasets.records import (
     MAX_AGE,
     MIN_AGE,
+    NOT_A_PATH_INSIDE,
     DatasetError,
     FaceRecord,
     ImportReport,
     ReportBuilder,
+    relative_path,
 )
 
 DBS = ("wiki", "imdb")
-REASONS = ("no_face", "low_score", "second_face", "bad_age", "duplicate", "missing_file")
+REASONS = (
+    "no_face",
+    "low_score",
+    "second_face",
+    "bad_age",
+    "bad_path",
+    "duplicate",
+    "missing_file",
+)
 MIN_FACE_SCORE = 1.0
 # Matlab's datenum counts from year 0; Python's ordinal from year 1, a leap year later.
 DATENUM_OFFSET = 366
@@ -123,7 +133,10 @@ def read_imdb_wiki(
                 f"age {age} is outside {MIN_AGE}..{MAX_AGE}",
             )
             continue
-        path = _relative_path(crop, full_path)
+        path = relative_path(_relative_path(crop, full_path))
+        if path is None:
+            builder.drop("bad_path", f"{where}: full_path {NOT_A_PATH_INSIDE}")
+            continue
         if path in seen:
             builder.drop("duplicate", f"{where}: the same path appears in an earlier row")
             continue
@@ -208,7 +221,17 @@ def locate_mat(root: Path, db: str | None = None) -> tuple[Path, str]:
     return mat_path, db
 
 
-_READ_ERRORS = (ValueError, TypeError, OSError, EOFError, zlib.error, matlab.MatReadError)
+# (A file cut off inside its header fails in scipy's reader with an IndexError.)
+_READ_ERRORS = (
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    OSError,
+    EOFError,
+    zlib.error,
+    matlab.MatReadError,
+)
 
 
 def _whosmat(mat_path: Path) -> list[tuple[str, tuple[int, ...], str]]:

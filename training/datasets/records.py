@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 MAX_PROBLEMS = 50
+# The longest problem message a report keeps.
+MAX_MESSAGE = 300
 # The age head predicts 0..100 years; labels outside it cannot be learnt.
 MIN_AGE = 0
 MAX_AGE = 100
+# The longest path a DatasetItem stores (training.models.DatasetItem.path).
+MAX_PATH = 500
+# Why relative_path refused a path, for a reader's report.
+NOT_A_PATH_INSIDE = (
+    "is not a path inside the dataset's folder: not absolute, no '..', no NUL, "
+    f"at most {MAX_PATH} characters"
+)
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def relative_path(raw: str) -> str | None:
+    """``raw`` in ``/`` form, if it names a file inside the dataset's folder that a stored
+    item can hold; ``None`` if it is absolute (or a drive's), climbs out with ``..``, holds a
+    NUL (no file name can, and PostgreSQL refuses it), is empty, or is longer than
+    :data:`MAX_PATH`."""
+    if "\x00" in raw:
+        return None
+    text = raw.replace("\\", "/")
+    path = PurePosixPath(text)
+    if path.is_absolute() or _DRIVE.match(text) or ".." in path.parts:
+        return None
+    normal = path.as_posix()
+    if normal in ("", ".") or len(normal) > MAX_PATH:
+        return None
+    return normal
 
 
 @dataclass(frozen=True)
@@ -75,8 +104,13 @@ class ReportBuilder:
         self.note(message)
 
     def note(self, message: str) -> None:
-        """Remember a message about a kept row (under the same cap)."""
+        """Remember a message about a kept row (under the same cap). A message quotes the
+        file's own text, so a NUL in it is written out (PostgreSQL's JSON refuses one) and a
+        long one is cut."""
         if len(self.problems) < self.max_problems:
+            message = message.replace("\x00", "\\x00")
+            if len(message) > MAX_MESSAGE:
+                message = message[: MAX_MESSAGE - 1] + "…"
             self.problems.append(message)
 
     def report(self, kept: int) -> ImportReport:

@@ -64,6 +64,9 @@ def cut_chip(source: ChipSource, root: Path, detector, aligner) -> ChipResult:
     try:
         with Image.open(root / source.path) as image:
             rgb = as_array(image)
+    except Image.DecompressionBombError:
+        # Pillow's own limit (about 179 million pixels): one such file is skipped, not the run.
+        return ChipResult(source, None, "too large")
     except (OSError, ValueError) as error:
         return ChipResult(source, None, f"unreadable: {error.__class__.__name__}")
     height, width = rgb.shape[:2]
