@@ -73,8 +73,12 @@ def import_dataset(dataset: Dataset, progress=None) -> Dataset:
         _failed(dataset, messages.IMPORT_FAILED, {"error": str(error)})
         raise DatasetError(str(error)) from error
     if not records:
+        # Every row dropped: the report says why, on the dataset's page and in the error.
+        Dataset.objects.filter(pk=dataset.pk).update(report=_stored_report(report))
         _failed(dataset, messages.NO_FACES, {"source": str(source)})
-        raise DatasetError(f"No usable faces found in {source}.")
+        reasons = ", ".join(f"{reason} {n}" for reason, n in report.dropped.items() if n)
+        detail = f" Dropped: {reasons}. " + "; ".join(report.problems[:3]) if reasons else ""
+        raise DatasetError(f"No usable faces found in {source}.{detail}")
     splits = assign_splits(records, seed=dataset.split_seed)
     digest = hashlib.sha256()
     for record in sorted(records, key=lambda r: r.path):
@@ -109,12 +113,12 @@ def import_dataset(dataset: Dataset, progress=None) -> Dataset:
             Dataset,
             dataset.pk,
             content_hash=digest.hexdigest(),
-            report={
-                "kept": report.kept,
-                "dropped": report.dropped,
-                "problems": report.problems[:50],
-            },
+            report=_stored_report(report),
             imported_at=timezone.now(),
         )
     dataset.refresh_from_db()
     return dataset
+
+
+def _stored_report(report) -> dict:
+    return {"kept": report.kept, "dropped": report.dropped, "problems": report.problems[:50]}

@@ -140,3 +140,55 @@ def test_a_file_that_is_not_a_csv_is_not_quoted_in_the_error(confined):
     with pytest.raises(DatasetError) as failure:
         import_dataset(dataset)
     assert "abcdefgh" not in str(failure.value) and "path,age" in str(failure.value)
+
+
+def test_every_row_dropped_fails_the_import_with_the_reasons(tmp_path):
+    csv_path = tmp_path / "groups.csv"
+    csv_path.write_text("path,age_min,age_max\na.jpg,30,20\n")
+    with pytest.raises(CommandError, match=r"No usable faces.*bad_age 1.*line 2"):
+        call_command("import_dataset", "minmax", str(csv_path), "--kind", "csv")
+    dataset = Dataset.objects.get(name="minmax")
+    assert dataset.status == Dataset.Status.FAILED
+    assert dataset.report["dropped"]["bad_age"] == 1 and "line 2" in dataset.report["problems"][0]
+
+
+def test_a_reader_failure_no_check_foresaw_fails_the_row_at_once(small_utkface, monkeypatch):
+    """The command's import ends failed with the reason, as a worker's would, instead of
+    staying running until the sweeper finds it."""
+    import training.importing
+
+    def broken(kind, source):
+        raise IndexError("index out of range")
+
+    monkeypatch.setattr(training.importing, "read_dataset", broken)
+    with pytest.raises(CommandError, match="IndexError: index out of range"):
+        call_command("import_dataset", "utk", str(small_utkface), "--kind", "utkface")
+    dataset = Dataset.objects.get(name="utk")
+    assert dataset.status == Dataset.Status.FAILED
+    assert "IndexError: index out of range" in dataset.error_message
+
+
+@pytest.mark.parametrize("seed", ["-1", "2147483648", "abc"])
+def test_the_import_command_refuses_a_seed_no_dataset_can_store(small_utkface, seed):
+    with pytest.raises(CommandError, match="--seed"):
+        call_command(
+            "import_dataset", "utk", str(small_utkface), "--kind", "utkface", "--seed", seed
+        )
+    assert not Dataset.objects.exists()
+
+
+def test_evaluating_on_a_split_without_faces_says_so_and_stores_nothing(tmp_path):
+    from predictor.models import ModelVersion
+
+    dataset = Dataset.objects.create(
+        name="one", kind="csv", source=str(tmp_path / "x.csv"), status=Dataset.Status.READY
+    )
+    DatasetItem.objects.create(dataset=dataset, path="a.jpg", age=30, split="train")
+    version = ModelVersion.objects.get(name="dlib-age-v1")
+    before = version.metrics
+    with pytest.raises(CommandError, match="no usable faces in its test split"):
+        call_command("evaluate", "--model-version", version.name, "--dataset", "one")
+    with pytest.raises(CommandError, match="no usable faces in its test split"):
+        call_command("export_model", version.name, "--evaluate-on", "one")
+    version.refresh_from_db()
+    assert version.metrics == before

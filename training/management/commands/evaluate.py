@@ -25,6 +25,8 @@ class Command(BaseCommand):
         metrics = evaluate_version_on(
             version, SizedSplit(data, split, ProgressBar("chips", self.stderr))
         )
+        if not metrics["count"]:
+            raise CommandError(f"{data.name} has no usable faces in its {split} split")
         self.stdout.write(
             f"{version.name} on {data.name}/{split}: {metrics['count']} faces, "
             f"MAE {metrics['mae']:.3f}, CS@5 {metrics['cs5']:.3f}"

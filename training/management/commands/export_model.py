@@ -75,6 +75,8 @@ class Command(BaseCommand):
         metrics = evaluate_version_on(
             version, SizedSplit(dataset, "test", ProgressBar("chips", self.stderr))
         )
+        if not metrics["count"]:
+            raise CommandError(f"{dataset.name} has no usable faces in its test split")
         version.metrics = {"dataset": dataset.name, "split": "test", **metrics}
         version.save(update_fields=["metrics"])
         self.stdout.write(

@@ -1,12 +1,28 @@
+import argparse
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs import lifecycle
+from training import messages
 from training.datasets import DatasetError
 from training.importing import confined_source, import_dataset
 from training.models import Dataset
 from training.progress_bar import ProgressBar
+
+# The largest seed a dataset stores (a PostgreSQL integer).
+MAX_SEED = 2**31 - 1
+
+
+def split_seed(text: str) -> int:
+    """``--seed``: a whole number in 0..MAX_SEED."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is not in 0..{MAX_SEED}")
+    return value
 
 
 class Command(BaseCommand):
@@ -24,7 +40,7 @@ class Command(BaseCommand):
             help="Folder (imdb_wiki, utkface, fairface) or CSV file; none for feedback",
         )
         parser.add_argument("--kind", choices=[k for k, _ in Dataset.Kind.choices], required=True)
-        parser.add_argument("--seed", type=int, default=0, help="Split seed")
+        parser.add_argument("--seed", type=split_seed, default=0, help="Split seed")
         parser.add_argument(
             "--benchmark",
             action="store_true",
@@ -62,6 +78,12 @@ class Command(BaseCommand):
             dataset = import_dataset(claimed, progress=ProgressBar("storing", self.stderr))
         except DatasetError as error:
             raise CommandError(str(error)) from error
+        except Exception as error:
+            # A reader's failure no check foresaw: the row ends failed now, as a worker's
+            # import would (training.tasks.import_dataset), not when the sweeper finds it.
+            reason = f"{error.__class__.__name__}: {error}"
+            lifecycle.fail(Dataset, dataset.pk, messages.IMPORT_FAILED, {"error": reason})
+            raise CommandError(f"The import of {name} failed: {reason}") from error
         report = dataset.report
         self.stdout.write(f"{dataset.name}: kept {report['kept']}; dropped {report['dropped']}")
         self.stdout.write(f"split: {dataset.split_counts()}")
