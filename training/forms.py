@@ -5,6 +5,9 @@ from django.utils.translation import gettext_lazy
 
 from training.models import Dataset, TrainingRun
 
+MAX_TRAIN_IMAGES = 10_000_000
+MAX_STEPS_PER_EPOCH = 100_000
+
 
 class TrainingRunForm(forms.ModelForm):
     """What an admin chooses when starting a run."""
@@ -19,6 +22,22 @@ class TrainingRunForm(forms.ModelForm):
     )
     learning_rate = forms.FloatField(
         min_value=1e-6, max_value=1.0, initial=1e-3, label=gettext_lazy("Learning rate")
+    )
+    # Bounds that keep a mistyped number from a run of years (a run stops at the worker's
+    # time limit anyway): 100,000 steps of 64 faces is 6.4 million faces an epoch.
+    max_train_images = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_TRAIN_IMAGES,
+        label=gettext_lazy("Max training images"),
+        help_text=gettext_lazy("Use at most this many training images (for quick runs)"),
+    )
+    max_steps_per_epoch = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_STEPS_PER_EPOCH,
+        label=gettext_lazy("Max steps per epoch"),
+        help_text=gettext_lazy("Cap the steps of each epoch (None: a full pass)"),
     )
     further_datasets = forms.CharField(
         required=False,

@@ -302,6 +302,15 @@ def judge_on_benchmarks(
     return results, regressions
 
 
+def _shown(value: float | None) -> str:
+    """A metric in the run's log: two decimals, or a dash where it is not a number."""
+    return "-" if value is None else f"{value:.2f}"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss is no longer a number: the run cannot learn anything more."""
+
+
 class _RunReporter:
     """Writes progress to the run row, at most every couple of seconds."""
 
@@ -351,6 +360,17 @@ class _RunReporter:
         )
 
     def epoch_done(self, metrics: dict) -> None:
+        if not math.isfinite(metrics["loss"]):
+            # A learning rate too high for the run: every later step is NaN too, and the
+            # history (JSON) cannot hold a NaN on PostgreSQL.
+            raise TrainingDiverged(
+                f"the training loss became {metrics['loss']} in epoch {metrics['epoch']}: "
+                "the learning rate is too high for this run; start one with a lower rate"
+            )
+        metrics = {
+            key: None if isinstance(value, float) and not math.isfinite(value) else value
+            for key, value in metrics.items()
+        }
         run = TrainingRun.objects.get(pk=self.run.pk)
         run.history = [*run.history, metrics]
         run.step_losses = self.losses  # every point so far, however recent the last write
@@ -363,8 +383,8 @@ class _RunReporter:
             ),
             epoch=metrics["epoch"],
             loss=f"{metrics['loss']:.3f}",
-            mae=f"{metrics['mae']:.2f}",
-            val_mae=f"{metrics['val_mae']:.2f}",
+            mae=_shown(metrics["mae"]),
+            val_mae=_shown(metrics["val_mae"]),
         )
 
     def cancelled(self) -> bool:

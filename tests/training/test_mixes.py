@@ -177,3 +177,33 @@ def test_admin_start_form_takes_further_datasets(
             "/admin/training/trainingrun/start/", {**form, "further_datasets": bad}
         )
         assert refused.status_code == 200 and TrainingRun.objects.count() == 1, bad
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--epochs", "-1"),
+        ("--epochs", "99999999999"),
+        ("--batch-size", "0"),
+        ("--learning-rate", "nan"),
+        ("--learning-rate", "1e30"),
+        ("--max-train-images", "-1"),
+        ("--max-steps-per-epoch", "99999999999"),
+    ],
+)
+def test_the_train_command_keeps_to_the_admin_forms_bounds(datasets, option, value):
+    with pytest.raises(CommandError, match=option):
+        call_command("train", "--dataset", "utk", option, value)
+    assert not TrainingRun.objects.exists()
+
+
+def test_a_run_the_command_cannot_finish_ends_failed_with_its_reason(datasets, monkeypatch):
+    def broken(run, **kw):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(runner, "execute_run", broken)
+    with pytest.raises(CommandError, match="division by zero"):
+        call_command("train", "--dataset", "utk")
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.FAILED and run.error_code == "failed"
+    assert "ZeroDivisionError: division by zero" in run.error_message

@@ -105,3 +105,17 @@ def test_the_log_is_sentences_in_the_readers_language(run):
     TrainingRun.objects.filter(pk=run.pk).update(log_entries=[])
     run.refresh_from_db()
     assert run.translated_log() == run.log.splitlines()
+
+
+def test_a_loss_that_is_no_longer_a_number_stops_the_run_with_what_to_do(run):
+    """JSON has no NaN (PostgreSQL refused the epoch's history), and a run whose loss is
+    NaN learns nothing more: it stops, saying to lower the learning rate."""
+    reporter = runner._RunReporter(run)
+    done = {"epoch": 1, "loss": 2.5, "mae": 7.0, "val_mae": float("nan")}
+    reporter.epoch_done(done)
+    run.refresh_from_db()
+    assert run.history == [{**done, "val_mae": None}]
+    with pytest.raises(runner.TrainingDiverged, match="lower"):
+        reporter.epoch_done({**done, "epoch": 2, "loss": float("nan")})
+    run.refresh_from_db()
+    assert len(run.history) == 1

@@ -1,5 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from training import messages
+from training.forms import TrainingRunForm
 from training.mixes import MixError, parse_mix
 from training.models import RunDataset, TrainingRun
 from training.progress_bar import ProgressBar
@@ -48,6 +50,7 @@ class Command(BaseCommand):
             except MixError as error:
                 raise CommandError(str(error)) from error
             (dataset, own_weight), *extra = mix
+            _check_options(dataset, options)
             run = TrainingRun.objects.create(
                 dataset=dataset,
                 epochs=options["epochs"],
@@ -75,7 +78,8 @@ class Command(BaseCommand):
                 claimed, terminal_progress=ProgressBar("chips", self.stderr), on_training=show
             )
         except Exception as error:
-            runner.fail_run(run.pk, f"{error.__class__.__name__}: {error}")
+            reason = f"{error.__class__.__name__}: {error}"
+            runner.fail_run(run.pk, messages.FAILED, {"error": reason})
             raise CommandError(f"training failed: {error}") from error
         self.stdout.write(f"run {result.pk}: {result.status}")
         if result.test_metrics:
@@ -83,3 +87,30 @@ class Command(BaseCommand):
             self.stdout.write(f"test MAE {test['mae']:.3f}; active model {baseline['mae']:.3f}")
         if result.model_version:
             self.stdout.write(f"candidate model version: {result.model_version.name}")
+
+
+def _check_options(dataset, options) -> None:
+    """The run's numbers within the bounds the admin's form sets (epochs 1-200, a batch of
+    4-1024, a learning rate of 1e-6 to 1, ...), or a CommandError naming each option."""
+
+    def given(value):
+        return "" if value is None else value
+
+    form = TrainingRunForm(
+        data={
+            "dataset": dataset.pk,
+            "epochs": options["epochs"],
+            "batch_size": options["batch_size"],
+            "learning_rate": options["learning_rate"],
+            "init": options["init"],
+            "max_train_images": given(options["max_train_images"]),
+            "max_steps_per_epoch": given(options["max_steps_per_epoch"]),
+            "auto_promote": "on" if options["auto_promote"] else "",
+        }
+    )
+    if not form.is_valid():
+        problems = [
+            f"--{name.replace('_', '-')} {options.get(name)}: " + " ".join(map(str, errors))
+            for name, errors in form.errors.items()
+        ]
+        raise CommandError("; ".join(problems))
