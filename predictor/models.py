@@ -254,7 +254,8 @@ class ModelVersion(models.Model):
         staff console). One the promotion gate found worse than the active model on some
         benchmark needs a written ``reason``, stored and shown on its page; without one this
         raises PromotionNeedsReason and nothing changes."""
-        reason = reason.strip()
+        # (A NUL is no one's writing, and PostgreSQL refuses it in text.)
+        reason = reason.replace("\x00", "").strip()
         if self.gate_regressions and not self.is_active:
             if not reason:
                 raise PromotionNeedsReason(self.gate_regressions)

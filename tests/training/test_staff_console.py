@@ -112,6 +112,16 @@ def test_a_candidate_with_a_regression_needs_a_written_reason(staff_client, cand
     assert worse.is_active and worse.promotion_override == "children fixed in the next run"
 
 
+def test_a_nul_in_the_written_reason_is_not_stored(staff_client, candidates):
+    """PostgreSQL refuses a NUL in text (a 500 there); a reason of NULs alone is none."""
+    _, worse = candidates
+    staff_client.post(f"/staff/models/{worse.name}/promote/", {"reason": "\x00\x00"})
+    assert not ModelVersion.objects.get(pk=worse.pk).is_active
+    staff_client.post(f"/staff/models/{worse.name}/promote/", {"reason": "fixed\x00 soon"})
+    worse.refresh_from_db()
+    assert worse.is_active and worse.promotion_override == "fixed soon"
+
+
 def test_nothing_to_roll_back_to_says_so(staff_client):
     ModelVersion.objects.exclude(is_active=True).update(activated_at=None)
     active = ModelVersion.active().name
