@@ -10,6 +10,7 @@ from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
 from jobs import lifecycle
+from predictor.admin_checks import CheckedAdmin
 from predictor.models import (
     AgeLabel,
     Face,
@@ -68,23 +69,23 @@ admin.site.unregister(TokenProxy)
 
 
 @admin.register(User)
-class AccessibleUserAdmin(UserAdmin):
+class AccessibleUserAdmin(CheckedAdmin, UserAdmin):
     filter_horizontal = ()
     readonly_fields = ("last_login", "date_joined")
 
 
 @admin.register(Group)
-class AccessibleGroupAdmin(GroupAdmin):
+class AccessibleGroupAdmin(CheckedAdmin, GroupAdmin):
     filter_horizontal = ()
 
 
 @admin.register(TokenProxy)
-class AccessibleTokenAdmin(TokenAdmin):
+class AccessibleTokenAdmin(CheckedAdmin, TokenAdmin):
     search_help_text = None
 
 
 @admin.register(Prediction)
-class PredictionAdmin(admin.ModelAdmin):
+class PredictionAdmin(CheckedAdmin):
     """Predictions come from uploads (the form or the API), never from the admin."""
 
     list_display = [
@@ -152,7 +153,7 @@ class PredictionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Face)
-class FaceAdmin(admin.ModelAdmin):
+class FaceAdmin(CheckedAdmin):
     """Faces come from the worker: nothing to add by hand."""
 
     list_display = ["prediction", "index", "age", "age_std", "detector"]
@@ -163,7 +164,7 @@ class FaceAdmin(admin.ModelAdmin):
 
 
 @admin.register(AgeLabel)
-class AgeLabelAdmin(admin.ModelAdmin):
+class AgeLabelAdmin(CheckedAdmin):
     """Labels are the owners' to give and withdraw: staff only read them."""
 
     list_display = ["face", "age", "consent", "labelled_by", "updated_at"]
@@ -182,7 +183,7 @@ class AgeLabelAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(CheckedAdmin):
     list_display = [
         "name", "framework", "is_active", "shadow_share", "test_mae", "created_at", "activated_at"
     ]  # fmt: skip

@@ -7,6 +7,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from predictor.admin_checks import CheckedAdmin
 from training import messages as run_messages
 from training.forms import DatasetForm, TrainingRunForm
 from training.models import Dataset, DatasetItem, ModelExport, RunDataset, TrainingRun
@@ -26,7 +27,7 @@ def start_run(form: TrainingRunForm, user) -> TrainingRun:
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(CheckedAdmin):
     form = DatasetForm
     list_display = ["name", "kind", "status", "is_benchmark", "item_count", "created_at"]
     list_editable = ["is_benchmark"]
@@ -95,7 +96,7 @@ class DatasetAdmin(admin.ModelAdmin):
 
 
 @admin.register(DatasetItem)
-class DatasetItemAdmin(admin.ModelAdmin):
+class DatasetItemAdmin(CheckedAdmin):
     list_display = ["path", "dataset", "age", "gender", "split"]
     list_filter = ["dataset", "split", "gender"]
     search_fields = ["path"]
@@ -112,7 +113,7 @@ class RunDatasetInline(admin.TabularInline):
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(CheckedAdmin):
     inlines = [RunDatasetInline]
     list_display = [
         "id", "dataset", "status", "stage_display", "progress_percent", "result", "created_at"
@@ -201,7 +202,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelExport)
-class ModelExportAdmin(admin.ModelAdmin):
+class ModelExportAdmin(CheckedAdmin):
     """The builds of the model downloads, as jobs: read-only (a visit to a download, or
     ``manage.py export_model``, starts one)."""
 
