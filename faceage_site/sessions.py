@@ -3,7 +3,8 @@
 A session key comes from the browser's cookie. Django checks only its length, so a cookie of
 ``"abcdefgh\\000"`` (a quoted cookie's octal escape is a NUL) reached the database, and
 PostgreSQL refuses NUL in text: every page answered 500 to that browser. A key Django makes
-is 32 of ``VALID_KEY_CHARS``; any other key is no session, as an unknown key always was.
+is 32 of ``VALID_KEY_CHARS`` (lowercase letters and digits); a key of any other character is
+no session, as an unknown key always was.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connections, models, router, transaction
+from django.db import DataError, connections, models, router, transaction
 from django.http import HttpRequest, HttpResponseRedirect
 from django.utils.translation import gettext as _
 
@@ -29,7 +29,7 @@ class CheckedAdmin(admin.ModelAdmin):
             # A savepoint: a failed query must not spoil a surrounding transaction.
             with transaction.atomic(using=router.db_for_read(self.model)):
                 return super().get_changelist_instance(request)
-        except (ValueError, OverflowError, DatabaseError) as error:
+        except (ValueError, OverflowError, DataError) as error:
             raise IncorrectLookupParameters(error) from error
 
     def response_action(self, request: HttpRequest, queryset, *args, **kwargs):

@@ -302,6 +302,15 @@ def judge_on_benchmarks(
     return results, regressions
 
 
+def _storable_metrics(metrics: dict) -> dict:
+    """An epoch's metrics as JSON can hold them: a value that is not a number is None (JSON
+    has no NaN; PostgreSQL and SQLite's JSON check both refuse one)."""
+    return {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in metrics.items()
+    }
+
+
 def _shown(value: float | None) -> str:
     """A metric in the run's log: two decimals, or a dash where it is not a number."""
     return "-" if value is None else f"{value:.2f}"
@@ -367,10 +376,7 @@ class _RunReporter:
                 f"the training loss became {metrics['loss']} in epoch {metrics['epoch']}: "
                 "the learning rate is too high for this run; start one with a lower rate"
             )
-        metrics = {
-            key: None if isinstance(value, float) and not math.isfinite(value) else value
-            for key, value in metrics.items()
-        }
+        metrics = _storable_metrics(metrics)
         run = TrainingRun.objects.get(pk=self.run.pk)
         run.history = [*run.history, metrics]
         run.step_losses = self.losses  # every point so far, however recent the last write
@@ -485,7 +491,8 @@ def execute_run(run: TrainingRun, terminal_progress=None, on_training=None) -> T
     )
     # The checkpoint's history is the truth: a worker killed after an epoch's checkpoint but
     # before its on_epoch row update left that epoch out of the row, and a resume skips it.
-    TrainingRun.objects.filter(pk=run.pk).update(history=result.history)
+    history = [_storable_metrics(epoch) for epoch in result.history]
+    TrainingRun.objects.filter(pk=run.pk).update(history=history)
     if result.cancelled:
         _finish(run, Status.CANCELLED, error_code=messages.CANCELLED)
         return run

@@ -168,7 +168,7 @@ def test_a_reader_failure_no_check_foresaw_fails_the_row_at_once(small_utkface, 
     assert "IndexError: index out of range" in dataset.error_message
 
 
-@pytest.mark.parametrize("seed", ["-1", "2147483648", "abc"])
+@pytest.mark.parametrize("seed", ["-1", "2147483648"])
 def test_the_import_command_refuses_a_seed_no_dataset_can_store(small_utkface, seed):
     with pytest.raises(CommandError, match="--seed"):
         call_command(

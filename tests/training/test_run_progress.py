@@ -119,3 +119,15 @@ def test_a_loss_that_is_no_longer_a_number_stops_the_run_with_what_to_do(run):
         reporter.epoch_done({**done, "epoch": 2, "loss": float("nan")})
     run.refresh_from_db()
     assert len(run.history) == 1
+
+
+def test_the_finished_runs_history_is_stored_as_json_can_hold_it():
+    """The run's last write stores fit's own history (runner.execute_run), not the copies
+    epoch_done stored: a NaN there was refused by both databases' JSON."""
+    epoch = {"epoch": 3, "loss": 1.5, "mae": float("inf"), "val_mae": float("nan")}
+    assert runner._storable_metrics(epoch) == {
+        "epoch": 3,
+        "loss": 1.5,
+        "mae": None,
+        "val_mae": None,
+    }

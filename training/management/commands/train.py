@@ -110,7 +110,8 @@ def _check_options(dataset, options) -> None:
     )
     if not form.is_valid():
         problems = [
-            f"--{name.replace('_', '-')} {options.get(name)}: " + " ".join(map(str, errors))
+            ("" if name == "__all__" else f"--{name.replace('_', '-')} {options.get(name)}: ")
+            + " ".join(map(str, errors))
             for name, errors in form.errors.items()
         ]
         raise CommandError("; ".join(problems))
