@@ -1,5 +1,6 @@
 from django import forms
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -23,22 +24,6 @@ class TrainingRunForm(forms.ModelForm):
     learning_rate = forms.FloatField(
         min_value=1e-6, max_value=1.0, initial=1e-3, label=gettext_lazy("Learning rate")
     )
-    # Bounds that keep a mistyped number from a run of years (a run stops at the worker's
-    # time limit anyway): 100,000 steps of 64 faces is 6.4 million faces an epoch.
-    max_train_images = forms.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=MAX_TRAIN_IMAGES,
-        label=gettext_lazy("Max training images"),
-        help_text=gettext_lazy("Use at most this many training images (for quick runs)"),
-    )
-    max_steps_per_epoch = forms.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=MAX_STEPS_PER_EPOCH,
-        label=gettext_lazy("Max steps per epoch"),
-        help_text=gettext_lazy("Cap the steps of each epoch (None: a full pass)"),
-    )
     further_datasets = forms.CharField(
         required=False,
         label=gettext_lazy("Also learn from"),
@@ -47,6 +32,19 @@ class TrainingRunForm(forms.ModelForm):
             "to the dataset above (which weighs 1): for example ff:1, wiki:0.5"
         ),
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Bounds that keep a mistyped number from a run of years (a run stops at the worker's
+        # time limit anyway): 100,000 steps of 64 faces is 6.4 million faces an epoch. The
+        # fields are the model's; a bound set on a made field needs its validator too.
+        for name, most in (
+            ("max_train_images", MAX_TRAIN_IMAGES),
+            ("max_steps_per_epoch", MAX_STEPS_PER_EPOCH),
+        ):
+            field = self.fields[name]
+            field.validators += [MinValueValidator(1), MaxValueValidator(most)]
+            field.widget.attrs.update(min=1, max=most)
 
     def clean_further_datasets(self):
         from training.mixes import MixError, parse_mix
